@@ -1,0 +1,1 @@
+"""Support for polyvm's own tests and benchmarks (guest builds, fixtures)."""
