@@ -59,9 +59,7 @@ class Val:
 
 
 # Binary operations whose inputs and result all have the same width.
-BINOPS = frozenset(
-    "add sub mul and or xor shl lshr ashr rotl rotr udiv sdiv urem srem".split()
-)
+BINOPS = frozenset("add sub mul and or xor shl lshr ashr rotl rotr udiv sdiv urem srem".split())
 # Comparisons: two inputs of one width, a 1-bit result.
 CMPOPS = frozenset("eq ne ult ule slt sle".split())
 UNOPS = frozenset("not neg clz ctz popcnt bswap".split())
@@ -429,7 +427,9 @@ class Builder:
         if cond.const is not None:
             self.jump(self.const(target if cond.const else fallthrough, 64))
         else:
-            self.term = Terminator("branch", target=self.const(target, 64), cond=cond, fallthrough=fallthrough)
+            self.term = Terminator(
+                "branch", target=self.const(target, 64), cond=cond, fallthrough=fallthrough
+            )
 
     def exit(self, reason: str, pc: int, resume: int, info: Any = None) -> None:
         self.term = Terminator("exit", target=self.const(resume, 64), reason=reason, pc=pc, info=info)

@@ -109,7 +109,9 @@ class AddressSpace:
             self._wpages.pop(pn, None)
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
-        return all(pn in self._pages for pn in range(addr >> PAGE_SHIFT, ((addr + size - 1) >> PAGE_SHIFT) + 1))
+        return all(
+            pn in self._pages for pn in range(addr >> PAGE_SHIFT, ((addr + size - 1) >> PAGE_SHIFT) + 1)
+        )
 
     def prot_at(self, addr: int) -> int | None:
         return self._prot.get(addr >> PAGE_SHIFT)
@@ -294,9 +296,9 @@ class AddressSpace:
 
         self.fast["ld128"] = ld128
         self.fast["st128"] = st128
-        self.hooked = {
-            f"ld{s * 8}": (lambda a, _s=s: slow_load(a, _s)) for s in (1, 2, 4, 8, 16)
-        } | {f"st{s * 8}": (lambda a, v, _s=s: slow_store(a, _s, v)) for s in (1, 2, 4, 8, 16)}
+        self.hooked = {f"ld{s * 8}": (lambda a, _s=s: slow_load(a, _s)) for s in (1, 2, 4, 8, 16)} | {
+            f"st{s * 8}": (lambda a, v, _s=s: slow_store(a, _s, v)) for s in (1, 2, 4, 8, 16)
+        }
 
     def access_functions(self) -> dict[str, Callable]:
         """The ld*/st* functions engines should use now (slow, hook-calling ones if hooked)."""

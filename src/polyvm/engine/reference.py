@@ -254,7 +254,9 @@ class Engine:
         if n == 0:
             body.append(ind + self._term_expr(block, v, n, loop))
         if loop:
-            body.append(f"{ind}if _n != {block.pc} or c >= {LOOP_LIMIT}: r[{SLOT_ICOUNT}] += {n} * (c + 1); return _n")
+            body.append(
+                f"{ind}if _n != {block.pc} or c >= {LOOP_LIMIT}: r[{SLOT_ICOUNT}] += {n} * (c + 1); return _n"
+            )
             body.append(f"{ind}c += 1")
         src = "\n".join(head + body) + "\n"
         code = compile(src, f"<block {block.pc:#x}>", "exec")

@@ -1,0 +1,3 @@
+from polyvm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""The embeddable API, in the shape Unicorn users know.
+
+    from polyvm.api import Emulator, PROT_ALL
+    emu = Emulator("riscv64")
+    emu.mem_map(0x10000, 0x1000)
+    emu.mem_write(0x10000, code)
+    emu.reg_write("a0", 5)
+    emu.hook_add("code", lambda emu, pc, size: print(hex(pc)))
+    emu.emu_start(0x10000, until=0x10000 + len(code))
+    print(emu.reg_read("a0"))
+
+`Emulator` is a bare CPU plus an address space. Linux programs are run with
+`polyvm.linux.Process` (see `load`), which offers the same register, memory and hook calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from polyvm.engine import Stop
+from polyvm.engine.reference import Engine
+from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch, get_arch
+from polyvm.memory import PROT_ALL, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, AddressSpace, MemoryFault
+
+__all__ = [
+    "Emulator",
+    "EmulatorError",
+    "PROT_ALL",
+    "PROT_EXEC",
+    "PROT_NONE",
+    "PROT_READ",
+    "PROT_WRITE",
+    "load",
+]
+
+HOOK_KINDS = ("code", "mem_read", "mem_write", "syscall")
+
+
+class EmulatorError(Exception):
+    """A guest stopped on something the caller did not handle (fault, illegal instruction)."""
+
+    def __init__(self, stop: Stop) -> None:
+        self.stop = stop
+        msg = f"{stop.reason} at pc {stop.pc:#x}"
+        if stop.reason == "fault":
+            msg += f" ({stop.access} {stop.addr:#x}, {'protection' if stop.mapped else 'unmapped'})"
+        elif stop.info is not None:
+            msg += f" ({stop.info:#x})" if isinstance(stop.info, int) else f" ({stop.info})"
+        super().__init__(msg)
+
+
+def reg_slots(arch: Arch, name: str) -> tuple[int, int]:
+    try:
+        return arch.regs[name.lower()]
+    except KeyError:
+        raise KeyError(f"no register {name!r} on {arch.name}") from None
+
+
+class _Hook:
+    __slots__ = ("kind", "cb", "begin", "end", "user_data", "wrapped")
+
+    def __init__(self, kind: str, cb: Callable, begin: int, end: int, user_data: Any) -> None:
+        self.kind, self.cb, self.begin, self.end, self.user_data = kind, cb, begin, end, user_data
+        self.wrapped: Callable | None = None
+
+
+class Emulator:
+    """One CPU and one address space. Several Emulators in a process never share state."""
+
+    def __init__(self, arch: str | Arch = "riscv64") -> None:
+        self.arch = get_arch(arch) if isinstance(arch, str) else arch
+        self.mem = AddressSpace()
+        self.engine = Engine(self.arch, self.mem)
+        self.state = self.arch.new_state()
+        self._hooks: list[_Hook] = []
+        self._stop = False
+
+    # ---- memory ------------------------------------------------------------------------
+    def mem_map(self, addr: int, size: int, perms: int = PROT_ALL) -> None:
+        self.mem.map(addr, size, perms)
+
+    def mem_unmap(self, addr: int, size: int) -> None:
+        self.mem.unmap(addr, size)
+
+    def mem_protect(self, addr: int, size: int, perms: int) -> None:
+        self.mem.protect(addr, size, perms)
+
+    def mem_read(self, addr: int, size: int) -> bytes:
+        return self.mem.read_raw(addr, size)
+
+    def mem_write(self, addr: int, data: bytes) -> None:
+        self.mem.write_raw(addr, bytes(data))
+
+    def mem_regions(self) -> list[tuple[int, int, int]]:
+        """(begin, end_inclusive, perms), like Unicorn."""
+        return [(b, e - 1, p) for b, e, p in self.mem.regions()]
+
+    # ---- registers ---------------------------------------------------------------------
+    def reg_read(self, name: str) -> int:
+        if name.lower() == "pc":
+            return self.state[SLOT_PC]
+        slot, w = reg_slots(self.arch, name)
+        if w == 128:
+            return self.state[slot] | (self.state[slot + 1] << 64)
+        return int(self.state[slot]) & ((1 << w) - 1)
+
+    def reg_write(self, name: str, value: int) -> None:
+        if name.lower() == "pc":
+            self.state[SLOT_PC] = value & ((1 << 64) - 1)
+            return
+        slot, w = reg_slots(self.arch, name)
+        value &= (1 << w) - 1
+        if w == 128:
+            self.state[slot], self.state[slot + 1] = value & ((1 << 64) - 1), value >> 64
+        else:
+            self.state[slot] = value
+
+    @property
+    def instructions(self) -> int:
+        """Guest instructions executed so far."""
+        return self.state[SLOT_ICOUNT]
+
+    # ---- hooks -------------------------------------------------------------------------
+    def hook_add(self, kind: str, cb: Callable, begin: int = 1, end: int = 0, user_data: Any = None) -> _Hook:
+        """kind: "code" cb(emu, pc, size, user_data); "mem_read"/"mem_write"
+        cb(emu, access, addr, size, value, user_data); "syscall" cb(emu, user_data).
+        begin > end means the whole address space, as in Unicorn."""
+        if kind not in HOOK_KINDS:
+            raise ValueError(f"hook kind must be one of {HOOK_KINDS}")
+        if begin > end:
+            begin, end = 0, (1 << 64) - 1
+        h = _Hook(kind, cb, begin, end, user_data)
+        if kind == "code":
+
+            def code(pc: int, size: int, h: _Hook = h) -> bool | None:
+                self.state[SLOT_PC] = pc
+                h.cb(self, pc, size, h.user_data)
+                return False if self._stop else None
+
+            h.wrapped = code
+            self.engine.add_code_hook(begin, end, code)
+        elif kind in ("mem_read", "mem_write"):
+            want = "r" if kind == "mem_read" else "w"
+
+            def mem(access: str, addr: int, size: int, value: int, h: _Hook = h, want: str = want) -> None:
+                if access == want and h.begin <= addr <= h.end:
+                    h.cb(self, access, addr, size, value, h.user_data)
+
+            h.wrapped = mem
+            self.mem.hooks.append(mem)
+            self.engine.flush()
+        self._hooks.append(h)
+        return h
+
+    def hook_del(self, h: _Hook) -> None:
+        self._hooks.remove(h)
+        if h.kind == "code":
+            self.engine.remove_code_hook(h.wrapped)  # type: ignore[arg-type]
+        elif h.kind in ("mem_read", "mem_write"):
+            self.mem.hooks.remove(h.wrapped)  # type: ignore[arg-type]
+            self.engine.flush()
+
+    # ---- running -----------------------------------------------------------------------
+    def emu_stop(self) -> None:
+        self._stop = True
+
+    def emu_start(
+        self, begin: int, until: int | None = None, timeout: float | None = None, count: int = 0
+    ) -> Stop:
+        """Run from `begin` until pc == `until`, `count` instructions, `timeout` seconds or
+        emu_stop(). Faults and illegal instructions raise EmulatorError with the state kept."""
+        self.state[SLOT_PC] = begin
+        self._stop = False
+        deadline = time.monotonic() + timeout if timeout else None
+        until_hook = None
+        if until is not None:
+
+            def until_hook(pc: int, size: int) -> bool:
+                return False
+
+            self.engine.add_code_hook(until, until, until_hook)
+        try:
+            executed = 0
+            while True:
+                if count:
+                    if executed >= count:
+                        return Stop("count", self.state[SLOT_PC])
+                    before = self.state[SLOT_ICOUNT]
+                    stop = self.engine.step(self.state)
+                    executed += max(1, self.state[SLOT_ICOUNT] - before)
+                    if stop is None:
+                        if self._stop:
+                            return Stop("stopped", self.state[SLOT_PC])
+                        continue
+                else:
+                    stop = self.engine.run(self.state, 1000)
+                if stop.reason == "budget":
+                    if deadline is not None and time.monotonic() > deadline:
+                        return Stop("timeout", self.state[SLOT_PC])
+                    continue
+                if stop.reason == "stopped":
+                    return stop
+                if stop.reason == "syscall" and any(h.kind == "syscall" for h in self._hooks):
+                    for h in [h for h in self._hooks if h.kind == "syscall"]:
+                        h.cb(self, h.user_data)
+                    self.state[SLOT_PC] = stop.resume
+                    if self._stop:
+                        return Stop("stopped", self.state[SLOT_PC])
+                    continue
+                raise EmulatorError(stop)
+        finally:
+            if until_hook is not None:
+                self.engine.remove_code_hook(until_hook)
+
+    def step(self) -> Stop | None:
+        """Execute one instruction (the single-step debugger). None when it completed."""
+        return self.engine.step(self.state)
+
+
+def load(path: str, argv: list[str] | None = None, **kwargs: Any) -> Any:
+    """Load a Linux program into a new `polyvm.linux.Process` (not yet running)."""
+    from polyvm.linux.process import Process
+
+    return Process.from_file(path, argv or [path], **kwargs)
+
+
+__all__ += ["MemoryFault"]

@@ -1,0 +1,153 @@
+"""The `polyvm` command line. A thin layer over the Python API: parse, call, report.
+
+Every failure ends as one line on stderr and a non-zero exit status, never a traceback
+(set POLYVM_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from polyvm import __version__
+
+
+def _err(msg: str, status: int = 2) -> int:
+    print(f"polyvm: error: {msg}", file=sys.stderr)
+    return status
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polyvm", description="multi-architecture virtual machine")
+    p.add_argument("--version", action="version", version=f"polyvm {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run a Linux program (user mode, like qemu-riscv64)")
+    r.add_argument(
+        "--engine",
+        choices=["interp", "auto"],
+        default="auto",
+        help="execution tier (auto: best available; jit/aot come with the JIT issue)",
+    )
+    r.add_argument("--root", metavar="DIR", help="confine every guest path under DIR")
+    r.add_argument("--strace", action="store_true", help="print each system call (like qemu -strace)")
+    r.add_argument("--trace", action="store_true", help="print each executed instruction (capstone)")
+    r.add_argument("--stats", action="store_true", help="print instructions executed, MIPS, time")
+    r.add_argument("-q", "--quiet", action="store_true", help="silence unsupported-syscall warnings")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the guest after SECONDS")
+    r.add_argument(
+        "-E",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="set a guest environment variable",
+    )
+    r.add_argument(
+        "-U",
+        dest="unset",
+        action="append",
+        default=[],
+        metavar="VAR",
+        help="remove a variable from the guest environment",
+    )
+    r.add_argument("-0", dest="argv0", metavar="ARGV0", help="use ARGV0 as the guest's argv[0]")
+    r.add_argument("program")
+    r.add_argument("args", nargs=argparse.REMAINDER)
+
+    g = sub.add_parser("gpu", help="host GPU: info, selftest")
+    g.add_argument("gpu_cmd", choices=["info", "selftest"])
+    g.add_argument("gpu_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from polyvm.linux.loader import LoadError
+    from polyvm.linux.process import Process
+
+    env = dict(os.environ)
+    for kv in a.env:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    for k in a.unset:
+        env.pop(k, None)
+    argv = [a.argv0 or a.program, *a.args]
+    try:
+        proc = Process.from_file(
+            a.program,
+            argv,
+            env=[f"{k}={v}" for k, v in env.items()],
+            root=a.root,
+            strace=a.strace,
+            quiet=a.quiet,
+        )
+    except LoadError as e:
+        return _err(str(e))
+    except OSError as e:
+        return _err(f"{a.program}: {e.strerror or e}")
+    if a.trace:
+        _install_tracer(proc)
+    t0 = time.perf_counter()
+    try:
+        status = proc.run(timeout=a.timeout)
+    except KeyboardInterrupt:
+        print("polyvm: interrupted", file=sys.stderr)
+        status = 130
+    elapsed = time.perf_counter() - t0
+    if a.stats:
+        n = proc.instructions
+        mips = n / elapsed / 1e6 if elapsed > 0 else 0.0
+        eng = proc.engine
+        print(
+            f"polyvm: {n} instructions in {elapsed:.3f} s ({mips:.2f} MIPS); engine {eng.name}: "
+            f"{eng.blocks_compiled} blocks translated in {eng.compile_time:.3f} s",
+            file=sys.stderr,
+        )
+    return status
+
+
+def _install_tracer(proc) -> None:
+    arch = proc.arch
+    mem = proc.mem
+    out = sys.stderr
+
+    def trace(pc: int, size: int) -> None:
+        try:
+            code = mem.read_raw(pc, size)
+        except Exception:
+            code = b""
+        out.write(f"{pc:#018x}: {code[::-1].hex():>8}  {arch.disasm(code, pc)}\n")
+
+    proc.engine.add_code_hook(0, (1 << 64) - 1, trace)
+
+
+def cmd_gpu(a: argparse.Namespace) -> int:
+    from polyvm.gpu import cli as gcli
+
+    if a.gpu_cmd == "info":
+        return gcli.gpu_info_main(a.gpu_args)
+    return gcli.gpu_selftest_main(a.gpu_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    # Ctrl-C: a KeyboardInterrupt raised between guest blocks, reported as exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        if args.cmd == "run":
+            return cmd_run(args)
+        if args.cmd == "gpu":
+            return cmd_gpu(args)
+    except KeyboardInterrupt:
+        print("polyvm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as e:  # noqa: BLE001 - the one place that turns bugs into one line
+        if os.environ.get("POLYVM_DEBUG"):
+            raise
+        return _err(f"internal error: {type(e).__name__}: {e} (set POLYVM_DEBUG=1 for a traceback)", 70)
+    return 2
