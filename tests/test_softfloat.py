@@ -377,12 +377,36 @@ def perturb(rng: random.Random, fmt: FloatFormat, a: int) -> int:
     return v
 
 
+def boundary_pair(rng: random.Random, fmt: FloatFormat, op: str) -> tuple[int, int]:
+    """Operands whose product/quotient lies just around 2**emin or 2**(emax+1): the cases where
+    tininess-after-rounding and overflow-by-rounding decide the flags."""
+    p = fmt.prec
+    ma = rng.randint(1 << (p - 1), (1 << p) - 1)
+    if op == "mul":
+        # ma * mb ~ 2**(2p-1) from either side, so the product is ~2**(ea + eb + 1).
+        mb = (1 << (2 * p - 1)) // ma + rng.randint(-1, 2)
+        mb = min(max(mb, 1 << (p - 1)), (1 << p) - 1)
+        top = rng.choice([fmt.emin, fmt.emax + 1]) - 1
+        ea = top // 2 + rng.randint(-8, 8)
+        eb = top - ea
+    else:
+        # ma / mb ~ 1 from either side, so the quotient is ~2**(ea - eb).
+        mb = min(max(ma + rng.randint(-3, 3), 1 << (p - 1)), (1 << p) - 1)
+        top = rng.choice([fmt.emin, fmt.emax + 1])
+        ea = top // 2 + rng.randint(-8, 8)
+        eb = ea - top
+    sa, sb = rng.getrandbits(1), rng.getrandbits(1)
+    return make(fmt, sa, ea, ma - fmt.hidden), make(fmt, sb, eb, mb - fmt.hidden)
+
+
 def gen_binary(rng: random.Random, fmt: FloatFormat, op: str) -> tuple[int, int]:
     a = rand_operand(rng, fmt)
     r = rng.random()
     if r < 0.3:
         return a, perturb(rng, fmt, a)  # cancellation / near-equality
-    if r < 0.5 and op in ("mul", "div"):
+    if r < 0.4 and op in ("mul", "div"):
+        return boundary_pair(rng, fmt, op)
+    if r < 0.55 and op in ("mul", "div"):
         # Aim the result at the underflow/overflow thresholds.
         ea = ((a >> fmt.frac_bits) & fmt.exp_max) - fmt.bias
         target = rng.choice([fmt.emin - 1, fmt.emin, fmt.emin - fmt.prec, fmt.emax, fmt.emax + 1])
