@@ -284,193 +284,164 @@ def _zero_sum_sign(za: bool, sa: int, zb: bool, sb: int, rm: int) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Host-float fast paths.  Only RNE, only finite operands, and only results whose magnitude lies
-# in [2**(emin+1), 2**emax): there the result cannot underflow (so UF and tininess rules cannot
-# matter, whatever the env) nor overflow.  Each returns None to request the exact path.
+# in [2**(emin+1), 2**emax): there the result can neither be tiny (so UF and the tininess rule
+# cannot matter, whatever the env) nor overflow.  Each returns None to request the exact path.
+# The host must do IEEE 754 binary64 in round-to-nearest-even without flush-to-zero (CPython on
+# x86-64 SSE2 / AArch64 does).
 # ---------------------------------------------------------------------------------------------
 
 _D = struct.Struct("<d")
 _Q = struct.Struct("<Q")
+_DD = struct.Struct("<dd")
+_QQ = struct.Struct("<QQ")
 _S = struct.Struct("<f")
 _I = struct.Struct("<I")
+_SS = struct.Struct("<ff")
+_II = struct.Struct("<II")
+_SSS = struct.Struct("<fff")
+_III = struct.Struct("<III")
 
 _F64_LO = 2.0**-1021  # 2 * smallest normal binary64
 _F64_HI = 2.0**1023
 _F32_LO = 2.0**-125  # 2 * smallest normal binary32
 _F32_HI = 2.0**127
-_F64_SUM_MAX = 2.0**1021  # operands below this cannot make TwoSum overflow
-
-
-def _d(a: int) -> float:
-    return _D.unpack(_Q.pack(a))[0]
+_M52 = (1 << 52) - 1
+_H52 = 1 << 52
 
 
 def _dbits(v: float) -> int:
     return _Q.unpack(_D.pack(v))[0]
 
 
-def _s(a: int) -> float:
-    return _S.unpack(_I.pack(a))[0]
-
-
-def _two_sum_err(x: float, y: float, z: float) -> float:
-    # Knuth's TwoSum: with round-to-nearest and no overflow, z + err == x + y exactly.
+def _fast_add64(a: int, b: int, negate_b: bool) -> tuple[int, int] | None:
+    # Exponent fields below 0x7FD (|x|, |y| < 2**1022): finite, and no step of TwoSum can overflow.
+    if (a >> 52) & 0x7FF >= 0x7FD or (b >> 52) & 0x7FF >= 0x7FD:
+        return None
+    x, y = _DD.unpack(_QQ.pack(a, b))
+    if negate_b:
+        y = -y
+    z = x + y
+    # Knuth's TwoSum: (x - av) + (y - bv) is exactly (x + y) - z, so it is zero iff z is exact.
+    # A sum landing in the subnormal range is always exact (so no UF), and the host's RNE
+    # signed-zero rule (x + -x = +0) is the IEEE one.
     bv = z - x
     av = z - bv
-    return (x - av) + (y - bv)
+    return _Q.unpack(_D.pack(z))[0], (NX if (x - av) + (y - bv) else 0)
 
 
-def _to_f32(z: float) -> tuple[int, int] | None:
-    """Round the double ``z`` (the exact result, or a correctly rounded double of it when double
-    rounding is innocuous) to binary32, or None when outside the fast range."""
-    az = abs(z)
-    if not _F32_LO <= az < _F32_HI:
+def _fast_add32(a: int, b: int, negate_b: bool) -> tuple[int, int] | None:
+    if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF:
         return None
-    packed = _S.pack(z)  # C (float) cast: round-to-nearest-even
-    return _I.unpack(packed)[0], 0
+    x, y = _SS.unpack(_II.pack(a, b))
+    if negate_b:
+        y = -y
+    z = x + y
+    bv = z - x
+    av = z - bv
+    # Only when TwoSum proves the double sum exact: then packing rounds once (C float cast, RNE).
+    if (x - av) + (y - bv) or not _F32_LO <= abs(z) < _F32_HI:
+        return None
+    r = _S.pack(z)
+    return _I.unpack(r)[0], (NX if _S.unpack(r)[0] != z else 0)
 
 
-def _mant_exp64(a: int) -> tuple[int, int]:
-    """Integer significand and exponent of a finite nonzero binary64 bit pattern."""
-    e = (a >> 52) & 0x7FF
-    f = a & 0xFFFFFFFFFFFFF
-    if e == 0:
-        return f, -1074
-    return f | 0x10000000000000, e - 1075
+def _fast_mul64(a: int, b: int) -> tuple[int, int] | None:
+    ea = (a >> 52) & 0x7FF
+    eb = (b >> 52) & 0x7FF
+    if not (0 < ea < 0x7FF and 0 < eb < 0x7FF):  # normal operands only
+        return None
+    x, y = _DD.unpack(_QQ.pack(a, b))
+    z = x * y
+    if not _F64_LO <= abs(z) < _F64_HI:
+        return None
+    # z is normal, i.e. the top 53 bits of the 105/106-bit significand product, rounded: it is
+    # exact iff every bit below those is zero.
+    prod = ((a & _M52) | _H52) * ((b & _M52) | _H52)
+    return _Q.unpack(_D.pack(z))[0], (NX if prod & ((1 << (prod.bit_length() - 53)) - 1) else 0)
 
 
-def _fast_addsub(fmt: FloatFormat, a: int, b: int, negate_b: bool) -> tuple[int, int] | None:
-    if fmt is F64:
-        if (a >> 52) & 0x7FF == 0x7FF or (b >> 52) & 0x7FF == 0x7FF:
-            return None
-        x = _d(a)
-        y = _d(b)
-        if negate_b:
-            y = -y
-        if abs(x) >= _F64_SUM_MAX or abs(y) >= _F64_SUM_MAX:
-            return None
-        z = x + y
-        # A sum that lands in the subnormal range is exact (Hauser), so no UF is possible and
-        # the host's signed-zero rules for RNE match IEEE 754 6.3.
-        return _dbits(z), (NX if _two_sum_err(x, y, z) != 0.0 else 0)
-    if fmt is F32:
-        if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF:
-            return None
-        x = _s(a)
-        y = _s(b)
-        if negate_b:
-            y = -y
-        z = x + y
-        # The double sum is only used when TwoSum proves it exact; then one rounding to binary32.
-        if _two_sum_err(x, y, z) != 0.0:
-            return None
-        res = _to_f32(z)
-        if res is None:
-            return None
-        bits = res[0]
-        return bits, (NX if _s(bits) != z else 0)
-    return None
+def _fast_mul32(a: int, b: int) -> tuple[int, int] | None:
+    if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF:
+        return None
+    x, y = _SS.unpack(_II.pack(a, b))
+    z = x * y  # 24x24-bit product: exact in a double, exponent well inside its range
+    if not _F32_LO <= abs(z) < _F32_HI:
+        return None
+    r = _S.pack(z)
+    return _I.unpack(r)[0], (NX if _S.unpack(r)[0] != z else 0)
 
 
-def _fast_mul(fmt: FloatFormat, a: int, b: int) -> tuple[int, int] | None:
-    if fmt is F64:
-        if (a >> 52) & 0x7FF == 0x7FF or (b >> 52) & 0x7FF == 0x7FF:
-            return None
-        z = _d(a) * _d(b)
-        if not _F64_LO <= abs(z) < _F64_HI:
-            return None
-        # Exact iff the integer product of the significands, stripped of trailing zeros, fits in
-        # 53 bits (z is normal, so it has all 53 bits available).
-        prod = _mant_exp64(a)[0] * _mant_exp64(b)[0]
-        odd = prod >> ((prod & -prod).bit_length() - 1)
-        return _dbits(z), (NX if odd.bit_length() > 53 else 0)
-    if fmt is F32:
-        if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF:
-            return None
-        z = _s(a) * _s(b)  # 24x24-bit product: exact in a double, exponent well in range
-        res = _to_f32(z)
-        if res is None:
-            return None
-        bits = res[0]
-        return bits, (NX if _s(bits) != z else 0)
-    return None
+def _fast_div64(a: int, b: int) -> tuple[int, int] | None:
+    ea = (a >> 52) & 0x7FF
+    eb = (b >> 52) & 0x7FF
+    if not (0 < ea < 0x7FF and 0 < eb < 0x7FF):
+        return None
+    x, y = _DD.unpack(_QQ.pack(a, b))
+    z = x / y
+    if not _F64_LO <= abs(z) < _F64_HI:
+        return None
+    # ma/mb (times a power of two) is a dyadic rational iff the odd part of mb divides ma, and then
+    # ma/odd < 2**53 fits the 53 bits a normal z has; otherwise it is not representable at all.
+    mb = (b & _M52) | _H52
+    odd = mb >> ((mb & -mb).bit_length() - 1)
+    return _Q.unpack(_D.pack(z))[0], (NX if ((a & _M52) | _H52) % odd else 0)
 
 
-def _fast_div(fmt: FloatFormat, a: int, b: int) -> tuple[int, int] | None:
-    if fmt is F64:
-        if (a >> 52) & 0x7FF == 0x7FF or (b >> 52) & 0x7FF == 0x7FF or not b & F64.mag_mask:
-            return None
-        z = _d(a) / _d(b)
-        if not _F64_LO <= abs(z) < _F64_HI:
-            return None
-        zb = _dbits(z)
-        # Exact iff z * b == a, checked on integer significands: mz*mb*2**(ez+eb) == ma*2**ea.
-        ma, ea = _mant_exp64(a)
-        mb, eb = _mant_exp64(b)
-        mz, ez = _mant_exp64(zb)
-        d = ea - eb - ez
-        lhs = mz * mb
-        exact = (ma << d) == lhs if d >= 0 else ma == (lhs << -d)
-        return zb, (0 if exact else NX)
-    if fmt is F32:
-        if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF or not b & F32.mag_mask:
-            return None
-        x = _s(a)
-        y = _s(b)
-        # Double rounding through binary64 is innocuous for division since 53 >= 2*24 + 2
-        # (Figueroa 1995), and the quotient of two binary32 numbers is a normal double.
-        res = _to_f32(x / y)
-        if res is None:
-            return None
-        bits = res[0]
-        # r*y is exact in a double (24x24 bits), so this equality is the exact test r == x/y.
-        return bits, (NX if _s(bits) * y != x else 0)
-    return None
+def _fast_div32(a: int, b: int) -> tuple[int, int] | None:
+    if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF or not b & 0x7FFFFFFF:
+        return None
+    x, y = _SS.unpack(_II.pack(a, b))
+    # Double rounding through binary64 is innocuous for division since 53 >= 2*24 + 2
+    # (Figueroa 1995); the quotient of two binary32 numbers is a normal double.
+    z = x / y
+    if not _F32_LO <= abs(z) < _F32_HI:
+        return None
+    r = _S.pack(z)
+    q = _S.unpack(r)[0]
+    # q*y is exact in a double (24x24 bits), so this is the exact test q == x/y.
+    return _I.unpack(r)[0], (NX if q * y != x else 0)
 
 
-def _fast_sqrt(fmt: FloatFormat, a: int) -> tuple[int, int] | None:
-    if fmt is F64:
-        if a >> 63 or a == 0 or a >= 0x7FF0000000000000:  # negative, zero, inf/NaN: exact path
-            return None
-        z = math.sqrt(_d(a))  # correctly rounded (IEEE 754 sqrt on the host)
-        zb = _dbits(z)
-        # Exact iff z*z == a: mz**2 * 2**(2 ez) == ma * 2**ea.
-        ma, ea = _mant_exp64(a)
-        mz, ez = _mant_exp64(zb)
-        d = ea - 2 * ez
-        sq = mz * mz
-        exact = (ma << d) == sq if d >= 0 else ma == (sq << -d)
-        return zb, (0 if exact else NX)
-    if fmt is F32:
-        if a >> 31 or a == 0 or a >= 0x7F800000:
-            return None
-        x = _s(a)
-        # Double rounding innocuous for sqrt too (53 >= 2*24 + 2); results are always normal.
-        res = _to_f32(math.sqrt(x))
-        if res is None:
-            return None
-        bits = res[0]
-        r = _s(bits)
-        return bits, (NX if r * r != x else 0)
-    return None
+def _fast_sqrt64(a: int) -> tuple[int, int] | None:
+    e = a >> 52  # includes the sign: positive normals only
+    if not 0 < e < 0x7FF:
+        return None
+    zb = _Q.unpack(_D.pack(math.sqrt(_D.unpack(_Q.pack(a))[0])))[0]  # correctly rounded
+    # Exact iff z*z == a on integer significands: mz**2 * 2**(2 ez) == ma * 2**ea.
+    d = (e - 1075) - 2 * ((zb >> 52) - 1075)
+    sq = ((zb & _M52) | _H52) ** 2
+    ma = (a & _M52) | _H52
+    exact = (ma << d) == sq if d >= 0 else ma == (sq << -d)
+    return zb, (0 if exact else NX)
+
+
+def _fast_sqrt32(a: int) -> tuple[int, int] | None:
+    if a == 0 or a >= 0x7F800000:  # zero, negative, inf, NaN
+        return None
+    x = _S.unpack(_I.pack(a))[0]
+    # Double rounding is innocuous for sqrt too (53 >= 2*24 + 2); results are always normal.
+    r = _S.pack(math.sqrt(x))
+    q = _S.unpack(r)[0]
+    return _I.unpack(r)[0], (NX if q * q != x else 0)
 
 
 def _fast_fma32(a: int, b: int, c: int, neg_product: bool, neg_addend: bool) -> tuple[int, int] | None:
     if (a >> 23) & 0xFF == 0xFF or (b >> 23) & 0xFF == 0xFF or (c >> 23) & 0xFF == 0xFF:
         return None
-    p = _s(a) * _s(b)  # exact in a double
-    y = _s(c)
+    x, y, w = _SSS.unpack(_III.pack(a, b, c))
+    p = x * y  # exact in a double
     if neg_product:
         p = -p
     if neg_addend:
-        y = -y
-    z = p + y
-    if z == 0.0 or _two_sum_err(p, y, z) != 0.0:  # zero: sign rules; inexact: double rounding
+        w = -w
+    z = p + w
+    bv = z - p
+    av = z - bv
+    # Inexact double sum: double-rounding risk; near/below the normal range: tininess; -> exact path.
+    if (p - av) + (w - bv) or not _F32_LO <= abs(z) < _F32_HI:
         return None
-    res = _to_f32(z)
-    if res is None:
-        return None
-    bits = res[0]
-    return bits, (NX if _s(bits) != z else 0)
+    r = _S.pack(z)
+    return _I.unpack(r)[0], (NX if _S.unpack(r)[0] != z else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,7 +477,7 @@ def _add(fmt: FloatFormat, a: int, b: int, rm: int, env: FpEnv, negate_b: bool) 
 def f_add(fmt: FloatFormat, a: int, b: int, rm: int, *, env: FpEnv = RISCV_ENV) -> tuple[int, int]:
     """a + b."""
     if rm == RNE:
-        res = _fast_addsub(fmt, a, b, False)
+        res = _fast_add64(a, b, False) if fmt is F64 else _fast_add32(a, b, False) if fmt is F32 else None
         if res is not None:
             return res
     return _add(fmt, a, b, rm, env, False)
@@ -515,7 +486,7 @@ def f_add(fmt: FloatFormat, a: int, b: int, rm: int, *, env: FpEnv = RISCV_ENV) 
 def f_sub(fmt: FloatFormat, a: int, b: int, rm: int, *, env: FpEnv = RISCV_ENV) -> tuple[int, int]:
     """a - b."""
     if rm == RNE:
-        res = _fast_addsub(fmt, a, b, True)
+        res = _fast_add64(a, b, True) if fmt is F64 else _fast_add32(a, b, True) if fmt is F32 else None
         if res is not None:
             return res
     return _add(fmt, a, b, rm, env, True)
@@ -540,7 +511,7 @@ def _mul(fmt: FloatFormat, a: int, b: int, rm: int, env: FpEnv) -> tuple[int, in
 def f_mul(fmt: FloatFormat, a: int, b: int, rm: int, *, env: FpEnv = RISCV_ENV) -> tuple[int, int]:
     """a * b."""
     if rm == RNE:
-        res = _fast_mul(fmt, a, b)
+        res = _fast_mul64(a, b) if fmt is F64 else _fast_mul32(a, b) if fmt is F32 else None
         if res is not None:
             return res
     return _mul(fmt, a, b, rm, env)
@@ -574,7 +545,7 @@ def _div(fmt: FloatFormat, a: int, b: int, rm: int, env: FpEnv) -> tuple[int, in
 def f_div(fmt: FloatFormat, a: int, b: int, rm: int, *, env: FpEnv = RISCV_ENV) -> tuple[int, int]:
     """a / b."""
     if rm == RNE:
-        res = _fast_div(fmt, a, b)
+        res = _fast_div64(a, b) if fmt is F64 else _fast_div32(a, b) if fmt is F32 else None
         if res is not None:
             return res
     return _div(fmt, a, b, rm, env)
@@ -604,7 +575,7 @@ def _sqrt(fmt: FloatFormat, a: int, rm: int, env: FpEnv) -> tuple[int, int]:
 def f_sqrt(fmt: FloatFormat, a: int, rm: int, *, env: FpEnv = RISCV_ENV) -> tuple[int, int]:
     """sqrt(a)."""
     if rm == RNE:
-        res = _fast_sqrt(fmt, a)
+        res = _fast_sqrt64(a) if fmt is F64 else _fast_sqrt32(a) if fmt is F32 else None
         if res is not None:
             return res
     return _sqrt(fmt, a, rm, env)
@@ -748,12 +719,12 @@ def f_to_f(
     if k == _ZERO:
         return sign << dst_fmt.sign_shift, 0
     if src_fmt is F32 and dst_fmt is F64:
-        return _dbits(_s(a)), 0  # widening is always exact
+        return _dbits(_S.unpack(_I.pack(a))[0]), 0  # widening is always exact
     if rm == RNE and src_fmt is F64 and dst_fmt is F32:
-        z = _d(a)
-        res = _to_f32(z)
-        if res is not None:
-            return res[0], (NX if _s(res[0]) != z else 0)
+        z = _D.unpack(_Q.pack(a))[0]
+        if _F32_LO <= abs(z) < _F32_HI:  # normal binary32 result: no tininess question
+            r = _S.pack(z)  # C float cast: RNE
+            return _I.unpack(r)[0], (NX if _S.unpack(r)[0] != z else 0)
     return _round_pack(dst_fmt, sign, m, x, rm, env)
 
 
