@@ -65,8 +65,19 @@ def _lit(x: int) -> str:
     return str(x) if x < 4096 else hex(x)
 
 
+class _GenCtx:
+    __slots__ = ("env", "helpers", "cached", "flush", "reload")
+
+    def __init__(self, env: dict, helpers: Any, cached: set[int], flush: str, reload: str) -> None:
+        self.env, self.helpers, self.cached, self.flush, self.reload = env, helpers, cached, flush, reload
+
+    @staticmethod
+    def v(x: Val) -> str:
+        return _lit(x.const) if x.const is not None else f"t{x.id}"
+
+
 class CompiledBlock:
-    __slots__ = ("fn", "code", "block", "line_insn", "ninsns", "pages", "loop")
+    __slots__ = ("fn", "code", "block", "line_insn", "ninsns", "pages", "loop", "written")
 
     def __init__(self, fn: Callable, block: Block, line_insn: dict[int, int], loop: bool) -> None:
         self.fn = fn
@@ -75,6 +86,7 @@ class CompiledBlock:
         self.line_insn = line_insn
         self.ninsns = len(block.insns)
         self.loop = loop
+        self.written: list[int] = []
         first = block.pc >> PAGE_SHIFT
         last = (block.end - 1) >> PAGE_SHIFT if block.insns else first
         self.pages = range(first, last + 1)
@@ -182,7 +194,12 @@ class Engine:
         if cb is None or tb is None:
             raise RuntimeError("fault outside translated code") from e
         idx = cb.line_insn[tb.tb_lineno]
-        iters = tb.tb_frame.f_locals.get("c", 0) if cb.loop else 0
+        loc = tb.tb_frame.f_locals
+        for k in cb.written:
+            val = loc.get(f"s{k}")
+            if val is not None:
+                r[k] = val
+        iters = loc.get("c", 0) if cb.loop else 0
         insn = cb.block.insns[idx]
         r[SLOT_PC] = insn.pc
         r[SLOT_ICOUNT] += iters * cb.ninsns + idx
@@ -214,7 +231,12 @@ class Engine:
         return [cb for b, e, cb in self.code_hooks if b <= pc <= e]
 
     def codegen(self, block: Block) -> tuple[Callable, CompiledBlock]:
-        """Python source for `block`, compiled. One guest instruction per source line."""
+        """Python source for `block`, compiled. One guest instruction per source line.
+
+        Slots the block touches live in locals `s<slot>` (loaded on entry, written back before
+        every return, around state-accessing helpers and hooks, and by `_fault` from the
+        frame's locals), so a self-looping block runs entirely on locals.
+        """
         env: dict[str, Any] = {"_ctz": _ctz, "_bswap": _bswap, "_sdiv": _sdiv, "_srem": _srem}
         env.update(self.mem.access_functions())
         helpers = self.arch.helpers
@@ -227,42 +249,65 @@ class Engine:
             and term.target is not None
             and (term.target.const == block.pc or term.fallthrough == block.pc)
         )
+        # Which slots to keep in locals: all 64-bit-or-narrower get/put slots, except those
+        # also touched as halves of a 128-bit value.
+        wide: set[int] = set()
+        cached: set[int] = set()
+        written: set[int] = set()
+        for insn in block.insns:
+            for st in insn.stmts:
+                if st.op == "get":
+                    (wide.update((st.args[0], st.args[0] + 1)) if st.dst.w == 128 else cached.add(st.args[0]))
+                elif st.op == "put":
+                    if st.args[1].w == 128:
+                        wide.update((st.args[0], st.args[0] + 1))
+                    else:
+                        cached.add(st.args[0])
+                        written.add(st.args[0])
+        cached -= wide
+        written -= wide
+        order = sorted(cached)
+        flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
+        reload = "; ".join(f"s{k} = r[{k}]" for k in order)
+        ctx = _GenCtx(env, helpers, cached, flush, reload)
+
         head = ["def blk(r):"]
+        if reload:
+            head.append("    " + reload)
         ind = "        " if loop else "    "
         if loop:
             head += ["    c = 0", "    while True:"]
         body: list[str] = []
         line_insn: dict[int, int] = {}
-        fwd: dict[int, str] = {}
-
-        def v(x: Val) -> str:
-            return _lit(x.const) if x.const is not None else f"t{x.id}"
 
         for idx, insn in enumerate(block.insns):
             parts: list[str] = []
             hooks = self._hooks_for(insn.pc, insn.size) if self.code_hooks else []
             if hooks:
                 env[f"_hk{idx}"] = self._make_hook_caller(hooks)
-                parts.append(f"r[{SLOT_PC}] = {insn.pc}; _hk{idx}(r, {insn.pc}, {insn.size})")
-                fwd.clear()
-            for s in insn.stmts:
-                parts.append(self._stmt(s, v, fwd, env, helpers))
+                parts += [flush, f"r[{SLOT_PC}] = {insn.pc}; _hk{idx}(r, {insn.pc}, {insn.size})", reload]
+            for st in insn.stmts:
+                parts.append(self._stmt(st, ctx))
             if idx == n - 1:
-                parts.append(self._term_expr(block, v, n, loop))
+                parts.append(self._term_expr(block, ctx, n, loop))
             line_insn[len(head) + len(body) + 1] = idx
             body.append(ind + ("; ".join(p for p in parts if p) or "pass"))
         if n == 0:
-            body.append(ind + self._term_expr(block, v, n, loop))
+            body.append(ind + self._term_expr(block, ctx, n, loop))
         if loop:
+            done = f"{flush}; " if flush else ""
             body.append(
-                f"{ind}if _n != {block.pc} or c >= {LOOP_LIMIT}: r[{SLOT_ICOUNT}] += {n} * (c + 1); return _n"
+                f"{ind}if _n != {block.pc} or c >= {LOOP_LIMIT}: "
+                f"{done}r[{SLOT_ICOUNT}] += {n} * (c + 1); return _n"
             )
             body.append(f"{ind}c += 1")
         src = "\n".join(head + body) + "\n"
         code = compile(src, f"<block {block.pc:#x}>", "exec")
         exec(code, env)
         fn = env["blk"]
-        return fn, CompiledBlock(fn, block, line_insn, loop)
+        cb = CompiledBlock(fn, block, line_insn, loop)
+        cb.written = sorted(written)
+        return fn, cb
 
     def _make_hook_caller(self, hooks: list[Callable]) -> Callable:
         def call(r: list[int], pc: int, size: int) -> None:
@@ -272,12 +317,14 @@ class Engine:
 
         return call
 
-    def _term_expr(self, block: Block, v: Callable[[Val], str], n: int, loop: bool) -> str:
+    def _term_expr(self, block: Block, ctx: _GenCtx, n: int, loop: bool) -> str:
         t = block.term
+        v = ctx.v
+        pre = f"{ctx.flush}; " if ctx.flush else ""
         if t.kind == "exit":
             self.exits.append((t.reason, t.pc, t.target.const if t.target is not None else 0, t.info))
             k = len(self.exits) - 1
-            return f"r[{SLOT_ICOUNT}] += {n}; return {~k}" if n else f"return {~k}"
+            return f"{pre}r[{SLOT_ICOUNT}] += {n}; return {~k}" if n else f"{pre}return {~k}"
         if t.kind == "jump":
             assert t.target is not None
             expr = v(t.target)
@@ -286,27 +333,21 @@ class Engine:
             expr = f"({v(t.target)} if {v(t.cond)} else {_lit(t.fallthrough or 0)})"
         if loop:
             return f"_n = {expr}"
-        return f"r[{SLOT_ICOUNT}] += {n}; return {expr}"
+        return f"{pre}r[{SLOT_ICOUNT}] += {n}; return {expr}"
 
-    def _stmt(self, s: Stmt, v: Callable[[Val], str], fwd: dict[int, str], env: dict, helpers: Any) -> str:
+    def _stmt(self, s: Stmt, ctx: _GenCtx) -> str:
         op, d, a = s.op, s.dst, s.args
+        v = ctx.v
         if op == "get":
             slot = a[0]
             if d.w == 128:
                 return f"{v(d)} = r[{slot}] | (r[{slot + 1}] << 64)"
-            src = fwd.get(slot)
-            if src is not None:
-                return f"{v(d)} = {src}"
-            fwd[slot] = v(d)
-            return f"{v(d)} = r[{slot}]"
+            return f"{v(d)} = s{slot}" if slot in ctx.cached else f"{v(d)} = r[{slot}]"
         if op == "put":
             slot, x = a
             if x.w == 128:
-                fwd.pop(slot, None)
-                fwd.pop(slot + 1, None)
                 return f"r[{slot}] = {v(x)} & 0xffffffffffffffff; r[{slot + 1}] = {v(x)} >> 64"
-            fwd[slot] = v(x)
-            return f"r[{slot}] = {v(x)}"
+            return f"s{slot} = {v(x)}" if slot in ctx.cached else f"r[{slot}] = {v(x)}"
         if op == "load":
             return f"{v(d)} = ld{d.w}({v(a[0])})"
         if op == "store":
@@ -315,15 +356,18 @@ class Engine:
             return f"st{a[2].w}({v(a[1])}, {v(a[2])}) if {v(a[0])} else None"
         if op == "call":
             name = a[0]
-            h = helpers[name]
+            h = ctx.helpers[name]
             fname = "h_" + name.replace(".", "_")
-            env[fname] = h.fn
+            ctx.env[fname] = h.fn
             args = ", ".join(v(x) for x in a[1:])
-            if h.state:
-                fwd.clear()
-                args = "r, " + args if args else "r"
             call = f"{fname}({args})"
-            return f"{v(d)} = {call}" if d is not None else call
+            if h.state:
+                call = f"{fname}(r, {args})" if args else f"{fname}(r)"
+            line = f"{v(d)} = {call}" if d is not None else call
+            if h.state:
+                # The helper sees and may change the state: write back, then re-read.
+                line = "; ".join(p for p in (ctx.flush, line, ctx.reload) if p)
+            return line
         w = d.w
         m = hex((1 << w) - 1)
         if op in ("zext", "sext", "trunc"):
