@@ -78,3 +78,23 @@ def build_guest(
         raise GuestBuildError(f"building {src.name} failed:\n{res.stderr}")
     os.replace(tmp, out)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m polyvm.testing.guest NAME [ARCH]`: build guest/NAME.c and print its path."""
+    import sys as _sys
+
+    args = argv if argv is not None else _sys.argv[1:]
+    if not args:
+        print("usage: python -m polyvm.testing.guest NAME [ARCH]", file=_sys.stderr)
+        return 2
+    try:
+        print(build_guest(args[0], args[1] if len(args) > 1 else "riscv64"))
+    except (GuestBuildError, FileNotFoundError, KeyError) as e:
+        print(f"polyvm: error: {e}", file=_sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
