@@ -1,0 +1,388 @@
+"""A declarative instruction decoder generator, after QEMU's decodetree.
+
+An ISA describes its encodings as text, one item per line (`#` starts a comment):
+
+    %imm_b   31:s1 7:1 25:6 8:4  !shift=1          a field: bit slices, concatenated
+    @b       ....... ..... ..... ... ..... .......  imm=%imm_b %rs2 %rs1     a format
+    beq      ....... ..... ..... 000 ..... 1100011  @b                        a pattern
+    {                                                an overlapping group ...
+      illegal  000 000 000 00 --- 00
+      addi     000 ... ... .. ... 00  @c_addi4spn
+    }                                                ... first match wins
+
+Fields: slices `pos:len` (bit `pos` is the slice's least significant bit), most significant
+slice first; `pos:slen` makes the whole field signed (write it on the first slice).
+`!shift=N` scales the result, `!function=name` maps it through a function the table is given.
+
+Bits: a pattern or format lists exactly `width` bit characters, most significant first, split
+into tokens as the reader likes: `0`/`1` must match, `.` and `-` are free. A token `name:len`
+(or `name:slen`) is a free slice that becomes a field of that name.
+
+Arguments: `%field` (argument named like the field), `name=%field`, `name=<int>` (a constant).
+A pattern takes its format's fixed bits and arguments, then adds its own.
+
+Patterns must not overlap unless they are in one `{ }` group, where declaration order decides
+(a handler may also decline an instruction, and `matches` yields the next candidate). The table
+checks this when it is built.
+
+Decoding walks a tree that, at each node, dispatches on the bits that every remaining pattern
+fixes (opcode, then funct3, then funct7, ...), so only a handful of mask/compare tests remain
+at the leaves, never a scan over the whole table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = ["DecodeError", "Field", "Pattern", "DecodeTable", "Args"]
+
+
+class DecodeError(ValueError):
+    """The table text is malformed (a bug in an ISA description, found at import)."""
+
+
+class Args(SimpleNamespace):
+    """Decoded arguments of one instruction (`args.rd`, `args.imm`, ...)."""
+
+
+class Field:
+    """A value assembled from bit slices of the instruction."""
+
+    __slots__ = ("name", "slices", "signed", "shift", "function")
+
+    def __init__(
+        self,
+        name: str,
+        slices: list[tuple[int, int]],
+        signed: bool = False,
+        shift: int = 0,
+        function: str | None = None,
+    ) -> None:
+        self.name = name
+        self.slices = slices
+        self.signed = signed
+        self.shift = shift
+        self.function = function
+
+    @property
+    def length(self) -> int:
+        return sum(n for _, n in self.slices)
+
+    def expr(self, var: str = "i") -> str:
+        """Python source computing the field from the instruction in `var`."""
+        parts = []
+        rest = self.length
+        for pos, n in self.slices:
+            rest -= n
+            piece = f"(({var} >> {pos}) & {(1 << n) - 1:#x})" if pos else f"({var} & {(1 << n) - 1:#x})"
+            parts.append(f"({piece} << {rest})" if rest else piece)
+        e = " | ".join(parts)
+        if self.signed:
+            s = 1 << (self.length - 1)
+            e = f"((({e}) ^ {s:#x}) - {s:#x})"
+        if self.shift:
+            e = f"(({e}) << {self.shift})"
+        if self.function:
+            e = f"_fn_{self.function}({e})"
+        return e
+
+    def extract(self, insn: int, functions: Mapping[str, Callable[[int], int]] | None = None) -> int:
+        v = 0
+        for pos, n in self.slices:
+            v = (v << n) | ((insn >> pos) & ((1 << n) - 1))
+        if self.signed:
+            s = 1 << (self.length - 1)
+            v = (v ^ s) - s
+        v <<= self.shift
+        if self.function:
+            v = (functions or {})[self.function](v)
+        return v
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r}, {self.slices}, signed={self.signed}, shift={self.shift})"
+
+
+class Pattern:
+    """One encoding: `insn & mask == bits` selects it; `extract(insn)` decodes its arguments."""
+
+    __slots__ = ("name", "mask", "bits", "args", "group", "line", "extract", "handler")
+
+    def __init__(
+        self, name: str, mask: int, bits: int, args: dict[str, Field | int], group: int | None, line: int
+    ) -> None:
+        self.name = name
+        self.mask = mask
+        self.bits = bits
+        self.args = args
+        self.group = group
+        self.line = line
+        self.extract: Callable[[int], Args] = _no_extract
+        self.handler: Any = None
+
+    def matches(self, insn: int) -> bool:
+        return insn & self.mask == self.bits
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.name!r}, mask={self.mask:#x}, bits={self.bits:#x}, line={self.line})"
+
+
+def _no_extract(insn: int) -> Args:
+    raise AssertionError("pattern not compiled")
+
+
+class _Node:
+    __slots__ = ("mask", "children")
+
+    def __init__(self, mask: int, children: dict[int, Any]) -> None:
+        self.mask = mask
+        self.children = children
+
+
+_FIELD_SLICE = re.compile(r"^(\d+):(s?)(\d+)$")
+_INLINE = re.compile(r"^([A-Za-z_]\w*):(s?)(\d+)$")
+_BITS = re.compile(r"^[01.\-]+$")
+_NAME = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+class DecodeTable:
+    """A decoder for instructions of `width` bits, built from decodetree-style `text`.
+
+    `functions` are the field functions (`!function=name`); `handlers`, if given, is searched
+    for `trans_<name>` (dots in pattern names become underscores) to set `Pattern.handler`.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        width: int,
+        *,
+        functions: Mapping[str, Callable[[int], int]] | None = None,
+        handlers: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.width = width
+        self.functions = dict(functions or {})
+        self.fields: dict[str, Field] = {}
+        self.formats: dict[str, tuple[int, int, dict[str, Field | int]]] = {}
+        self.patterns: list[Pattern] = []
+        self._parse(text)
+        for p in self.patterns:
+            p.extract = self._compile_extract(p)
+            if handlers is not None:
+                fn = handlers.get("trans_" + p.name.replace(".", "_"))
+                if fn is None:
+                    raise DecodeError(f"line {p.line}: no trans_{p.name.replace('.', '_')} for {p.name!r}")
+                p.handler = fn
+        self._root = self._build(self.patterns, 0)
+        self._check_overlaps(self._root)
+
+    # ---- decoding ------------------------------------------------------------------------
+    def decode(self, insn: int) -> tuple[Pattern, Args] | None:
+        """The first pattern matching `insn` and its arguments, or None."""
+        node = self._root
+        while node.__class__ is _Node:
+            node = node.children.get(insn & node.mask)
+            if node is None:
+                return None
+        for p in node:
+            if insn & p.mask == p.bits:
+                return p, p.extract(insn)
+        return None
+
+    def matches(self, insn: int) -> Iterator[tuple[Pattern, Args]]:
+        """Every pattern matching `insn`, in priority order (more than one only in groups)."""
+        node = self._root
+        while node.__class__ is _Node:
+            node = node.children.get(insn & node.mask)
+            if node is None:
+                return
+        for p in node:
+            if insn & p.mask == p.bits:
+                yield p, p.extract(insn)
+
+    # ---- parsing -------------------------------------------------------------------------
+    def _parse(self, text: str) -> None:
+        group: int | None = None
+        ngroups = 0
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line == "{":
+                if group is not None:
+                    raise DecodeError(f"line {lineno}: nested groups are not supported")
+                ngroups += 1
+                group = ngroups
+                continue
+            if line == "}":
+                if group is None:
+                    raise DecodeError(f"line {lineno}: '}}' without '{{'")
+                group = None
+                continue
+            toks = line.split()
+            head, rest = toks[0], toks[1:]
+            if head.startswith("%"):
+                self._parse_field(lineno, head[1:], rest)
+            elif head.startswith("@"):
+                mask, bits, args = self._parse_bits_args(lineno, rest, allow_format=False)
+                self.formats[head[1:]] = (mask, bits, args)
+            elif _NAME.match(head):
+                mask, bits, args = self._parse_bits_args(lineno, rest, allow_format=True)
+                self.patterns.append(Pattern(head, mask, bits, args, group, lineno))
+            else:
+                raise DecodeError(f"line {lineno}: cannot parse {raw!r}")
+        if group is not None:
+            raise DecodeError("unterminated group")
+
+    def _parse_field(self, lineno: int, name: str, toks: list[str]) -> None:
+        slices: list[tuple[int, int]] = []
+        signed = False
+        shift = 0
+        function = None
+        for t in toks:
+            m = _FIELD_SLICE.match(t)
+            if m:
+                pos, s, n = int(m.group(1)), m.group(2), int(m.group(3))
+                if s:
+                    if slices:
+                        raise DecodeError(f"line {lineno}: only the first slice of %{name} may be signed")
+                    signed = True
+                if n == 0 or pos + n > self.width:
+                    raise DecodeError(f"line {lineno}: slice {t} outside a {self.width}-bit insn")
+                slices.append((pos, n))
+            elif t.startswith("!shift="):
+                shift = int(t[7:], 0)
+            elif t.startswith("!function="):
+                function = t[10:]
+                if function not in self.functions:
+                    raise DecodeError(f"line {lineno}: unknown function {function!r}")
+            else:
+                raise DecodeError(f"line {lineno}: bad field token {t!r}")
+        if not slices:
+            raise DecodeError(f"line {lineno}: field %{name} has no bits")
+        self.fields[name] = Field(name, slices, signed, shift, function)
+
+    def _parse_bits_args(
+        self, lineno: int, toks: list[str], allow_format: bool
+    ) -> tuple[int, int, dict[str, Field | int]]:
+        mask = bits = 0
+        pos = self.width  # next bit to assign, counting down
+        args: dict[str, Field | int] = {}
+        own: dict[str, Field | int] = {}
+        fmt: tuple[int, int, dict[str, Field | int]] | None = None
+        i = 0
+        while i < len(toks):
+            t = toks[i]
+            if _BITS.match(t):
+                for ch in t:
+                    pos -= 1
+                    if pos < 0:
+                        raise DecodeError(f"line {lineno}: more than {self.width} bits")
+                    if ch in "01":
+                        mask |= 1 << pos
+                        bits |= int(ch) << pos
+            else:
+                m = _INLINE.match(t)
+                if not m:
+                    break
+                n = int(m.group(3))
+                pos -= n
+                if pos < 0:
+                    raise DecodeError(f"line {lineno}: more than {self.width} bits")
+                own[m.group(1)] = Field(m.group(1), [(pos, n)], bool(m.group(2)))
+            i += 1
+        if pos != 0:
+            raise DecodeError(f"line {lineno}: {self.width - pos} bits given, {self.width} expected")
+        for t in toks[i:]:
+            if t.startswith("@"):
+                if not allow_format or fmt is not None:
+                    raise DecodeError(f"line {lineno}: unexpected format reference {t}")
+                fmt = self.formats.get(t[1:])
+                if fmt is None:
+                    raise DecodeError(f"line {lineno}: unknown format {t}")
+            elif t.startswith("%"):
+                own[t[1:]] = self._field(lineno, t[1:])
+            elif "=" in t:
+                name, val = t.split("=", 1)
+                if val.startswith("%"):
+                    own[name] = self._field(lineno, val[1:])
+                else:
+                    try:
+                        own[name] = int(val, 0)
+                    except ValueError:
+                        raise DecodeError(f"line {lineno}: bad constant {t!r}") from None
+            else:
+                raise DecodeError(f"line {lineno}: bad token {t!r}")
+        if fmt is not None:
+            fmask, fbits, fargs = fmt
+            if (fbits ^ bits) & fmask & mask:
+                raise DecodeError(f"line {lineno}: fixed bits contradict the format")
+            mask, bits = mask | fmask, bits | fbits
+            args.update(fargs)
+        args.update(own)
+        return mask, bits, args
+
+    def _field(self, lineno: int, name: str) -> Field:
+        f = self.fields.get(name)
+        if f is None:
+            raise DecodeError(f"line {lineno}: unknown field %{name}")
+        return f
+
+    # ---- code generation -----------------------------------------------------------------
+    def _compile_extract(self, p: Pattern) -> Callable[[int], Args]:
+        env: dict[str, Any] = {"_Args": Args}
+        for name, fn in self.functions.items():
+            env[f"_fn_{name}"] = fn
+        items = []
+        for name, a in p.args.items():
+            if not name.isidentifier():
+                raise DecodeError(f"line {p.line}: argument name {name!r} is not an identifier")
+            items.append(f"{name}={a!r}" if isinstance(a, int) else f"{name}={a.expr('i')}")
+        src = f"def extract(i):\n    return _Args({', '.join(items)})\n"
+        exec(compile(src, f"<decode {p.name}>", "exec"), env)
+        return env["extract"]
+
+    # ---- the decision tree ---------------------------------------------------------------
+    def _build(self, pats: list[Pattern], used: int) -> Any:
+        full = (1 << self.width) - 1
+        while True:
+            common = full & ~used
+            for p in pats:
+                common &= p.mask
+            if len(pats) <= 1 or not common:
+                return tuple(pats)
+            buckets: dict[int, list[Pattern]] = {}
+            for p in pats:
+                buckets.setdefault(p.bits & common, []).append(p)
+            used |= common
+            if len(buckets) > 1:
+                return _Node(common, {k: self._build(v, used) for k, v in buckets.items()})
+            # Every pattern agrees on these bits; the leaf test checks them, look further.
+
+    def _check_overlaps(self, node: Any) -> None:
+        if isinstance(node, _Node):
+            for child in node.children.values():
+                self._check_overlaps(child)
+            return
+        for i, a in enumerate(node):
+            for b in node[i + 1 :]:
+                if (a.bits ^ b.bits) & a.mask & b.mask == 0 and (a.group is None or a.group != b.group):
+                    raise DecodeError(
+                        f"patterns {a.name!r} (line {a.line}) and {b.name!r} (line {b.line}) overlap"
+                    )
+
+    def leaves(self) -> list[tuple[Pattern, ...]]:
+        """The leaf pattern lists of the decision tree (for tests and statistics)."""
+        out: list[tuple[Pattern, ...]] = []
+
+        def walk(n: Any) -> None:
+            if isinstance(n, _Node):
+                for c in n.children.values():
+                    walk(c)
+            else:
+                out.append(n)
+
+        walk(self._root)
+        return out
