@@ -301,6 +301,51 @@ def test_simple_rounding() -> None:
     assert sf.f_sqrt(F64, d2b(2.0), RNE) == (d2b(math.sqrt(2.0)), NX)
 
 
+def test_env_hooks() -> None:
+    # Not RISC-V: only checks that the knobs reach the algorithms (future AArch64/x86 modes).
+    x86ish = sf.FpEnv(
+        name="x86-sse",
+        default_nan=False,
+        default_nan_negative=True,
+        tininess_before_rounding=True,
+        cvt_nan="indefinite",
+        cvt_invalid="indefinite",
+    )
+    a, b = 0x20000001, 0x1FFFFFFE  # product (1 - 2**-46) * 2**-126, see the boundary test
+    assert sf.f_mul(F32, a, b, RNE) == (S_MINNORM, NX)
+    assert sf.f_mul(F32, a, b, RNE, env=x86ish) == (S_MINNORM, UF | NX)
+    assert sf.f_add(F32, 0x7F800001, S_ONE, RNE, env=x86ish) == (0x7FC00001, NV)  # quieted sNaN
+    assert sf.f_add(F32, S_ONE, 0xFFC00123, RNE, env=x86ish) == (0xFFC00123, 0)
+    assert sf.f_mul(F32, S_INF, 0, RNE, env=x86ish) == (0xFFC00000, NV)  # negative default NaN
+    assert sf.f_to_int(F32, S_QNAN, RTZ, 32, True, env=x86ish) == (0x80000000, NV)
+    assert sf.f_to_int(F32, f2b(1e10), RTZ, 32, True, env=x86ish) == (0x80000000, NV)
+    assert sf.f_to_f(F32, F64, 0x7FC00001, RNE, env=x86ish) == (0x7FF8000020000000, 0)
+
+
+def test_fast_path_random_normals() -> None:
+    # Uniformly random finite operands mostly take the host-float fast paths; they must agree
+    # with the exact integer path bit for bit, flags included.
+    rng = random.Random(SEED + "fast-normals")
+    env = sf.RISCV_ENV
+    for fmt in (F32, F64):
+        for _ in range(N_CASES):
+            a, b, c = (
+                make(fmt, rng.getrandbits(1), rng.randint(-60, 60), rng.getrandbits(52)) for _ in "abc"
+            )
+            if rng.random() < 0.3:  # short significands: exact results
+                a &= ~((1 << (fmt.frac_bits - 3)) - 1)
+                b &= ~((1 << (fmt.frac_bits - 3)) - 1)
+            sq = a & fmt.mag_mask
+            assert sf.f_add(fmt, a, b, RNE) == sf._add(fmt, a, b, RNE, env, False)
+            assert sf.f_sub(fmt, a, b, RNE) == sf._add(fmt, a, b, RNE, env, True)
+            assert sf.f_mul(fmt, a, b, RNE) == sf._mul(fmt, a, b, RNE, env)
+            assert sf.f_div(fmt, a, b, RNE) == sf._div(fmt, a, b, RNE, env)
+            assert sf.f_sqrt(fmt, sq, RNE) == sf._sqrt(fmt, sq, RNE, env)
+            assert sf.f_fma(fmt, a, b, c, RNE) == sf._fma(fmt, a, b, c, RNE, False, False, env)
+            if fmt is F64:
+                assert sf.f_to_f(F64, F32, a, RNE) == sf._round_pack(F32, *sf._decode(F64, a)[1:], RNE, env)
+
+
 def test_invalid_rounding_mode() -> None:
     with pytest.raises(ValueError):
         sf.f_add(F32, S_ONE, S_ONE, 7)
