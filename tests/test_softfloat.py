@@ -475,7 +475,10 @@ def gen_binary(rng: random.Random, fmt: FloatFormat, op: str) -> tuple[int, int]
 # binary32 results are *not* NaN-boxed in the register (upper 32 bits zero) and unboxed binary32
 # inputs are accepted, so we box inputs ourselves and compare only the low 32 bits.  Rewriting
 # code at an address already executed runs the stale translation block, so every distinct
-# program gets its own address.
+# program gets its own address.  QEMU 5.0 also predates two RISC-V spec points (the cases are
+# filtered out of the comparison and covered by the hand-checked tests above): fmin/fmax with one
+# sNaN return the canonical NaN instead of the other operand, and fma(inf, 0, qNaN) does not
+# raise NV.
 
 unicorn = pytest.importorskip("unicorn")
 from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, Uc  # noqa: E402
