@@ -180,6 +180,7 @@ class Emulator:
             def until_hook(pc: int, size: int) -> bool:
                 return False
 
+            self.engine.breakpoints.add(until)
             self.engine.add_code_hook(until, until, until_hook)
         try:
             executed = 0
@@ -212,6 +213,7 @@ class Emulator:
                 raise EmulatorError(stop)
         finally:
             if until_hook is not None:
+                self.engine.breakpoints.discard(until)
                 self.engine.remove_code_hook(until_hook)
 
     def step(self) -> Stop | None:

@@ -66,14 +66,75 @@ def _lit(x: int) -> str:
 
 
 class _GenCtx:
-    __slots__ = ("env", "helpers", "cached", "flush", "reload")
+    """Code generation state for one block (see Engine._stmt)."""
 
-    def __init__(self, env: dict, helpers: Any, cached: set[int], flush: str, reload: str) -> None:
+    def __init__(
+        self, env: dict, helpers: Any, cached: set[int], flush: str, reload: str, uses: dict[int, int]
+    ) -> None:
         self.env, self.helpers, self.cached, self.flush, self.reload = env, helpers, cached, flush, reload
+        self.uses = uses  # temp id -> remaining uses
+        # temp id -> (expression, slots it reads, is a plain alias of a slot local)
+        self.pending: dict[int, tuple[str, frozenset[int], bool]] = {}
+        self.out: list[str] = []
 
-    @staticmethod
-    def v(x: Val) -> str:
-        return _lit(x.const) if x.const is not None else f"t{x.id}"
+    def defer(self, d: Val, expr: str, slots: frozenset[int], alias: bool = False) -> None:
+        if self.uses.get(d.id, 0) == 0:
+            return
+        self.pending[d.id] = (expr, slots, alias)
+
+    def _slots_of(self, x: Val) -> frozenset[int]:
+        p = self.pending.get(x.id) if x.const is None else None
+        return p[1] if p else frozenset()
+
+    def assign(self, d: Val, expr: str, pure: bool = True, reads: frozenset[int] | None = None) -> None:
+        """Define temp d as expr: inlined later if pure and used once, else assigned now."""
+        if pure and self.uses.get(d.id, 0) == 1:
+            self.pending[d.id] = (expr, self._last_reads, False)
+        else:
+            self.out.append(f"t{d.id} = {expr}")
+        self._last_reads = frozenset()
+
+    _last_reads: frozenset[int] = frozenset()
+
+    def v(self, x: Val) -> str:
+        if x.const is not None:
+            return _lit(x.const)
+        p = self.pending.get(x.id)
+        if p is None:
+            return f"t{x.id}"
+        expr, slots, alias = p
+        self._last_reads = self._last_reads | slots
+        n = self.uses[x.id] - 1
+        self.uses[x.id] = n
+        if n <= 0:
+            del self.pending[x.id]
+        return expr if alias else f"({expr})"
+
+    def vn(self, x: Val) -> str:
+        """x as a plain name or literal (for templates that mention an operand twice)."""
+        if x.const is not None:
+            return _lit(x.const)
+        p = self.pending.get(x.id)
+        if p is None:
+            return f"t{x.id}"
+        if p[2]:
+            return self.v(x)
+        del self.pending[x.id]
+        self.out.append(f"t{x.id} = {p[0]}")
+        self._last_reads = self._last_reads | p[1]
+        return f"t{x.id}"
+
+    def materialize_slot(self, slot: int) -> None:
+        """Slot is about to change: pin pending expressions that read its old value."""
+        for tid, (expr, slots, _alias) in list(self.pending.items()):
+            if slot in slots:
+                del self.pending[tid]
+                self.out.append(f"t{tid} = {expr}")
+
+    def materialize_all(self) -> None:
+        for tid, (expr, _slots, _alias) in list(self.pending.items()):
+            del self.pending[tid]
+            self.out.append(f"t{tid} = {expr}")
 
 
 class CompiledBlock:
@@ -109,7 +170,10 @@ class Engine:
         self.code_hooks: list[tuple[int, int, Callable[[int, int], Any]]] = []
         self.blocks_compiled = 0
         self.compile_time = 0.0
-        self._stop_requested = False
+        # Addresses to stop at before executing (emu_start's `until`, debugger breakpoints):
+        # checked on a cache miss only, and blocks never start at them (see _compile), plus a
+        # code hook for addresses inside a block.
+        self.breakpoints: set[int] = set()
         mem.on_code_write = self.invalidate_page
 
     # ---- cache management --------------------------------------------------------------
@@ -144,6 +208,9 @@ class Engine:
                 max_blocks -= 1
                 fn = cache.get(pc)
                 if fn is None:
+                    if pc in self.breakpoints:
+                        r[SLOT_PC] = pc
+                        return Stop("stopped", pc)
                     fn = self._compile(pc, cache, self.max_insns)
                 pc = fn(r)
                 if pc < 0:
@@ -242,9 +309,10 @@ class Engine:
         helpers = self.arch.helpers
         term = block.term
         n = len(block.insns)
+        hooked = bool(self.code_hooks) and any(self._hooks_for(i.pc, i.size) for i in block.insns)
         loop = (
             n > 0
-            and not self.code_hooks
+            and not hooked
             and term.kind in ("jump", "branch")
             and term.target is not None
             and (term.target.const == block.pc or term.fallthrough == block.pc)
@@ -269,7 +337,20 @@ class Engine:
         order = sorted(cached)
         flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
         reload = "; ".join(f"s{k} = r[{k}]" for k in order)
-        ctx = _GenCtx(env, helpers, cached, flush, reload)
+        uses: dict[int, int] = {}
+
+        def use(x: Any) -> None:
+            if isinstance(x, Val) and x.const is None:
+                uses[x.id] = uses.get(x.id, 0) + 1
+
+        for insn in block.insns:
+            for st in insn.stmts:
+                for x in st.args:
+                    use(x)
+        use(term.target)
+        use(term.cond)
+        uses_total = {f"t{k}": c for k, c in uses.items()}
+        ctx = _GenCtx(env, helpers, cached, flush, reload, uses)
 
         head = ["def blk(r):"]
         if reload:
@@ -286,10 +367,20 @@ class Engine:
             if hooks:
                 env[f"_hk{idx}"] = self._make_hook_caller(hooks)
                 parts += [flush, f"r[{SLOT_PC}] = {insn.pc}; _hk{idx}(r, {insn.pc}, {insn.size})", reload]
+            ctx.out = parts
             for st in insn.stmts:
-                parts.append(self._stmt(st, ctx))
+                self._stmt(st, ctx)
             if idx == n - 1:
                 parts.append(self._term_expr(block, ctx, n, loop))
+            for j in range(len(parts) - 1):
+                # `tN = ld64(a)` then `sK = tN` (tN used once): assign the slot directly.
+                p0, p1 = parts[j], parts[j + 1]
+                if p0.startswith("t") and " = " in p0 and p1.startswith("s") and " = " in p1:
+                    tname, expr = p0.split(" = ", 1)
+                    sname, src = p1.split(" = ", 1)
+                    if src == tname and ";" not in p0 and uses_total.get(tname, 0) == 1:
+                        parts[j] = ""
+                        parts[j + 1] = f"{sname} = {expr}"
             line_insn[len(head) + len(body) + 1] = idx
             body.append(ind + ("; ".join(p for p in parts if p) or "pass"))
         if n == 0:
@@ -335,25 +426,46 @@ class Engine:
             return f"_n = {expr}"
         return f"{pre}r[{SLOT_ICOUNT}] += {n}; return {expr}"
 
-    def _stmt(self, s: Stmt, ctx: _GenCtx) -> str:
+    def _stmt(self, s: Stmt, ctx: _GenCtx) -> None:
+        """Append the Python for one statement to ctx.out.
+
+        Single-use pure results are not assigned but inlined into their user, and `get`s are
+        aliases of the slot's local while the slot is unchanged (ctx.pending), so an `add`
+        lifts to one line like `s12 = (s12 + s13) & 0xffffffffffffffff`.
+        """
         op, d, a = s.op, s.dst, s.args
-        v = ctx.v
+        v, vn, out = ctx.v, ctx.vn, ctx.out
         if op == "get":
             slot = a[0]
             if d.w == 128:
-                return f"{v(d)} = r[{slot}] | (r[{slot + 1}] << 64)"
-            return f"{v(d)} = s{slot}" if slot in ctx.cached else f"{v(d)} = r[{slot}]"
+                out.append(f"t{d.id} = r[{slot}] | (r[{slot + 1}] << 64)")
+            elif slot in ctx.cached:
+                ctx.defer(d, f"s{slot}", frozenset((slot,)), alias=True)
+            else:
+                out.append(f"t{d.id} = r[{slot}]")
+            return
         if op == "put":
             slot, x = a
+            val = v(x)
             if x.w == 128:
-                return f"r[{slot}] = {v(x)} & 0xffffffffffffffff; r[{slot + 1}] = {v(x)} >> 64"
-            return f"s{slot} = {v(x)}" if slot in ctx.cached else f"r[{slot}] = {v(x)}"
+                out.append(f"t_w = {val}; r[{slot}] = t_w & 0xffffffffffffffff; r[{slot + 1}] = t_w >> 64")
+                return
+            if slot in ctx.cached:
+                ctx.materialize_slot(slot)
+                out.append(f"s{slot} = {val}")
+            else:
+                out.append(f"r[{slot}] = {val}")
+            return
         if op == "load":
-            return f"{v(d)} = ld{d.w}({v(a[0])})"
+            ctx.assign(d, f"ld{d.w}({v(a[0])})", pure=False)
+            return
         if op == "store":
-            return f"st{a[1].w}({v(a[0])}, {v(a[1])})"
+            out.append(f"st{a[1].w}({v(a[0])}, {v(a[1])})")
+            return
         if op == "cstore":
-            return f"st{a[2].w}({v(a[1])}, {v(a[2])}) if {v(a[0])} else None"
+            c, addr, val = v(a[0]), v(a[1]), v(a[2])
+            out.append(f"st{a[2].w}({addr}, {val}) if {c} else None")
+            return
         if op == "call":
             name = a[0]
             h = ctx.helpers[name]
@@ -363,26 +475,38 @@ class Engine:
             call = f"{fname}({args})"
             if h.state:
                 call = f"{fname}(r, {args})" if args else f"{fname}(r)"
-            line = f"{v(d)} = {call}" if d is not None else call
-            if h.state:
                 # The helper sees and may change the state: write back, then re-read.
-                line = "; ".join(p for p in (ctx.flush, line, ctx.reload) if p)
-            return line
+                ctx.materialize_all()
+                if ctx.flush:
+                    out.append(ctx.flush)
+            if d is not None:
+                out.append(f"t{d.id} = {call}")
+            else:
+                out.append(call)
+            if h.state and ctx.reload:
+                out.append(ctx.reload)
+            return
         w = d.w
         m = hex((1 << w) - 1)
         if op in ("zext", "sext", "trunc"):
             x = a[0]
             if op == "zext":
                 # i1 values are Python bools inside a block; registers hold plain ints.
-                return f"{v(d)} = (1 if {v(x)} else 0)" if x.w == 1 else f"{v(d)} = {v(x)}"
-            if op == "trunc":
-                return f"{v(d)} = {v(x)} & {m}"
-            sb = hex(1 << (x.w - 1))
-            return f"{v(d)} = (({v(x)} ^ {sb}) - {sb}) & {m}"
+                ctx.assign(d, f"(1 if {v(x)} else 0)" if x.w == 1 else v(x))
+            elif op == "trunc":
+                ctx.assign(d, f"{v(x)} & {m}")
+            else:
+                sb = hex(1 << (x.w - 1))
+                ctx.assign(d, f"(({v(x)} ^ {sb}) - {sb}) & {m}")
+            return
         if op == "select":
-            return f"{v(d)} = {v(a[1])} if {v(a[0])} else {v(a[2])}"
+            ctx.assign(d, f"({v(a[1])} if {v(a[0])} else {v(a[2])})")
+            return
         if len(a) == 1:
-            x = v(a[0])
+            if op in ("not", "neg", "clz", "popcnt"):
+                x = v(a[0])
+            else:
+                x = vn(a[0])
             expr = {
                 "not": f"{x} ^ {m}",
                 "neg": f"-{x} & {m}",
@@ -391,11 +515,16 @@ class Engine:
                 "popcnt": f"{x}.bit_count()",
                 "bswap": f"_bswap({x}, {w})",
             }[op]
-            return f"{v(d)} = {expr}"
-        x, y = v(a[0]), v(a[1])
+            ctx.assign(d, expr)
+            return
         aw = a[0].w
         sb = hex(1 << (aw - 1))
         yc = a[1].const
+        # Operands that the template uses twice must be plain names (vn), others may be inlined.
+        if op in ("rotl", "rotr", "urem") or (op in ("shl", "ashr", "udiv") and yc is None):
+            x, y = (vn(a[0]), vn(a[1])) if op in ("rotl", "rotr", "urem") else (v(a[0]), vn(a[1]))
+        else:
+            x, y = v(a[0]), v(a[1])
         if op == "add":
             expr = f"({x} + {y}) & {m}"
         elif op == "sub":
@@ -447,4 +576,4 @@ class Engine:
             expr = f"({x} ^ {sb}) <= ({y} ^ {sb})"
         else:
             raise ValueError(f"unknown IR op {op}")
-        return f"{v(d)} = {expr}"
+        ctx.assign(d, expr)
