@@ -1,0 +1,167 @@
+"""The Unicorn-style Emulator API on hand-assembled RISC-V code (expected values by hand)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from polyvm.api import PROT_READ, Emulator, EmulatorError
+
+
+def i_type(op: int, rd: int, f3: int, rs1: int, imm: int) -> int:
+    return ((imm & 0xFFF) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op
+
+
+def r_type(op: int, rd: int, f3: int, rs1: int, rs2: int, f7: int) -> int:
+    return (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op
+
+
+def b_type(rs1: int, rs2: int, f3: int, off: int) -> int:
+    return (
+        (((off >> 12) & 1) << 31)
+        | (((off >> 5) & 0x3F) << 25)
+        | (rs2 << 20)
+        | (rs1 << 15)
+        | (f3 << 12)
+        | (((off >> 1) & 0xF) << 8)
+        | (((off >> 11) & 1) << 7)
+        | 0x63
+    )
+
+
+def s_type(rs1: int, rs2: int, f3: int, imm: int) -> int:
+    return (((imm >> 5) & 0x7F) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1F) << 7) | 0x23
+
+
+def asm(*words: int) -> bytes:
+    return b"".join(struct.pack("<I", w) for w in words)
+
+
+A0, A1, A2, SP = 10, 11, 12, 2
+# sum = 0; for (n = 10; n != 0; n--) sum += n;   -> 55
+SUM_LOOP = asm(
+    i_type(0x13, A0, 0, 0, 0),  # li a0, 0
+    i_type(0x13, A1, 0, 0, 10),  # li a1, 10
+    r_type(0x33, A0, 0, A0, A1, 0),  # loop: add a0, a0, a1
+    i_type(0x13, A1, 0, A1, -1),  # addi a1, a1, -1
+    b_type(A1, 0, 1, -8),  # bnez a1, loop
+)
+BASE = 0x10000
+
+
+def make(code: bytes) -> Emulator:
+    emu = Emulator("riscv64")
+    emu.mem_map(BASE, 0x1000)
+    emu.mem_write(BASE, code)
+    return emu
+
+
+def test_run_until_and_registers() -> None:
+    emu = make(SUM_LOOP)
+    emu.emu_start(BASE, until=BASE + len(SUM_LOOP))
+    assert emu.reg_read("a0") == 55 and emu.reg_read("x10") == 55
+    assert emu.reg_read("pc") == BASE + len(SUM_LOOP)
+    assert emu.instructions == 2 + 3 * 10
+
+
+def test_code_hook_sees_every_instruction_and_can_stop() -> None:
+    emu = make(SUM_LOOP)
+    seen: list[int] = []
+
+    def hook(e: Emulator, pc: int, size: int, data: object) -> None:
+        seen.append(pc)
+        if len(seen) == 7:
+            e.emu_stop()
+
+    emu.hook_add("code", hook)
+    stop = emu.emu_start(BASE, until=BASE + len(SUM_LOOP))
+    assert stop.reason == "stopped"
+    # li, li, add, addi, bnez, add, addi(stopped before it ran)
+    assert seen == [BASE, BASE + 4, BASE + 8, BASE + 12, BASE + 16, BASE + 8, BASE + 12]
+    assert emu.reg_read("a0") == 10 + 9 and emu.reg_read("a1") == 9
+    assert emu.reg_read("pc") == BASE + 12
+
+
+def test_step_and_count() -> None:
+    emu = make(SUM_LOOP)
+    emu.reg_write("pc", BASE)
+    assert emu.step() is None and emu.reg_read("pc") == BASE + 4
+    emu.emu_start(BASE, count=4)
+    assert emu.reg_read("a0") == 10 and emu.reg_read("a1") == 9
+
+
+def test_memory_hooks_and_fault() -> None:
+    code = asm(
+        s_type(SP, A0, 3, 8),  # sd a0, 8(sp)
+        i_type(0x03, A1, 3, SP, 8),  # ld a1, 8(sp)
+        i_type(0x03, A2, 3, 0, 0),  # ld a2, 0(zero) -> fault
+    )
+    emu = make(code)
+    emu.mem_map(0x20000, 0x1000)
+    emu.reg_write("sp", 0x20000)
+    emu.reg_write("a0", 0x1122334455667788)
+    log: list[tuple[str, int, int, int]] = []
+    emu.hook_add("mem_write", lambda e, acc, addr, size, val, d: log.append((acc, addr, size, val)))
+    emu.hook_add("mem_read", lambda e, acc, addr, size, val, d: log.append((acc, addr, size, val)))
+    with pytest.raises(EmulatorError) as ei:
+        emu.emu_start(BASE, until=BASE + len(code))
+    assert ei.value.stop.reason == "fault" and ei.value.stop.addr == 0
+    assert emu.reg_read("pc") == BASE + 8  # precise: the faulting ld
+    assert emu.reg_read("a1") == 0x1122334455667788
+    assert log == [("w", 0x20008, 8, 0x1122334455667788), ("r", 0x20008, 8, 0x1122334455667788)]
+
+
+def test_write_protection_fault_is_precise() -> None:
+    code = asm(i_type(0x13, A1, 0, 0, 7), s_type(SP, A1, 2, 0))  # li a1,7; sw a1,0(sp)
+    emu = make(code)
+    emu.mem_map(0x20000, 0x1000, PROT_READ)
+    emu.reg_write("sp", 0x20000)
+    with pytest.raises(EmulatorError) as ei:
+        emu.emu_start(BASE, until=BASE + len(code))
+    st = ei.value.stop
+    assert (st.reason, st.access, st.mapped, st.pc) == ("fault", "w", True, BASE + 4)
+    assert emu.reg_read("a1") == 7 and emu.instructions == 1
+
+
+def test_illegal_instruction() -> None:
+    emu = make(asm(i_type(0x13, A0, 0, 0, 1), 0xFFFFFFFF))
+    with pytest.raises(EmulatorError) as ei:
+        emu.emu_start(BASE, until=BASE + 8)
+    assert ei.value.stop.reason == "illegal" and ei.value.stop.pc == BASE + 4
+    assert emu.reg_read("a0") == 1
+
+
+def _smc_code() -> bytes:
+    # The code rewrites its own `addi a0, a0, 1` (at BASE+8) into `addi a0, a0, 100`.
+    new = i_type(0x13, A0, 0, A0, 100)
+    assert new & 0x800 == 0
+    return asm(
+        (new & 0xFFFFF000) | (A1 << 7) | 0x37,  # lui a1, hi(new)
+        i_type(0x13, A1, 0, A1, new & 0xFFF),  # addi a1, a1, lo(new)
+        i_type(0x13, A0, 0, A0, 1),  # BASE+8: addi a0, a0, 1
+        s_type(A2, A1, 2, 0),  # BASE+12: sw a1, 0(a2)
+        0x0000100F,  # BASE+16: fence.i
+        i_type(0x67, 0, 0, A2, 0),  # BASE+20: jalr x0, 0(a2)
+    )
+
+
+@pytest.mark.parametrize("mode", ["blocks", "step"])
+def test_self_modifying_code_is_seen_after_fence_i(mode: str) -> None:
+    emu = make(_smc_code())
+    emu.reg_write("a2", BASE + 8)
+    if mode == "step":
+        emu.emu_start(BASE, count=7)  # lui, addi, addi(+1), sw, fence.i, jalr, addi(+100)
+    else:
+        emu.emu_start(BASE, until=BASE + 20)
+        assert emu.reg_read("a0") == 1
+        emu.emu_start(BASE + 20, until=BASE + 12)  # jalr, then the patched addi
+    assert emu.reg_read("a0") == 101
+
+
+def test_two_emulators_do_not_interfere() -> None:
+    a, b = make(SUM_LOOP), make(SUM_LOOP)
+    b.mem_write(BASE + 4, asm(i_type(0x13, A1, 0, 0, 4)))  # li a1, 4 in b only
+    a.emu_start(BASE, until=BASE + len(SUM_LOOP))
+    b.emu_start(BASE, until=BASE + len(SUM_LOOP))
+    assert a.reg_read("a0") == 55 and b.reg_read("a0") == 10
