@@ -165,3 +165,55 @@ def test_two_emulators_do_not_interfere() -> None:
     a.emu_start(BASE, until=BASE + len(SUM_LOOP))
     b.emu_start(BASE, until=BASE + len(SUM_LOOP))
     assert a.reg_read("a0") == 55 and b.reg_read("a0") == 10
+
+
+A3, A4 = 13, 14
+# sum = 0; for (n = 100; n; n--) { if (n & 1) sum += 3; sum += 1; }  -> 250
+BRANCHY_LOOP = asm(
+    i_type(0x13, A0, 0, 0, 0),  # li a0, 0
+    i_type(0x13, A1, 0, 0, 100),  # li a1, 100
+    i_type(0x13, A2, 7, A1, 1),  # loop: andi a2, a1, 1
+    b_type(A2, 0, 0, 8),  # beqz a2, skip
+    i_type(0x13, A0, 0, A0, 3),  # addi a0, a0, 3
+    i_type(0x13, A0, 0, A0, 1),  # skip: addi a0, a0, 1
+    i_type(0x13, A1, 0, A1, -1),  # addi a1, a1, -1
+    b_type(A1, 0, 1, -20),  # bnez a1, loop
+)
+
+
+@pytest.mark.parametrize("regions", [True, False])
+def test_multi_block_loop(regions: bool) -> None:
+    emu = make(BRANCHY_LOOP)
+    emu.engine.regions = regions
+    emu.emu_start(BASE, until=BASE + len(BRANCHY_LOOP))
+    assert emu.reg_read("a0") == 250
+    assert emu.instructions == 2 + 50 * 6 + 50 * 5
+
+
+# for (;;) { a3 += *(u64*)a4; a4 += 8; if (a4 & 8) a0++; }  -> faults reading past the page
+FAULTING_LOOP = asm(
+    i_type(0x03, A2, 3, A4, 0),  # loop: ld a2, 0(a4)
+    r_type(0x33, A3, 0, A3, A2, 0),  # add a3, a3, a2
+    i_type(0x13, A4, 0, A4, 8),  # addi a4, a4, 8
+    i_type(0x13, A1, 7, A4, 8),  # andi a1, a4, 8
+    b_type(A1, 0, 0, 8),  # beqz a1, skip
+    i_type(0x13, A0, 0, A0, 1),  # addi a0, a0, 1
+    b_type(0, 0, 0, -24),  # skip: beq zero, zero, loop
+)
+
+
+@pytest.mark.parametrize("regions", [True, False])
+def test_fault_inside_loop_region_is_precise(regions: bool) -> None:
+    emu = make(FAULTING_LOOP)
+    emu.engine.regions = regions
+    emu.mem_map(0x20000, 0x1000)
+    emu.mem_write(0x20000, b"".join(struct.pack("<Q", i) for i in range(512)))
+    emu.reg_write("a4", 0x20000)
+    with pytest.raises(EmulatorError) as ei:
+        emu.emu_start(BASE)
+    st = ei.value.stop
+    assert (st.reason, st.addr, st.pc) == ("fault", 0x21000, BASE)
+    assert emu.reg_read("a3") == sum(range(512))
+    assert emu.reg_read("a4") == 0x21000 and emu.reg_read("a0") == 256
+    # per iteration: ld, add, addi, andi, beqz, [addi when a4 & 8: 256 times], beq
+    assert emu.instructions == 256 * 7 + 256 * 6

@@ -22,11 +22,26 @@ from collections.abc import Callable
 from typing import Any
 
 from polyvm.engine import GuestTrap, Stop
-from polyvm.ir import Block, Stmt, Val
+from polyvm.ir import Block, Insn, Stmt, Val
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, MemoryFault
 
 LOOP_LIMIT = 512  # iterations of a self-looping block per dispatch (bounds time slices)
+REGION_LIMIT = 2048  # blocks executed inside a region per dispatch
+REGION_SPAN = 4096  # a backward branch at most this far marks a loop region
+REGION_MAX_BLOCKS = 24
+
+
+def _peephole(parts: list[str], uses_total: dict[str, int], prefix: str) -> None:
+    """`tN = ld64(a)` then `sK = tN` (tN used once): assign the slot directly."""
+    for j in range(len(parts) - 1):
+        p0, p1 = parts[j], parts[j + 1]
+        if p0.startswith("t") and " = " in p0 and p1.startswith("s") and " = " in p1 and ";" not in p0:
+            tname, expr = p0.split(" = ", 1)
+            sname, src = p1.split(" = ", 1)
+            if src == tname and uses_total.get("t" + tname[len(prefix) :], 0) == 1:
+                parts[j] = ""
+                parts[j + 1] = f"{sname} = {expr}"
 
 
 class HookStop(Exception):
@@ -76,6 +91,7 @@ class _GenCtx:
         # temp id -> (expression, slots it reads, is a plain alias of a slot local)
         self.pending: dict[int, tuple[str, frozenset[int], bool]] = {}
         self.out: list[str] = []
+        self.prefix = "t"
 
     def defer(self, d: Val, expr: str, slots: frozenset[int], alias: bool = False) -> None:
         if self.uses.get(d.id, 0) == 0:
@@ -91,7 +107,7 @@ class _GenCtx:
         if pure and self.uses.get(d.id, 0) == 1:
             self.pending[d.id] = (expr, self._last_reads, False)
         else:
-            self.out.append(f"t{d.id} = {expr}")
+            self.out.append(f"{self.prefix}{d.id} = {expr}")
         self._last_reads = frozenset()
 
     _last_reads: frozenset[int] = frozenset()
@@ -101,7 +117,7 @@ class _GenCtx:
             return _lit(x.const)
         p = self.pending.get(x.id)
         if p is None:
-            return f"t{x.id}"
+            return f"{self.prefix}{x.id}"
         expr, slots, alias = p
         self._last_reads = self._last_reads | slots
         n = self.uses[x.id] - 1
@@ -116,41 +132,47 @@ class _GenCtx:
             return _lit(x.const)
         p = self.pending.get(x.id)
         if p is None:
-            return f"t{x.id}"
+            return f"{self.prefix}{x.id}"
         if p[2]:
             return self.v(x)
         del self.pending[x.id]
-        self.out.append(f"t{x.id} = {p[0]}")
+        self.out.append(f"{self.prefix}{x.id} = {p[0]}")
         self._last_reads = self._last_reads | p[1]
-        return f"t{x.id}"
+        return f"{self.prefix}{x.id}"
 
     def materialize_slot(self, slot: int) -> None:
         """Slot is about to change: pin pending expressions that read its old value."""
         for tid, (expr, slots, _alias) in list(self.pending.items()):
             if slot in slots:
                 del self.pending[tid]
-                self.out.append(f"t{tid} = {expr}")
+                self.out.append(f"{self.prefix}{tid} = {expr}")
 
     def materialize_all(self) -> None:
         for tid, (expr, _slots, _alias) in list(self.pending.items()):
             del self.pending[tid]
-            self.out.append(f"t{tid} = {expr}")
+            self.out.append(f"{self.prefix}{tid} = {expr}")
 
 
 class CompiledBlock:
-    __slots__ = ("fn", "code", "block", "line_insn", "ninsns", "pages", "loop", "written")
+    """A compiled block or region, with what `_fault` needs to map a traceback back."""
 
-    def __init__(self, fn: Callable, block: Block, line_insn: dict[int, int], loop: bool) -> None:
+    __slots__ = ("fn", "code", "blocks", "line_insn", "kind", "pages", "written")
+
+    def __init__(
+        self, fn: Callable, blocks: list[Block], line_insn: dict[int, tuple[Insn, int]], kind: str
+    ) -> None:
         self.fn = fn
         self.code = fn.__code__
-        self.block = block
+        self.blocks = blocks
         self.line_insn = line_insn
-        self.ninsns = len(block.insns)
-        self.loop = loop
+        self.kind = kind  # "block", "loop" or "region"
         self.written: list[int] = []
-        first = block.pc >> PAGE_SHIFT
-        last = (block.end - 1) >> PAGE_SHIFT if block.insns else first
-        self.pages = range(first, last + 1)
+        pages: set[int] = set()
+        for b in blocks:
+            first = b.pc >> PAGE_SHIFT
+            last = (b.end - 1) >> PAGE_SHIFT if b.insns else first
+            pages.update(range(first, last + 1))
+        self.pages = sorted(pages)
 
 
 class Engine:
@@ -158,8 +180,9 @@ class Engine:
 
     name = "interp"
 
-    def __init__(self, arch: Arch, mem: Any, *, max_insns: int = 64) -> None:
+    def __init__(self, arch: Arch, mem: Any, *, max_insns: int = 64, regions: bool = True) -> None:
         self.arch = arch
+        self.regions = regions
         self.mem = mem
         self.max_insns = max_insns
         self.cache: dict[int, Callable[[list[int]], int]] = {}
@@ -260,16 +283,18 @@ class Engine:
             tb = tb.tb_next
         if cb is None or tb is None:
             raise RuntimeError("fault outside translated code") from e
-        idx = cb.line_insn[tb.tb_lineno]
+        insn, idx = cb.line_insn[tb.tb_lineno]
         loc = tb.tb_frame.f_locals
         for k in cb.written:
             val = loc.get(f"s{k}")
             if val is not None:
                 r[k] = val
-        iters = loc.get("c", 0) if cb.loop else 0
-        insn = cb.block.insns[idx]
+        if cb.kind == "loop":
+            idx += loc.get("c", 0) * len(cb.blocks[0].insns)
+        elif cb.kind == "region":
+            idx += loc.get("ic", 0)
         r[SLOT_PC] = insn.pc
-        r[SLOT_ICOUNT] += iters * cb.ninsns + idx
+        r[SLOT_ICOUNT] += idx
         if isinstance(e, MemoryFault):
             return Stop("fault", insn.pc, addr=e.addr, access=e.access, mapped=e.mapped)
         if isinstance(e, HookStop):
@@ -282,123 +307,193 @@ class Engine:
         t0 = time.perf_counter()
         block = self.arch.lift_block(self.mem.fetch, pc, max_insns)
         fn, cb = self.codegen(block)
-        self.blocks[cb.code] = cb
-        self.blocks_compiled += 1
-        t = block.term
-        if not (t.kind == "exit" and t.reason == "fetch_fault" and not block.insns):
-            # Never cache a fetch fault: the page may be mapped later.
-            cache[pc] = fn
-            for pn in cb.pages:
-                self.mem.watch_code(pn << PAGE_SHIFT)
-                self.page_blocks.setdefault(pn, []).append((cache, pc))
+        self._install(cache, pc, fn, cb)
+        if max_insns > 1 and self.regions:
+            region = self._region_for(block)
+            if region is not None:
+                rfn, rcb = self.codegen(region)
+                self._install(cache, region[0].pc, rfn, rcb)
         self.compile_time += time.perf_counter() - t0
         return fn
+
+    def _install(self, cache: dict, pc: int, fn: Callable, cb: CompiledBlock) -> None:
+        self.blocks[cb.code] = cb
+        self.blocks_compiled += 1
+        b = cb.blocks[0]
+        if b.term.kind == "exit" and b.term.reason == "fetch_fault" and not b.insns:
+            return  # never cache a fetch fault: the page may be mapped later
+        cache[pc] = fn
+        for pn in cb.pages:
+            self.mem.watch_code(pn << PAGE_SHIFT)
+            self.page_blocks.setdefault(pn, []).append((cache, pc))
 
     def _hooks_for(self, pc: int, size: int) -> list[Callable]:
         return [cb for b, e, cb in self.code_hooks if b <= pc <= e]
 
-    def codegen(self, block: Block) -> tuple[Callable, CompiledBlock]:
-        """Python source for `block`, compiled. One guest instruction per source line.
+    def codegen(self, block: Block | list[Block]) -> tuple[Callable, CompiledBlock]:
+        """Python source for a block (or a region of blocks), compiled.
 
-        Slots the block touches live in locals `s<slot>` (loaded on entry, written back before
-        every return, around state-accessing helpers and hooks, and by `_fault` from the
-        frame's locals), so a self-looping block runs entirely on locals.
+        One guest instruction per source line. Slots the code touches live in locals
+        `s<slot>` (loaded on entry, written back before every return, around state-accessing
+        helpers and hooks, and by `_fault` from the frame's locals), so loops run on locals.
+
+        Shapes: a plain block returns the next pc; a block that branches to itself is a
+        `while` loop; a *region* (a loop header plus the blocks of its body, see
+        `_region_for`) is a `while` loop over an `if pc == ...` chain.
         """
+        blocks = block if isinstance(block, list) else [block]
+        first = blocks[0]
         env: dict[str, Any] = {"_ctz": _ctz, "_bswap": _bswap, "_sdiv": _sdiv, "_srem": _srem}
         env.update(self.mem.access_functions())
-        helpers = self.arch.helpers
-        term = block.term
-        n = len(block.insns)
-        hooked = bool(self.code_hooks) and any(self._hooks_for(i.pc, i.size) for i in block.insns)
-        loop = (
-            n > 0
-            and not hooked
-            and term.kind in ("jump", "branch")
-            and term.target is not None
-            and (term.target.const == block.pc or term.fallthrough == block.pc)
-        )
-        # Which slots to keep in locals: all 64-bit-or-narrower get/put slots, except those
-        # also touched as halves of a 128-bit value.
+        hooked = bool(self.code_hooks) and any(self._hooks_for(i.pc, i.size) for b in blocks for i in b.insns)
+        if len(blocks) > 1:
+            kind = "region"
+        else:
+            t, n = first.term, len(first.insns)
+            kind = (
+                "loop"
+                if n > 0
+                and not hooked
+                and t.kind in ("jump", "branch")
+                and t.target is not None
+                and (t.target.const == first.pc or t.fallthrough == first.pc)
+                else "block"
+            )
+        # Slots kept in locals: every get/put slot of 64 bits or fewer, except halves of
+        # 128-bit values.
         wide: set[int] = set()
         cached: set[int] = set()
         written: set[int] = set()
-        for insn in block.insns:
-            for st in insn.stmts:
-                if st.op == "get":
-                    (wide.update((st.args[0], st.args[0] + 1)) if st.dst.w == 128 else cached.add(st.args[0]))
-                elif st.op == "put":
-                    if st.args[1].w == 128:
-                        wide.update((st.args[0], st.args[0] + 1))
-                    else:
-                        cached.add(st.args[0])
-                        written.add(st.args[0])
-        cached -= wide
-        written -= wide
-        order = sorted(cached)
-        flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
-        reload = "; ".join(f"s{k} = r[{k}]" for k in order)
-        uses: dict[int, int] = {}
+        block_uses: list[dict[int, int]] = []
 
         def use(x: Any) -> None:
             if isinstance(x, Val) and x.const is None:
                 uses[x.id] = uses.get(x.id, 0) + 1
 
-        for insn in block.insns:
-            for st in insn.stmts:
-                for x in st.args:
-                    use(x)
-        use(term.target)
-        use(term.cond)
-        uses_total = {f"t{k}": c for k, c in uses.items()}
-        ctx = _GenCtx(env, helpers, cached, flush, reload, uses)
+        for b in blocks:
+            uses: dict[int, int] = {}
+            block_uses.append(uses)
+            for insn in b.insns:
+                for st in insn.stmts:
+                    for x in st.args:
+                        use(x)
+                    if st.op == "get":
+                        if st.dst.w == 128:
+                            wide.update((st.args[0], st.args[0] + 1))
+                        else:
+                            cached.add(st.args[0])
+                    elif st.op == "put":
+                        if st.args[1].w == 128:
+                            wide.update((st.args[0], st.args[0] + 1))
+                        else:
+                            cached.add(st.args[0])
+                            written.add(st.args[0])
+            use(b.term.target)
+            use(b.term.cond)
+        cached -= wide
+        written -= wide
+        flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
+        reload = "; ".join(f"s{k} = r[{k}]" for k in sorted(cached))
+        ctx = _GenCtx(env, self.arch.helpers, cached, flush, reload, {})
+        pre = f"{flush}; " if flush else ""
 
-        head = ["def blk(r):"]
+        lines = ["def blk(r):"]
         if reload:
-            head.append("    " + reload)
-        ind = "        " if loop else "    "
-        if loop:
-            head += ["    c = 0", "    while True:"]
-        body: list[str] = []
-        line_insn: dict[int, int] = {}
-
-        for idx, insn in enumerate(block.insns):
-            parts: list[str] = []
-            hooks = self._hooks_for(insn.pc, insn.size) if self.code_hooks else []
-            if hooks:
-                env[f"_hk{idx}"] = self._make_hook_caller(hooks)
-                parts += [flush, f"r[{SLOT_PC}] = {insn.pc}; _hk{idx}(r, {insn.pc}, {insn.size})", reload]
-            ctx.out = parts
-            for st in insn.stmts:
-                self._stmt(st, ctx)
-            if idx == n - 1:
-                parts.append(self._term_expr(block, ctx, n, loop))
-            for j in range(len(parts) - 1):
-                # `tN = ld64(a)` then `sK = tN` (tN used once): assign the slot directly.
-                p0, p1 = parts[j], parts[j + 1]
-                if p0.startswith("t") and " = " in p0 and p1.startswith("s") and " = " in p1:
-                    tname, expr = p0.split(" = ", 1)
-                    sname, src = p1.split(" = ", 1)
-                    if src == tname and ";" not in p0 and uses_total.get(tname, 0) == 1:
-                        parts[j] = ""
-                        parts[j + 1] = f"{sname} = {expr}"
-            line_insn[len(head) + len(body) + 1] = idx
-            body.append(ind + ("; ".join(p for p in parts if p) or "pass"))
-        if n == 0:
-            body.append(ind + self._term_expr(block, ctx, n, loop))
-        if loop:
-            done = f"{flush}; " if flush else ""
-            body.append(
-                f"{ind}if _n != {block.pc} or c >= {LOOP_LIMIT}: "
-                f"{done}r[{SLOT_ICOUNT}] += {n} * (c + 1); return _n"
+            lines.append("    " + reload)
+        if kind == "loop":
+            lines += ["    c = 0", "    while True:"]
+            ind = " " * 8
+        elif kind == "region":
+            lines += [
+                f"    pc = {first.pc}; c = 0; ic = 0",
+                f"    while c < {REGION_LIMIT}:",
+                "        c += 1",
+            ]
+            ind = " " * 16
+        else:
+            ind = " " * 4
+        line_insn: dict[int, tuple[Insn, int]] = {}
+        hk = 0
+        for bi, b in enumerate(blocks):
+            n = len(b.insns)
+            if kind == "region":
+                lines.append(f"        {'if' if bi == 0 else 'elif'} pc == {b.pc}:")
+            # Temps are numbered per block: rename them apart within a region.
+            ctx.prefix = f"t{bi}_" if kind == "region" else "t"
+            ctx.uses = dict(block_uses[bi])
+            uses_total = {f"t{k}": c for k, c in block_uses[bi].items()}
+            for idx, insn in enumerate(b.insns):
+                parts: list[str] = []
+                hooks = self._hooks_for(insn.pc, insn.size) if self.code_hooks else []
+                if hooks:
+                    hk += 1
+                    env[f"_hk{hk}"] = self._make_hook_caller(hooks)
+                    parts += [flush, f"r[{SLOT_PC}] = {insn.pc}; _hk{hk}(r, {insn.pc}, {insn.size})", reload]
+                ctx.out = parts
+                for st in insn.stmts:
+                    self._stmt(st, ctx)
+                if idx == n - 1:
+                    parts.append(self._term_expr(b, ctx, n, kind, pre))
+                _peephole(parts, uses_total, ctx.prefix)
+                line_insn[len(lines) + 1] = (insn, idx)
+                lines.append(ind + ("; ".join(p for p in parts if p) or "pass"))
+            if n == 0:
+                lines.append(ind + self._term_expr(b, ctx, n, kind, pre))
+        if kind == "loop":
+            lines.append(
+                f"{ind}if _n != {first.pc} or c >= {LOOP_LIMIT}: "
+                f"{pre}r[{SLOT_ICOUNT}] += {len(first.insns)} * (c + 1); return _n"
             )
-            body.append(f"{ind}c += 1")
-        src = "\n".join(head + body) + "\n"
-        code = compile(src, f"<block {block.pc:#x}>", "exec")
+            lines.append(f"{ind}c += 1")
+        elif kind == "region":
+            lines += ["        else:", "            break", f"    {pre}r[{SLOT_ICOUNT}] += ic; return pc"]
+        src = "\n".join(lines) + "\n"
+        code = compile(src, f"<block {first.pc:#x}>", "exec")
         exec(code, env)
         fn = env["blk"]
-        cb = CompiledBlock(fn, block, line_insn, loop)
+        cb = CompiledBlock(fn, blocks, line_insn, kind)
         cb.written = sorted(written)
         return fn, cb
+
+    def _region_for(self, latch: Block) -> list[Block] | None:
+        """The loop whose back edge ends `latch`: its header and the body blocks between.
+
+        A direct branch or jump backwards from `latch` to a header within REGION_SPAN bytes
+        marks a loop. The region is every block reachable from the header through direct
+        edges whose start lies in [header, latch.end), at most REGION_MAX_BLOCKS of them; calls
+        and indirect jumps leave it (to the dispatcher) and come back in at the header.
+        """
+        t = latch.term
+        if t.kind not in ("jump", "branch") or t.target is None or t.target.const is None:
+            return None
+        header = t.target.const
+        if t.kind == "branch" and t.fallthrough is not None and t.fallthrough < header:
+            header = t.fallthrough
+        if not (latch.pc - REGION_SPAN <= header < latch.pc):
+            return None
+        lo, hi = header, latch.end
+        blocks: dict[int, Block] = {}
+        work = [header]
+        while work and len(blocks) < REGION_MAX_BLOCKS:
+            pc = work.pop()
+            if pc in blocks or not (lo <= pc < hi):
+                continue
+            try:
+                b = latch if pc == latch.pc else self.arch.lift_block(self.mem.fetch, pc, self.max_insns)
+            except MemoryFault:
+                continue
+            if not b.insns:
+                continue
+            blocks[pc] = b
+            bt = b.term
+            if bt.kind == "branch":
+                work += [bt.fallthrough, bt.target.const]
+            elif bt.kind == "jump" and bt.target is not None and bt.target.const is not None:
+                # A call (jal ra) goes elsewhere; only edges inside [lo, hi) are followed.
+                work.append(bt.target.const)
+        if len(blocks) < 2 or header not in blocks:
+            return None
+        return [blocks[header]] + [b for pc, b in sorted(blocks.items()) if pc != header]
 
     def _make_hook_caller(self, hooks: list[Callable]) -> Callable:
         def call(r: list[int], pc: int, size: int) -> None:
@@ -408,22 +503,24 @@ class Engine:
 
         return call
 
-    def _term_expr(self, block: Block, ctx: _GenCtx, n: int, loop: bool) -> str:
+    def _term_expr(self, block: Block, ctx: _GenCtx, n: int, kind: str, pre: str) -> str:
         t = block.term
         v = ctx.v
-        pre = f"{ctx.flush}; " if ctx.flush else ""
         if t.kind == "exit":
             self.exits.append((t.reason, t.pc, t.target.const if t.target is not None else 0, t.info))
             k = len(self.exits) - 1
-            return f"{pre}r[{SLOT_ICOUNT}] += {n}; return {~k}" if n else f"{pre}return {~k}"
+            done = f"r[{SLOT_ICOUNT}] += ic + {n}" if kind == "region" else f"r[{SLOT_ICOUNT}] += {n}"
+            return f"{pre}{done}; return {~k}"
         if t.kind == "jump":
             assert t.target is not None
             expr = v(t.target)
         else:
             assert t.target is not None and t.cond is not None
             expr = f"({v(t.target)} if {v(t.cond)} else {_lit(t.fallthrough or 0)})"
-        if loop:
+        if kind == "loop":
             return f"_n = {expr}"
+        if kind == "region":
+            return f"ic += {n}; pc = {expr}"
         return f"{pre}r[{SLOT_ICOUNT}] += {n}; return {expr}"
 
     def _stmt(self, s: Stmt, ctx: _GenCtx) -> None:
@@ -438,11 +535,11 @@ class Engine:
         if op == "get":
             slot = a[0]
             if d.w == 128:
-                out.append(f"t{d.id} = r[{slot}] | (r[{slot + 1}] << 64)")
+                out.append(f"{ctx.prefix}{d.id} = r[{slot}] | (r[{slot + 1}] << 64)")
             elif slot in ctx.cached:
                 ctx.defer(d, f"s{slot}", frozenset((slot,)), alias=True)
             else:
-                out.append(f"t{d.id} = r[{slot}]")
+                out.append(f"{ctx.prefix}{d.id} = r[{slot}]")
             return
         if op == "put":
             slot, x = a
@@ -480,7 +577,7 @@ class Engine:
                 if ctx.flush:
                     out.append(ctx.flush)
             if d is not None:
-                out.append(f"t{d.id} = {call}")
+                out.append(f"{ctx.prefix}{d.id} = {call}")
             else:
                 out.append(call)
             if h.state and ctx.reload:
