@@ -1,0 +1,253 @@
+"""Run a generated program in Unicorn and in polyvm's reference engine, and compare the results.
+
+What is compared: x1-x31, f0-f31 (per the register's kind, see gen.py), fflags, frm, the pc
+where the program stopped and the whole data region. Unicorn runs to the end address
+(`emu_start(begin, until)`); polyvm runs the same bytes followed by an `ebreak`, and must stop
+there with a "breakpoint".
+
+Known Unicorn (QEMU 5.0 target/riscv) deviations from the RISC-V spec, handled narrowly:
+  * No NaN boxing: single-precision instructions neither check that their inputs are boxed nor
+    box their results. gen.py types FP registers so the programs never depend on it, and here a
+    register last written by a single-precision instruction is compared on its low 32 bits, with
+    polyvm additionally required to hold it boxed.
+  * fmin/fmax implement IEEE 754-2008 minNum/maxNum (QEMU's float*_minnum): with one signaling
+    NaN and one number they return the canonical NaN. Since version 2.2 of the F extension the
+    spec (IEEE 754-2019 minimumNumber) returns the number, still raising NV. QEMU fixed this in
+    6.1 (float*_minimum_number). A code hook watches every fmin/fmax: exactly in that case it
+    replaces Unicorn's result with the number (NV is already right), before the next instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import encode as E
+from .gen import CODE_BASE, DATA_BASE, DATA_SIZE, MASK64, Program
+
+SCRATCH = 0x80000  # Unicorn only: the reservation-clearing prelude
+CODE_MAP = 0x4000
+
+
+@dataclass
+class Result:
+    x: list[int]
+    f: list[int]
+    fflags: int
+    frm: int
+    pc: int
+    data: bytes
+    error: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class UnicornRunner:
+    """One Unicorn instance, reused: code is rewritten and its translations dropped per run."""
+
+    def __init__(self) -> None:
+        import unicorn
+        import unicorn.riscv_const as R
+
+        self.U = unicorn
+        self.R = R
+        uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV64)
+        uc.mem_map(CODE_BASE, CODE_MAP)
+        uc.mem_map(DATA_BASE, DATA_SIZE)
+        uc.mem_map(SCRATCH, 0x1000)
+        # sc.w x0, x0, (x1): every SC drops the reservation a previous program may have left.
+        uc.mem_write(SCRATCH, E.to_bytes(E.amo(0x03, 2, 0, 1, 0)))
+        self.uc = uc
+        self.xids = [R.UC_RISCV_REG_X0 + i for i in range(32)]
+        self.fids = [R.UC_RISCV_REG_F0 + i for i in range(32)]
+
+    def run(self, prog: Program, code: bytes) -> Result:
+        uc, R = self.uc, self.R
+        mstatus = uc.reg_read(R.UC_RISCV_REG_MSTATUS)
+        uc.reg_write(R.UC_RISCV_REG_MSTATUS, mstatus | (3 << 13))  # FS = dirty: FPU on
+        uc.reg_write(R.UC_RISCV_REG_X1, SCRATCH + 0x800)
+        uc.emu_start(SCRATCH, SCRATCH + 4)
+        uc.ctl_remove_cache(CODE_BASE, CODE_BASE + CODE_MAP)
+        uc.mem_write(CODE_BASE, code + b"\0" * (CODE_MAP - len(code)))
+        uc.mem_write(DATA_BASE, prog.data)
+        for i in range(1, 32):
+            uc.reg_write(self.xids[i], prog.xregs[i])
+        for i, v in enumerate(prog.unicorn_fregs()):
+            uc.reg_write(self.fids[i], v)
+        uc.reg_write(R.UC_RISCV_REG_FFLAGS, prog.fflags)
+        uc.reg_write(R.UC_RISCV_REG_FRM, prog.frm)
+        end = CODE_BASE + len(code)
+        error = ""
+        minmax = _minmax_sites(code)
+        fixer = hook = None
+        if minmax:
+            fixer = _MinMaxFixer(uc, self.fids, minmax)
+            hook = uc.hook_add(self.U.UC_HOOK_CODE, fixer.hook, begin=CODE_BASE, end=end)
+        try:
+            uc.emu_start(CODE_BASE, end, count=4 * len(code))
+        except self.U.UcError as e:
+            error = f"unicorn: {e}"
+        if fixer is not None:
+            fixer.apply()
+            uc.hook_del(hook)
+        return Result(
+            x=[uc.reg_read(r) & MASK64 for r in self.xids],
+            f=[uc.reg_read(r) & MASK64 for r in self.fids],
+            fflags=uc.reg_read(R.UC_RISCV_REG_FFLAGS),
+            frm=uc.reg_read(R.UC_RISCV_REG_FRM),
+            pc=uc.reg_read(R.UC_RISCV_REG_PC),
+            data=bytes(uc.mem_read(DATA_BASE, DATA_SIZE)),
+            error=error,
+        )
+
+
+def _minmax_sites(code: bytes) -> dict[int, int]:
+    """Address -> instruction word of every fmin/fmax (.s or .d) in `code`."""
+    out = {}
+    pos = 0
+    while pos < len(code):
+        if code[pos] & 3 != 3:
+            pos += 2
+            continue
+        w = int.from_bytes(code[pos : pos + 4], "little")
+        if w & 0x7F == 0x53 and w >> 27 == 0x05 and (w >> 25) & 3 in (0, 1) and (w >> 12) & 7 in (0, 1):
+            out[CODE_BASE + pos] = w
+        pos += 4
+    return out
+
+
+def _is_nan(v: int, dbl: bool) -> bool:
+    return (v & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000 if dbl else (v & 0x7FFFFFFF) > 0x7F800000
+
+
+def _is_snan(v: int, dbl: bool) -> bool:
+    quiet = 1 << 51 if dbl else 1 << 22
+    return _is_nan(v, dbl) and not v & quiet
+
+
+class _MinMaxFixer:
+    """Corrects Unicorn's fmin/fmax in the one case where QEMU 5.0 breaks the current spec."""
+
+    def __init__(self, uc, fids: list[int], sites: dict[int, int]) -> None:
+        self.uc = uc
+        self.fids = fids
+        self.sites = sites
+        self.pending: tuple[int, int] | None = None  # (rd, value to write)
+
+    def apply(self) -> None:
+        if self.pending is not None:
+            rd, v = self.pending
+            self.uc.reg_write(self.fids[rd], v)
+            self.pending = None
+
+    def hook(self, uc, addr: int, size: int, _user) -> None:
+        self.apply()
+        w = self.sites.get(addr)
+        if w is None:
+            return
+        dbl = bool((w >> 25) & 1)
+        m = MASK64 if dbl else 0xFFFFFFFF
+        a = uc.reg_read(self.fids[(w >> 15) & 31]) & m
+        b = uc.reg_read(self.fids[(w >> 20) & 31]) & m
+        if _is_snan(a, dbl) and not _is_nan(b, dbl):
+            self.pending = ((w >> 7) & 31, b)
+        elif _is_snan(b, dbl) and not _is_nan(a, dbl):
+            self.pending = ((w >> 7) & 31, a)
+
+
+class PolyvmRunner:
+    def __init__(self) -> None:
+        from polyvm.engine.reference import Engine
+        from polyvm.isa.riscv import RISCV64
+        from polyvm.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+
+        self.Engine = Engine
+        self.arch = RISCV64
+        self.AddressSpace = AddressSpace
+        self.prot_code = PROT_READ | PROT_EXEC
+        self.prot_data = PROT_READ | PROT_WRITE
+
+    def run(self, prog: Program, code: bytes) -> Result:
+        from polyvm.isa.riscv import F0_SLOT, FFLAGS_SLOT, FRM_SLOT, X0_SLOT
+
+        mem = self.AddressSpace()
+        mem.map(CODE_BASE, CODE_MAP, self.prot_code, code + E.to_bytes(E.EBREAK))
+        mem.map(DATA_BASE, DATA_SIZE, self.prot_data, prog.data)
+        eng = self.Engine(self.arch, mem)
+        st = self.arch.new_state()
+        st[0] = CODE_BASE
+        for i in range(1, 32):
+            st[X0_SLOT + i] = prog.xregs[i]
+        for i in range(32):
+            st[F0_SLOT + i] = prog.fregs[i]
+        st[FFLAGS_SLOT] = prog.fflags
+        st[FRM_SLOT] = prog.frm
+        end = CODE_BASE + len(code)
+        error = ""
+        try:
+            stop = eng.run(st, 4 * len(code))
+            if stop.reason != "breakpoint" or stop.pc != end:
+                error = f"polyvm stopped: {stop}"
+        except Exception as e:  # a host exception is a polyvm bug worth seeing in the report
+            error = f"polyvm raised {type(e).__name__}: {e}"
+        return Result(
+            x=[st[X0_SLOT + i] for i in range(32)],
+            f=[st[F0_SLOT + i] for i in range(32)],
+            fflags=st[FFLAGS_SLOT],
+            frm=st[FRM_SLOT],
+            pc=st[0],
+            data=mem.read_raw(DATA_BASE, DATA_SIZE),
+            error=error,
+        )
+
+
+def compare(prog: Program, uni: Result, pv: Result, kinds: list[str]) -> list[str]:
+    """Differences between the two runs, one line each (empty: they agree)."""
+    out: list[str] = []
+    if uni.error or pv.error:
+        if uni.error != pv.error:
+            out.append(f"stop: unicorn {uni.error or 'ok'!r}, polyvm {pv.error or 'ok'!r}")
+        return out
+    if uni.pc != pv.pc:
+        out.append(f"pc: unicorn {uni.pc:#x}, polyvm {pv.pc:#x}")
+    for i in range(1, 32):
+        if uni.x[i] != pv.x[i]:
+            out.append(f"x{i}: unicorn {uni.x[i]:#018x}, polyvm {pv.x[i]:#018x} (initial {prog.xregs[i]:#x})")
+    for i in range(32):
+        u, p, k = uni.f[i], pv.f[i], kinds[i]
+        if k in ("d", "sd"):
+            ok = u == p
+        elif k == "s":
+            ok = (u & 0xFFFFFFFF) == (p & 0xFFFFFFFF) and p >> 32 == 0xFFFFFFFF
+        else:  # "u": never written, so polyvm must still hold the initial bits
+            ok = p == prog.fregs[i]
+        if not ok:
+            out.append(f"f{i} ({k}): unicorn {u:#018x}, polyvm {p:#018x} (initial {prog.fregs[i]:#x})")
+    if uni.fflags != pv.fflags:
+        out.append(f"fflags: unicorn {uni.fflags:#x}, polyvm {pv.fflags:#x} (initial {prog.fflags:#x})")
+    if uni.frm != pv.frm:
+        out.append(f"frm: unicorn {uni.frm}, polyvm {pv.frm} (initial {prog.frm})")
+    if uni.data != pv.data:
+        diffs = [i for i in range(DATA_SIZE) if uni.data[i] != pv.data[i]]
+        a = diffs[0] & ~7
+        out.append(
+            f"memory: {len(diffs)} bytes differ, first at {DATA_BASE + diffs[0]:#x}: unicorn "
+            f"{uni.data[a : a + 8].hex()}, polyvm {pv.data[a : a + 8].hex()} (8 bytes at {DATA_BASE + a:#x})"
+        )
+    return out
+
+
+def disasm(code: bytes, base: int = CODE_BASE) -> list[str]:
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_RISCV, capstone.CS_MODE_RISCV64 | capstone.CS_MODE_RISCVC)
+    lines = []
+    pos = 0
+    while pos < len(code):
+        insn = next(md.disasm(code[pos:], base + pos, 1), None)
+        if insn is None:
+            n = 2 if code[pos] & 3 != 3 else 4
+            lines.append(f"{base + pos:#x}: {code[pos : pos + n][::-1].hex():>8}  .insn (capstone can't)")
+            pos += n
+            continue
+        lines.append(f"{insn.address:#x}: {insn.bytes[::-1].hex():>8}  {insn.mnemonic} {insn.op_str}")
+        pos += insn.size
+    return lines
