@@ -77,7 +77,7 @@ class Direct:
     def compile(self, src: str, name: str):
         nv = self.nv
         prog = self.ok(nv.nvrtcCreateProgram(src.encode(), b"direct.cu", 0, [], []))
-        opts = [f"--gpu-arch={self.arch}".encode()]
+        opts = [f"--gpu-architecture={self.arch}".encode()]
         (err,) = nv.nvrtcCompileProgram(prog, len(opts), opts)
         if err:
             raise RuntimeError(f"direct NVRTC failed: {err}")

@@ -127,3 +127,88 @@ def test_numpy_scalars_carry_their_type():
 def test_bool_and_index_types():
     assert A.to_arg(True, "i32").value == 1
     assert A.to_arg(3, "f32").value == 3.0
+
+
+def _deref(params, sizes):
+    arr = (ctypes.c_void_p * len(sizes))(*[0] * len(sizes))
+    ctypes.memmove(arr, params, ctypes.sizeof(arr))
+    return [ctypes.string_at(p, n) for p, n in zip(arr, sizes, strict=True)]
+
+
+def test_fast_packer_matches_general_packing():
+    values = [A.u8(7), FakeBuf(), A.i32(-5), A.f64(2.25), A.f32(0.5), A.u64(2**64 - 1), A.i16(-300)]
+    kinds = [A.kind_of(v) for v in values]
+    assert kinds == ["u8", "ptr", "i32", "f64", "f32", "u64", "i16"]
+    fast = A.ArgPacker(kinds, from_signature=False)
+    addr = fast.pack(values)
+    general = A.pack(values)
+    sizes = [a.size for a in general.args]
+    assert addr and _deref(addr, sizes) == _deref(general.kernel_params, sizes)
+
+
+def test_fast_packer_with_signature_and_fallbacks():
+    sig = A.parse_signature("i32, f32, ptr, ptr")
+    fast = A.ArgPacker(sig, from_signature=True)
+    addr = fast.pack([3, 1.5, FakeBuf(), 0x1234])
+    got = _deref(addr, [4, 4, 8, 8])
+    assert got == [
+        struct.pack("<i", 3),
+        struct.pack("<f", 1.5),
+        struct.pack("<Q", FakeBuf.device_ptr),
+        struct.pack("<Q", 0x1234),
+    ]
+    # anything it cannot pack exactly goes to the general path (which explains or handles it)
+    for bad in (
+        [2**31, 1.0, 0, 0],
+        [1, "x", 0, 0],
+        [1, 1.0, None, 0],
+        [1, 1.0, 0],
+        [FakeBuf(), 1.0, 0, 0],
+        [1, 1e300, 0, 0],
+    ):
+        assert fast.pack(bad) == 0, bad
+    assert A.pack([1, 1.0, None, 0], sig).args[2].value == 0
+
+
+def test_numpy_scalars_on_the_fast_path():
+    np = pytest.importorskip("numpy")
+    values = [np.int32(-4), np.float32(1.25), np.uint64(9)]
+    fast = A.ArgPacker([A.kind_of(v) for v in values], from_signature=False)
+    assert _deref(fast.pack(values), [4, 4, 8]) == [
+        struct.pack("<i", -4),
+        struct.pack("<f", 1.25),
+        struct.pack("<Q", 9),
+    ]
+
+
+def test_kernel_launch_fast_path_on_a_pointer_backend():
+    """A backend without wants_packed_args gets only the void** (as CUDA and ROCm do)."""
+    from polyvm.gpu.fake import FakeDriver
+
+    seen = []
+
+    class PtrOnly(FakeDriver):
+        wants_packed_args = False
+
+        def launch(self, func, cfg, stream, params, packed):
+            seen.append((cfg, params, packed, _deref(params, [4, 4, 8]) if params else None))
+
+    from polyvm.gpu.api import Device
+
+    dev = Device(PtrOnly(), cache=False)
+    k = dev.compile('extern "C" __global__ void f(int a, float b, float* c) {}').get_kernel("f")
+    buf = dev.alloc(16)
+    k.launch((2, 3), 64, (A.i32(9), A.f32(2.0), buf), shmem=128)
+    cfg, params, packed, vals = seen[-1]
+    assert cfg == (2, 3, 1, 64, 1, 1, 128) and packed is None
+    assert vals == [struct.pack("<i", 9), struct.pack("<f", 2.0), struct.pack("<Q", buf.device_ptr)]
+    k2 = k.module.get_kernel("f", "i32, f32, ptr")
+    k2.launch(1, 1, (9, 2.0, buf))
+    assert seen[-1][2] is None and seen[-1][3] == vals
+    k2.launch(1, 1, (9, 2.0, None))  # None as NULL: general path, still packed right
+    assert seen[-1][2] is not None and seen[-1][3][2] == bytes(8)
+    with pytest.raises(A.ArgumentError):
+        k2.launch(1, 1, (9, "two", buf))
+    k.launch(1, 1)  # no arguments: NULL kernelParams
+    assert seen[-1][1] == 0
+    dev.close()

@@ -185,8 +185,10 @@ def test_3d_launch_dynamic_shared_memory_and_typed_args(dev):
 
 def test_limits_refused_before_the_driver(dev, mod):
     k = mod.get_kernel("empty")
-    with pytest.raises(gpu.LaunchConfigError, match="threads"):
+    with pytest.raises(gpu.LaunchConfigError, match="block.x = 2048 exceeds"):
         k.launch(1, 2048)
+    with pytest.raises(gpu.LaunchConfigError, match="2048 threads"):
+        k.launch(1, (64, 32))
     with pytest.raises(gpu.LaunchConfigError, match="shared memory"):
         k.launch(1, 1, shmem=dev.limits.max_shared_per_block_optin + 1)
     with pytest.raises(gpu.LaunchConfigError, match="grid.y"):

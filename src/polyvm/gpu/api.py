@@ -15,10 +15,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .args import PackedArgs, pack, parse_signature
+from .args import ArgPacker, kind_of, pack, parse_signature
 from .backend import DeviceDriver, DeviceInfo, KernelAttributes
 from .cache import CacheEntry, KernelCache, cache_key
 from .errors import ArgumentError, BackendUnavailableError, CompileError, GPUError, ResourceClosedError
@@ -454,6 +454,9 @@ class Module(_Resource):
         h, self._handle = self._handle, None
         if h is not None:
             self.device._resources.discard(self)
+            for k in self._kernels.values():
+                k._dead = True
+                k._configs.clear()
             self._kernels.clear()
             self.device._driver.ensure_current()
             self.device._driver.module_unload(h)
@@ -472,6 +475,10 @@ class Kernel:
         "_dyn_smem",
         "_launch",
         "_drv",
+        "_sig_packer",
+        "_packers",
+        "_dead",
+        "_general_only",
     )
 
     def __init__(self, module: Module, name: str, handle: Any, signature: tuple[str, ...] | None) -> None:
@@ -480,10 +487,18 @@ class Kernel:
         self.handle = handle
         self.signature = signature
         self._attrs: KernelAttributes | None = None
-        self._configs: dict[Any, tuple[tuple[int, int, int], tuple[int, int, int]]] = {}
+        # (grid, block, shmem) as given -> (gx, gy, gz, bx, by, bz, shmem), checked once
+        self._configs: dict[Any, tuple[int, ...]] = {}
         self._dyn_smem = 0
         self._drv = module.device._driver
         self._launch = self._drv.launch
+        self._dead = False
+        # Backends that want the decoded arguments (the fake one) always get PackedArgs.
+        self._general_only = bool(getattr(self._drv, "wants_packed_args", False))
+        self._sig_packer = (
+            ArgPacker(signature, from_signature=True) if signature and not self._general_only else None
+        )
+        self._packers: dict[tuple[str, ...], ArgPacker] = {}
 
     @property
     def attributes(self) -> KernelAttributes:
@@ -496,6 +511,8 @@ class Kernel:
         self, grid: Any, block: Any, shmem: int = 0
     ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """Validate a configuration against device and kernel limits; returns normalized (grid, block)."""
+        if self._dead or self.module._handle is None:
+            raise ResourceClosedError(f"kernel {self.name!r}: its module was unloaded")
         attrs = self.attributes
         cfg = check_launch(
             grid,
@@ -509,33 +526,70 @@ class Kernel:
         limits = self.module.device.limits
         if shmem + (attrs.shared_size_bytes or 0) > limits.max_shared_per_block and shmem > self._dyn_smem:
             # Above 48 KiB a kernel must opt in to more dynamic shared memory.
+            self._drv.ensure_current()
             self._drv.function_set_max_dynamic_shared(self.handle, shmem)
             self._dyn_smem = shmem
+            self._attrs = None
+        return cfg
+
+    def _configure(self, grid: Any, block: Any, shmem: int, remember: bool) -> tuple[int, ...]:
+        g, b = self.check(grid, block, shmem)
+        cfg = (*g, *b, shmem)
+        if remember:
+            if len(self._configs) >= 256:
+                self._configs.clear()
+            self._configs[(grid, block, shmem)] = cfg
         return cfg
 
     def launch(
-        self, grid: Any, block: Any, args: Iterable[Any] = (), *, shmem: int = 0, stream: Stream | None = None
+        self, grid: Any, block: Any, args: Sequence[Any] = (), *, shmem: int = 0, stream: Stream | None = None
     ) -> None:
-        """Queue the kernel on ``stream`` (default stream if None) with a 1-3-D grid and block."""
-        if self.module._handle is None:
-            raise ResourceClosedError(f"kernel {self.name!r}: its module was unloaded")
+        """Queue the kernel on ``stream`` (default stream if None) with a 1-3-D grid and block.
+
+        The configuration is checked against the device's and the kernel's limits first
+        (:class:`LaunchConfigError`); ``args`` are packed per :mod:`polyvm.gpu.args`.
+        """
         try:
-            g, b = self._configs[(grid, block, shmem)]
+            cfg = self._configs[(grid, block, shmem)]
         except KeyError:
-            g, b = self._configs[(grid, block, shmem)] = self.check(grid, block, shmem)
-            if len(self._configs) > 256:
-                self._configs.clear()
+            cfg = self._configure(grid, block, shmem, True)
         except TypeError:  # unhashable (a list): check every time
-            g, b = self.check(grid, block, shmem)
-        packed: PackedArgs | None
-        if args or self.signature:
-            packed = pack(args, self.signature)
-        else:
-            packed = None
-        self._drv.ensure_current()
-        self._launch(self.handle, g, b, shmem, None if stream is None else stream._live_handle(), packed)
+            cfg = self._configure(grid, block, shmem, False)
+        s = None if stream is None else stream._live_handle()
+        if not args and not self.signature:
+            self._launch(self.handle, cfg, s, 0, None)
+            return
+        if type(args) is not tuple and type(args) is not list:
+            args = tuple(args)
+        if not self._general_only:
+            packer = self._sig_packer if self.signature else self._packer_for(args)
+            if packer is not None and packer.lock.acquire(False):
+                try:
+                    addr = packer.pack(args)
+                    if addr:
+                        self._launch(self.handle, cfg, s, addr, None)
+                        return
+                finally:
+                    packer.lock.release()
+        packed = pack(args, self.signature)  # the general path; explains what cannot be packed
+        self._launch(self.handle, cfg, s, packed.kernel_params, packed)
 
     __call__ = launch
+
+    def _packer_for(self, args: Sequence[Any]) -> ArgPacker | None:
+        kinds = []
+        for v in args:
+            k = kind_of(v)
+            if k is None:
+                return None
+            kinds.append(k)
+        key = tuple(kinds)
+        p = self._packers.get(key)
+        if p is None:
+            if len(self._packers) >= 16:
+                self._packers.clear()
+            p = self._packers[key] = ArgPacker(key, from_signature=False)
+        return p
 
     def __repr__(self) -> str:
         return f"<polyvm.gpu.Kernel {self.name!r}>"

@@ -15,6 +15,7 @@ import ctypes
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ArgumentError
 
@@ -326,3 +327,94 @@ class PackedArgs:
 
 def pack(values: Iterable[object], signature: Sequence[str] | None = None) -> PackedArgs:
     return PackedArgs(to_args(values, signature))
+
+
+_STRUCT_CHARS = {
+    "ptr": "Q",
+    "i8": "b",
+    "u8": "B",
+    "i16": "h",
+    "u16": "H",
+    "i32": "i",
+    "u32": "I",
+    "i64": "q",
+    "u64": "Q",
+    "f32": "f",
+    "f64": "d",
+}
+
+
+def _as_ptr(v: Any) -> Any:
+    d = getattr(v, "device_ptr", None)
+    return v if d is None else d
+
+
+def _as_value(v: Any) -> Any:
+    if type(v) is Arg:
+        return v.value
+    d = getattr(v, "device_ptr", None)
+    return v if d is None else d
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def kind_of(value: Any) -> str | None:
+    """The scalar kind a value carries by itself (typed Arg, device buffer, NumPy scalar), else None."""
+    if type(value) is Arg:
+        return None if value.kind == "bytes" else value.kind
+    if hasattr(value, "device_ptr"):
+        return "ptr"
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(value, "shape", None) == ():
+        return _NUMPY_KINDS.get((dtype.kind, dtype.itemsize))
+    return None
+
+
+class ArgPacker:
+    """Packing precompiled for one tuple of scalar kinds: one ``struct.pack_into`` per launch.
+
+    It owns one parameter block, so it is used under ``lock`` (taken without blocking; a
+    concurrent launch of the same kernel takes the general path instead). Any value it cannot
+    pack exactly returns 0, and the caller falls back to :func:`pack`, which explains the error.
+    """
+
+    __slots__ = ("kinds", "n", "_struct", "_buf", "_shift", "_ptrs", "kernel_params", "_convs", "lock")
+
+    def __init__(self, kinds: Sequence[str], *, from_signature: bool) -> None:
+        import threading
+
+        self.kinds = tuple(kinds)
+        self.n = len(self.kinds)
+        fmt, size, max_align = "<", 0, 1
+        offsets = []
+        for k in self.kinds:
+            _, sz, al = _SCALARS[k]
+            pad = (-size) % al
+            fmt += "x" * pad + _STRUCT_CHARS[k]
+            size += pad
+            offsets.append(size)
+            size += sz
+            max_align = max(max_align, al)
+        self._struct = struct.Struct(fmt)
+        self._buf = ctypes.create_string_buffer(size + 16)
+        base = ctypes.addressof(self._buf)
+        self._shift = (-base) % 16
+        self._ptrs = (ctypes.c_void_p * max(self.n, 1))(*[base + self._shift + o for o in offsets])
+        self.kernel_params = ctypes.addressof(self._ptrs) if self.n else 0
+        if from_signature:
+            self._convs = tuple(_as_ptr if k == "ptr" else _same for k in self.kinds)
+        else:
+            self._convs = tuple(_as_value for _ in self.kinds)
+        self.lock = threading.Lock()
+
+    def pack(self, values: Sequence[Any]) -> int:
+        """Write ``values`` into the block; the ``void**`` address, or 0 if they don't fit exactly."""
+        if len(values) != self.n:
+            return 0
+        try:
+            self._struct.pack_into(self._buf, self._shift, *[c(v) for c, v in zip(self._convs, values)])  # noqa: B905
+        except (struct.error, TypeError, OverflowError, ValueError):
+            return 0
+        return self.kernel_params

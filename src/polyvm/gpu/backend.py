@@ -189,11 +189,8 @@ class DeviceDriver(ABC):
 
     @abstractmethod
     def launch(
-        self,
-        func: Any,
-        grid: tuple[int, int, int],
-        block: tuple[int, int, int],
-        shmem: int,
-        stream: Any,
-        packed: PackedArgs | None,
-    ) -> None: ...
+        self, func: Any, cfg: tuple[int, ...], stream: Any, params: int, packed: PackedArgs | None
+    ) -> None:
+        """Queue ``func``. ``cfg`` is (gx, gy, gz, bx, by, bz, dynamic shared bytes); ``params`` the
+        ``void**`` kernelParams address (0: none); ``packed`` the decoded arguments when the general
+        path packed them (None on the fast path), for backends that set ``wants_packed_args``."""

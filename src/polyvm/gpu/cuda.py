@@ -362,12 +362,12 @@ class CudaDriver(DeviceDriver):
         cc = self.cc[0] * 10 + self.cc[1]
         supported = self._supported_archs()
         if target in ("auto", "cubin") and cc in supported:
-            return [f"--gpu-arch=sm_{cc}"]
+            return [f"--gpu-architecture=sm_{cc}"]
         if target == "cubin":
             raise CompileError(f"{self.compiler_version} cannot generate a cubin for {self.arch}")
         # PTX for the newest virtual arch both the compiler and the device know; the driver JITs it.
         usable = [a for a in supported if a <= cc]
-        return [f"--gpu-arch=compute_{max(usable) if usable else cc}"]
+        return [f"--gpu-architecture=compute_{max(usable) if usable else cc}"]
 
     def compile(
         self,
@@ -403,7 +403,7 @@ class CudaDriver(DeviceDriver):
                     options=tuple(options),
                 )
             cubin = None
-            if any(o.startswith("--gpu-arch=sm_") or o.startswith("-arch=sm_") for o in options):
+            if any(o.startswith("--gpu-architecture=sm_") or o.startswith("-arch=sm_") for o in options):
                 cubin = self._nvrtc_blob(prog, nv.nvrtcGetCUBINSize, nv.nvrtcGetCUBIN)
             ptx_b = self._nvrtc_blob(prog, nv.nvrtcGetPTXSize, nv.nvrtcGetPTX)
             ptx = ptx_b.rstrip(b"\0").decode(errors="replace") if ptx_b else None
@@ -487,26 +487,10 @@ class CudaDriver(DeviceDriver):
         self._call("cuFuncSetAttribute", self._d.cuFuncSetAttribute(func, a, nbytes))
 
     def launch(
-        self,
-        func: Any,
-        grid: tuple[int, int, int],
-        block: tuple[int, int, int],
-        shmem: int,
-        stream: Any,
-        packed: PackedArgs | None,
+        self, func: Any, cfg: tuple[int, ...], stream: Any, params: int, packed: PackedArgs | None
     ) -> None:
-        (err,) = self._launch_fn(
-            func,
-            grid[0],
-            grid[1],
-            grid[2],
-            block[0],
-            block[1],
-            block[2],
-            shmem,
-            self._null_stream if stream is None else stream,
-            0 if packed is None else packed.kernel_params,
-            0,
-        )
+        if getattr(_state, "ctx", None) is not self._ctx:
+            self.ensure_current()
+        (err,) = self._launch_fn(func, *cfg, self._null_stream if stream is None else stream, params, 0)
         if err:
             _raise(self._d, "cuLaunchKernel", err)

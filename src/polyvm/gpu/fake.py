@@ -87,6 +87,7 @@ def open_driver(
 
 class FakeDriver(DeviceDriver):
     backend = "fake"
+    wants_packed_args = True
 
     def __init__(
         self, *, kernels: Mapping[str, Callable[..., None]] | None = None, total_memory: int = 1 << 30
@@ -293,15 +294,10 @@ class FakeDriver(DeviceDriver):
         pass
 
     def launch(
-        self,
-        func: Any,
-        grid: tuple[int, int, int],
-        block: tuple[int, int, int],
-        shmem: int,
-        stream: Any,
-        packed: PackedArgs | None,
+        self, func: Any, cfg: tuple[int, ...], stream: Any, params: int, packed: PackedArgs | None
     ) -> None:
         self._maybe_fail("launch")
+        grid, block, shmem = (cfg[0], cfg[1], cfg[2]), (cfg[3], cfg[4], cfg[5]), cfg[6]
         values = tuple(a.value for a in packed.args) if packed is not None else ()
         self.launches.append((func, grid, block, shmem, values))
         impl = self.kernels.get(func)

@@ -377,17 +377,10 @@ class RocmDriver(DeviceDriver):
         pass  # HIP grants up to the per-block limit without opting in
 
     def launch(
-        self,
-        func: Any,
-        grid: tuple[int, int, int],
-        block: tuple[int, int, int],
-        shmem: int,
-        stream: Any,
-        packed: PackedArgs | None,
+        self, func: Any, cfg: tuple[int, ...], stream: Any, params: int, packed: PackedArgs | None
     ) -> None:
-        res = self._h.hipModuleLaunchKernel(
-            func, *grid, *block, shmem, stream, None if packed is None else packed.kernel_params, None
-        )
-        err = _first(res)
+        if getattr(_state, "device", None) != self.index:
+            self.ensure_current()
+        err = _first(self._h.hipModuleLaunchKernel(func, *cfg, stream, params or None, None))
         if err:
             _raise(self._h, "hipModuleLaunchKernel", err)
