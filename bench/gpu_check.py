@@ -349,6 +349,12 @@ class ArrayMemory:
             raise G.GuestFault(addr)
         self.data[o : o + len(data)] = data
 
+    def host_view(self, addr: int, size: int) -> memoryview:
+        o = addr - self.base
+        if o < 0 or o + size > len(self.data):
+            raise G.GuestFault(addr)
+        return memoryview(self.data)[o : o + size]
+
     def put(self, data: bytes) -> int:
         self.brk = (self.brk + 63) & ~63
         a = self.brk

@@ -158,6 +158,25 @@ def test_saxpy_and_matmul_end_to_end(vm):
     assert struct.unpack("<4f", mem.read_bytes(out, 16)) == (19.0, 22.0, 43.0, 50.0)
 
 
+class ViewGuestMemory(FakeGuestMemory):
+    def host_view(self, addr, size):
+        o = self._off(addr, size)
+        return memoryview(self.data)[o : o + size]
+
+
+def test_zero_copy_accessor(vm):
+    mem = ViewGuestMemory()
+    rc, h = malloc(vm, mem, 64)
+    src = mem.put(bytes(range(64)))
+    assert copy(vm, mem, G.OP_COPY_HTOD, h, 0, src, 64) == 0
+    out = mem.put(bytes(64))
+    assert copy(vm, mem, G.OP_COPY_DTOH, h, 16, out, 48) == 0
+    assert mem.read_bytes(out, 48) == bytes(range(16, 64))
+    end = mem.base + len(mem.data) - 10
+    assert copy(vm, mem, G.OP_COPY_HTOD, h, 0, end, 64) == -G.EFAULT
+    assert copy(vm, mem, G.OP_COPY_DTOH, h, 0, end, 64) == -G.EFAULT
+
+
 def test_bad_guest_pointers_are_efault_never_exceptions(vm):
     mem = FakeGuestMemory()
     rc, h = malloc(vm, mem, 64)

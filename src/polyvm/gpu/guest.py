@@ -103,6 +103,13 @@ _OFF_BITS = 48
 
 
 class GuestMemory(Protocol):
+    """What GuestGPU needs of a VM's memory. Both raise MemoryFault for unmapped/forbidden memory.
+
+    An accessor may also offer ``host_view(addr, size) -> memoryview | None``: a writable view of
+    a guest range that is contiguous in host memory (None where it is not); copies then go
+    straight between guest memory and the device.
+    """
+
     def read_bytes(self, addr: int, size: int) -> bytes: ...
 
     def write_bytes(self, addr: int, data: bytes) -> None: ...
@@ -277,6 +284,19 @@ class GuestGPU:
         self._check_ptr(addr, len(data))
         if data:
             mem.write_bytes(addr, data)
+
+    def _host_view(self, mem: GuestMemory, addr: int, size: int) -> memoryview | None:
+        """A writable view of guest memory when the accessor offers one (``host_view``): no copies."""
+        fn = getattr(mem, "host_view", None)
+        if fn is None or size == 0:
+            return None
+        view = fn(addr, size)
+        if view is None:
+            return None
+        mv = memoryview(view)
+        if mv.readonly or mv.nbytes != size or not mv.c_contiguous:
+            return None
+        return mv
 
     def _read_struct(self, mem: GuestMemory, st: struct.Struct, addr: int) -> tuple[Any, ...]:
         return st.unpack(self._read(mem, addr, st.size))
@@ -454,6 +474,11 @@ class GuestGPU:
         buf = self._range(h, offset, size)
         self._check_ptr(gaddr, size)
         stream = self._vm_stream()
+        view = self._host_view(mem, gaddr, size)
+        if view is not None:
+            # From pageable memory the driver has staged the data when the call returns.
+            buf.copy_from_host(view, offset=offset, stream=stream)
+            return 0
         done = 0
         while done < size:
             n = min(COPY_CHUNK, size - done)
@@ -470,6 +495,11 @@ class GuestGPU:
         buf = self._range(h, offset, size)
         self._check_ptr(gaddr, size)
         stream = self._vm_stream()
+        view = self._host_view(mem, gaddr, size)
+        if view is not None:
+            buf.copy_to_host(view, offset=offset, nbytes=size, stream=stream)
+            self._sync()
+            return 0
         done = 0
         while done < size:
             n = min(COPY_CHUNK, size - done)
