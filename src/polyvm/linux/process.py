@@ -1,0 +1,618 @@
+"""A guest Linux process: address space, threads, files, signals, and the run loop.
+
+Everything lives on the `Process` object (no module state), so several processes can run in
+one Python process, one after another, interleaved, or on different host threads.
+
+Guest threads are scheduled round-robin on the calling host thread: each gets a time slice of
+`slice_blocks` translated blocks (`engine.run(state, max_blocks)`). A syscall that cannot
+complete now (futex wait, nanosleep, read from an empty pipe) leaves its thread with a `Wait`;
+the scheduler skips waiting threads, polls them, and sleeps the host when nobody can run.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+from typing import Any
+
+from polyvm.engine import Stop
+from polyvm.linux import signals as S
+from polyvm.linux.errnos import EINTR, EMFILE
+from polyvm.linux.files import HostFile, OpenFile
+from polyvm.linux.loader import MMAP_BASE, STACK_SIZE, STACK_TOP, LoadError, build_stack, parse_and_map
+from polyvm.linux.mm import MAP_PRIVATE, MemoryMap, Vma
+from polyvm.linux.riscv64 import RISCV64_LINUX
+from polyvm.linux.vfs import VFS, ProcView
+from polyvm.memory import PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, MemoryFault
+
+NOFILE = 1024
+EXIT_TIMEOUT = 124
+EXIT_DEADLOCK = 125
+EXIT_INTERRUPTED = 130
+
+ABIS = {"riscv64": RISCV64_LINUX}
+
+
+class Wait:
+    """A syscall waiting to complete. `poll()` returns the result once it can, else None."""
+
+    __slots__ = ("poll", "deadline", "on_timeout", "rfds", "wfds", "restart", "cancel", "ecall_pc", "what")
+
+    def __init__(
+        self,
+        poll: Callable[[], int | None],
+        *,
+        deadline: float | None = None,
+        on_timeout: int = 0,
+        rfds: tuple[int, ...] = (),
+        wfds: tuple[int, ...] = (),
+        restart: bool = True,
+        cancel: Callable[[], None] | None = None,
+        what: str = "",
+    ) -> None:
+        self.poll = poll
+        self.deadline = deadline  # time.monotonic() value
+        self.on_timeout = on_timeout
+        self.rfds = rfds
+        self.wfds = wfds
+        self.restart = restart  # re-run after a SA_RESTART handler instead of failing with EINTR
+        self.cancel = cancel
+        self.ecall_pc = 0
+        self.what = what
+
+
+class Thread:
+    def __init__(self, tid: int, regs: list[int]) -> None:
+        self.tid = tid
+        self.regs = regs
+        self.mask = 0
+        self.saved_mask: int | None = None  # mask to restore after rt_sigsuspend's handler
+        self.pending: dict[int, bytes] = {}
+        self.sync_sig = 0  # a fault's signal: delivered before anything else
+        self.crash: dict[int, tuple[int, str]] = {}  # signo -> (pc, detail) for the death message
+        self.wait: Wait | None = None
+        self.clear_child_tid = 0
+        self.robust_list = (0, 0)
+        self.altstack = (0, S.SS_DISABLE, 0)  # ss_sp, ss_flags, ss_size
+        self.yield_now = False
+        self.exited = False
+        self.syscall_name = ""
+        self.syscall_args: list[int] = []
+
+
+class Process:
+    def __init__(
+        self,
+        image: bytes,
+        argv: list[str | bytes],
+        *,
+        env: list[str | bytes] | dict[str, str] | None = None,
+        arch: str = "riscv64",
+        root: str | None = None,
+        exe: str | None = None,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        strace: bool = False,
+        quiet: bool = False,
+        engine_factory: Callable[[Any, AddressSpace], Any] | None = None,
+        slice_blocks: int = 2000,
+        diag: int | None = None,
+    ) -> None:
+        """Load `image` (the bytes of an ELF executable); raises LoadError if it cannot be run.
+
+        stdin/stdout/stderr are host fds the guest's fds 0-2 are duplicated from; polyvm's own
+        messages (warnings, strace, death) go to `diag`, by default a copy of `stderr`.
+        """
+        self.abi = ABIS[arch]
+        self.isa = self.abi.arch
+        self.quiet = quiet
+        self.strace = strace
+        self.slice_blocks = slice_blocks
+        self.pid = os.getpid()
+        self.ppid = os.getppid()
+        self._next_tid = self.pid
+        self.exit_status: int | None = None
+        self.exit_message = ""
+        self._stop_requested = False
+        self._warned: set[int] = set()
+        self.umask = 0o022
+        self.cpu_time = 0.0
+        self.start_time = time.monotonic()
+        self.start_wall = time.time()
+        self._rr = 0
+        self._last_thread: Thread | None = None
+        self.futex_waiters: dict[int, list[Any]] = {}
+        self.actions = [S.SigAction() for _ in range(S.NSIG + 1)]
+        self.pending: dict[int, bytes] = {}
+        self.rlimits: dict[int, tuple[int, int]] = {}
+        self.pipe_ino = 0x1000
+
+        # ---- files -----------------------------------------------------------------------
+        self.fds: dict[int, OpenFile] = {}
+        self.cloexec: set[int] = set()
+        self._diag_fd = os.dup(stderr if diag is None else diag)
+        self._owned_fds = [self._diag_fd]
+        for gfd, hfd in ((0, stdin), (1, stdout), (2, stderr)):
+            try:
+                dup = os.dup(hfd)
+            except OSError:
+                continue
+            flags = {0: 0, 1: 1, 2: 1}[gfd]
+            try:
+                import fcntl
+
+                acc = fcntl.fcntl(dup, fcntl.F_GETFL) & os.O_ACCMODE
+                flags = {os.O_RDONLY: 0, os.O_WRONLY: 1, os.O_RDWR: 2}.get(acc, flags)
+            except OSError:
+                pass
+            self.install_fd(HostFile(dup, f"/dev/fd/{hfd}", flags), gfd)
+
+        self.vfs = VFS(
+            root,
+            ProcView(
+                lambda: self.pid,
+                lambda: self.exe_guest,
+                lambda: self.cwd,
+                lambda: self.mm.maps_text(),
+                lambda: b"".join(a + b"\0" for a in self.argv),
+                self._fd_links,
+            ),
+        )
+        host_cwd = os.getcwd()
+        self.cwd = self.vfs.guest_from_host(host_cwd) or "/"
+        exe_host = os.path.abspath(exe) if exe else None
+        self.exe_guest = (self.vfs.guest_from_host(exe_host) if exe_host else None) or (exe or "/unknown")
+        self.exe_host = exe_host
+
+        # ---- memory and the main thread -------------------------------------------------
+        self.argv = [a if isinstance(a, bytes) else os.fsencode(a) for a in argv]
+        if env is None:
+            envb = [k + b"=" + v for k, v in os.environb.items()]
+        elif isinstance(env, dict):
+            envb = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+        else:
+            envb = [e if isinstance(e, bytes) else os.fsencode(e) for e in env]
+        self.envp = envb
+        self.mem = AddressSpace()
+        self.mm = MemoryMap(self.mem, MMAP_BASE)
+        try:
+            img = parse_and_map(image, self.mem, self.abi.e_machine)
+        except LoadError:
+            self.close()
+            raise
+        self.image = img
+        ident = (0, 0)
+        if self.exe_host:
+            try:
+                s = os.stat(self.exe_host)
+                ident = (s.st_dev, s.st_ino)
+            except OSError:
+                pass
+        for seg in img.segments:
+            self.mm.add(
+                Vma(seg.start, seg.end, seg.prot, MAP_PRIVATE, self.exe_guest, seg.offset, ident[0], ident[1])
+            )
+        self.mm.brk_start = self.mm.brk = img.brk
+        execfn = self.argv[0] if root is None and self.argv else os.fsencode(self.exe_guest)
+        sp = build_stack(
+            self.mem,
+            img,
+            self.argv,
+            self.envp,
+            execfn=execfn,
+            hwcap=self.abi.hwcap,
+            minsigstksz=self.abi.minsigstksz,
+            platform=self.abi.platform,
+            ids=(os.getuid(), os.geteuid(), os.getgid(), os.getegid()),
+            exec_stack=img.exec_stack,
+        )
+        stack_prot = PROT_READ | PROT_WRITE | (PROT_EXEC if img.exec_stack else 0)
+        self.mm.add(Vma(STACK_TOP - STACK_SIZE, STACK_TOP, stack_prot, name="[stack]"))
+        tramp = self.mm.find_free(PAGE_SIZE)
+        assert tramp is not None
+        self.mm.map(
+            Vma(tramp, tramp + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"), self.abi.sigreturn_code
+        )
+        self.sigreturn_addr = tramp
+
+        if engine_factory is None:
+            from polyvm.engine.reference import Engine
+
+            engine_factory = Engine
+        self.engine = engine_factory(self.isa, self.mem)
+        regs = self.isa.new_state()
+        self.abi.init_regs(regs, img.entry, sp)
+        self.threads: list[Thread] = [Thread(self.pid, regs)]
+        self._next_tid = self.pid + 1
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        argv: list[str | bytes] | None = None,
+        env: list[str | bytes] | dict[str, str] | None = None,
+        root: str | None = None,
+        **kw: Any,
+    ) -> Process:
+        """Load the executable at host `path`. argv defaults to [path]."""
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise LoadError(f"cannot read {path}: {e.strerror}") from None
+        return cls(data, argv if argv is not None else [path], env=env, root=root, exe=path, **kw)
+
+    # ---- small helpers -------------------------------------------------------------------
+    @property
+    def main_thread(self) -> Thread | None:
+        return self.threads[0] if self.threads else None
+
+    def diag(self, msg: str) -> None:
+        try:
+            os.write(self._diag_fd, (msg.rstrip("\n") + "\n").encode(errors="replace"))
+        except OSError:
+            pass
+
+    def warn_unsupported(self, nr: int, name: str) -> None:
+        if nr in self._warned:
+            return
+        self._warned.add(nr)
+        if not self.quiet:
+            self.diag(f"polyvm: warning: unsupported syscall {nr} ({name or '?'})")
+
+    def new_tid(self) -> int:
+        tid = self._next_tid
+        self._next_tid += 1
+        return tid
+
+    def find_thread(self, tid: int) -> Thread | None:
+        for t in self.threads:
+            if t.tid == tid:
+                return t
+        return None
+
+    # ---- file descriptors ----------------------------------------------------------------
+    def install_fd(self, f: OpenFile, fd: int | None = None, *, minfd: int = 0, cloexec: bool = False) -> int:
+        if fd is None:
+            fd = minfd
+            while fd in self.fds:
+                fd += 1
+            if fd >= self.nofile():
+                from polyvm.linux.errnos import SyscallError
+
+                raise SyscallError(EMFILE)
+        else:
+            self.close_fd(fd)
+        f.refs += 1
+        self.fds[fd] = f
+        if cloexec:
+            self.cloexec.add(fd)
+        else:
+            self.cloexec.discard(fd)
+        return fd
+
+    def close_fd(self, fd: int) -> bool:
+        f = self.fds.pop(fd, None)
+        self.cloexec.discard(fd)
+        if f is None:
+            return False
+        f.refs -= 1
+        if f.refs == 0:
+            f.close()
+        return True
+
+    def nofile(self) -> int:
+        return self.rlimits.get(7, (NOFILE, 4096))[0]
+
+    def _fd_links(self) -> dict[int, str]:
+        return {fd: f.path for fd, f in self.fds.items()}
+
+    def close(self) -> None:
+        """Release host resources (fds). Safe to call more than once."""
+        for fd in list(getattr(self, "fds", {})):
+            self.close_fd(fd)
+        for fd in getattr(self, "_owned_fds", []):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._owned_fds = []
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---- running -------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask a running `run()` to stop (Ctrl-C): it returns 130 at the next time slice."""
+        self._stop_requested = True
+
+    def run(self, timeout: float | None = None, *, max_slices: int | None = None) -> int | None:
+        """Run until the process exits; returns its exit status (128+signo if killed).
+
+        With `max_slices`, return None if it is still running after that many time slices
+        (a later call continues where this one stopped).
+        """
+        deadline = time.monotonic() + timeout if timeout else None
+        slices = 0
+        try:
+            while self.exit_status is None:
+                if self._stop_requested:
+                    self._finish(EXIT_INTERRUPTED, "polyvm: interrupted")
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._finish(EXIT_TIMEOUT, f"polyvm: timeout: guest still running after {timeout:g} s")
+                    break
+                if max_slices is not None:
+                    if slices >= max_slices:
+                        return None
+                    slices += 1
+                t = self._pick(deadline)
+                if t is not None:
+                    self._run_slice(t)
+        except KeyboardInterrupt:
+            self._finish(EXIT_INTERRUPTED, "polyvm: interrupted")
+        return self.exit_status
+
+    def _finish(self, status: int, message: str = "") -> None:
+        if self.exit_status is not None:
+            return
+        self.exit_status = status
+        self.exit_message = message
+        if message:
+            self.diag(message)
+        for t in self.threads:
+            t.exited = True
+        self.threads = []
+        self.close()
+
+    def _pick(self, run_deadline: float | None) -> Thread | None:
+        threads = self.threads
+        n = len(threads)
+        now = time.monotonic()
+        for i in range(n):
+            t = threads[(self._rr + i) % n]
+            if t.wait is not None:
+                self._poll_wait(t, now)
+            if t.wait is None and not t.exited:
+                self._rr = (self._rr + i + 1) % max(1, n)
+                return t
+        if self.exit_status is not None or not self.threads:
+            return None
+        # Nobody can run: sleep until a deadline or a host fd becomes ready.
+        deadlines = [t.wait.deadline for t in self.threads if t.wait and t.wait.deadline is not None]
+        rfds = sorted({fd for t in self.threads if t.wait for fd in t.wait.rfds})
+        wfds = sorted({fd for t in self.threads if t.wait for fd in t.wait.wfds})
+        if not deadlines and not rfds and not wfds:
+            what = ", ".join(f"{t.tid}: {t.wait.what or t.syscall_name}" for t in self.threads if t.wait)
+            self._finish(EXIT_DEADLOCK, f"polyvm: deadlock: every guest thread is blocked forever ({what})")
+            return None
+        delay = 0.05
+        if deadlines:
+            delay = min(delay, max(0.0, min(deadlines) - now))
+        if run_deadline is not None:
+            delay = min(delay, max(0.0, run_deadline - now))
+        if rfds or wfds:
+            try:
+                select.select(rfds, wfds, [], delay)
+            except (OSError, ValueError):
+                time.sleep(delay)
+        elif delay > 0:
+            time.sleep(delay)
+        return None
+
+    def _poll_wait(self, t: Thread, now: float) -> None:
+        from polyvm.linux.errnos import SyscallError
+
+        w = t.wait
+        assert w is not None
+        try:
+            res = w.poll()
+        except SyscallError as e:
+            res = -e.errno
+        except MemoryFault:
+            res = -14
+        if res is not None:
+            self._complete(t, res)
+            return
+        if w.deadline is not None and now >= w.deadline:
+            if w.cancel:
+                w.cancel()
+            self._complete(t, w.on_timeout)
+            return
+        sig = self._deliverable(t)
+        if sig:
+            if w.cancel:
+                w.cancel()
+            t.wait = None
+            act = self.actions[sig]
+            if w.restart and act.flags & S.SA_RESTART and act.handler not in (S.SIG_DFL, S.SIG_IGN):
+                t.regs[self.abi.pc_slot] = w.ecall_pc
+                if self.strace:
+                    from polyvm.linux.syscalls import strace_result
+
+                    strace_result(self, t, "? (restarted)")
+            else:
+                self._complete(t, -EINTR)
+
+    def _complete(self, t: Thread, res: int) -> None:
+        t.wait = None
+        self.abi.set_result(t.regs, res)
+        if self.strace:
+            from polyvm.linux.syscalls import strace_result
+
+            strace_result(self, t, res)
+
+    def _run_slice(self, t: Thread) -> None:
+        regs = t.regs
+        if t is not self._last_thread:
+            regs[self.abi.reservation_slot] = 0  # an LR reservation does not survive a switch
+            self._last_thread = t
+        t.yield_now = False
+        engine = self.engine
+        for _ in range(256):
+            if t.sync_sig or t.pending or self.pending:
+                self._deliver(t)
+            if t.exited or t.wait is not None or self.exit_status is not None:
+                return
+            c0 = time.process_time()
+            stop: Stop = engine.run(regs, self.slice_blocks)
+            self.cpu_time += time.process_time() - c0
+            reason = stop.reason
+            if reason == "budget":
+                return
+            if reason == "syscall":
+                from polyvm.linux.syscalls import dispatch
+
+                dispatch(self, t, stop)
+                if t.yield_now:
+                    return
+            elif reason == "fault":
+                code = S.SEGV_ACCERR if stop.mapped or self.mm.find(stop.addr) else S.SEGV_MAPERR
+                self.force_signal(
+                    t,
+                    S.SIGSEGV,
+                    S.siginfo(S.SIGSEGV, code, addr=stop.addr),
+                    stop.pc,
+                    f"address {stop.addr:#x}",
+                )
+            elif reason == "illegal":
+                word = stop.info if isinstance(stop.info, int) else 0
+                self.force_signal(
+                    t,
+                    S.SIGILL,
+                    S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc),
+                    stop.pc,
+                    f"instruction {word:#x}",
+                )
+            elif reason == "breakpoint":
+                self.force_signal(t, S.SIGTRAP, S.siginfo(S.SIGTRAP, S.TRAP_BRKPT, addr=stop.pc), stop.pc, "")
+            elif reason == "wfi":
+                regs[self.abi.pc_slot] = stop.resume
+                return
+            elif reason == "stopped":
+                return
+            else:
+                self.force_signal(
+                    t, S.SIGILL, S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc), stop.pc, f"{reason}"
+                )
+
+    # ---- signals -------------------------------------------------------------------------
+    def force_signal(self, t: Thread, sig: int, info: bytes, pc: int, detail: str) -> None:
+        """A synchronous signal (fault): if blocked or ignored, the default action applies."""
+        act = self.actions[sig]
+        if act.handler == S.SIG_IGN or t.mask & S.bit(sig):
+            self.actions[sig] = S.SigAction()
+            t.mask &= ~S.bit(sig)
+        t.pending[sig] = info
+        t.sync_sig = sig
+        t.crash[sig] = (pc, detail)
+
+    def send_signal(self, sig: int, info: bytes, thread: Thread | None = None) -> None:
+        """Queue an asynchronous signal for the process, or for one thread."""
+        if sig == S.SIGKILL:
+            self._die(sig, thread or self.main_thread)
+            return
+        act = self.actions[sig]
+        if act.handler == S.SIG_IGN or (act.handler == S.SIG_DFL and sig in S.DEFAULT_IGNORE):
+            return  # discarded at generation, as Linux does for ignored signals
+        if thread is not None:
+            thread.pending.setdefault(sig, info)
+        else:
+            self.pending.setdefault(sig, info)
+
+    def _deliverable(self, t: Thread) -> int:
+        if t.sync_sig:
+            return t.sync_sig
+        bits = 0
+        for sig in t.pending:
+            bits |= S.bit(sig)
+        for sig in self.pending:
+            bits |= S.bit(sig)
+        bits &= ~t.mask
+        if not bits:
+            return 0
+        return (bits & -bits).bit_length()
+
+    def _deliver(self, t: Thread) -> None:
+        sig = self._deliverable(t)
+        if not sig:
+            return
+        if t.sync_sig == sig:
+            t.sync_sig = 0
+        info = t.pending.pop(sig, None)
+        if info is None:
+            info = self.pending.pop(sig)
+        act = self.actions[sig]
+        if act.handler == S.SIG_IGN:
+            return
+        if act.handler == S.SIG_DFL:
+            if sig in S.DEFAULT_IGNORE:
+                return
+            self._die(sig, t)
+            return
+        regs = t.regs
+        sp = regs[self.abi.sp_slot]
+        ss_sp, ss_flags, ss_size = t.altstack
+        on_alt = ss_size and ss_sp < sp <= ss_sp + ss_size
+        if act.flags & S.SA_ONSTACK and not ss_flags & S.SS_DISABLE and not on_alt:
+            sp = ss_sp + ss_size
+        uc_flags = S.SS_ONSTACK if on_alt else (ss_flags & S.SS_DISABLE) | (ss_flags & S.SS_AUTODISARM)
+        old_mask = t.saved_mask if t.saved_mask is not None else t.mask
+        restorer = self.sigreturn_addr
+        if self.abi.sigaction_has_restorer and act.flags & S.SA_RESTORER and act.restorer:
+            restorer = act.restorer
+        try:
+            self.abi.setup_frame(
+                self.mem, regs, sp, sig, info, act.handler, restorer, old_mask, (ss_sp, uc_flags, ss_size)
+            )
+        except MemoryFault as e:
+            pc = regs[self.abi.pc_slot]
+            if sig == S.SIGSEGV:
+                t.crash[S.SIGSEGV] = (pc, f"address {e.addr:#x}, while delivering a signal")
+                self._die(S.SIGSEGV, t)
+                return
+            self.actions[S.SIGSEGV] = S.SigAction()
+            self.force_signal(
+                t, S.SIGSEGV, S.siginfo(S.SIGSEGV, S.SEGV_MAPERR, addr=e.addr), pc, f"address {e.addr:#x}"
+            )
+            return
+        if act.flags & S.SA_ONSTACK and ss_flags & S.SS_AUTODISARM:
+            t.altstack = (0, S.SS_DISABLE, 0)
+        t.saved_mask = None
+        t.mask |= act.mask
+        if not act.flags & S.SA_NODEFER:
+            t.mask |= S.bit(sig)
+        t.mask &= ~S.UNBLOCKABLE
+        if act.flags & S.SA_RESETHAND:
+            self.actions[sig] = S.SigAction()
+
+    def _die(self, sig: int, t: Thread | None) -> None:
+        """The default action of a fatal signal: the whole process ends with 128+sig."""
+        msg = ""
+        if sig not in (S.SIGPIPE, S.SIGINT):
+            pc, detail = (t.crash.get(sig) if t else None) or (t.regs[self.abi.pc_slot] if t else 0, "")
+            msg = f"polyvm: guest killed by {S.name(sig)} at pc {pc:#x}" + (f" ({detail})" if detail else "")
+        self._finish(128 + sig, msg)
+
+    # ---- threads -------------------------------------------------------------------------
+    def exit_thread(self, t: Thread, status: int) -> None:
+        t.exited = True
+        if t.clear_child_tid:
+            try:
+                self.mem.write_u(t.clear_child_tid, 4, 0)
+                from polyvm.linux.syscalls import futex_wake
+
+                futex_wake(self, t.clear_child_tid, 1, 0xFFFFFFFF)
+            except MemoryFault:
+                pass
+        if t in self.threads:
+            self.threads.remove(t)
+        if not self.threads:
+            self._finish(status & 0xFF)

@@ -1,0 +1,85 @@
+"""Signal numbers, default actions and the per-process signal state (generic Linux numbering)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+NSIG = 64
+SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = 1, 2, 3, 4, 5, 6, 7, 8
+SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT = 9, 10, 11, 12, 13, 14, 15, 16
+SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU = 17, 18, 19, 20, 21, 22, 23, 24
+SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS = 25, 26, 27, 28, 29, 30, 31
+
+NAMES = {
+    1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+    8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE",
+    14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP",
+    20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ",
+    26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS",
+}  # fmt: skip
+
+
+def name(sig: int) -> str:
+    return NAMES.get(sig, f"SIGRT{sig - 32}" if 32 <= sig <= NSIG else f"signal {sig}")
+
+
+# Default action "ignore"; stopping signals are out of scope and ignored too.
+DEFAULT_IGNORE = frozenset({SIGCHLD, SIGWINCH, SIGURG, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU})
+# Default action "core" (terminate with a core dump); the rest terminate.
+DEFAULT_CORE = frozenset(
+    {SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU, SIGXFSZ, SIGSYS}
+)
+UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
+
+SIG_DFL = 0
+SIG_IGN = 1
+
+SA_NOCLDSTOP = 0x1
+SA_SIGINFO = 0x4
+SA_ONSTACK = 0x08000000
+SA_RESTART = 0x10000000
+SA_NODEFER = 0x40000000
+SA_RESETHAND = 0x80000000
+SA_RESTORER = 0x04000000
+
+SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+SS_ONSTACK, SS_DISABLE = 1, 2
+SS_AUTODISARM = 1 << 31
+MINSIGSTKSZ = 2048
+
+# si_code values
+SI_USER = 0
+SI_KERNEL = 0x80
+SI_TKILL = -6
+SEGV_MAPERR, SEGV_ACCERR = 1, 2
+ILL_ILLOPC = 1
+TRAP_BRKPT = 1
+BUS_ADRERR = 2
+
+
+def bit(sig: int) -> int:
+    return 1 << (sig - 1)
+
+
+@dataclass
+class SigAction:
+    handler: int = SIG_DFL
+    flags: int = 0
+    restorer: int = 0
+    mask: int = 0
+
+
+def siginfo(signo: int, code: int, *, addr: int | None = None, pid: int = 0, uid: int = 0) -> bytes:
+    """A 128-byte siginfo_t: si_signo, si_errno, si_code, then the union at offset 16."""
+    head = struct.pack("<iii4x", signo, 0, code)
+    if addr is not None:
+        body = struct.pack("<Q", addr & ((1 << 64) - 1))
+    else:
+        body = struct.pack("<iI", pid, uid)
+    out = head + body
+    return out + bytes(128 - len(out))
+
+
+def is_fatal_default(sig: int) -> bool:
+    return sig not in DEFAULT_IGNORE
