@@ -436,8 +436,18 @@ def bench_guest(dev: gpu.Device, quick: bool) -> None:
         tg * 1e3,
         ta * 1e3,
         "ms",
-        "direct column = polyvm host API",
+        "host_view accessor; direct = host API",
     )
+    hv = ArrayMemory.host_view
+    try:
+        del ArrayMemory.host_view  # read_bytes/write_bytes only: the copying path
+        mem.data[gout - mem.base : gout - mem.base + 4 * n] = b"\xff" * (4 * n)  # NaNs until overwritten
+        tc = statistics.median(best_and_median(via_guest, 1)[0] for _ in range(5))
+    finally:
+        ArrayMemory.host_view = hv
+    got = np.frombuffer(bytes(mem.data[gout - mem.base : gout - mem.base + 4 * n]), np.float32)
+    check("guest saxpy (copying accessor)", got, a * x + y)
+    row("  same, accessor without host_view", tc * 1e3, ta * 1e3, "ms", "read_bytes/write_bytes copies")
     vm.close()
 
 

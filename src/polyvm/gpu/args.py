@@ -14,8 +14,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ArgumentError
 
@@ -82,9 +81,11 @@ _ALIASES: dict[str, str] = {
 KINDS = frozenset(_SCALARS) | {"bytes"}
 
 
-@dataclass(frozen=True, slots=True)
-class Arg:
-    """One typed kernel argument. ``kind`` is a scalar kind, ``"ptr"`` or ``"bytes"`` (a raw struct)."""
+class Arg(NamedTuple):
+    """One typed kernel argument. ``kind`` is a scalar kind, ``"ptr"`` or ``"bytes"`` (a raw struct).
+
+    A named tuple rather than a dataclass: launches create these on the hot path.
+    """
 
     kind: str
     value: int | float | bytes
@@ -380,41 +381,65 @@ class ArgPacker:
     pack exactly returns 0, and the caller falls back to :func:`pack`, which explains the error.
     """
 
-    __slots__ = ("kinds", "n", "_struct", "_buf", "_shift", "_ptrs", "kernel_params", "_convs", "lock")
+    __slots__ = ("kinds", "n", "_struct", "_buf", "_shift", "_ptrs", "kernel_params", "pack", "lock")
 
     def __init__(self, kinds: Sequence[str], *, from_signature: bool) -> None:
         import threading
 
         self.kinds = tuple(kinds)
         self.n = len(self.kinds)
-        fmt, size, max_align = "<", 0, 1
+        fmt, size = "<", 0
         offsets = []
         for k in self.kinds:
-            _, sz, al = _SCALARS[k]
+            _, sz, al = _SCALARS[k]  # KeyError for anything but a known scalar kind
             pad = (-size) % al
             fmt += "x" * pad + _STRUCT_CHARS[k]
             size += pad
             offsets.append(size)
             size += sz
-            max_align = max(max_align, al)
         self._struct = struct.Struct(fmt)
         self._buf = ctypes.create_string_buffer(size + 16)
         base = ctypes.addressof(self._buf)
         self._shift = (-base) % 16
         self._ptrs = (ctypes.c_void_p * max(self.n, 1))(*[base + self._shift + o for o in offsets])
         self.kernel_params = ctypes.addressof(self._ptrs) if self.n else 0
-        if from_signature:
-            self._convs = tuple(_as_ptr if k == "ptr" else _same for k in self.kinds)
-        else:
-            self._convs = tuple(_as_value for _ in self.kinds)
+        self.pack = self._compile(from_signature)
         self.lock = threading.Lock()
 
-    def pack(self, values: Sequence[Any]) -> int:
-        """Write ``values`` into the block; the ``void**`` address, or 0 if they don't fit exactly."""
-        if len(values) != self.n:
-            return 0
-        try:
-            self._struct.pack_into(self._buf, self._shift, *[c(v) for c, v in zip(self._convs, values)])  # noqa: B905
-        except (struct.error, TypeError, OverflowError, ValueError):
-            return 0
-        return self.kernel_params
+    def _compile(self, from_signature: bool) -> Any:
+        """Generate ``pack(values) -> int``: unpack, convert, one ``pack_into``; 0 when it does not fit.
+
+        Generated because a launch is on the hot path: a loop over per-argument converter
+        functions costs several times more than this straight-line code. Only names of a fixed
+        set of kinds go into the text, never values.
+        """
+        names = [f"v{i}" for i in range(self.n)]
+        lines = ["def pack(values):", "    try:"]
+        lines.append(
+            f"        {', '.join(names)}{',' if self.n == 1 else ''} = values"
+            if self.n
+            else "        if values: return 0"
+        )
+        for i, k in enumerate(self.kinds):
+            v = names[i]
+            if from_signature:
+                if k == "ptr":
+                    lines.append(f"        {v} = getattr({v}, 'device_ptr', {v})")
+            else:
+                lines.append(
+                    f"        {v} = {v}.value if type({v}) is Arg else getattr({v}, 'device_ptr', {v})"
+                )
+        lines.append(f"        pack_into(buf, shift{''.join(', ' + n for n in names)})")
+        lines.append("    except (struct.error, TypeError, OverflowError, ValueError):")
+        lines.append("        return 0")
+        lines.append("    return kernel_params")
+        env = {
+            "Arg": Arg,
+            "struct": struct,
+            "pack_into": self._struct.pack_into,
+            "buf": self._buf,
+            "shift": self._shift,
+            "kernel_params": self.kernel_params,
+        }
+        exec("\n".join(lines), env)  # noqa: S102
+        return env["pack"]
