@@ -501,11 +501,6 @@ def test_counters() -> None:
     assert 0 < r.x("a0") <= r.x("a1")
 
 
-@pytest.mark.xfail(
-    reason="engine: inside a multi-block loop region the reference engine keeps the retired count in a "
-    "local, so get(SLOT_ICOUNT) mid-region is stale (the lift assumes it counts up to the block start)",
-    strict=False,
-)
 def test_counters_inside_a_loop() -> None:
     # instret read inside a loop must still be exact
     r = run(["addi t0, zero, 10", "addi t0, t0, -1", "csrrs a0, instret, zero", "bne t0, zero, -8"])

@@ -92,6 +92,7 @@ class _GenCtx:
         self.pending: dict[int, tuple[str, frozenset[int], bool]] = {}
         self.out: list[str] = []
         self.prefix = "t"
+        self.icount = "r[1]"  # expression for the count at the start of the current block
 
     def defer(self, d: Val, expr: str, slots: frozenset[int], alias: bool = False) -> None:
         if self.uses.get(d.id, 0) == 0:
@@ -390,8 +391,10 @@ class Engine:
                             written.add(st.args[0])
             use(b.term.target)
             use(b.term.cond)
-        cached -= wide
-        written -= wide
+        # The instruction count is kept by the generated code itself (r[1] plus the loop's or
+        # region's local count): a `get` of it is computed, never cached.
+        cached -= wide | {SLOT_ICOUNT}
+        written -= wide | {SLOT_ICOUNT}
         flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
         reload = "; ".join(f"s{k} = r[{k}]" for k in sorted(cached))
         ctx = _GenCtx(env, self.arch.helpers, cached, flush, reload, {})
@@ -421,6 +424,10 @@ class Engine:
             # Temps are numbered per block: rename them apart within a region.
             ctx.prefix = f"t{bi}_" if kind == "region" else "t"
             ctx.uses = dict(block_uses[bi])
+            ctx.icount = {
+                "loop": f"(r[{SLOT_ICOUNT}] + c * {n})",
+                "region": f"(r[{SLOT_ICOUNT}] + ic)",
+            }.get(kind, f"r[{SLOT_ICOUNT}]")
             uses_total = {f"t{k}": c for k, c in block_uses[bi].items()}
             for idx, insn in enumerate(b.insns):
                 parts: list[str] = []
@@ -534,7 +541,9 @@ class Engine:
         v, vn, out = ctx.v, ctx.vn, ctx.out
         if op == "get":
             slot = a[0]
-            if d.w == 128:
+            if slot == SLOT_ICOUNT:
+                out.append(f"{ctx.prefix}{d.id} = {ctx.icount}")
+            elif d.w == 128:
                 out.append(f"{ctx.prefix}{d.id} = r[{slot}] | (r[{slot + 1}] << 64)")
             elif slot in ctx.cached:
                 ctx.defer(d, f"s{slot}", frozenset((slot,)), alias=True)
