@@ -300,6 +300,13 @@ class AddressSpace:
             f"st{s * 8}": (lambda a, v, _s=s: slow_store(a, _s, v)) for s in (1, 2, 4, 8, 16)
         }
 
+    def fast_tables(self) -> tuple[Callable, Callable] | None:
+        """(readable-page lookup, writable-page lookup) by page number, for engines that inline
+        the fast path; None while memory hooks are installed (every access must call them)."""
+        if self.hooks:
+            return None
+        return self._rpages.get, self._wpages.get
+
     def access_functions(self) -> dict[str, Callable]:
         """The ld*/st* functions engines should use now (slow, hook-calling ones if hooked)."""
         return self.hooked if self.hooks else self.fast

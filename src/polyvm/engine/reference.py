@@ -17,6 +17,7 @@ single-step debugger (`step`).
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,9 @@ from typing import Any
 from polyvm.engine import GuestTrap, Stop
 from polyvm.ir import Block, Insn, Stmt, Val
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
-from polyvm.memory import PAGE_SHIFT, MemoryFault
+from polyvm.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, MemoryFault
+
+_STRUCTS = {8: struct.Struct("<B"), 16: struct.Struct("<H"), 32: struct.Struct("<I"), 64: struct.Struct("<Q")}
 
 LOOP_LIMIT = 512  # iterations of a self-looping block per dispatch (bounds time slices)
 REGION_LIMIT = 2048  # blocks executed inside a region per dispatch
@@ -92,6 +95,7 @@ class _GenCtx:
         self.pending: dict[int, tuple[str, frozenset[int], bool]] = {}
         self.out: list[str] = []
         self.prefix = "t"
+        self.inline_mem = False
         self.icount = "r[1]"  # expression for the count at the start of the current block
 
     def defer(self, d: Val, expr: str, slots: frozenset[int], alias: bool = False) -> None:
@@ -346,6 +350,13 @@ class Engine:
         first = blocks[0]
         env: dict[str, Any] = {"_ctz": _ctz, "_bswap": _bswap, "_sdiv": _sdiv, "_srem": _srem}
         env.update(self.mem.access_functions())
+        fast = getattr(self.mem, "fast_tables", None)
+        tables = fast() if fast is not None else None
+        if tables is not None:
+            rget, wget = tables
+            env["_RP"], env["_WP"] = rget, wget
+            for w, st in _STRUCTS.items():
+                env[f"_U{w}"], env[f"_P{w}"] = st.unpack_from, st.pack_into
         hooked = bool(self.code_hooks) and any(self._hooks_for(i.pc, i.size) for b in blocks for i in b.insns)
         if len(blocks) > 1:
             kind = "region"
@@ -398,6 +409,7 @@ class Engine:
         flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
         reload = "; ".join(f"s{k} = r[{k}]" for k in sorted(cached))
         ctx = _GenCtx(env, self.arch.helpers, cached, flush, reload, {})
+        ctx.inline_mem = tables is not None
         pre = f"{flush}; " if flush else ""
 
         lines = ["def blk(r):"]
@@ -563,10 +575,29 @@ class Engine:
                 out.append(f"r[{slot}] = {val}")
             return
         if op == "load":
-            ctx.assign(d, f"ld{d.w}({v(a[0])})", pure=False)
+            addr = v(a[0])
+            if ctx.inline_mem and d.w <= 64:
+                # The address space's fast path, inlined: one dict lookup and one unpack.
+                last = PAGE_SIZE - d.w // 8
+                expr = (
+                    f"(_U{d.w}(_p, _o)[0] if (_p := _RP((_a := {addr}) >> {PAGE_SHIFT})) is not None "
+                    f"and (_o := _a & {PAGE_MASK}) <= {last} else ld{d.w}(_a))"
+                )
+                ctx.assign(d, expr, pure=False)
+            else:
+                ctx.assign(d, f"ld{d.w}({addr})", pure=False)
             return
         if op == "store":
-            out.append(f"st{a[1].w}({v(a[0])}, {v(a[1])})")
+            addr, val = v(a[0]), v(a[1])
+            w = a[1].w
+            if ctx.inline_mem and w <= 64:
+                last = PAGE_SIZE - w // 8
+                out.append(
+                    f"_P{w}(_p, _o, {val}) if (_p := _WP((_a := {addr}) >> {PAGE_SHIFT})) is not None "
+                    f"and (_o := _a & {PAGE_MASK}) <= {last} else st{w}(_a, {val})"
+                )
+            else:
+                out.append(f"st{w}({addr}, {val})")
             return
         if op == "cstore":
             c, addr, val = v(a[0]), v(a[1]), v(a[2])
