@@ -115,6 +115,19 @@ class GuestMemory(Protocol):
     def write_bytes(self, addr: int, data: bytes) -> None: ...
 
 
+class _ReadWriteAdapter:
+    """``read``/``write`` accessors (polyvm.memory.AddressSpace) seen as ``read_bytes``/``write_bytes``."""
+
+    __slots__ = ("read_bytes", "write_bytes", "host_view")
+
+    def __init__(self, mem: Any) -> None:
+        self.read_bytes = mem.read
+        self.write_bytes = mem.write
+        view = getattr(mem, "host_view", None)
+        if view is not None:
+            self.host_view = view
+
+
 class GuestFault(Exception):
     """Raised by a guest memory accessor for a bad address when polyvm.memory is not available."""
 
@@ -170,7 +183,15 @@ class GuestGPU:
 
     # entry point
     def syscall(self, mem: GuestMemory, op: int, argp: int) -> int:
-        """Run one guest request; returns >= 0 or -errno. Never raises for guest input."""
+        """Run one guest request; returns >= 0 or -errno. Never raises for guest input.
+
+        ``mem`` offers ``read_bytes``/``write_bytes`` (or ``read``/``write``, as
+        :class:`polyvm.memory.AddressSpace` does), raising MemoryFault for bad guest memory.
+        """
+        if not hasattr(mem, "read_bytes"):
+            mem = _ReadWriteAdapter(mem)
+        op &= 0xFFFFFFFFFFFFFFFF
+        argp &= 0xFFFFFFFFFFFFFFFF
         with self._lock:
             try:
                 return self._dispatch(mem, op, argp)
