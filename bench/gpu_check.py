@@ -451,11 +451,51 @@ def bench_guest(dev: gpu.Device, quick: bool) -> None:
     vm.close()
 
 
+def bench_guest_program(dev: gpu.Device, exe: str, n: int) -> None:
+    """guest/gpu_saxpy.c (riscv64) in polyvm's user mode, its 0x4750 syscalls served by GuestGPU."""
+    from polyvm.linux import Process
+    from polyvm.linux import syscalls as linux_syscalls
+
+    print(f"guest program: {exe} {n} in riscv64 user mode:", flush=True)
+    vm = G.GuestGPU(dev)
+    spent = [0.0, 0]
+
+    def serve(proc, t, op, argp, *rest):
+        t0 = time.perf_counter()
+        rc = vm.syscall(proc.mem, op, argp)
+        spent[0] += time.perf_counter() - t0
+        spent[1] += 1
+        return rc
+
+    with tempfile.TemporaryFile() as f:
+        p = Process.from_file(exe, [exe, str(n)], stdout=f.fileno(), quiet=True)
+        names = type(p.abi).syscall_names
+        names[G.SYSCALL_NR] = "polyvm_gpu"
+        linux_syscalls.IMPL["polyvm_gpu"] = serve
+        try:
+            t0 = time.perf_counter()
+            status = p.run(timeout=240)
+            wall = time.perf_counter() - t0
+        finally:
+            names.pop(G.SYSCALL_NR, None)
+            linux_syscalls.IMPL.pop("polyvm_gpu", None)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    print("  " + text.strip().replace("\n", "\n  "), flush=True)
+    if status != 0 or not text.rstrip().endswith("OK"):
+        FAILURES.append(f"guest program: status {status}")
+    row(f"guest gpu_saxpy n={n}: whole run", wall * 1e3, None, "ms", "interpreted RISC-V CPU work included")
+    row(f"  in {spent[1]} GPU syscalls", spent[0] * 1e3, None, "ms", "compile, copies, launches, sync")
+    vm.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", help="also write the table as JSON here")
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--device", type=int, default=0)
+    ap.add_argument("--guest-exe", help="guest/gpu_saxpy.c built for riscv64: run it in polyvm user mode")
+    ap.add_argument("--guest-n", type=int, default=100000, help="SAXPY length for --guest-exe")
     a = ap.parse_args()
     dev = gpu.open_device("cuda", a.device)
     info = dev.info()
@@ -470,6 +510,8 @@ def main() -> int:
     bench_bandwidth(dev, direct, a.quick)
     bench_big_kernel(dev, direct, a.quick)
     bench_guest(dev, a.quick)
+    if a.guest_exe:
+        bench_guest_program(dev, a.guest_exe, a.guest_n)
     dev.close()
     if a.json:
         Path(a.json).write_text(
