@@ -18,9 +18,15 @@ class Failure:
         p = self.prog
         code = p.code(self.drop)
         kept = [u.name for i, u in enumerate(p.units) if i not in self.drop]
+        if p.profile.startswith(("sweep", "trap")):
+            head = f"{p.profile}: polyvm and Unicorn differ"
+            repro = "  reproduce: pytest tests/test_diff_unicorn.py -k 'sweep or trap'"
+        else:
+            head = f"seed {p.seed} (profile {p.profile}): polyvm and Unicorn differ"
+            repro = f"  reproduce: POLYVM_DIFF_SEED={p.seed} pytest tests/test_diff_unicorn.py -k seed"
         lines = [
-            f"seed {p.seed} (profile {p.profile}): polyvm and Unicorn differ",
-            f"  reproduce: POLYVM_DIFF_SEED={p.seed} pytest tests/test_diff_unicorn.py -k seed",
+            head,
+            repro,
             f"  shrunk to {len(kept)} of {len(p.units)} units: {', '.join(kept)}",
             "  differences:",
             *("    " + d for d in self.diffs),
@@ -48,7 +54,9 @@ class Checker:
         return compare(prog, a, b, prog.final_kinds(drop))
 
     def check(self, seed: int, shrink: bool = True) -> Failure | None:
-        prog = make_program(seed)
+        return self.check_program(make_program(seed), shrink)
+
+    def check_program(self, prog: Program, shrink: bool = True) -> Failure | None:
         d = self.diffs(prog)
         if not d:
             return None

@@ -19,7 +19,7 @@ Known Unicorn (QEMU 5.0 target/riscv) deviations from the RISC-V spec, handled n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import encode as E
 from .gen import CODE_BASE, DATA_BASE, DATA_SIZE, MASK64, Program
@@ -37,7 +37,7 @@ class Result:
     pc: int
     data: bytes
     error: str = ""
-    extra: dict = field(default_factory=dict)
+    trap: tuple[str, int] | None = None  # ("illegal" | "misaligned" | "fault", pc)
 
 
 class UnicornRunner:
@@ -55,12 +55,24 @@ class UnicornRunner:
         uc.mem_map(SCRATCH, 0x1000)
         # sc.w x0, x0, (x1): every SC drops the reservation a previous program may have left.
         uc.mem_write(SCRATCH, E.to_bytes(E.amo(0x03, 2, 0, 1, 0)))
+        uc.hook_add(unicorn.UC_HOOK_INTR, self._on_trap)
+        self.trap: tuple[str, int] | None = None
         self.uc = uc
         self.xids = [R.UC_RISCV_REG_X0 + i for i in range(32)]
         self.fids = [R.UC_RISCV_REG_F0 + i for i in range(32)]
 
+    # mcause -> what polyvm calls it
+    _CAUSES = {2: "illegal", 4: "misaligned", 6: "misaligned", 5: "fault", 7: "fault"}
+
+    def _on_trap(self, uc, cause: int, _user) -> None:
+        # mepc is not yet written when the hook runs, and Unicorn's pc then reads as the
+        # trapping instruction's address + 4, for 16-bit instructions too.
+        self.trap = (self._CAUSES.get(cause, f"cause {cause}"), uc.reg_read(self.R.UC_RISCV_REG_PC) - 4)
+        uc.emu_stop()
+
     def run(self, prog: Program, code: bytes) -> Result:
         uc, R = self.uc, self.R
+        self.trap = None
         mstatus = uc.reg_read(R.UC_RISCV_REG_MSTATUS)
         uc.reg_write(R.UC_RISCV_REG_MSTATUS, mstatus | (3 << 13))  # FS = dirty: FPU on
         uc.reg_write(R.UC_RISCV_REG_X1, SCRATCH + 0x800)
@@ -96,6 +108,7 @@ class UnicornRunner:
             pc=uc.reg_read(R.UC_RISCV_REG_PC),
             data=bytes(uc.mem_read(DATA_BASE, DATA_SIZE)),
             error=error,
+            trap=self.trap,
         )
 
 
@@ -182,9 +195,16 @@ class PolyvmRunner:
         st[FRM_SLOT] = prog.frm
         end = CODE_BASE + len(code)
         error = ""
+        trap = None
         try:
             stop = eng.run(st, 4 * len(code))
-            if stop.reason != "breakpoint" or stop.pc != end:
+            if stop.reason == "illegal":
+                trap = ("illegal", stop.pc)
+            elif stop.reason == "fault":
+                trap = ("misaligned" if stop.access == "misaligned" else "fault", stop.pc)
+            elif stop.reason in ("misaligned", "bus"):
+                trap = ("misaligned", stop.pc)
+            elif stop.reason != "breakpoint" or stop.pc != end:
                 error = f"polyvm stopped: {stop}"
         except Exception as e:  # a host exception is a polyvm bug worth seeing in the report
             error = f"polyvm raised {type(e).__name__}: {e}"
@@ -196,6 +216,7 @@ class PolyvmRunner:
             pc=st[0],
             data=mem.read_raw(DATA_BASE, DATA_SIZE),
             error=error,
+            trap=trap,
         )
 
 
@@ -206,7 +227,11 @@ def compare(prog: Program, uni: Result, pv: Result, kinds: list[str]) -> list[st
         if uni.error != pv.error:
             out.append(f"stop: unicorn {uni.error or 'ok'!r}, polyvm {pv.error or 'ok'!r}")
         return out
-    if uni.pc != pv.pc:
+    if uni.trap != pv.trap:
+        fmt = lambda t: "no trap" if t is None else f"{t[0]} at {t[1]:#x}"  # noqa: E731
+        out.append(f"trap: unicorn {fmt(uni.trap)}, polyvm {fmt(pv.trap)}")
+        return out
+    if uni.trap is None and uni.pc != pv.pc:
         out.append(f"pc: unicorn {uni.pc:#x}, polyvm {pv.pc:#x}")
     for i in range(1, 32):
         if uni.x[i] != pv.x[i]:

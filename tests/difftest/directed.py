@@ -1,0 +1,182 @@
+"""Directed programs: every rounded FP operation in every rounding mode, and instructions that
+must trap. They complement the random programs with guaranteed coverage of each combination.
+"""
+
+from __future__ import annotations
+
+import random
+
+from . import encode as E
+from .gen import (
+    BASE_REGS,
+    DATA_BASE,
+    DATA_SIZE,
+    Program,
+    Unit,
+    rand_f32,
+    rand_f64,
+    rand_int,
+)
+
+CSR_FFLAGS = 0x001
+
+
+def _state(seed: int, single: bool) -> tuple[random.Random, list[int], list[int], list[str], bytes]:
+    rng = random.Random(seed)
+    xregs = [0] + [rand_int(rng) for _ in range(31)]
+    for r in BASE_REGS:
+        xregs[r] = DATA_BASE + 0x1000
+    if single:
+        fregs = [0xFFFFFFFF00000000 | rand_f32(rng) for _ in range(32)]
+        kinds = ["sd"] * 32
+    else:
+        fregs = [rand_f64(rng) for _ in range(32)]
+        kinds = ["d"] * 32
+    return rng, xregs, fregs, kinds, rng.randbytes(DATA_SIZE)
+
+
+# (name, kind, encoder(fd_or_rd, rs1, rs2, rs3, rm, fmt)); kind says what is read and written:
+# "ff" FP -> FP, "fx" FP -> integer, "xf" integer -> FP.
+def _op(f5: int):
+    return lambda d, a, b, c, rm, fmt: E.r_type(0x53, d, rm, a, b, (f5 << 2) | fmt)
+
+
+def _r4(opc: int):
+    return lambda d, a, b, c, rm, fmt: E.r4_type(opc, d, rm, a, b, fmt, c)
+
+
+def _cvt(f5: int, sel: int):
+    return lambda d, a, b, c, rm, fmt: E.r_type(0x53, d, rm, a, sel, (f5 << 2) | fmt)
+
+
+ROUNDED_OPS = [
+    ("fadd", "ff", _op(0x00)),
+    ("fsub", "ff", _op(0x01)),
+    ("fmul", "ff", _op(0x02)),
+    ("fdiv", "ff", _op(0x03)),
+    ("fsqrt", "ff", lambda d, a, b, c, rm, fmt: E.r_type(0x53, d, rm, a, 0, (0x0B << 2) | fmt)),
+    ("fmadd", "ff", _r4(0x43)),
+    ("fmsub", "ff", _r4(0x47)),
+    ("fnmsub", "ff", _r4(0x4B)),
+    ("fnmadd", "ff", _r4(0x4F)),
+    ("fcvt.w", "fx", _cvt(0x18, 0)),
+    ("fcvt.wu", "fx", _cvt(0x18, 1)),
+    ("fcvt.l", "fx", _cvt(0x18, 2)),
+    ("fcvt.lu", "fx", _cvt(0x18, 3)),
+    ("fcvt.from.w", "xf", _cvt(0x1A, 0)),
+    ("fcvt.from.wu", "xf", _cvt(0x1A, 1)),
+    ("fcvt.from.l", "xf", _cvt(0x1A, 2)),
+    ("fcvt.from.lu", "xf", _cvt(0x1A, 3)),
+    ("fcvt.s.d", "ff", None),  # only for fmt S: reads a double
+]
+
+RM_CONFIGS = [(rm, None) for rm in range(5)] + [(7, frm) for frm in range(5)]
+PER_PROGRAM = 8
+
+
+def rounding_sweep(programs_per_combo: int = 3) -> list[Program]:
+    """Every rounded operation x {single, double} x {rm 0-4, dynamic with frm 0-4}.
+
+    Each program runs the operation 8 times on different operands, reading and clearing fflags
+    after each one (csrrw x18+i, fflags, x0), so every operation's flags are compared on their own.
+    """
+    out = []
+    for oi, (name, kind, enc) in enumerate(ROUNDED_OPS):
+        for single in (True, False):
+            if name == "fcvt.s.d" and not single:
+                continue
+            for ci, (rm, frm) in enumerate(RM_CONFIGS):
+                for k in range(programs_per_combo):
+                    seed = ((oi * 2 + single) * len(RM_CONFIGS) + ci) * 100 + k
+                    out.append(_sweep_program(seed, name, kind, enc, single, rm, frm))
+    return out
+
+
+def _sweep_program(seed: int, name: str, kind: str, enc, single: bool, rm: int, frm: int | None) -> Program:
+    rng, xregs, fregs, kinds, data = _state(seed, single)
+    fmt = 0 if single else 1
+    if name == "fcvt.s.d":  # sources are doubles, results singles
+        fregs = [rand_f64(rng) for _ in range(32)]
+        kinds = ["d"] * 32
+        enc = lambda d, a, b, c, rm_, fmt_: E.r_type(0x53, d, rm_, a, 1, (0x08 << 2) | 0)  # noqa: E731
+    units = []
+    for i in range(PER_PROGRAM):
+        a, b, c = (rng.randrange(8, 32) for _ in range(3))
+        if kind == "ff":
+            word = enc(i, a, b, c, rm, fmt)
+            writes = [(i, "s" if single else "d")]
+        elif kind == "fx":
+            word = enc(10 + i, a, b, c, rm, fmt)
+            writes = []
+        else:  # integer source: x26-x31, x1, x3-x7 hold interesting integers
+            src = rng.choice([1, 3, 4, 5, 6, 7, 26, 27, 28, 29, 30, 31])
+            word = enc(i, src, 0, 0, rm, fmt)
+            writes = [(i, "s" if single else "d")]
+        words = [word, E.csr(1, 18 + i, CSR_FFLAGS, 0)]
+        units.append(Unit(name, words, fwrites=writes, dyn_rm=rm == 7))
+    fmt_name = name.replace(".from", ".s" if single else ".d") if ".from" in name else name
+    if ".from" not in name and name != "fcvt.s.d":
+        fmt_name += ".s" if single else ".d"
+    mode = f"rm={rm}" if frm is None else f"rm=dyn frm={frm}"
+    return Program(
+        seed, f"sweep {fmt_name} {mode}", units, xregs, fregs, kinds, 0, frm if frm is not None else 0, data
+    )
+
+
+# ---- instructions that must trap -----------------------------------------------------------
+
+
+def _fadd(rm: int, fmt: int = 0) -> int:
+    return E.r_type(0x53, 1, rm, 2, 3, fmt)
+
+
+# (name, instruction words, frm, {xreg: value}); the last word must trap in both emulators,
+# the ones before it must have run (precise exceptions).
+TRAPS: list[tuple[str, list[int], int, dict[int, int]]] = [
+    *[(f"fadd.s rm={rm}", [_fadd(rm)], 0, {}) for rm in (5, 6)],
+    *[(f"fadd.d rm={rm}", [_fadd(rm, 1)], 0, {}) for rm in (5, 6)],
+    *[(f"fadd.s dyn frm={frm}", [_fadd(7)], frm, {}) for frm in (5, 6, 7)],
+    *[(f"fmadd.d dyn frm={frm}", [E.r4_type(0x43, 1, 7, 2, 3, 1, 4)], frm, {}) for frm in (5, 6, 7)],
+    ("fsqrt.d rm=5", [E.r_type(0x53, 1, 5, 2, 0, (0x0B << 2) | 1)], 0, {}),
+    ("fcvt.w.d rm=6", [E.r_type(0x53, 10, 6, 2, 0, (0x18 << 2) | 1)], 0, {}),
+    ("fcvt.s.l dyn frm=7", [E.r_type(0x53, 1, 7, 10, 2, (0x1A << 2) | 0)], 7, {}),
+    ("fcvt.s.d rm=5", [E.r_type(0x53, 1, 5, 2, 1, (0x08 << 2) | 0)], 0, {}),
+    ("fcvt.w.s rs2=4 (reserved)", [E.r_type(0x53, 10, 0, 2, 4, (0x18 << 2) | 0)], 0, {}),
+    ("fsgnj.s funct3=3", [E.r_type(0x53, 1, 3, 2, 3, (0x04 << 2) | 0)], 0, {}),
+    ("fadd.q (no Q)", [_fadd(0, 3)], 0, {}),
+    ("fmv.x.w funct3=2", [E.r_type(0x53, 10, 2, 2, 0, (0x1C << 2) | 0)], 0, {}),
+    ("c.unimp (0x0000)", [0x0000], 0, {}),
+    ("c.addi4spn nzuimm=0", [0x0004], 0, {}),
+    ("c.addi16sp imm=0", [0x6101], 0, {}),
+    ("c.lui imm=0", [0x6281], 0, {}),
+    ("c.lwsp rd=0", [0x4002], 0, {}),
+    ("c.ldsp rd=0", [0x6002], 0, {}),
+    ("c.jr x0", [0x8002], 0, {}),
+    ("all ones", [0xFFFFFFFF], 0, {}),
+    ("amo funct5=0x05", [E.amo(0x05, 2, 5, 2, 6)], 0, {}),
+    ("lr.w rs2!=0", [E.amo(0x02, 2, 5, 2, 6)], 0, {}),
+    ("amoadd.b (width 0)", [E.amo(0x00, 0, 5, 2, 6)], 0, {}),
+    ("mul funct7=2", [E.r_type(0x33, 5, 0, 6, 7, 2)], 0, {}),
+    ("slliw shamt[5]=1", [E.r_type(0x1B, 5, 1, 6, 0, 1)], 0, {}),
+    ("srai funct6=0x11", [E.shift_imm(0x13, 5, 5, 6, 3, 0x11, 64)], 0, {}),
+    ("after addi: fadd.s rm=5", [E.i_type(0x13, 5, 0, 0, 7), _fadd(5)], 0, {}),
+]
+
+# Naturally misaligned atomics: the spec (A extension) requires an address-misaligned or
+# access-fault exception (Linux then sends SIGBUS); QEMU/Unicorn raise it. x5 = data + offset.
+# Not a failing SC: QEMU checks the reservation first and never touches memory then.
+MISALIGNED_ATOMICS: list[tuple[str, list[int], int, dict[int, int]]] = [
+    ("amoadd.w at +2", [E.amo(0x00, 2, 6, 5, 7)], 0, {5: DATA_BASE + 0x102}),
+    ("amoswap.d at +4", [E.amo(0x01, 3, 6, 5, 7)], 0, {5: DATA_BASE + 0x104}),
+    ("amomaxu.d at +1", [E.amo(0x1C, 3, 6, 5, 7)], 0, {5: DATA_BASE + 0x101}),
+    ("lr.w at +1", [E.amo(0x02, 2, 6, 5, 0)], 0, {5: DATA_BASE + 0x101}),
+    ("lr.d at +4", [E.amo(0x02, 3, 6, 5, 0)], 0, {5: DATA_BASE + 0x104}),
+]
+
+
+def trap_program(name: str, words: list[int], frm: int, xset: dict[int, int], seed: int = 1) -> Program:
+    _, xregs, fregs, kinds, data = _state(seed, True)
+    for r, v in xset.items():
+        xregs[r] = v
+    units = [Unit(name, [w]) for w in words]
+    return Program(seed, f"trap {name}", units, xregs, fregs, kinds, 0, frm, data)
