@@ -151,7 +151,7 @@ int main(int argc, char **argv)
            (unsigned long long)(info.total_mem >> 20));
 
     static char log[8192];
-    const char *opts[] = {"-O3"};
+    const char *opts[] = {"--std=c++17"};
     uint64_t module;
     int rc = pvgpu_compile(kSource, opts, 1, log, sizeof log, &module);
     if (rc < 0) {

@@ -203,3 +203,12 @@ def test_compile_error_carries_the_full_log():
         assert "broken on purpose" in ei.value.log
         assert "broken on purpose" in str(ei.value)
         assert ei.value.name == "bad.cu"
+
+
+def test_fake_compiler_refuses_options_nvrtc_refuses():
+    with gpu.open_device("fake", cache=False) as dev:
+        with pytest.raises(gpu.CompileError, match="unrecognized option -O3"):
+            dev.compile('extern "C" __global__ void empty() {}', options=["-O3"])
+        dev.compile(
+            'extern "C" __global__ void empty() {}', options=["-DX=1", "--std=c++17", "--use_fast_math"]
+        )

@@ -70,6 +70,58 @@ def _empty(ctx: FakeLaunch, *args: Any) -> None:
 BUILTIN_KERNELS: dict[str, Callable[..., None]] = {"saxpy": _saxpy, "matmul": _matmul, "empty": _empty}
 """name -> Python implementation: ``f(launch: FakeLaunch, *decoded_args)``; ptr args arrive as ints."""
 
+# Options NVRTC accepts (by prefix), so code tested on the fake backend does not fail on a GPU.
+_NVRTC_OPTION_PREFIXES = (
+    "-D",
+    "-U",
+    "-I",
+    "--include-path",
+    "--pre-include",
+    "-include",
+    "--define-macro",
+    "--undefine-macro",
+    "--gpu-architecture",
+    "-arch",
+    "--std",
+    "-std",
+    "--use_fast_math",
+    "-use_fast_math",
+    "-lineinfo",
+    "--generate-line-info",
+    "-G",
+    "--device-debug",
+    "--fmad",
+    "-fmad",
+    "--ftz",
+    "-ftz",
+    "--prec-div",
+    "-prec-div",
+    "--prec-sqrt",
+    "-prec-sqrt",
+    "--maxrregcount",
+    "-maxrregcount",
+    "--relocatable-device-code",
+    "-rdc",
+    "--extensible-whole-program",
+    "-ewp",
+    "--dopt",
+    "-dopt",
+    "--extra-device-vectorization",
+    "-extra-device-vectorization",
+    "-default-device",
+    "--device-as-default-execution-space",
+    "--disable-warnings",
+    "-w",
+    "--restrict",
+    "-restrict",
+    "--builtin-move-forward",
+    "--builtin-initializer-list",
+    "--device-int128",
+    "-Xptxas",
+    "--ptxas-options",
+    "--fake-target",
+)
+
 _GLOBAL_RE = re.compile(r"__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+([A-Za-z_]\w*)\s*\(")
 
 
@@ -264,6 +316,13 @@ class FakeDriver(DeviceDriver):
         headers: Mapping[str, str],
         name_expressions: Sequence[str],
     ) -> CacheEntry:
+        for opt in options:
+            if not opt.startswith(_NVRTC_OPTION_PREFIXES):
+                # Like NVRTC, which knows no -O3 and the like: catch such options without a GPU.
+                log = f"nvrtc: error: unrecognized option {opt} found\n"
+                raise CompileError(
+                    f"fake compiler could not compile {name}", log, name=name, options=tuple(options)
+                )
         m = re.search(r"#\s*error\s+(.*)", source)
         if m:
             log = f'{name}(1): error: #error directive: {m.group(1).strip()}\n1 error detected in the compilation of "{name}".'
