@@ -120,7 +120,7 @@ def test_info(vm):
 
 def test_saxpy_and_matmul_end_to_end(vm):
     mem = FakeGuestMemory()
-    rc, module, _, _, _ = compile_(vm, mem, SAXPY + MATMUL, opts=["-O3"])
+    rc, module, _, _, _ = compile_(vm, mem, SAXPY + MATMUL, opts=["--use_fast_math"])
     assert rc == 0 and module
     rc, saxpy = get_function(vm, mem, module, "saxpy")
     assert rc == 0 and saxpy
