@@ -2,7 +2,7 @@
 
     from polyvm import gpu
     with gpu.open_device() as dev:                      # "auto": CUDA, then ROCm
-        mod = dev.compile(SOURCE, options=["-O3"])      # NVRTC -> cubin for this GPU, cached
+        mod = dev.compile(SOURCE)                         # NVRTC -> cubin for this GPU, cached
         k = mod.get_kernel("saxpy", "i32, f32, ptr, ptr")
         x, y = dev.to_device(xs), dev.to_device(ys)
         k.launch(grid=(n + 255) // 256, block=256, args=(n, 2.0, x, y))
