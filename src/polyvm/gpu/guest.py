@@ -497,8 +497,10 @@ class GuestGPU:
         stream = self._vm_stream()
         view = self._host_view(mem, gaddr, size)
         if view is not None:
-            # From pageable memory the driver has staged the data when the call returns.
+            # The copy must take the guest's bytes as they are now (the guest may reuse its memory
+            # as soon as the call returns), and the view must not stay exported: wait for it.
             buf.copy_from_host(view, offset=offset, stream=stream)
+            self._sync()
             return 0
         done = 0
         while done < size:
