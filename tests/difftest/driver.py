@@ -22,7 +22,7 @@ class Failure:
             head = f"{p.profile}: polyvm and Unicorn differ"
             repro = "  reproduce: pytest tests/test_diff_unicorn.py -k 'sweep or trap'"
         else:
-            head = f"seed {p.seed} (profile {p.profile}): polyvm and Unicorn differ"
+            head = f"seed {p.seed} (profile {p.profile}, polyvm engine {p.engine_mode}): polyvm and Unicorn differ"
             repro = f"  reproduce: POLYVM_DIFF_SEED={p.seed} pytest tests/test_diff_unicorn.py -k seed"
         lines = [
             head,

@@ -76,6 +76,7 @@ class Program:
     fflags: int
     frm: int
     data: bytes
+    engine_mode: str = "default"  # how polyvm runs it: default, step, insns=N, no-regions
 
     def code(self, drop: frozenset[int] = frozenset()) -> bytes:
         """Machine code; units whose index is in `drop` become NOPs of the same size."""
@@ -350,8 +351,15 @@ class Gen:
         self.fflags = rng.choice([0, 0, rng.randrange(32)])
 
     # -- registers
+    avoid: frozenset[int] = frozenset()  # not to be written (a loop counter)
+
     def rd(self) -> int:
-        return 0 if self.rng.random() < 0.05 else self.rng.choice(WRITABLE)
+        if self.rng.random() < 0.05:
+            return 0
+        while True:
+            r = self.rng.choice(WRITABLE)
+            if r not in self.avoid:
+                return r
 
     def rs(self) -> int:
         return self.rng.randrange(32)
@@ -465,7 +473,7 @@ class Gen:
         off = self.mem_addr(size, base, -2048, 2047, 1)
         assert off is not None
         off -= (self.base[base] + off) % size
-        ra = self.rng.choice([r for r in WRITABLE if r != 0])
+        ra = self.rng.choice([r for r in WRITABLE if r != 0 and r not in self.avoid])
         return ra, [E.i_type(0x13, ra, 0, base, off)], self.base[base] + off
 
     def t_amo(self) -> Unit:
@@ -545,6 +553,39 @@ class Gen:
                 E.c_jalr(rt) if link else E.c_jr(rt),
             ],
         )
+
+    def t_loop(self) -> Unit:
+        """A counted loop (1-6 iterations) over integer/memory/AMO units, maybe with an inner
+        forward branch: exercises the engine's self-looping blocks and loop regions."""
+        rng = self.rng
+        ctr = rng.choice([r for r in WRITABLE if r])
+        self.avoid = frozenset({ctr})
+        try:
+            body = [
+                self.t_amo() if rng.random() < 0.15 else self.shadow_unit() for _ in range(rng.randint(1, 6))
+            ]
+        finally:
+            self.avoid = frozenset()
+        words: list[int] = [E.i_type(0x13, ctr, 0, 0, rng.randint(1, 6))]
+        if len(body) >= 2 and rng.random() < 0.5:  # an inner forward branch over some body units
+            at = rng.randrange(len(body) - 1)
+            skip = rng.randint(1, len(body) - at - 1)
+            dist = 4 + sum(u.size for u in body[at : at + skip])
+            f3 = rng.choice([0, 1, 4, 5, 6, 7])
+            br = E.b_type(0x63, f3, self.rs(), self.rs(), dist)
+            body_words = (
+                [w for u in body[:at] for w in u.words] + [br] + [w for u in body[at:] for w in u.words]
+            )
+        else:
+            body_words = [w for u in body for w in u.words]
+        words += body_words
+        words.append(E.i_type(0x13, ctr, 0, ctr, -1) if ctr not in C_WRITABLE else E.c_addi(ctr, -1))
+        back = -sum(E.size_of(w) for w in words[1:])
+        if ctr in C_WRITABLE and rng.random() < 0.5:
+            words.append(E.c_bz(True, ctr, back))
+        else:
+            words.append(E.b_type(0x63, 1, ctr, 0, back))  # bne ctr, x0
+        return Unit("loop[" + ",".join(u.name for u in body) + "]", words)
 
     # -- compressed
     def t_compressed(self) -> Unit | None:
@@ -640,7 +681,7 @@ class Gen:
     def t_compressed_shadow(self) -> Unit:
         """Compressed integer ALU instructions only (safe inside a branch shadow)."""
         rng = self.rng
-        cw = rng.choice(C_WRITABLE)
+        cw = rng.choice([r for r in C_WRITABLE if r not in self.avoid])
         c = rng.randrange(4)
         if c == 0:
             name = rng.choice(["sub", "xor", "or", "and", "subw", "addw"])
@@ -789,7 +830,7 @@ class Gen:
         alu = [(3, self.t_alu_reg), (3, self.t_alu_imm), (2, self.t_muldiv)]
         mem = [(1.5, self.t_load), (1.5, self.t_store), (0.2, self.t_fence)]
         if p == "int":
-            return alu + mem + [(1.5, self.t_branch), (3, self.t_compressed)]
+            return alu + mem + [(1.5, self.t_branch), (3, self.t_compressed), (0.8, self.t_loop)]
         if p == "amo":
             return [(1, self.t_alu_reg), (1, self.t_alu_imm), (1, self.t_load), (1, self.t_store)] + [
                 (4, self.t_amo),
@@ -866,6 +907,9 @@ class Gen:
 
 
 PROFILES = ("int", "fp", "amo", "mix")
+# Block-size limits split blocks at arbitrary points (state written back, re-entered), `step`
+# runs one-instruction blocks, `no-regions` turns off the engine's loop regions.
+ENGINE_MODES = ("default", "default", "step", "insns=1", "insns=3", "insns=7", "no-regions")
 
 
 def make_program(seed: int, profile: str | None = None) -> Program:
@@ -873,4 +917,6 @@ def make_program(seed: int, profile: str | None = None) -> Program:
     if profile is None:
         profile = PROFILES[seed % len(PROFILES)]
     rng = random.Random(seed ^ 0x5EED)
-    return Gen(seed, profile).program(rng.randint(10, 30))
+    prog = Gen(seed, profile).program(rng.randint(10, 30))
+    prog.engine_mode = ENGINE_MODES[(seed // len(PROFILES)) % len(ENGINE_MODES)]
+    return prog

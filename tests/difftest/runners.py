@@ -184,7 +184,13 @@ class PolyvmRunner:
         mem = self.AddressSpace()
         mem.map(CODE_BASE, CODE_MAP, self.prot_code, code + E.to_bytes(E.EBREAK))
         mem.map(DATA_BASE, DATA_SIZE, self.prot_data, prog.data)
-        eng = self.Engine(self.arch, mem)
+        mode = prog.engine_mode
+        if mode.startswith("insns="):
+            eng = self.Engine(self.arch, mem, max_insns=int(mode.split("=")[1].split()[0]))
+        elif mode == "no-regions":
+            eng = self.Engine(self.arch, mem, regions=False)
+        else:
+            eng = self.Engine(self.arch, mem)
         st = self.arch.new_state()
         st[0] = CODE_BASE
         for i in range(1, 32):
@@ -197,7 +203,15 @@ class PolyvmRunner:
         error = ""
         trap = None
         try:
-            stop = eng.run(st, 4 * len(code))
+            if mode == "step":
+                stop = None
+                for _ in range(8 * len(code)):
+                    stop = eng.step(st)
+                    if stop is not None:
+                        break
+                assert stop is not None, "step: program did not end"
+            else:
+                stop = eng.run(st, 8 * len(code))
             if stop.reason == "illegal":
                 trap = ("illegal", stop.pc)
             elif stop.reason == "fault":
