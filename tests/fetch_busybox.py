@@ -183,16 +183,17 @@ def _apt_options(state: Path, arch: str) -> list[str]:
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    what = " ".join(a for i, a in enumerate(cmd) if a != "-o" and (i == 0 or cmd[i - 1] != "-o"))
     try:
         p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
     except FileNotFoundError as e:
         raise ArchiveUnreachable(f"{cmd[0]} is not installed (needed to fetch {PACKAGE})") from e
     except subprocess.TimeoutExpired as e:
-        raise ArchiveUnreachable(f"{' '.join(cmd[:2])} timed out") from e
+        raise ArchiveUnreachable(f"{what} timed out") from e
     out = p.stdout + p.stderr
     if p.returncode != 0 or re.search(r"^(E:|Err:)", out, re.M):
         last = " | ".join(line for line in out.splitlines() if line.startswith(("E:", "Err:", "W:")))[-600:]
-        msg = f"{' '.join(cmd[:1] + cmd[-2:])} failed: {last or out.strip()[-600:]}"
+        msg = f"{what} failed: {last or out.strip()[-600:]}"
         if any(e in out for e in _NET_ERRORS):
             raise ArchiveUnreachable(msg)
         raise FetchError(msg)

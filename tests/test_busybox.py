@@ -29,6 +29,8 @@ QEMU = shutil.which("qemu-riscv64")
 
 Run = Callable[..., subprocess.CompletedProcess]
 
+pytestmark = pytest.mark.network
+
 
 @pytest.fixture(scope="session")
 def busybox() -> Path:
