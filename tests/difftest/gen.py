@@ -388,7 +388,12 @@ class Gen:
         return off
 
     def aligned_off(self, size: int, base: int) -> int:
-        align = size if self.rng.random() < 0.97 else 1  # a few misaligned plain accesses
+        align = size if self.rng.random() < 0.96 else 1  # a few misaligned plain accesses
+        if align == 1 and size > 1 and self.rng.random() < 0.5:
+            # straddle the page boundary in the middle of the data region
+            off = DATA_BASE + 0x1000 - self.rng.randrange(1, size) - self.base[base]
+            if -2048 <= off <= 2047:
+                return off
         off = self.mem_addr(size, base, -2048, 2047, align)
         assert off is not None
         if align != 1 and (self.base[base] + off) % size:
@@ -771,8 +776,7 @@ class Gen:
         # FP loads and stores
         size = 8 if dbl else 4
         base = rng.choice(BASE_REGS)
-        off = self.mem_addr(size, base, -2048, 2047, size)
-        assert off is not None
+        off = self.aligned_off(size, base)
         if rng.random() < 0.5:
             word = E.i_type(0x07, fd, 3 if dbl else 2, base, off)
             return self._fop("fld" if dbl else "flw", word, [], [(fd, wk)])
