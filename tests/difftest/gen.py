@@ -592,6 +592,35 @@ class Gen:
             words.append(E.b_type(0x63, 1, ctr, 0, back))  # bne ctr, x0
         return Unit("loop[" + ",".join(u.name for u in body) + "]", words)
 
+    def t_smc(self) -> Unit:
+        """Self-modifying code: patch an instruction ahead (or, in a loop, one that already ran),
+        then fence.i. Both emulators must run the new instruction after the fence.i."""
+        rng = self.rng
+        regs = rng.sample([r for r in WRITABLE if r], 3)
+        rt, rw, ctr = regs
+        self.avoid = frozenset(regs)
+        try:
+            old = (self.t_alu_reg() if rng.random() < 0.5 else self.t_alu_imm()).words[0]
+            new = (self.t_alu_reg() if rng.random() < 0.5 else self.t_muldiv()).words[0]
+        finally:
+            self.avoid = frozenset()
+        hi = ((new + 0x800) >> 12) & 0xFFFFF
+        lo = new - (((hi << 12) ^ 0x80000000) - 0x80000000)
+        lo = ((lo + 0x800) & 0xFFF) - 0x800
+        make = [E.u_type(0x37, rw, hi), E.i_type(0x1B, rw, 0, rw, lo)]  # rw = sext32(new)
+        fence_i = 0x0000100F
+        if rng.random() < 0.5:
+            # auipc rt, 0; lui/addiw rw; sw rw, 20(rt); fence.i; <old> (runs as <new>)
+            words = [E.u_type(0x17, rt, 0), *make, E.s_type(0x23, 2, rt, rw, 20), fence_i, old]
+            return Unit("smc", words)
+        n = rng.randint(2, 4)
+        # addi ctr, n; auipc rt, 0; lui/addiw rw; loop: <old>; sw rw, 16(rt); fence.i;
+        # addi ctr, ctr, -1; bne ctr, x0, loop
+        words = [E.i_type(0x13, ctr, 0, 0, n), E.u_type(0x17, rt, 0), *make]
+        words += [old, E.s_type(0x23, 2, rt, rw, 12), fence_i, E.i_type(0x13, ctr, 0, ctr, -1)]
+        words.append(E.b_type(0x63, 1, ctr, 0, -16))
+        return Unit("smc-loop", words)
+
     # -- compressed
     def t_compressed(self) -> Unit | None:
         rng = self.rng
@@ -834,7 +863,16 @@ class Gen:
         alu = [(3, self.t_alu_reg), (3, self.t_alu_imm), (2, self.t_muldiv)]
         mem = [(1.5, self.t_load), (1.5, self.t_store), (0.2, self.t_fence)]
         if p == "int":
-            return alu + mem + [(1.5, self.t_branch), (3, self.t_compressed), (0.8, self.t_loop)]
+            return (
+                alu
+                + mem
+                + [
+                    (1.5, self.t_branch),
+                    (3, self.t_compressed),
+                    (0.8, self.t_loop),
+                    (0.3, self.t_smc),
+                ]
+            )
         if p == "amo":
             return [(1, self.t_alu_reg), (1, self.t_alu_imm), (1, self.t_load), (1, self.t_store)] + [
                 (4, self.t_amo),

@@ -170,12 +170,12 @@ class PolyvmRunner:
     def __init__(self) -> None:
         from polyvm.engine.reference import Engine
         from polyvm.isa.riscv import RISCV64
-        from polyvm.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+        from polyvm.memory import PROT_ALL, PROT_READ, PROT_WRITE, AddressSpace
 
         self.Engine = Engine
         self.arch = RISCV64
         self.AddressSpace = AddressSpace
-        self.prot_code = PROT_READ | PROT_EXEC
+        self.prot_code = PROT_ALL  # writable: programs may patch their own code (then fence.i)
         self.prot_data = PROT_READ | PROT_WRITE
 
     def run(self, prog: Program, code: bytes) -> Result:
