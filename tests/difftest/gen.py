@@ -533,11 +533,12 @@ class Gen:
             return Unit("jal", [E.NOP], skip=skip, build=lambda d: [E.j_type(0x6F, rd, d)])
         if c < 0.8:
             rt, rd = rng.choice([r for r in WRITABLE if r]), self.rd()
+            odd = rng.getrandbits(1)  # jalr clears bit 0 of the target
             return Unit(
                 "auipc/jalr",
                 [E.NOP, E.NOP],
                 skip=skip,
-                build=lambda d: [E.u_type(0x17, rt, 0), E.i_type(0x67, rd, 0, rt, d)],
+                build=lambda d: [E.u_type(0x17, rt, 0), E.i_type(0x67, rd, 0, rt, d + odd)],
             )
         if c < 0.9:
             rs1, ne = rng.choice(C_REGS), rng.random() < 0.5
@@ -547,6 +548,7 @@ class Gen:
         if c < 0.95:
             return Unit("c.j", [E.C_NOP], skip=skip, build=lambda d: [E.c_j(d)])
         rt, link = rng.choice([r for r in WRITABLE if r]), rng.random() < 0.5
+        odd = rng.getrandbits(1)
         # auipc rt, 0; addi rt, rt, d; c.jr/c.jalr rt  (c.jalr writes ra = pc + 2)
         return Unit(
             "c.jalr" if link else "c.jr",
@@ -554,7 +556,7 @@ class Gen:
             skip=skip,
             build=lambda d: [
                 E.u_type(0x17, rt, 0),
-                E.i_type(0x13, rt, 0, rt, d),
+                E.i_type(0x13, rt, 0, rt, d + odd),
                 E.c_jalr(rt) if link else E.c_jr(rt),
             ],
         )
