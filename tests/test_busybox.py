@@ -185,3 +185,11 @@ def test_sh_pipeline(bb: Run, request: pytest.FixtureRequest) -> None:
             )
         )
     assert _ok(bb("sh", "-c", "echo abc | tr a-z A-Z")) == b"ABC\n"
+
+
+def test_uname_pwd_head(bb: Run, tmp_path: Path) -> None:
+    assert _ok(bb("uname", "-m")) == b"riscv64\n"
+    assert _ok(bb("pwd", cwd=tmp_path)) == f"{tmp_path}\n".encode()
+    f = tmp_path / "lines"
+    f.write_text("".join(f"line {i}\n" for i in range(10)))
+    assert _ok(bb("head", "-n", "2", str(f))) == b"line 0\nline 1\n"
