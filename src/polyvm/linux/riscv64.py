@@ -103,8 +103,12 @@ class RiscV64Linux:
 
     @staticmethod
     def clone_args(a: list[int]) -> tuple[int, int, int, int, int]:
-        """(flags, newsp, parent_tid, child_tid, tls): the generic clone argument order."""
-        return a[0], a[1], a[2], a[3], a[4]
+        """(flags, newsp, parent_tid, child_tid, tls) from clone's arguments.
+
+        RISC-V selects CONFIG_CLONE_BACKWARDS: the syscall takes (flags, newsp, parent_tid,
+        tls, child_tid), tls before child_tid (x86_64 has them the other way round).
+        """
+        return a[0], a[1], a[2], a[4], a[3]
 
     @staticmethod
     def child_return(r: list[int], newsp: int) -> None:
