@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyvm.engine import Stop
+from polyvm.isa import SLOT_ICOUNT
 from polyvm.linux import signals as S
 from polyvm.linux.errnos import EINTR, EMFILE
 from polyvm.linux.files import HostFile, OpenFile
@@ -107,7 +108,8 @@ class Process:
         messages (warnings, strace, death) go to `diag`, by default a copy of `stderr`.
         """
         self.abi = ABIS[arch]
-        self.isa = self.abi.arch
+        self.isa = self.arch = self.abi.arch
+        self._retired = 0  # instructions of threads that have exited
         self.quiet = quiet
         self.strace = strace
         self.slice_blocks = slice_blocks
@@ -248,6 +250,11 @@ class Process:
 
     # ---- small helpers -------------------------------------------------------------------
     @property
+    def instructions(self) -> int:
+        """Guest instructions executed so far, all threads together."""
+        return self._retired + sum(t.regs[SLOT_ICOUNT] for t in self.threads)
+
+    @property
     def main_thread(self) -> Thread | None:
         return self.threads[0] if self.threads else None
 
@@ -369,6 +376,7 @@ class Process:
             self.diag(message)
         for t in self.threads:
             t.exited = True
+            self._retired += t.regs[SLOT_ICOUNT]
         self.threads = []
         self.close()
 
@@ -614,5 +622,6 @@ class Process:
                 pass
         if t in self.threads:
             self.threads.remove(t)
+            self._retired += t.regs[SLOT_ICOUNT]
         if not self.threads:
             self._finish(status & 0xFF)
