@@ -4,8 +4,12 @@ Random straight-line (forward-branching) programs of 10-30 instruction groups co
 M, A (LR/SC, every AMO in .w and .d), F and D (every rounding mode, static and dynamic through
 frm), C and Zicsr (fflags/frm/fcsr) run in Unicorn and in polyvm; every integer and FP register,
 fflags, frm, the final pc and the data region must agree. See difftest/gen.py for how programs
-are built and typed, difftest/runners.py for the comparison and the Unicorn deviations from the
-spec that it corrects (NaN boxing; fmin/fmax with a signaling NaN).
+are built and typed, difftest/runners.py for the comparison and the Unicorn (QEMU 5.0) deviations
+from the spec that it corrects narrowly (no NaN boxing; fmin/fmax with one signaling NaN; no NV
+for 0 x inf + quiet NaN in fused multiply-add; the pc seen at a trap). Besides registers, fflags,
+frm and memory, the number of instructions retired is compared (polyvm's exact count against a
+Unicorn code hook), and polyvm runs each seed in one of several engine modes (single-step, small
+blocks, no loop regions) so block boundaries fall everywhere.
 
 The default run is 10,000 programs (seeds 0-9999) in 20 shards; a failing shard prints each
 failing seed, shrunk to the fewest instruction groups that still differ, with a disassembly and

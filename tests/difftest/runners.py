@@ -1,7 +1,8 @@
 """Run a generated program in Unicorn and in polyvm's reference engine, and compare the results.
 
 What is compared: x1-x31, f0-f31 (per the register's kind, see gen.py), fflags, frm, the pc
-where the program stopped and the whole data region. Unicorn runs to the end address
+where the program stopped, the number of instructions retired (polyvm's exact count against a
+Unicorn code hook) and the whole data region. Unicorn runs to the end address
 (`emu_start(begin, until)`); polyvm runs the same bytes followed by an `ebreak`, and must stop
 there with a "breakpoint".
 
@@ -15,6 +16,11 @@ Known Unicorn (QEMU 5.0 target/riscv) deviations from the RISC-V spec, handled n
     spec (IEEE 754-2019 minimumNumber) returns the number, still raising NV. QEMU fixed this in
     6.1 (float*_minimum_number). A code hook watches every fmin/fmax: exactly in that case it
     replaces Unicorn's result with the number (NV is already right), before the next instruction.
+  * fmadd/fmsub/fnmsub/fnmadd of 0 x infinity plus a quiet NaN: the F extension requires NV
+    ("even when the addend is a quiet NaN"); QEMU 5.0 does not raise it. The same hook ORs NV
+    into fflags after exactly those instructions.
+  * A trap (illegal instruction, misaligned atomic) reaches UC_HOOK_INTR before mepc is written,
+    with pc reading as the trapping instruction's address + 4 (for 16-bit instructions too).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class Result:
     data: bytes
     error: str = ""
     trap: tuple[str, int] | None = None  # ("illegal" | "misaligned" | "fault", pc)
+    icount: int = -1  # instructions retired
 
 
 class UnicornRunner:
@@ -88,18 +95,16 @@ class UnicornRunner:
         uc.reg_write(R.UC_RISCV_REG_FRM, prog.frm)
         end = CODE_BASE + len(code)
         error = ""
-        minmax = _minmax_sites(code)
-        fixer = hook = None
-        if minmax:
-            fixer = _MinMaxFixer(uc, self.fids, minmax)
-            hook = uc.hook_add(self.U.UC_HOOK_CODE, fixer.hook, begin=CODE_BASE, end=end)
+        fixer = _Fixer(uc, self.fids, R.UC_RISCV_REG_FFLAGS, _fixup_sites(code))
+        hook = uc.hook_add(self.U.UC_HOOK_CODE, fixer.hook, begin=CODE_BASE, end=end)
         try:
-            uc.emu_start(CODE_BASE, end, count=4 * len(code))
+            uc.emu_start(CODE_BASE, end, count=8 * len(code))
         except self.U.UcError as e:
             error = f"unicorn: {e}"
-        if fixer is not None:
-            fixer.apply()
-            uc.hook_del(hook)
+        fixer.apply()
+        uc.hook_del(hook)
+        # The code hook also counts instructions; a trapping one was hooked but not retired.
+        icount = fixer.count - (self.trap is not None)
         return Result(
             x=[uc.reg_read(r) & MASK64 for r in self.xids],
             f=[uc.reg_read(r) & MASK64 for r in self.fids],
@@ -109,11 +114,12 @@ class UnicornRunner:
             data=bytes(uc.mem_read(DATA_BASE, DATA_SIZE)),
             error=error,
             trap=self.trap,
+            icount=icount,
         )
 
 
-def _minmax_sites(code: bytes) -> dict[int, int]:
-    """Address -> instruction word of every fmin/fmax (.s or .d) in `code`."""
+def _fixup_sites(code: bytes) -> dict[int, int]:
+    """Address -> word of every fmin/fmax and fused multiply-add (.s or .d) in `code`."""
     out = {}
     pos = 0
     while pos < len(code):
@@ -121,7 +127,10 @@ def _minmax_sites(code: bytes) -> dict[int, int]:
             pos += 2
             continue
         w = int.from_bytes(code[pos : pos + 4], "little")
-        if w & 0x7F == 0x53 and w >> 27 == 0x05 and (w >> 25) & 3 in (0, 1) and (w >> 12) & 7 in (0, 1):
+        fmt_ok = (w >> 25) & 3 in (0, 1)
+        if w & 0x7F == 0x53 and w >> 27 == 0x05 and fmt_ok and (w >> 12) & 7 in (0, 1):
+            out[CODE_BASE + pos] = w
+        elif w & 0x7F in (0x43, 0x47, 0x4B, 0x4F) and fmt_ok:
             out[CODE_BASE + pos] = w
         pos += 4
     return out
@@ -136,23 +145,46 @@ def _is_snan(v: int, dbl: bool) -> bool:
     return _is_nan(v, dbl) and not v & quiet
 
 
-class _MinMaxFixer:
-    """Corrects Unicorn's fmin/fmax in the one case where QEMU 5.0 breaks the current spec."""
+def _is_inf(v: int, dbl: bool) -> bool:
+    return (v & 0x7FFFFFFFFFFFFFFF) == 0x7FF0000000000000 if dbl else (v & 0x7FFFFFFF) == 0x7F800000
 
-    def __init__(self, uc, fids: list[int], sites: dict[int, int]) -> None:
+
+def _is_zero(v: int, dbl: bool) -> bool:
+    return not v & (0x7FFFFFFFFFFFFFFF if dbl else 0x7FFFFFFF)
+
+
+class _Fixer:
+    """Counts instructions, and corrects Unicorn where QEMU 5.0 breaks the current spec:
+
+    * fmin/fmax with one signaling NaN and one number: the result must be the number.
+    * fmadd & co. with multiplicands 0 and infinity and a quiet NaN addend: the spec requires
+      NV ("even when the addend is a quiet NaN", F extension, FMA section; IEEE 754 leaves it
+      to the implementation). QEMU 5.0 only raises NV there for a signaling NaN.
+    The correction is made after the instruction ran: at the next instruction's hook, or after
+    emu_start for the last one.
+    """
+
+    def __init__(self, uc, fids: list[int], fflags_id: int, sites: dict[int, int]) -> None:
         self.uc = uc
         self.fids = fids
+        self.fflags_id = fflags_id
         self.sites = sites
-        self.pending: tuple[int, int] | None = None  # (rd, value to write)
+        self.pending: tuple[int, int] | None = None  # (rd, value) or (-1, flags to OR in)
+        self.count = 0
 
     def apply(self) -> None:
         if self.pending is not None:
             rd, v = self.pending
-            self.uc.reg_write(self.fids[rd], v)
+            if rd < 0:
+                self.uc.reg_write(self.fflags_id, self.uc.reg_read(self.fflags_id) | v)
+            else:
+                self.uc.reg_write(self.fids[rd], v)
             self.pending = None
 
     def hook(self, uc, addr: int, size: int, _user) -> None:
-        self.apply()
+        self.count += 1
+        if self.pending is not None:
+            self.apply()
         w = self.sites.get(addr)
         if w is None:
             return
@@ -160,7 +192,12 @@ class _MinMaxFixer:
         m = MASK64 if dbl else 0xFFFFFFFF
         a = uc.reg_read(self.fids[(w >> 15) & 31]) & m
         b = uc.reg_read(self.fids[(w >> 20) & 31]) & m
-        if _is_snan(a, dbl) and not _is_nan(b, dbl):
+        if w & 0x7F != 0x53:  # fused multiply-add
+            c = uc.reg_read(self.fids[w >> 27]) & m
+            inf_zero = (_is_inf(a, dbl) and _is_zero(b, dbl)) or (_is_zero(a, dbl) and _is_inf(b, dbl))
+            if inf_zero and _is_nan(c, dbl) and not _is_snan(c, dbl):
+                self.pending = (-1, 0x10)
+        elif _is_snan(a, dbl) and not _is_nan(b, dbl):
             self.pending = ((w >> 7) & 31, b)
         elif _is_snan(b, dbl) and not _is_nan(a, dbl):
             self.pending = ((w >> 7) & 31, a)
@@ -231,6 +268,9 @@ class PolyvmRunner:
             data=mem.read_raw(DATA_BASE, DATA_SIZE),
             error=error,
             trap=trap,
+            # polyvm counts an exit terminator's instruction (ecall, ebreak) as retired when it
+            # stops there, so that a syscall resumes after it; the harness's ebreak is not ours.
+            icount=st[1] - (not error and trap is None),
         )
 
 
@@ -247,6 +287,8 @@ def compare(prog: Program, uni: Result, pv: Result, kinds: list[str]) -> list[st
         return out
     if uni.trap is None and uni.pc != pv.pc:
         out.append(f"pc: unicorn {uni.pc:#x}, polyvm {pv.pc:#x}")
+    if uni.icount != pv.icount:
+        out.append(f"instructions retired: unicorn {uni.icount}, polyvm {pv.icount}")
     for i in range(1, 32):
         if uni.x[i] != pv.x[i]:
             out.append(f"x{i}: unicorn {uni.x[i]:#018x}, polyvm {pv.x[i]:#018x} (initial {prog.xregs[i]:#x})")
