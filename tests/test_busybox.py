@@ -28,8 +28,7 @@ TIMEOUT = 600
 QEMU = shutil.which("qemu-riscv64")
 
 Run = Callable[..., subprocess.CompletedProcess]
-
-pytestmark = pytest.mark.network
+network = pytest.mark.network  # needs the package archive (or a cached binary)
 
 
 @pytest.fixture(scope="session")
@@ -68,18 +67,21 @@ def _ok(p: subprocess.CompletedProcess) -> bytes:
     return p.stdout
 
 
+@network
 def test_sh_exit_status(bb: Run) -> None:
     p = bb("sh", "-c", "echo hi; exit 3")
     assert p.stdout == b"hi\n", p.stderr
     assert p.returncode == 3
 
 
+@network
 def test_sh_arithmetic_loop(bb: Run) -> None:
     # Builtins only: no fork, no exec.
     out = _ok(bb("sh", "-c", 'x=0; for i in 1 2 3 4 5 6 7 8 9 10; do x=$((x + i * i)); done; echo "sum=$x"'))
     assert out == f"sum={sum(i * i for i in range(1, 11))}\n".encode()
 
 
+@network
 def test_sha256sum(bb: Run, tmp_path: Path) -> None:
     data = bytes((i * 131 + (i >> 7) * 17) & 0xFF for i in range(20000)) + b"polyvm\n"
     f = tmp_path / "data.bin"
@@ -88,6 +90,7 @@ def test_sha256sum(bb: Run, tmp_path: Path) -> None:
     assert out == f"{hashlib.sha256(data).hexdigest()}  {f}\n".encode()
 
 
+@network
 def test_sha256sum_stdin_and_md5sum(bb: Run) -> None:
     assert _ok(bb("sha256sum", input=b"abc")) == (
         b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -\n"  # FIPS 180-2 "abc"
@@ -96,6 +99,7 @@ def test_sha256sum_stdin_and_md5sum(bb: Run) -> None:
     assert _ok(bb("md5sum", input=data)) == f"{hashlib.md5(data).hexdigest()}  -\n".encode()
 
 
+@network
 def test_sort(bb: Run, tmp_path: Path) -> None:
     words = ["pear", "Apple", "banana", "apple", "cherry", "Banana", "date", "apple", "10", "9", "-3"]
     f = tmp_path / "words.txt"
@@ -109,6 +113,7 @@ def test_sort(bb: Run, tmp_path: Path) -> None:
     assert out == ("\n".join(sorted(nums, key=int)) + "\n").encode()
 
 
+@network
 def test_sed(bb: Run, tmp_path: Path) -> None:
     lines = ["foo bar foo", "drop me", "a foo-foo b", "last line"]
     f = tmp_path / "in.txt"
@@ -120,6 +125,7 @@ def test_sed(bb: Run, tmp_path: Path) -> None:
     assert _ok(bb("sed", "-n", "3p", str(f))) == (lines[2] + "\n").encode()
 
 
+@network
 def test_tr(bb: Run) -> None:
     text = b"Hello, World! 123 polyvm\n"
     assert _ok(bb("tr", "a-z", "A-Z", input=text)) == text.upper()
@@ -127,12 +133,14 @@ def test_tr(bb: Run) -> None:
     assert _ok(bb("tr", "-s", " ", input=b"a   b    c\n")) == b"a b c\n"
 
 
+@network
 def test_echo(bb: Run) -> None:
     assert _ok(bb("echo", "hello", "world")) == b"hello world\n"
     assert _ok(bb("echo", "-n", "no newline")) == b"no newline"
     assert _ok(bb("echo", "-e", r"tab\there\nline2")) == b"tab\there\nline2\n"
 
 
+@network
 def test_wc(bb: Run, tmp_path: Path) -> None:
     text = "one two\nthree\n\nfour  five six\n"
     f = tmp_path / "w.txt"
@@ -144,6 +152,7 @@ def test_wc(bb: Run, tmp_path: Path) -> None:
     assert _ok(bb("wc", "-c", input=text.encode())) == f"{chars}\n".encode()
 
 
+@network
 def test_cat(bb: Run, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"first file\n")
@@ -152,12 +161,14 @@ def test_cat(bb: Run, tmp_path: Path) -> None:
     assert _ok(bb("cat", input=b"from stdin\n")) == b"from stdin\n"
 
 
+@network
 def test_cat_missing_file(bb: Run, tmp_path: Path) -> None:
     p = bb("cat", str(tmp_path / "nope"))
     assert p.returncode == 1
     assert p.stderr == f"cat: can't open '{tmp_path / 'nope'}': No such file or directory\n".encode()
 
 
+@network
 def test_ls_and_files(bb: Run, tmp_path: Path) -> None:
     for n in ("zeta", "alpha", "Mid"):
         (tmp_path / n).write_text(n)
@@ -169,12 +180,14 @@ def test_ls_and_files(bb: Run, tmp_path: Path) -> None:
     assert not (tmp_path / "zeta").exists()
 
 
+@network
 def test_printf_seq_expr(bb: Run) -> None:
     assert _ok(bb("printf", r"%05d|%x|%s\n", "42", "255", "hey")) == b"00042|ff|hey\n"
     assert _ok(bb("seq", "3")) == b"1\n2\n3\n"
     assert _ok(bb("expr", "6", "*", "7")) == b"42\n"
 
 
+@network
 def test_sh_pipeline(bb: Run, request: pytest.FixtureRequest) -> None:
     """A pipeline needs fork (clone without CLONE_VM) and, for non-NOFORK applets, execve."""
     if request.node.callspec.params["bb"] == "polyvm":
@@ -187,9 +200,68 @@ def test_sh_pipeline(bb: Run, request: pytest.FixtureRequest) -> None:
     assert _ok(bb("sh", "-c", "echo abc | tr a-z A-Z")) == b"ABC\n"
 
 
+@network
 def test_uname_pwd_head(bb: Run, tmp_path: Path) -> None:
     assert _ok(bb("uname", "-m")) == b"riscv64\n"
     assert _ok(bb("pwd", cwd=tmp_path)) == f"{tmp_path}\n".encode()
     f = tmp_path / "lines"
     f.write_text("".join(f"line {i}\n" for i in range(10)))
     assert _ok(bb("head", "-n", "2", str(f))) == b"line 0\nline 1\n"
+
+
+@network
+def test_fetch_script_prints_cached_path(busybox: Path) -> None:
+    p = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "fetch_busybox.py")], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    assert Path(p.stdout.strip()) == busybox
+    assert busybox.read_bytes()[:4] == b"\x7fELF" and busybox.read_bytes()[18] == 243  # EM_RISCV
+
+
+def test_apt_sources_parsing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The mirror comes from the machine's apt sources, one-line and deb822, skipping the rest."""
+    lst = tmp_path / "sources.list"
+    lst.write_text(
+        "# comment\n"
+        "deb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k/sec.gpg] http://sec.example/debian-security bookworm-security main\n"
+    )
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "a-thirdparty.sources").write_text(
+        "Types: deb\nURIs: https://vendor.example/apt\nSuites: stable\nComponents: main\n"
+    )
+    (d / "b-disabled.sources").write_text(
+        "Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n"
+    )
+    (d / "c-debian.sources").write_text(
+        "Types: deb deb-src\n"
+        "URIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\n"
+        "Components: main contrib\n"
+        "Signed-By:\n"
+        " -----BEGIN PGP PUBLIC KEY BLOCK-----\n"
+        " .\n"
+        " mQINBF...\n"
+        " -----END PGP PUBLIC KEY BLOCK-----\n"
+        "\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n"
+    )
+    monkeypatch.setattr(fetch_busybox, "SOURCES_LIST", lst)
+    monkeypatch.setattr(fetch_busybox, "SOURCES_DIR", d)
+    monkeypatch.delenv("POLYVM_DEBIAN_MIRROR", raising=False)
+    src = fetch_busybox.debian_mirror()
+    assert src.uri == "http://mirror.example/debian/"
+    assert src.signed_by.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF")
+    state = tmp_path / "state"
+    opts = fetch_busybox._prepare_state(state, "riscv64")
+    assert "APT::Architecture=riscv64" in opts
+    line = (state / "sources.list").read_text()
+    assert line == f"deb [signed-by={state / 'keyring.asc'}] http://mirror.example/debian/ trixie main\n"
+    monkeypatch.setenv("POLYVM_DEBIAN_MIRROR", "http://override.example/debian")
+    assert fetch_busybox.debian_mirror().uri == "http://override.example/debian"
+    monkeypatch.delenv("POLYVM_DEBIAN_MIRROR")
+    (d / "c-debian.sources").unlink()
+    with pytest.raises(fetch_busybox.ArchiveUnreachable):
+        fetch_busybox.debian_mirror()
