@@ -42,6 +42,15 @@ int main(int argc, char **argv) {
         pthread_join(t, 0);
         return 0;
     }
+    if (!strcmp(m, "exec") && argc > 2) {
+        /* execve replaces the program: the fd without FD_CLOEXEC survives, argv is the new one. */
+        dup2(1, 9);
+        char *args[] = {argv[2], "from-exec", 0};
+        char *envp[] = {"X=1", 0};
+        execve(argv[2], args, envp);
+        perror("execve");
+        return 1;
+    }
     if (!strcmp(m, "join-self-deadlock")) {
         pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
         pthread_mutex_lock(&mu);

@@ -117,3 +117,13 @@ def test_cli_run_and_load_error(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert len(r.stderr.decode().strip().splitlines()) == 1 and b"Traceback" not in r.stderr
+
+
+def test_execve_replaces_the_program(tmp_path: Path) -> None:
+    hello = str(build_guest("hello"))
+    p, out, err = make("t_block", "exec", hello, tmp_path=tmp_path)
+    assert p.run(timeout=60) == 3, err.read_text()
+    assert out.read_text() == "hello from riscv64 with 2 args\narg[1]=from-exec\n"
+    p, out, err = make("t_block", "exec", str(tmp_path / "missing"), tmp_path=tmp_path, tag="missing")
+    assert p.run(timeout=60) == 1
+    assert "No such file or directory" in err.read_text()

@@ -178,14 +178,28 @@ class Process:
         else:
             envb = [e if isinstance(e, bytes) else os.fsencode(e) for e in env]
         self.envp = envb
-        self.mem = AddressSpace()
-        self.mm = MemoryMap(self.mem, MMAP_BASE)
+        if engine_factory is None:
+            from polyvm.engine.reference import Engine
+
+            engine_factory = Engine
+        self._engine_factory = engine_factory
+        self._root = root
+        self.threads: list[Thread] = []
         try:
-            img = parse_and_map(image, self.mem, self.abi.e_machine)
+            self._load(image, self.argv[0] if root is None and self.argv else os.fsencode(self.exe_guest))
         except LoadError:
             self.close()
             raise
-        self.image = img
+        self._next_tid = self.pid + 1
+
+    def _load(self, image: bytes, execfn: bytes) -> None:
+        """Map `image` into a fresh address space with its stack; make it the only thread.
+
+        Nothing of the process changes if the image is refused (LoadError).
+        """
+        mem = AddressSpace()
+        mm = MemoryMap(mem, MMAP_BASE)
+        img = parse_and_map(image, mem, self.abi.e_machine)
         ident = (0, 0)
         if self.exe_host:
             try:
@@ -194,13 +208,12 @@ class Process:
             except OSError:
                 pass
         for seg in img.segments:
-            self.mm.add(
+            mm.add(
                 Vma(seg.start, seg.end, seg.prot, MAP_PRIVATE, self.exe_guest, seg.offset, ident[0], ident[1])
             )
-        self.mm.brk_start = self.mm.brk = img.brk
-        execfn = self.argv[0] if root is None and self.argv else os.fsencode(self.exe_guest)
+        mm.brk_start = mm.brk = img.brk
         sp = build_stack(
-            self.mem,
+            mem,
             img,
             self.argv,
             self.envp,
@@ -212,23 +225,39 @@ class Process:
             exec_stack=img.exec_stack,
         )
         stack_prot = PROT_READ | PROT_WRITE | (PROT_EXEC if img.exec_stack else 0)
-        self.mm.add(Vma(STACK_TOP - STACK_SIZE, STACK_TOP, stack_prot, name="[stack]"))
-        tramp = self.mm.find_free(PAGE_SIZE)
+        mm.add(Vma(STACK_TOP - STACK_SIZE, STACK_TOP, stack_prot, name="[stack]"))
+        tramp = mm.find_free(PAGE_SIZE)
         assert tramp is not None
-        self.mm.map(
-            Vma(tramp, tramp + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"), self.abi.sigreturn_code
-        )
+        mm.map(Vma(tramp, tramp + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"), self.abi.sigreturn_code)
         self.sigreturn_addr = tramp
-
-        if engine_factory is None:
-            from polyvm.engine.reference import Engine
-
-            engine_factory = Engine
-        self.engine = engine_factory(self.isa, self.mem)
+        self.mem, self.mm, self.image = mem, mm, img
+        self.engine = self._engine_factory(self.isa, mem)
         regs = self.isa.new_state()
         self.abi.init_regs(regs, img.entry, sp)
-        self.threads: list[Thread] = [Thread(self.pid, regs)]
-        self._next_tid = self.pid + 1
+        for t in self.threads:
+            t.exited = True
+            self._retired += t.regs[SLOT_ICOUNT]
+        self.threads = [Thread(self.pid, regs)]
+        self._last_thread = None
+        self.futex_waiters = {}
+
+    def exec_image(
+        self, image: bytes, argv: list[bytes], envp: list[bytes], exe_guest: str, exe_host: str
+    ) -> None:
+        """execve: replace the program. Raises LoadError, leaving the process untouched."""
+        old = (self.argv, self.envp, self.exe_guest, self.exe_host)
+        self.argv, self.envp, self.exe_guest, self.exe_host = argv, envp, exe_guest, exe_host
+        try:
+            self._load(image, os.fsencode(exe_guest))
+        except LoadError:
+            self.argv, self.envp, self.exe_guest, self.exe_host = old
+            raise
+        for fd in sorted(self.cloexec):
+            self.close_fd(fd)
+        for i, act in enumerate(self.actions):
+            if act.handler != S.SIG_IGN:
+                self.actions[i] = S.SigAction()
+        self.pending.clear()
 
     @classmethod
     def from_file(

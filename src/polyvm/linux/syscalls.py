@@ -32,6 +32,7 @@ from polyvm.linux.errnos import (
     ENAMETOOLONG,
     ENODEV,
     ENOENT,
+    ENOEXEC,
     ENOMEM,
     ENOSYS,
     ENOTDIR,
@@ -166,8 +167,13 @@ def dispatch(p: Process, t: Thread, stop: Stop) -> None:
             res = -EFAULT
         except OSError as e:
             res = -from_host(e)
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, struct.error):
             res = -EINVAL
+        except Exception as e:  # a bug in polyvm: say so in one line, keep the guest running
+            if os.environ.get("POLYVM_DEBUG"):
+                raise
+            p.diag(f"polyvm: internal error in {t.syscall_name}: {type(e).__name__}: {e}")
+            res = -ENOSYS
     if isinstance(res, Wait):
         res.ecall_pc = stop.pc
         t.wait = res
@@ -1098,6 +1104,9 @@ def sys_brk(p: Process, t: Thread, addr: int, *_: int) -> int:
 
 
 MAP_TYPE = 0x0F
+# Accessible pages are allocated when mapped (AddressSpace has no demand paging), so a huge
+# accessible mapping is refused rather than exhausting the host; PROT_NONE reservations are free.
+MAX_EAGER_MAP = 4 << 30
 TASK_LIMIT = 1 << 46
 
 
@@ -1107,7 +1116,7 @@ def sys_mmap(p: Process, t: Thread, addr: int, length: int, prot: int, flags: in
     if length == 0 or off & PAGE_MASK or prot & ~7:
         raise SyscallError(EINVAL)
     size = page_align_up(length)
-    if size >= TASK_LIMIT:
+    if size >= TASK_LIMIT or (prot and size > MAX_EAGER_MAP):
         raise SyscallError(ENOMEM)
     typ = flags & MAP_TYPE
     if typ not in (MAP_SHARED, MAP_PRIVATE, 3):
@@ -1646,13 +1655,62 @@ def sys_flush_icache(p: Process, t: Thread, *_: int) -> int:
     return 0  # stores into code already drop stale translations
 
 
-@syscall("rseq", "clone3", "io_uring_setup", "execveat", "execve", "vfork")
+@syscall("rseq", "clone3", "io_uring_setup", "execveat", "vfork")
 def sys_enosys_quiet(p: Process, t: Thread, *_: int) -> int:
-    # Asked by libcs at startup (rseq, clone3: they fall back) or by shells (execve, which is
-    # not supported yet): no warning, just ENOSYS.
-    if t.syscall_name in ("execve", "execveat"):
+    # Asked by libcs at startup (rseq, clone3: they fall back): no warning, just ENOSYS.
+    if t.syscall_name == "execveat":
         p.warn_unsupported(p.abi.numbers.get(t.syscall_name, -1), t.syscall_name)
     return -ENOSYS
+
+
+def _read_strv(p: Process, addr: int) -> list[bytes]:
+    out: list[bytes] = []
+    total = 0
+    while addr:
+        ptr = p.mem.read_u(addr + 8 * len(out), 8)
+        if ptr == 0:
+            break
+        s = p.mem.read_cstr(ptr, 128 * 1024)
+        total += len(s) + 1
+        if total > 2 << 20 or len(out) > 65536:
+            raise SyscallError(E2BIG)
+        out.append(s)
+    return out
+
+
+@syscall("execve")
+def sys_execve(p: Process, t: Thread, path: int, argv: int, envp: int, *_: int) -> object:
+    """Replace the program in place (same pid, fds without FD_CLOEXEC, ignored signals)."""
+    from polyvm.linux.loader import LoadError
+
+    name = read_path(p, path)
+    args, env = _read_strv(p, argv), _read_strv(p, envp)
+    for _depth in range(4):  # #! interpreters, a few levels deep
+        r = p.vfs.resolve(name, p.cwd)
+        if not r.exists:
+            raise SyscallError(ENOENT)
+        if r.host is None or (r.lstat is not None and st.S_ISDIR(r.lstat.st_mode)):
+            raise SyscallError(EACCES)
+        if not os.access(r.host, os.X_OK):
+            raise SyscallError(EACCES)
+        with open(r.host, "rb") as fh:
+            data = fh.read()
+        if not data.startswith(b"#!"):
+            break
+        line = data[2:].split(b"\n", 1)[0].strip()
+        if not line:
+            raise SyscallError(ENOEXEC)
+        interp, _, opt = line.partition(b" ")
+        opt = opt.strip()
+        args = [interp] + ([opt] if opt else []) + [os.fsencode(name)] + args[1:]
+        name = os.fsdecode(interp)
+    else:
+        raise SyscallError(ELOOP)
+    try:
+        p.exec_image(data, args, env, r.guest, r.host)
+    except LoadError:
+        raise SyscallError(ENOEXEC) from None
+    return NORESULT
 
 
 PR_SET_NAME, PR_GET_NAME = 15, 16
