@@ -1189,7 +1189,7 @@ def sys_mprotect(p: Process, t: Thread, addr: int, length: int, prot: int, *_: i
         raise SyscallError(ENOMEM)
     if length == 0:
         return 0
-    if not p.mm.covered(addr, end):
+    if not p.mm.covered(addr, end) or (prot and end - addr > MAX_EAGER_MAP):
         raise SyscallError(ENOMEM)
     p.mm.protect(addr, end, prot)
     return 0
@@ -1208,6 +1208,8 @@ def sys_mremap(
     old_size, new_size = page_align_up(old_size), page_align_up(new_size)
     if new_size == 0 or new_size >= TASK_LIMIT:
         raise SyscallError(EINVAL)
+    if new_size > MAX_EAGER_MAP:
+        raise SyscallError(ENOMEM)
     vma = mm.find(old)
     if vma is None or old + old_size > vma.end:
         raise SyscallError(EFAULT)
