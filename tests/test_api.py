@@ -217,3 +217,21 @@ def test_fault_inside_loop_region_is_precise(regions: bool) -> None:
     assert emu.reg_read("a4") == 0x21000 and emu.reg_read("a0") == 256
     # per iteration: ld, add, addi, andi, beqz, [addi when a4 & 8: 256 times], beq
     assert emu.instructions == 256 * 7 + 256 * 6
+
+
+def test_host_view_is_guest_memory() -> None:
+    from polyvm.memory import PROT_READ, PROT_WRITE, AddressSpace
+
+    mem = AddressSpace()
+    mem.map(0x40000, 0x3000, PROT_READ | PROT_WRITE)
+    mem.map(0x43000, 0x1000, PROT_READ | PROT_WRITE)  # a separate mapping right after
+    view = mem.host_view(0x40FF8, 0x10)  # straddles a page boundary inside one mapping
+    assert view is not None and len(view) == 0x10
+    view[:] = bytes(range(16))
+    assert mem.read(0x40FF8, 16) == bytes(range(16))
+    mem.write(0x41000, b"\xaa")
+    assert view[8] == 0xAA
+    assert mem.host_view(0x42FF8, 0x10) is None  # crosses into another mapping
+    mem.protect(0x41000, 0x1000, PROT_READ)
+    assert mem.host_view(0x40FF8, 0x10) is None  # not writable any more
+    assert mem.host_view(0x50000, 4) is None  # unmapped

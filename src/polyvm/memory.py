@@ -53,7 +53,8 @@ _FMT = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 
 
 class AddressSpace:
     def __init__(self) -> None:
-        self._pages: dict[int, bytearray] = {}
+        self._pages: dict[int, memoryview] = {}
+        self._backing: dict[int, tuple[memoryview, int]] = {}  # page -> (mapping buffer, offset)
         self._prot: dict[int, int] = {}
         self._rpages: dict[int, bytearray] = {}
         self._wpages: dict[int, bytearray] = {}
@@ -70,9 +71,15 @@ class AddressSpace:
         """Map [addr, addr+size) (page-aligned) as fresh zeroed pages, replacing what was there."""
         if addr & PAGE_MASK or size & PAGE_MASK:
             raise ValueError(f"map: {addr:#x}+{size:#x} is not page aligned")
-        for pn in range(addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT):
+        # One host buffer per mapping, pages are views of it: a guest range inside one mapping
+        # is contiguous in host memory too (host_view, zero-copy device transfers).
+        backing = memoryview(bytearray(size))
+        first = addr >> PAGE_SHIFT
+        for i in range(size >> PAGE_SHIFT):
+            pn = first + i
             self._drop_code(pn)
-            self._pages[pn] = bytearray(PAGE_SIZE)
+            self._pages[pn] = backing[i << PAGE_SHIFT : (i + 1) << PAGE_SHIFT]
+            self._backing[pn] = (backing, i << PAGE_SHIFT)
             self._set_prot(pn, prot)
         if data:
             self.write_raw(addr, data)
@@ -81,6 +88,7 @@ class AddressSpace:
         for pn in range(addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT):
             self._drop_code(pn)
             self._pages.pop(pn, None)
+            self._backing.pop(pn, None)
             self._prot.pop(pn, None)
             self._rpages.pop(pn, None)
             self._wpages.pop(pn, None)
@@ -191,6 +199,27 @@ class AddressSpace:
         addr &= ADDR_MASK
         self._check(addr, len(data), "w", PROT_WRITE)
         self.write_raw(addr, data)
+
+    def host_view(self, addr: int, size: int) -> memoryview | None:
+        """A writable view of [addr, addr+size) if it is readable and writable guest memory that
+        lies in one host buffer, else None (callers then copy with read/write)."""
+        if size <= 0:
+            return None
+        try:
+            self._check(addr, size, "r", PROT_READ)
+            self._check(addr, size, "w", PROT_WRITE)
+        except MemoryFault:
+            return None
+        first, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT
+        buf, off = self._backing[first]
+        for pn in range(first + 1, last + 1):
+            b, o = self._backing[pn]
+            if b is not buf or o != off + ((pn - first) << PAGE_SHIFT):
+                return None
+        for pn in range(first, last + 1):
+            self._drop_code(pn)  # the caller may write through the view
+        start = off + (addr & PAGE_MASK)
+        return buf[start : start + size]
 
     # The names the GPU paravirtual device and other byte-level users call.
     read_bytes = read
