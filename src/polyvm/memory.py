@@ -13,7 +13,9 @@ the slow path, which checks and raises `MemoryFault`.
 
 from __future__ import annotations
 
+import mmap
 import struct
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 PAGE_SHIFT = 12
@@ -48,14 +50,26 @@ def page_align_up(x: int) -> int:
     return (x + PAGE_MASK) & ~PAGE_MASK
 
 
+_MMAP_MIN = 256 * 1024  # mappings this big get an anonymous host mmap (zero pages on demand)
+
+
+class _Span:
+    """Pages [start, end) with one protection, backed by buf from byte offset off."""
+
+    __slots__ = ("start", "end", "prot", "buf", "off")
+
+    def __init__(self, start: int, end: int, prot: int, buf: memoryview, off: int) -> None:
+        self.start, self.end, self.prot, self.buf, self.off = start, end, prot, buf, off
+
+
 _FMT = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: struct.Struct("<Q")}
 
 
 class AddressSpace:
     def __init__(self) -> None:
-        self._pages: dict[int, memoryview] = {}
-        self._backing: dict[int, tuple[memoryview, int]] = {}  # page -> (mapping buffer, offset)
-        self._prot: dict[int, int] = {}
+        self._spans: list[_Span] = []  # sorted, non-overlapping
+        self._starts: list[int] = []  # their first page numbers, for bisect
+        self._pages: dict[int, memoryview] = {}  # touched pages only
         self._rpages: dict[int, bytearray] = {}
         self._wpages: dict[int, bytearray] = {}
         # Pages holding translated code: stores into them go through the slow path, which
@@ -67,46 +81,56 @@ class AddressSpace:
         self._make_fast()
 
     # ---- mapping -------------------------------------------------------------------------
-    def map(self, addr: int, size: int, prot: int = PROT_ALL, data: bytes | None = None) -> None:
-        """Map [addr, addr+size) (page-aligned) as fresh zeroed pages, replacing what was there."""
-        if addr & PAGE_MASK or size & PAGE_MASK:
-            raise ValueError(f"map: {addr:#x}+{size:#x} is not page aligned")
-        # One host buffer per mapping, pages are views of it: a guest range inside one mapping
-        # is contiguous in host memory too (host_view, zero-copy device transfers).
-        backing = memoryview(bytearray(size))
-        first = addr >> PAGE_SHIFT
-        for i in range(size >> PAGE_SHIFT):
-            pn = first + i
-            self._drop_code(pn)
-            self._pages[pn] = backing[i << PAGE_SHIFT : (i + 1) << PAGE_SHIFT]
-            self._backing[pn] = (backing, i << PAGE_SHIFT)
-            self._set_prot(pn, prot)
-        if data:
-            self.write_raw(addr, data)
+    # Mappings are spans of pages over one host buffer each; a page's view and its entries in
+    # the fast dictionaries are made on first touch (demand paging), and big buffers are
+    # anonymous host mmaps, so reserving or mapping a large range costs nothing until used.
 
-    def unmap(self, addr: int, size: int) -> None:
-        for pn in range(addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT):
-            self._drop_code(pn)
-            self._pages.pop(pn, None)
-            self._backing.pop(pn, None)
-            self._prot.pop(pn, None)
-            self._rpages.pop(pn, None)
-            self._wpages.pop(pn, None)
+    def _find(self, pn: int) -> _Span | None:
+        i = bisect_right(self._starts, pn) - 1
+        if i >= 0:
+            sp = self._spans[i]
+            if pn < sp.end:
+                return sp
+        return None
 
-    def protect(self, addr: int, size: int, prot: int) -> None:
-        """Change protection of mapped pages in the range; unmapped pages raise MemoryFault."""
-        pns = range(addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT)
+    def _split_at(self, pn: int) -> None:
+        i = bisect_right(self._starts, pn) - 1
+        if i < 0:
+            return
+        sp = self._spans[i]
+        if sp.start < pn < sp.end:
+            tail = _Span(pn, sp.end, sp.prot, sp.buf, sp.off + ((pn - sp.start) << PAGE_SHIFT))
+            sp.end = pn
+            self._spans.insert(i + 1, tail)
+            self._starts.insert(i + 1, pn)
+
+    def _carve(self, a: int, b: int) -> tuple[int, int]:
+        """Split spans at page numbers a and b; spans[i:j] are then exactly those inside [a, b)."""
+        self._split_at(a)
+        self._split_at(b)
+        return bisect_left(self._starts, a), bisect_left(self._starts, b)
+
+    def _forget_pages(self, a: int, b: int) -> None:
+        pns = range(a, b) if b - a <= len(self._pages) else [pn for pn in self._pages if a <= pn < b]
         for pn in pns:
-            if pn not in self._pages:
-                raise MemoryFault(pn << PAGE_SHIFT, "r", False)
-        for pn in pns:
-            if not prot & PROT_EXEC:
-                self._drop_code(pn)
-            self._set_prot(pn, prot)
+            self._drop_code(pn)
+            if self._pages.pop(pn, None) is not None:
+                self._rpages.pop(pn, None)
+                self._wpages.pop(pn, None)
 
-    def _set_prot(self, pn: int, prot: int) -> None:
-        page = self._pages[pn]
-        self._prot[pn] = prot
+    def _page(self, pn: int) -> memoryview | None:
+        """The page's view, made on first touch; None if unmapped."""
+        page = self._pages.get(pn)
+        if page is None:
+            sp = self._find(pn)
+            if sp is None:
+                return None
+            o = sp.off + ((pn - sp.start) << PAGE_SHIFT)
+            page = self._pages[pn] = sp.buf[o : o + PAGE_SIZE]
+            self._publish(pn, page, sp.prot)
+        return page
+
+    def _publish(self, pn: int, page: memoryview, prot: int) -> None:
         if prot & PROT_READ:
             self._rpages[pn] = page
         else:
@@ -116,43 +140,89 @@ class AddressSpace:
         else:
             self._wpages.pop(pn, None)
 
+    def map(self, addr: int, size: int, prot: int = PROT_ALL, data: bytes | None = None) -> None:
+        """Map [addr, addr+size) (page-aligned) as fresh zeroed pages, replacing what was there."""
+        if addr & PAGE_MASK or size & PAGE_MASK or size <= 0:
+            raise ValueError(f"map: {addr:#x}+{size:#x} is not page aligned")
+        a, b = addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT
+        self._forget_pages(a, b)
+        i, j = self._carve(a, b)
+        # One host buffer per mapping: a guest range inside one mapping is contiguous in host
+        # memory too (host_view: zero-copy device transfers). Big ones are host mmaps, whose
+        # pages the host OS only allocates when touched.
+        buf = memoryview(mmap.mmap(-1, size) if size >= _MMAP_MIN else bytearray(size))
+        self._spans[i:j] = [_Span(a, b, prot, buf, 0)]
+        self._starts[i:j] = [a]
+        if data:
+            self.write_raw(addr, data)
+
+    def unmap(self, addr: int, size: int) -> None:
+        a, b = addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT
+        self._forget_pages(a, b)
+        i, j = self._carve(a, b)
+        del self._spans[i:j]
+        del self._starts[i:j]
+
+    def protect(self, addr: int, size: int, prot: int) -> None:
+        """Change the protection of [addr, addr+size); an unmapped page raises MemoryFault."""
+        a, b = addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT
+        pn = a
+        while pn < b:
+            sp = self._find(pn)
+            if sp is None:
+                raise MemoryFault(pn << PAGE_SHIFT, "r", False)
+            pn = sp.end
+        i, j = self._carve(a, b)
+        for sp in self._spans[i:j]:
+            sp.prot = prot
+        pns = range(a, b) if b - a <= len(self._pages) else [p for p in self._pages if a <= p < b]
+        for pn in pns:
+            page = self._pages.get(pn)
+            if page is not None:
+                if not prot & PROT_EXEC:
+                    self._drop_code(pn)
+                self._publish(pn, page, prot)
+
     def is_mapped(self, addr: int, size: int = 1) -> bool:
-        return all(
-            pn in self._pages for pn in range(addr >> PAGE_SHIFT, ((addr + size - 1) >> PAGE_SHIFT) + 1)
-        )
+        pn, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT
+        while pn <= last:
+            sp = self._find(pn)
+            if sp is None:
+                return False
+            pn = sp.end
+        return True
 
     def prot_at(self, addr: int) -> int | None:
-        return self._prot.get(addr >> PAGE_SHIFT)
+        sp = self._find(addr >> PAGE_SHIFT)
+        return sp.prot if sp is not None else None
 
     def mapped_pages(self) -> list[int]:
+        """Pages touched so far (resident), in order."""
         return sorted(self._pages)
 
     def regions(self) -> list[tuple[int, int, int]]:
-        """Contiguous runs of pages with one protection: (start, end, prot)."""
+        """Contiguous mapped ranges with one protection: (start, end, prot)."""
         out: list[tuple[int, int, int]] = []
-        for pn in sorted(self._pages):
-            prot = self._prot[pn]
-            start = pn << PAGE_SHIFT
-            if out and out[-1][1] == start and out[-1][2] == prot:
-                out[-1] = (out[-1][0], start + PAGE_SIZE, prot)
+        for sp in self._spans:
+            start, end = sp.start << PAGE_SHIFT, sp.end << PAGE_SHIFT
+            if out and out[-1][1] == start and out[-1][2] == sp.prot:
+                out[-1] = (out[-1][0], end, sp.prot)
             else:
-                out.append((start, start + PAGE_SIZE, prot))
+                out.append((start, end, sp.prot))
         return out
 
     def find_free(self, size: int, hint: int, limit: int = 1 << 47) -> int | None:
         """Lowest page-aligned address >= hint where `size` bytes are unmapped."""
         size = page_align_up(size)
         addr = page_align_up(hint)
-        npages = size >> PAGE_SHIFT
-        while addr + size <= limit:
-            pn = addr >> PAGE_SHIFT
-            for i in range(npages):
-                if pn + i in self._pages:
-                    addr = (pn + i + 1) << PAGE_SHIFT
-                    break
-            else:
-                return addr
-        return None
+        for sp in self._spans[max(0, bisect_right(self._starts, addr >> PAGE_SHIFT) - 1) :]:
+            s, e = sp.start << PAGE_SHIFT, sp.end << PAGE_SHIFT
+            if e <= addr:
+                continue
+            if s >= addr + size:
+                break
+            addr = e
+        return addr if addr + size <= limit else None
 
     # ---- code tracking -----------------------------------------------------------------
     def watch_code(self, addr: int) -> None:
@@ -167,18 +237,21 @@ class AddressSpace:
             self._code_pages.discard(pn)
             if self.on_code_write is not None:
                 self.on_code_write(pn)
-            prot = self._prot.get(pn)
-            if prot is not None and prot & PROT_WRITE:
-                self._wpages[pn] = self._pages[pn]
+            page = self._pages.get(pn)
+            sp = self._find(pn)
+            if page is not None and sp is not None and sp.prot & PROT_WRITE:
+                self._wpages[pn] = page
 
     # ---- checked byte access (syscalls, loaders, the API) --------------------------------
     def _check(self, addr: int, size: int, access: str, bit: int) -> None:
-        for pn in range(addr >> PAGE_SHIFT, ((addr + size - 1) >> PAGE_SHIFT) + 1):
-            prot = self._prot.get(pn)
-            if prot is None:
+        pn, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT
+        while pn <= last:
+            sp = self._find(pn)
+            if sp is None:
                 raise MemoryFault(max(addr, pn << PAGE_SHIFT), access, False)
-            if not prot & bit:
+            if not sp.prot & bit:
                 raise MemoryFault(max(addr, pn << PAGE_SHIFT), access, True)
+            pn = sp.end
 
     def read(self, addr: int, size: int) -> bytes:
         if size <= 0:
@@ -211,15 +284,13 @@ class AddressSpace:
         except MemoryFault:
             return None
         first, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT
-        buf, off = self._backing[first]
-        for pn in range(first + 1, last + 1):
-            b, o = self._backing[pn]
-            if b is not buf or o != off + ((pn - first) << PAGE_SHIFT):
-                return None
+        sp = self._find(first)
+        if sp is None or last >= sp.end:
+            return None  # spans two mappings (host buffers)
         for pn in range(first, last + 1):
             self._drop_code(pn)  # the caller may write through the view
-        start = off + (addr & PAGE_MASK)
-        return buf[start : start + size]
+        start = sp.off + ((first - sp.start) << PAGE_SHIFT) + (addr & PAGE_MASK)
+        return sp.buf[start : start + size]
 
     # The names the GPU paravirtual device and other byte-level users call.
     read_bytes = read
@@ -230,7 +301,7 @@ class AddressSpace:
         out = bytearray()
         while size > 0:
             pn, off = addr >> PAGE_SHIFT, addr & PAGE_MASK
-            page = self._pages.get(pn)
+            page = self._page(pn)
             if page is None:
                 raise MemoryFault(addr, "r", False)
             n = min(size, PAGE_SIZE - off)
@@ -244,7 +315,7 @@ class AddressSpace:
         view = memoryview(data)
         while view:
             pn, off = addr >> PAGE_SHIFT, addr & PAGE_MASK
-            page = self._pages.get(pn)
+            page = self._page(pn)
             if page is None:
                 raise MemoryFault(addr, "w", False)
             self._drop_code(pn)

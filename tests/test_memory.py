@@ -1,0 +1,69 @@
+"""AddressSpace: spans, demand paging, protections, faults (expected values by hand)."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyvm.memory import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, AddressSpace, MemoryFault
+
+RW = PROT_READ | PROT_WRITE
+GiB = 1 << 30
+
+
+def test_large_mapping_costs_nothing_until_touched() -> None:
+    mem = AddressSpace()
+    mem.map(0x1000_0000_0000, 4 * GiB, RW)
+    assert mem.mapped_pages() == []
+    mem.write_u(0x1000_0000_0008, 8, 0x1122334455667788)
+    mem.fast["st32"](0x1000_FFFF_F000, 0xDEADBEEF)  # slow path faults the page in
+    assert mem.fast["ld64"](0x1000_0000_0008) == 0x1122334455667788
+    assert mem.fast["ld32"](0x1000_FFFF_F000) == 0xDEADBEEF
+    assert len(mem.mapped_pages()) == 2
+    assert mem.read(0x1000_8000_0000, 4) == b"\0\0\0\0"  # untouched pages read as zero
+
+
+def test_protect_splits_and_faults() -> None:
+    mem = AddressSpace()
+    mem.map(0x10000, 0x4000, RW)
+    mem.write(0x11000, b"abc")
+    mem.protect(0x11000, 0x2000, PROT_READ)
+    assert mem.regions() == [(0x10000, 0x11000, RW), (0x11000, 0x13000, PROT_READ), (0x13000, 0x14000, RW)]
+    assert mem.read(0x11000, 3) == b"abc"
+    with pytest.raises(MemoryFault) as e:
+        mem.fast["st8"](0x11001, 1)
+    assert (e.value.addr, e.value.access, e.value.mapped) == (0x11001, "w", True)
+    with pytest.raises(MemoryFault) as e:
+        mem.fetch(0x10000, 4)
+    assert e.value.access == "x" and e.value.mapped
+    mem.protect(0x10000, 0x1000, PROT_NONE)
+    with pytest.raises(MemoryFault):
+        mem.fast["ld8"](0x10000)
+    with pytest.raises(MemoryFault) as e:
+        mem.protect(0x13000, 0x2000, RW)  # runs past the end of the mapping
+    assert e.value.addr == 0x14000 and not e.value.mapped
+
+
+def test_unmap_middle_and_find_free() -> None:
+    mem = AddressSpace()
+    mem.map(0x10000, 0x5000, RW | PROT_EXEC)
+    mem.write(0x12000, b"x")
+    mem.unmap(0x11000, 0x2000)
+    assert not mem.is_mapped(0x12000) and mem.is_mapped(0x10000) and mem.is_mapped(0x13000)
+    with pytest.raises(MemoryFault) as e:
+        mem.fast["ld8"](0x12000)
+    assert not e.value.mapped
+    assert mem.find_free(0x2000, 0x10000) == 0x11000
+    assert mem.find_free(0x3000, 0x10000) == 0x15000
+    mem.map(0x11000, 0x1000, RW)
+    assert mem.read(0x11000, 1) == b"\0"  # fresh pages are zero
+    assert mem.regions() == [(0x10000, 0x11000, 7), (0x11000, 0x12000, RW), (0x13000, 0x15000, 7)]
+
+
+def test_cross_page_access_and_remap_replaces() -> None:
+    mem = AddressSpace()
+    mem.map(0x20000, 0x2000, RW)
+    mem.fast["st64"](0x20FFC, 0x0102030405060708)  # straddles two pages
+    assert mem.read(0x20FFC, 8) == bytes([8, 7, 6, 5, 4, 3, 2, 1])
+    assert mem.fast["ld64"](0x20FFC) == 0x0102030405060708
+    mem.map(0x20000, 0x1000, PROT_READ)  # replaces the first page only
+    assert mem.read(0x20FFC, 4) == b"\0\0\0\0" and mem.read(0x21000, 4) == bytes([4, 3, 2, 1])
