@@ -94,6 +94,7 @@ class _GenCtx:
         # temp id -> (expression, slots it reads, is a plain alias of a slot local)
         self.pending: dict[int, tuple[str, frozenset[int], bool]] = {}
         self.out: list[str] = []
+        self.untrunc: dict[int, tuple[str, int]] = {}  # pending trunc temp -> (wide expr, width)
         self.prefix = "t"
         self.inline_mem = False
         self.icount = "r[1]"  # expression for the count at the start of the current block
@@ -116,6 +117,15 @@ class _GenCtx:
         self._last_reads = frozenset()
 
     _last_reads: frozenset[int] = frozenset()
+
+    def v_untrunc(self, x: Val, w: int) -> str:
+        """x, or the wider value x truncates to w bits if x is a pending `trunc` to w."""
+        if x.const is None and x.id in self.pending:
+            u = self.untrunc.get(x.id)
+            if u is not None and u[1] == w:
+                self.v(x)  # consume the use
+                return f"({u[0]})"
+        return self.v(x)
 
     def v(self, x: Val) -> str:
         if x.const is not None:
@@ -436,6 +446,7 @@ class Engine:
             # Temps are numbered per block: rename them apart within a region.
             ctx.prefix = f"t{bi}_" if kind == "region" else "t"
             ctx.uses = dict(block_uses[bi])
+            ctx.untrunc = {}
             ctx.icount = {
                 "loop": f"(r[{SLOT_ICOUNT}] + c * {n})",
                 "region": f"(r[{SLOT_ICOUNT}] + ic)",
@@ -631,7 +642,10 @@ class Engine:
                 # i1 values are Python bools inside a block; registers hold plain ints.
                 ctx.assign(d, f"(1 if {v(x)} else 0)" if x.w == 1 else v(x))
             elif op == "trunc":
-                ctx.assign(d, f"{v(x)} & {m}")
+                inner = v(x)
+                ctx.assign(d, f"{inner} & {m}")
+                if d.id in ctx.pending:
+                    ctx.untrunc[d.id] = (inner, w)
             else:
                 sb = hex(1 << (x.w - 1))
                 ctx.assign(d, f"(({v(x)} ^ {sb}) - {sb}) & {m}")
@@ -660,6 +674,10 @@ class Engine:
         # Operands that the template uses twice must be plain names (vn), others may be inlined.
         if op in ("rotl", "rotr", "urem") or (op in ("shl", "ashr", "udiv") and yc is None):
             x, y = (vn(a[0]), vn(a[1])) if op in ("rotl", "rotr", "urem") else (v(a[0]), vn(a[1]))
+        elif op in ("add", "sub", "mul"):
+            # The low w bits of a sum or product depend only on the low w bits of its inputs:
+            # an operand's own truncation to w is redundant under the final mask.
+            x, y = ctx.v_untrunc(a[0], w), ctx.v_untrunc(a[1], w)
         else:
             x, y = v(a[0]), v(a[1])
         if op == "add":
