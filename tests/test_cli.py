@@ -1,0 +1,81 @@
+"""The command line: exit statuses, --trace, --stats, --timeout, Ctrl-C, bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from polyvm.testing.guest import build_guest
+
+POLYVM = [sys.executable, "-m", "polyvm"]
+
+
+def polyvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*POLYVM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def hello() -> str:
+    return str(build_guest("hello"))
+
+
+def test_run_passes_args_and_exit_status(hello: str) -> None:
+    r = polyvm("run", hello, "one", "two words")
+    assert r.returncode == 3  # hello.c returns 3
+    assert r.stdout == "hello from riscv64 with 3 args\narg[1]=one\narg[2]=two words\n"
+    assert r.stderr == ""
+
+
+def test_trace_and_stats_agree(hello: str) -> None:
+    with open(hello, "rb") as f:
+        entry = ELFFile(f).header.e_entry
+    r = polyvm("run", "--trace", "--stats", hello)
+    assert r.returncode == 3
+    lines = r.stderr.splitlines()
+    trace = [ln for ln in lines if re.match(r"0x[0-9a-f]{16}: ", ln)]
+    assert trace[0].startswith(f"{entry:#018x}: ")
+    stats = [ln for ln in lines if "instructions in" in ln]
+    assert len(stats) == 1
+    n = int(re.search(r"(\d+) instructions in", stats[0]).group(1))
+    assert n == len(trace)  # one trace line per executed instruction
+    assert "MIPS" in stats[0] and "blocks translated" in stats[0]
+    # the last instruction executed is the ecall of exit_group
+    assert trace[-1].split()[-1] == "ecall"
+
+
+def test_bad_program_is_one_line_exit_2(tmp_path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x7fELF" + b"\x02\x01\x01" + bytes(9) + b"\x02\x00\xf3\x00")  # truncated header
+    for path in (str(bad), str(tmp_path / "missing")):
+        r = polyvm("run", path)
+        assert r.returncode == 2
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("polyvm: error: ")
+        assert "Traceback" not in r.stderr
+
+
+def test_timeout_stops_the_guest() -> None:
+    spin = str(build_guest("spin"))
+    t0 = time.monotonic()
+    r = polyvm("run", "--timeout", "1", spin)
+    assert r.returncode == 124 and r.stdout == "spinning\n"
+    assert time.monotonic() - t0 < 30
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_the_guest_with_130() -> None:
+    spin = str(build_guest("spin"))
+    p = subprocess.Popen([*POLYVM, "run", spin], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline() == "spinning\n"
+    os.kill(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
