@@ -53,6 +53,15 @@ def page_align_up(x: int) -> int:
 _MMAP_MIN = 256 * 1024  # mappings this big get an anonymous host mmap (zero pages on demand)
 
 
+def _anon_mmap(size: int) -> mmap.mmap:
+    # MAP_PRIVATE: mmap.mmap(-1, n) is MAP_SHARED by default, which a guest fork (a host fork)
+    # would share between parent and child.
+    private = getattr(mmap, "MAP_PRIVATE", None)
+    if private is None:
+        return mmap.mmap(-1, size)
+    return mmap.mmap(-1, size, flags=private | mmap.MAP_ANONYMOUS)
+
+
 class _Span:
     """Pages [start, end) with one protection, backed by buf from byte offset off."""
 
@@ -150,7 +159,7 @@ class AddressSpace:
         # One host buffer per mapping: a guest range inside one mapping is contiguous in host
         # memory too (host_view: zero-copy device transfers). Big ones are host mmaps, whose
         # pages the host OS only allocates when touched.
-        buf = memoryview(mmap.mmap(-1, size) if size >= _MMAP_MIN else bytearray(size))
+        buf = memoryview(_anon_mmap(size) if size >= _MMAP_MIN else bytearray(size))
         self._spans[i:j] = [_Span(a, b, prot, buf, 0)]
         self._starts[i:j] = [a]
         if data:
