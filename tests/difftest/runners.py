@@ -103,8 +103,9 @@ class UnicornRunner:
             error = f"unicorn: {e}"
         fixer.apply()
         uc.hook_del(hook)
-        # The code hook also counts instructions; a trapping one was hooked but not retired.
-        icount = fixer.count - (self.trap is not None)
+        # The code hook also counts instructions; a trapping one was hooked (except, in Unicorn,
+        # an illegal 16-bit one) but did not retire.
+        icount = fixer.count - (self.trap is not None and fixer.last == self.trap[1])
         return Result(
             x=[uc.reg_read(r) & MASK64 for r in self.xids],
             f=[uc.reg_read(r) & MASK64 for r in self.fids],
@@ -171,6 +172,7 @@ class _Fixer:
         self.sites = sites
         self.pending: tuple[int, int] | None = None  # (rd, value) or (-1, flags to OR in)
         self.count = 0
+        self.last = -1  # address of the last instruction hooked
 
     def apply(self) -> None:
         if self.pending is not None:
@@ -183,6 +185,7 @@ class _Fixer:
 
     def hook(self, uc, addr: int, size: int, _user) -> None:
         self.count += 1
+        self.last = addr
         if self.pending is not None:
             self.apply()
         w = self.sites.get(addr)
