@@ -258,8 +258,84 @@ class HostFile(OpenFile):
             pass
 
 
+class HostPipe(HostFile):
+    """One end of a host pipe (os.pipe): it survives fork, so processes can share it.
+
+    The host side is always non-blocking, so a full or empty pipe becomes `WouldBlock` and the
+    scheduler polls it instead of stalling every guest thread; the guest's own O_NONBLOCK lives
+    in `flags`, as for every open file.
+    """
+
+    kind = "pipe"
+
+    def __init__(self, fd: int, write: bool, flags: int) -> None:
+        os.set_blocking(fd, False)
+        ino = os.fstat(fd).st_ino
+        super().__init__(fd, f"pipe:[{ino}]", (O_WRONLY if write else O_RDONLY) | (flags & O_NONBLOCK))
+        self.is_write = write
+
+    def read(self, n: int) -> bytes:
+        if self.is_write:
+            raise SyscallError(EBADF)
+        try:
+            return os.read(self.fd, n)
+        except BlockingIOError:
+            raise WouldBlock((self.fd,)) from None
+        except OSError as e:
+            raise SyscallError(from_host(e)) from None
+
+    def write(self, data: bytes) -> int:
+        if not self.is_write:
+            raise SyscallError(EBADF)
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            raise WouldBlock((), (self.fd,)) from None
+        except OSError as e:
+            raise SyscallError(from_host(e)) from None
+
+    def poll_events(self) -> tuple[bool, bool, bool, bool]:
+        """(readable, writable, hang-up, error) as poll(2) reports them."""
+        try:
+            pl = select.poll()
+            pl.register(self.fd, select.POLLIN | select.POLLOUT)
+            ev = pl.poll(0)
+        except (OSError, ValueError, AttributeError):
+            r, w = HostFile.ready(self)
+            return r, w, False, False
+        bits = ev[0][1] if ev else 0
+        return (
+            bool(bits & select.POLLIN),
+            bool(bits & select.POLLOUT),
+            bool(bits & select.POLLHUP),
+            bool(bits & select.POLLERR),
+        )
+
+    def ready(self) -> tuple[bool, bool]:
+        r, w, hup, err = self.poll_events()
+        if self.is_write:
+            return False, w or err
+        return r or hup, False
+
+    def ioctl(self, req: int, arg: bytes | None) -> tuple[int, bytes | None]:
+        if req == FIONREAD:
+            return 0, _host(fcntl.ioctl, self.fd, termios.FIONREAD, b"\0\0\0\0")
+        return super().ioctl(req, arg)
+
+
+def host_pipe(flags: int) -> tuple[HostPipe, HostPipe]:
+    """A host pipe's two ends (read, write), not inherited by host exec."""
+    r, w = os.pipe()
+    try:
+        return HostPipe(r, False, flags), HostPipe(w, True, flags)
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise SyscallError(from_host(e)) from None
+
+
 class Pipe:
-    """A pipe between guest threads of one process (the data never leaves polyvm)."""
+    """A pipe inside one process (the data never leaves polyvm): where the host has no pipes."""
 
     counter = 0
 

@@ -11,11 +11,13 @@ the scheduler skips waiting threads, polls them, and sleeps the host when nobody
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from polyvm.engine import Stop
 from polyvm.isa import SLOT_ICOUNT
@@ -39,7 +41,19 @@ ABIS = {"riscv64": RISCV64_LINUX}
 class Wait:
     """A syscall waiting to complete. `poll()` returns the result once it can, else None."""
 
-    __slots__ = ("poll", "deadline", "on_timeout", "rfds", "wfds", "restart", "cancel", "ecall_pc", "what")
+    __slots__ = (
+        "poll",
+        "deadline",
+        "on_timeout",
+        "rfds",
+        "wfds",
+        "restart",
+        "cancel",
+        "ecall_pc",
+        "what",
+        "interval",
+        "interruptible",
+    )
 
     def __init__(
         self,
@@ -52,6 +66,8 @@ class Wait:
         restart: bool = True,
         cancel: Callable[[], None] | None = None,
         what: str = "",
+        interval: float | None = None,
+        interruptible: bool = True,
     ) -> None:
         self.poll = poll
         self.deadline = deadline  # time.monotonic() value
@@ -62,6 +78,34 @@ class Wait:
         self.cancel = cancel
         self.ecall_pc = 0
         self.what = what
+        self.interval = interval  # poll at least this often (something outside may change)
+        self.interruptible = interruptible  # False: signals wait until it completes (vfork)
+
+
+class Child:
+    """A child process (a host process, forked by `Process.fork`) not yet reaped by the guest."""
+
+    __slots__ = ("pid", "exit_signal", "pidfd", "notified")
+
+    def __init__(self, pid: int, exit_signal: int) -> None:
+        self.pid = pid
+        self.exit_signal = exit_signal  # clone's low byte: SIGCHLD for fork, 0 for none
+        self.notified = False  # exit_signal already sent for its exit
+        self.pidfd = -1  # readable once the child has exited (Linux 5.3+), for the scheduler's select
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self.pidfd = pidfd_open(pid)
+            except OSError:
+                self.pidfd = -1
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            try:
+                os.close(self.pidfd)
+            except OSError:
+                pass
+            self.pidfd = -1
 
 
 class Thread:
@@ -131,6 +175,12 @@ class Process:
         self.pending: dict[int, bytes] = {}
         self.rlimits: dict[int, tuple[int, int]] = {}
         self.pipe_ino = 0x1000
+        self.children: dict[int, Child] = {}
+        self.forked = False  # this is a fork's child: it ends with os._exit, never returning
+        self.death_signal = 0  # the signal that killed the guest (default action), if any
+        self._vfork_fd = -1  # write end closed at execve/exit, ending the parent's vfork wait
+        self._child_check = 0.0
+        self._host_signals: list[int] = []
 
         # ---- files -----------------------------------------------------------------------
         self.fds: dict[int, OpenFile] = {}
@@ -258,6 +308,7 @@ class Process:
             if act.handler != S.SIG_IGN:
                 self.actions[i] = S.SigAction()
         self.pending.clear()
+        self._end_vfork()
 
     @classmethod
     def from_file(
@@ -383,17 +434,32 @@ class Process:
                     self._finish(EXIT_INTERRUPTED, "polyvm: interrupted")
                     break
                 if deadline is not None and time.monotonic() >= deadline:
-                    self._finish(EXIT_TIMEOUT, f"polyvm: timeout: guest still running after {timeout:g} s")
+                    # A fork's child shares the run's deadline: the whole guest tree is bounded.
+                    msg = "" if self.forked else f"polyvm: timeout: guest still running after {timeout:g} s"
+                    self._finish(EXIT_TIMEOUT, msg)
                     break
-                if max_slices is not None:
+                if max_slices is not None and not self.forked:
                     if slices >= max_slices:
                         return None
                     slices += 1
+                if self._host_signals:
+                    self._forward_host_signals()
+                if self.children:
+                    self._check_children()
                 t = self._pick(deadline)
                 if t is not None:
                     self._run_slice(t)
         except KeyboardInterrupt:
-            self._finish(EXIT_INTERRUPTED, "polyvm: interrupted")
+            if self.forked:
+                self.death_signal = S.SIGINT
+            self._finish(EXIT_INTERRUPTED, "" if self.forked else "polyvm: interrupted")
+        except BaseException as e:
+            if self.forked:  # never unwind into the caller's code (pytest, the CLI) in a child
+                self.diag(f"polyvm: internal error in forked child {self.pid}: {type(e).__name__}: {e}")
+                os._exit(EXIT_DEADLOCK)
+            raise
+        if self.forked:
+            self._exit_host()
         return self.exit_status
 
     def _finish(self, status: int, message: str = "") -> None:
@@ -407,6 +473,9 @@ class Process:
             t.exited = True
             self._retired += t.regs[SLOT_ICOUNT]
         self.threads = []
+        # Children outlive a normal exit, as with a shell; a timeout or Ctrl-C ends them too.
+        self._end_children(kill=status in (EXIT_TIMEOUT, EXIT_INTERRUPTED) and not self.death_signal)
+        self._end_vfork()
         self.close()
 
     def _pick(self, run_deadline: float | None) -> Thread | None:
@@ -426,13 +495,20 @@ class Process:
         deadlines = [t.wait.deadline for t in self.threads if t.wait and t.wait.deadline is not None]
         rfds = sorted({fd for t in self.threads if t.wait for fd in t.wait.rfds})
         wfds = sorted({fd for t in self.threads if t.wait for fd in t.wait.wfds})
-        if not deadlines and not rfds and not wfds:
+        intervals = [t.wait.interval for t in self.threads if t.wait and t.wait.interval is not None]
+        # A child's exit may yet wake someone (SIGCHLD, or a signal the child sends).
+        live = [c for c in self.children.values() if not c.notified]
+        rfds = sorted(set(rfds) | {c.pidfd for c in live if c.pidfd >= 0})
+        # A fork's child takes signals from other processes: blocked is not blocked forever there.
+        if not deadlines and not rfds and not wfds and not intervals and not live and not self.forked:
             what = ", ".join(f"{t.tid}: {t.wait.what or t.syscall_name}" for t in self.threads if t.wait)
             self._finish(EXIT_DEADLOCK, f"polyvm: deadlock: every guest thread is blocked forever ({what})")
             return None
         delay = 0.05
         if deadlines:
             delay = min(delay, max(0.0, min(deadlines) - now))
+        if intervals:
+            delay = min(delay, min(intervals))
         if run_deadline is not None:
             delay = min(delay, max(0.0, run_deadline - now))
         if rfds or wfds:
@@ -463,7 +539,7 @@ class Process:
                 w.cancel()
             self._complete(t, w.on_timeout)
             return
-        sig = self._deliverable(t)
+        sig = self._deliverable(t) if w.interruptible else 0
         if sig:
             if w.cancel:
                 w.cancel()
@@ -539,6 +615,186 @@ class Process:
                 self.force_signal(
                     t, S.SIGILL, S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc), stop.pc, f"{reason}"
                 )
+
+    # ---- processes -----------------------------------------------------------------------
+    def fork(self, t: Thread, exit_signal: int, *, vfork: bool = False) -> tuple[int, int]:
+        """A guest fork is a host fork, as in qemu-user: guest pids are host pids.
+
+        Returns (pid, vfork_fd): in the parent the child's pid, and with `vfork` the read end of
+        a pipe that reaches EOF once the child has called execve or exited; in the child (0, -1),
+        and only thread `t` survives there. Raises OSError if the host cannot fork.
+        """
+        if not hasattr(os, "fork"):
+            raise OSError(errno.ENOSYS, "no fork on this host")
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()  # else both processes would flush the same buffered text
+            except Exception:
+                pass
+        done_r, done_w = os.pipe() if vfork else (-1, -1)
+        try:
+            pid = os.fork()
+        except OSError:
+            if vfork:
+                os.close(done_r)
+                os.close(done_w)
+            raise
+        if pid == 0:
+            try:
+                if vfork:
+                    os.close(done_r)
+                self._after_fork_child(t, done_w)
+            except BaseException as e:  # never return into the caller's code in the child
+                self.diag(f"polyvm: internal error after fork: {type(e).__name__}: {e}")
+                os._exit(EXIT_DEADLOCK)
+            return 0, -1
+        if vfork:
+            os.close(done_w)
+            os.set_blocking(done_r, False)
+        self.children[pid] = Child(pid, exit_signal)
+        return pid, done_r
+
+    def _after_fork_child(self, t: Thread, vfork_fd: int) -> None:
+        """Reset per-process and per-thread state as Linux does for a fork's child."""
+        self.forked = True
+        self.pid = os.getpid()
+        self.ppid = os.getppid()
+        for c in self.children.values():
+            c.close()
+        self.children = {}
+        for other in self.threads:
+            if other is not t:
+                other.exited = True
+        self.threads = [t]
+        t.tid = self.pid
+        t.wait = None
+        t.pending.clear()
+        t.sync_sig = 0
+        t.robust_list = (0, 0)
+        t.clear_child_tid = 0
+        self._next_tid = self.pid + 1
+        self._last_thread = None
+        self._rr = 0
+        self.futex_waiters = {}
+        self.pending.clear()
+        self.cpu_time = 0.0
+        self.start_time = time.monotonic()
+        self.start_wall = time.time()
+        self._retired = -t.regs[SLOT_ICOUNT]  # the child counts its own instructions
+        self._stop_requested = False
+        self._end_vfork()  # a vfork pending in our parent is its business, not ours
+        self._vfork_fd = vfork_fd
+        self._install_host_signal_handlers()
+
+    def _end_vfork(self) -> None:
+        if self._vfork_fd >= 0:
+            try:
+                os.close(self._vfork_fd)
+            except OSError:
+                pass
+            self._vfork_fd = -1
+
+    def _install_host_signal_handlers(self) -> None:
+        """In a fork's child, signals that other processes send become guest signals.
+
+        The child is a whole host process of its own here, so taking over its handlers touches
+        nobody else. (The top-level process keeps Python's: Ctrl-C there stops the guest.)
+        """
+        import signal as hsignal
+
+        def handler(hsig: int, _frame: Any) -> None:
+            self._host_signals.append(S.from_host(hsig))
+
+        for sig in (S.SIGHUP, S.SIGINT, S.SIGQUIT, S.SIGUSR1, S.SIGUSR2, S.SIGALRM, S.SIGTERM, S.SIGWINCH):
+            hs = S.to_host(sig)
+            if hs is None:
+                continue
+            try:
+                hsignal.signal(hs, handler)
+            except (OSError, ValueError, RuntimeError):
+                pass
+
+    def _forward_host_signals(self) -> None:
+        sigs, self._host_signals[:] = list(self._host_signals), []
+        for sig in sigs:
+            if sig:
+                self.send_signal(sig, S.siginfo(sig, S.SI_USER, pid=0, uid=os.getuid()))
+
+    def _check_children(self) -> None:
+        """Send each child's exit signal (SIGCHLD) once it has exited, without reaping it."""
+        now = time.monotonic()
+        if now - self._child_check < 0.002:
+            return
+        self._child_check = now
+        waitid = getattr(os, "waitid", None)
+        for c in list(self.children.values()):
+            if c.notified:
+                continue
+            if waitid is None:  # no peeking: only wait4 will notice the exit
+                continue
+            try:
+                res = waitid(os.P_PID, c.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                c.notified = True
+                continue
+            except OSError:
+                continue
+            if res is not None:
+                self.notify_child_exit(c, res.si_code, res.si_status)
+
+    def notify_child_exit(self, c: Child, code: int, status: int) -> None:
+        """Generate the child's exit signal (once), with siginfo as Linux fills it for SIGCHLD."""
+        if c.notified:
+            return
+        c.notified = True
+        if c.exit_signal:
+            guest_status = status if code == S.CLD_EXITED else S.from_host(status)
+            self.send_signal(
+                c.exit_signal, S.sigchld_info(c.exit_signal, code, c.pid, os.getuid(), guest_status)
+            )
+
+    def forget_child(self, pid: int) -> None:
+        c = self.children.pop(pid, None)
+        if c is not None:
+            c.close()
+
+    def _end_children(self, *, kill: bool) -> None:
+        """At exit: reap children that have already exited; with `kill`, end the others first."""
+        for c in list(self.children.values()):
+            try:
+                if kill:
+                    os.kill(c.pid, S.to_host(S.SIGKILL) or 9)
+                    os.waitpid(c.pid, 0)
+                else:
+                    os.waitpid(c.pid, os.WNOHANG)
+            except OSError:
+                pass
+            c.close()
+        self.children = {}
+
+    def _exit_host(self) -> NoReturn:
+        """End a fork's child: the host status tells the guest parent how it ended."""
+        status = self.exit_status if self.exit_status is not None else EXIT_DEADLOCK
+        sig = self.death_signal
+        try:
+            if sig:
+                import signal as hsignal
+
+                hs = S.to_host(sig)
+                if hs is not None:
+                    if sig in S.DEFAULT_CORE:
+                        _no_core_dump()
+                    if sig not in (S.SIGKILL, S.SIGSTOP):
+                        try:
+                            hsignal.signal(hs, hsignal.SIG_DFL)
+                            hsignal.pthread_sigmask(hsignal.SIG_UNBLOCK, [hs])
+                        except (OSError, ValueError, RuntimeError):
+                            pass
+                    os.kill(os.getpid(), hs)
+                    time.sleep(0.1)  # the signal arrives; reaching the next line is unusual
+        finally:
+            os._exit(status & 0xFF)
 
     # ---- signals -------------------------------------------------------------------------
     def force_signal(self, t: Thread, sig: int, info: bytes, pc: int, detail: str) -> None:
@@ -633,7 +889,9 @@ class Process:
     def _die(self, sig: int, t: Thread | None) -> None:
         """The default action of a fatal signal: the whole process ends with 128+sig."""
         msg = ""
-        if sig not in (S.SIGPIPE, S.SIGINT):
+        self.death_signal = sig
+        # A fork's child dies quietly, as under qemu: its parent (a shell) reports it if it wants.
+        if sig not in (S.SIGPIPE, S.SIGINT) and (not self.forked or self.strace):
             pc, detail = (t.crash.get(sig) if t else None) or (t.regs[self.abi.pc_slot] if t else 0, "")
             msg = f"polyvm: guest killed by {S.name(sig)} at pc {pc:#x}" + (f" ({detail})" if detail else "")
         self._finish(128 + sig, msg)
@@ -654,3 +912,19 @@ class Process:
             self._retired += t.regs[SLOT_ICOUNT]
         if not self.threads:
             self._finish(status & 0xFF)
+
+
+def _no_core_dump() -> None:
+    """Die of a core-dumping signal without writing (or piping) a core file for polyvm itself."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    except Exception:
+        pass
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except Exception:
+        pass

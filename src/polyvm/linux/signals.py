@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal as _host_signal
 import struct
+import sys
 from dataclasses import dataclass
 
 NSIG = 64
@@ -56,6 +58,7 @@ SEGV_MAPERR, SEGV_ACCERR = 1, 2
 ILL_ILLOPC = 1
 TRAP_BRKPT = 1
 BUS_ADRERR = 2
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_TRAPPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 4, 5, 6
 
 
 def bit(sig: int) -> int:
@@ -83,3 +86,52 @@ def siginfo(signo: int, code: int, *, addr: int | None = None, pid: int = 0, uid
 
 def is_fatal_default(sig: int) -> bool:
     return sig not in DEFAULT_IGNORE
+
+
+def sigchld_info(signo: int, code: int, pid: int, uid: int, status: int) -> bytes:
+    """siginfo_t for a child's state change: si_pid, si_uid, si_status, si_utime, si_stime."""
+    out = struct.pack("<iii4xiIi4xqq", signo, 0, code, pid, uid, status, 0, 0)
+    return out + bytes(128 - len(out))
+
+
+# Guest pids are host pids, so signals between guest processes are host signals. Linux hosts
+# number them as the guest does; elsewhere they are matched by name.
+_LINUX_HOST = sys.platform.startswith("linux")
+
+
+def to_host(sig: int) -> int | None:
+    if _LINUX_HOST or sig == 0:
+        return sig
+    n = NAMES.get(sig)
+    v = getattr(_host_signal, n, None) if n else None
+    return int(v) if v is not None else None
+
+
+def from_host(hsig: int) -> int:
+    if _LINUX_HOST or hsig == 0:
+        return hsig
+    try:
+        n = _host_signal.Signals(hsig).name
+    except ValueError:
+        return hsig
+    for sig, name_ in NAMES.items():
+        if name_ == n:
+            return sig
+    return hsig
+
+
+def wait_status(host_status: int) -> int:
+    """A host wait status in Linux's layout (the same word on a Linux host)."""
+    import os
+
+    if _LINUX_HOST:
+        return host_status & 0xFFFF
+    if os.WIFEXITED(host_status):
+        return (os.WEXITSTATUS(host_status) & 0xFF) << 8
+    if os.WIFSIGNALED(host_status):
+        return from_host(os.WTERMSIG(host_status)) | (0x80 if os.WCOREDUMP(host_status) else 0)
+    if os.WIFSTOPPED(host_status):
+        return (from_host(os.WSTOPSIG(host_status)) << 8) | 0x7F
+    if os.WIFCONTINUED(host_status):
+        return 0xFFFF
+    return host_status & 0xFFFF

@@ -73,13 +73,14 @@ from polyvm.linux.files import (
     TIOCSPGRP,
     TIOCSWINSZ,
     HostFile,
+    HostPipe,
     OpenFile,
-    Pipe,
     PipeEnd,
     VirtualDir,
     VirtualFile,
     WouldBlock,
     getdents64,
+    host_pipe,
 )
 from polyvm.linux.mm import (
     MAP_ANONYMOUS,
@@ -600,11 +601,18 @@ def sys_fcntl(p: Process, t: Thread, fd: int, cmd: int, arg: int, *_: int) -> in
         return 0
     if cmd == F_SETOWN:
         return 0
-    if cmd == F_GETPIPE_SZ:
-        if not isinstance(f, PipeEnd):
-            raise SyscallError(EINVAL)
-        return 65536
-    if cmd == F_SETPIPE_SZ:
+    if cmd in (F_GETPIPE_SZ, F_SETPIPE_SZ):
+        if isinstance(f, HostPipe):
+            import fcntl as hfcntl
+
+            try:
+                if cmd == F_SETPIPE_SZ:
+                    return hfcntl.fcntl(f.fd, F_SETPIPE_SZ, arg & 0x7FFFFFFF)
+                return hfcntl.fcntl(f.fd, F_GETPIPE_SZ)
+            except OSError as e:
+                if e.errno not in (22, 25) or cmd == F_SETPIPE_SZ:
+                    raise
+                return 65536
         if not isinstance(f, PipeEnd):
             raise SyscallError(EINVAL)
         return 65536
@@ -822,13 +830,19 @@ def sys_pipe2(p: Process, t: Thread, fds: int, flags: int, *_: int) -> int:
     if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
         raise SyscallError(EINVAL)
     check_writable(p, fds, 8)
-    p.pipe_ino += 1
-    pipe = Pipe(p.pipe_ino)
-    r = p.install_fd(PipeEnd(pipe, False, flags), cloexec=bool(flags & O_CLOEXEC))
+    # Host pipes, so that a fork's two processes share them (the data goes through the host).
+    rend, wend = host_pipe(flags)
     try:
-        w = p.install_fd(PipeEnd(pipe, True, flags), cloexec=bool(flags & O_CLOEXEC))
+        r = p.install_fd(rend, cloexec=bool(flags & O_CLOEXEC))
+    except SyscallError:
+        rend.close()
+        wend.close()
+        raise
+    try:
+        w = p.install_fd(wend, cloexec=bool(flags & O_CLOEXEC))
     except SyscallError:
         p.close_fd(r)
+        wend.close()
         raise
     p.mem.write(fds, struct.pack("<ii", r, w))
     return 0
@@ -973,6 +987,9 @@ def _poll_once(p: Process, entries: list[tuple[int, int]]) -> tuple[int, list[in
                 ev |= POLLHUP
             if f.is_write and f.pipe.readers == 0:
                 ev |= POLLERR
+        elif isinstance(f, HostPipe):
+            _r, _w, hup, err = f.poll_events()
+            ev |= (POLLHUP if hup else 0) | (POLLERR if err else 0)
         revents.append(ev)
         if ev:
             count += 1
@@ -1542,7 +1559,11 @@ def sys_getrusage(p: Process, t: Thread, who: int, buf: int, *_: int) -> int:
     if who not in (0, -1, 1):
         raise SyscallError(EINVAL)
     out = bytearray(RUSAGE_SIZE)
-    if who != -1:
+    if who == -1:
+        import resource
+
+        out[:] = pack_rusage(resource.getrusage(resource.RUSAGE_CHILDREN))
+    else:
         us = int(p.cpu_time * 1e6)
         struct.pack_into("<qq", out, 0, us // 1_000_000, us % 1_000_000)
         struct.pack_into("<q", out, 32, len(p.mem.mapped_pages()) * 4)  # ru_maxrss in KiB
@@ -1657,7 +1678,7 @@ def sys_flush_icache(p: Process, t: Thread, *_: int) -> int:
     return 0  # stores into code already drop stale translations
 
 
-@syscall("rseq", "clone3", "io_uring_setup", "execveat", "vfork")
+@syscall("rseq", "clone3", "io_uring_setup", "execveat")
 def sys_enosys_quiet(p: Process, t: Thread, *_: int) -> int:
     # Asked by libcs at startup (rseq, clone3: they fall back): no warning, just ENOSYS.
     if t.syscall_name == "execveat":
@@ -1730,9 +1751,182 @@ def sys_prctl(p: Process, t: Thread, option: int, arg2: int, *_: int) -> int:
     raise SyscallError(EINVAL)
 
 
-@syscall("wait4", "waitid")
-def sys_wait4(p: Process, t: Thread, *_: int) -> int:
-    raise SyscallError(ECHILD)
+WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 2, 4, 8, 0x1000000
+WNOTHREAD, WALL, WCLONE = 0x20000000, 0x40000000, 0x80000000
+P_ALL, P_PID, P_PGID = 0, 1, 2
+
+
+def _wait_children(p: Process, which: int, ident: int, options: int) -> list[Any]:
+    """The children a wait selects: which is P_ALL, P_PID or P_PGID (wait4's pid, decoded).
+
+    Only children this process forked are looked at (never the host's waitpid(-1), which could
+    reap a host process that is none of the guest's business).
+    """
+    out = []
+    for c in p.children.values():
+        if which == P_PID and c.pid != ident:
+            continue
+        if which == P_PGID:
+            try:
+                if os.getpgid(c.pid) != ident:
+                    continue
+            except OSError:
+                pass
+        # A "clone" child is one whose exit signal is not SIGCHLD: only __WCLONE/__WALL see it.
+        if not options & WALL and bool(options & WCLONE) != (c.exit_signal != S.SIGCHLD):
+            continue
+        out.append(c)
+    return out
+
+
+def pack_rusage(ru: Any) -> bytes:
+    out = bytearray(RUSAGE_SIZE)
+    if ru is None:
+        return bytes(out)
+    for off, secs in ((0, ru.ru_utime), (16, ru.ru_stime)):
+        us = int(secs * 1e6)
+        struct.pack_into("<qq", out, off, us // 1_000_000, us % 1_000_000)
+    fields = (
+        "ru_maxrss ru_ixrss ru_idrss ru_isrss ru_minflt ru_majflt ru_nswap ru_inblock ru_oublock "
+        "ru_msgsnd ru_msgrcv ru_nsignals ru_nvcsw ru_nivcsw"
+    ).split()
+    struct.pack_into("<14q", out, 32, *(int(getattr(ru, f)) for f in fields))
+    return bytes(out)
+
+
+def _blocking_wait(p: Process, attempt: Callable[[], int | None], what: str) -> int | Wait:
+    res = attempt()
+    if res is not None:
+        return res
+    fds = tuple(c.pidfd for c in p.children.values() if c.pidfd >= 0)
+    # Polled like any blocking syscall: other guest threads keep running meanwhile.
+    return Wait(attempt, rfds=fds, interval=0.01 if not fds else 0.05, what=what)
+
+
+@syscall("wait4")
+def sys_wait4(
+    p: Process, t: Thread, pid: int, wstatus: int, options: int, rusage: int, *_: int
+) -> int | Wait:
+    pid, options = s32(pid), options & 0xFFFFFFFF
+    if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE):
+        raise SyscallError(EINVAL)
+    if pid == -(1 << 31):
+        raise SyscallError(ESRCH)
+    if pid > 0:
+        which, ident = P_PID, pid
+    elif pid == -1:
+        which, ident = P_ALL, 0
+    else:
+        which, ident = P_PGID, (os.getpgrp() if pid == 0 else -pid)
+    hopts = os.WNOHANG | (os.WUNTRACED if options & WUNTRACED else 0)
+    hopts |= os.WCONTINUED if options & WCONTINUED else 0
+
+    def attempt() -> int | None:
+        kids = _wait_children(p, which, ident, options)
+        if not kids:
+            return -ECHILD
+        for c in kids:
+            try:
+                rpid, status, ru = os.wait4(c.pid, hopts)
+            except ChildProcessError:
+                p.forget_child(c.pid)
+                continue
+            if rpid != c.pid:
+                continue
+            gstatus = S.wait_status(status)
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                code = S.CLD_EXITED if os.WIFEXITED(status) else S.CLD_KILLED
+                p.notify_child_exit(
+                    c, code, os.WEXITSTATUS(status) if code == S.CLD_EXITED else os.WTERMSIG(status)
+                )
+                p.forget_child(c.pid)
+            if wstatus:
+                p.mem.write_u(wstatus, 4, gstatus)
+            if rusage:
+                p.mem.write(rusage, pack_rusage(ru))
+            return c.pid
+        if not _wait_children(p, which, ident, options):
+            return -ECHILD
+        return None
+
+    if wstatus:
+        check_writable(p, wstatus, 4)
+    if rusage:
+        check_writable(p, rusage, RUSAGE_SIZE)
+    if options & WNOHANG:
+        res = attempt()
+        return 0 if res is None else res
+    return _blocking_wait(p, attempt, "wait4")
+
+
+@syscall("waitid")
+def sys_waitid(
+    p: Process, t: Thread, idtype: int, ident: int, infop: int, options: int, rusage: int, *_: int
+) -> int | Wait:
+    idtype, ident, options = s32(idtype), s32(ident), options & 0xFFFFFFFF
+    if options & ~(WNOHANG | WSTOPPED | WEXITED | WCONTINUED | WNOWAIT | WNOTHREAD | WALL | WCLONE):
+        raise SyscallError(EINVAL)
+    if not options & (WEXITED | WSTOPPED | WCONTINUED):
+        raise SyscallError(EINVAL)
+    if idtype not in (P_ALL, P_PID, P_PGID) or (idtype != P_ALL and ident < 0):
+        raise SyscallError(EINVAL)
+    if idtype == P_PGID and ident == 0:
+        ident = os.getpgrp()
+    hopts = os.WNOHANG | os.WNOWAIT
+    for g, h in ((WEXITED, "WEXITED"), (WSTOPPED, "WSTOPPED"), (WCONTINUED, "WCONTINUED")):
+        if options & g:
+            hopts |= getattr(os, h)
+    if infop:
+        check_writable(p, infop, 128)
+    if rusage:
+        check_writable(p, rusage, RUSAGE_SIZE)
+
+    def attempt() -> int | None:
+        kids = _wait_children(p, idtype, ident, options)
+        if not kids:
+            return -ECHILD
+        for c in kids:
+            try:
+                res = os.waitid(os.P_PID, c.pid, hopts)  # peek first: WNOWAIT is the guest's choice
+            except ChildProcessError:
+                p.forget_child(c.pid)
+                continue
+            if res is None:
+                continue
+            code = res.si_code
+            ru = None
+            if code in (S.CLD_EXITED, S.CLD_KILLED, S.CLD_DUMPED):
+                p.notify_child_exit(c, code, res.si_status)
+                if not options & WNOWAIT:
+                    try:
+                        _, _, ru = os.wait4(c.pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+                    p.forget_child(c.pid)
+            elif not options & WNOWAIT:
+                # Consume the stop/continue report, as the kernel does without WNOWAIT.
+                try:
+                    os.waitid(os.P_PID, c.pid, hopts & ~os.WNOWAIT)
+                except OSError:
+                    pass
+            status = res.si_status if code == S.CLD_EXITED else S.from_host(res.si_status)
+            if infop:
+                p.mem.write(infop, S.sigchld_info(S.SIGCHLD, code, c.pid, res.si_uid, status))
+            if rusage:
+                p.mem.write(rusage, pack_rusage(ru))
+            return 0
+        if not _wait_children(p, idtype, ident, options):
+            return -ECHILD
+        return None
+
+    if options & WNOHANG:
+        res = attempt()
+        if res is None:
+            if infop:
+                p.mem.write(infop, bytes(128))
+            return 0
+        return res
+    return _blocking_wait(p, attempt, "waitid")
 
 
 # ---- signals -----------------------------------------------------------------------------
@@ -1747,7 +1941,17 @@ def _check_sig(sig: int) -> int:
 def sys_kill(p: Process, t: Thread, pid: int, sig: int, *_: int) -> int:
     pid, sig = s32(pid), _check_sig(sig)
     if pid not in (0, -1, p.pid, -p.pid):
-        raise SyscallError(ESRCH if pid > 0 else EPERM)
+        # Another process (a child, the parent, ...): guest pids are host pids.
+        hs = S.to_host(sig)
+        if hs is None:
+            raise SyscallError(EINVAL)
+        if pid == -(1 << 31):
+            raise SyscallError(ESRCH)
+        if pid > 0:
+            os.kill(pid, hs)
+        else:
+            os.killpg(-pid, hs)
+        return 0
     if sig:
         p.send_signal(sig, S.siginfo(sig, S.SI_USER, pid=p.pid, uid=os.getuid()))
     return 0
@@ -1763,6 +1967,12 @@ def sys_tgkill(p: Process, t: Thread, a: int, b: int, c: int = 0, *_: int) -> in
     if tid <= 0 or tgid <= 0:
         raise SyscallError(EINVAL)
     target = p.find_thread(tid) if tgid == p.pid else None
+    if target is None and tid != p.pid and (tgid == tid or t.syscall_name == "tkill") and tid in p.children:
+        hs = S.to_host(sig)  # the main thread of a child process
+        if hs is None:
+            raise SyscallError(EINVAL)
+        os.kill(tid, hs)
+        return 0
     if target is None:
         raise SyscallError(ESRCH)
     if sig:
@@ -1934,11 +2144,13 @@ def sys_clone(p: Process, t: Thread, *args: int) -> int:
 
     flags, newsp, ptid, ctid, tls = p.abi.clone_args(list(args))
     need = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
-    if flags & need != need or flags & CLONE_VFORK:
-        # fork, vfork and posix_spawn: separate processes are not supported yet.
+    if not flags & CLONE_VM or flags & CLONE_VFORK:
+        return fork(p, t, flags, newsp, ptid, ctid, tls)
+    if flags & need != need:
+        # CLONE_VM without CLONE_THREAD: a process sharing our memory; not supported.
         if 220 not in p._warned and not p.quiet:
             p._warned.add(220)
-            p.diag("polyvm: warning: fork/vfork (clone without CLONE_THREAD) is not supported")
+            p.diag("polyvm: warning: clone(CLONE_VM) without CLONE_THREAD or CLONE_VFORK is not supported")
         return -ENOSYS
     tid = p.new_tid()
     if flags & CLONE_PARENT_SETTID:
@@ -1955,6 +2167,58 @@ def sys_clone(p: Process, t: Thread, *args: int) -> int:
         child.clear_child_tid = ctid
     p.threads.append(child)
     return tid
+
+
+def fork(p: Process, t: Thread, flags: int, newsp: int, ptid: int, ctid: int, tls: int) -> int | Wait:
+    """fork, vfork and clone without CLONE_VM: a host fork (see Process.fork).
+
+    vfork (CLONE_VFORK, with or without CLONE_VM) gets a copy of the address space like fork,
+    as in qemu-user, since one Python process cannot share the guest memory with another. The
+    parent still waits for the child's execve or exit: that keeps vfork's ordering (what the
+    child prints comes first, the child's exit is reported before the parent goes on), which
+    programs rely on more than on the shared memory, and costs one pipe.
+    """
+    if flags & CLONE_THREAD or (flags & CLONE_SIGHAND and not flags & CLONE_VM):
+        raise SyscallError(EINVAL)
+    if not hasattr(os, "fork"):
+        raise SyscallError(ENOSYS)
+    vfork = bool(flags & CLONE_VFORK)
+    pid, done = p.fork(t, flags & 0xFF, vfork=vfork)
+    if pid == 0:  # the child, where `t` is the only thread
+        p.abi.child_return(t.regs, newsp)
+        if flags & CLONE_SETTLS:
+            p.abi.set_tls(t.regs, tls)
+        if flags & CLONE_CHILD_SETTID:
+            p.mem.write_u(ctid, 4, p.pid)
+        if flags & CLONE_CHILD_CLEARTID:
+            t.clear_child_tid = ctid
+        return 0
+    if flags & CLONE_PARENT_SETTID:
+        try:
+            p.mem.write_u(ptid, 4, pid)
+        except MemoryFault:
+            pass
+    if not vfork:
+        return pid
+
+    def vfork_done() -> int | None:
+        try:
+            if os.read(done, 1):
+                return None
+        except BlockingIOError:
+            return None
+        except OSError:
+            pass
+        os.close(done)
+        return pid
+
+    return Wait(vfork_done, rfds=(done,), restart=False, interruptible=False, what="vfork")
+
+
+@syscall("fork", "vfork")
+def sys_fork(p: Process, t: Thread, *_: int) -> int | Wait:
+    vf = CLONE_VM | CLONE_VFORK if t.syscall_name == "vfork" else 0
+    return fork(p, t, vf | S.SIGCHLD, 0, 0, 0, 0)
 
 
 class FutexWaiter:
