@@ -190,3 +190,18 @@ def test_trap(checker: Checker, name: str, words: list[int], frm: int, xset: dic
     fail = checker.check_program(prog, shrink=False)
     if fail is not None:
         pytest.fail(fail.report(), pytrace=False)
+
+
+def test_special_operands(checker: Checker) -> None:
+    """Every FP op on every combination of special values (±0, ±inf, NaNs, subnormals, extremes)."""
+    from difftest.directed import special_operands
+
+    progs = special_operands()
+    fails = [f for p in progs if (f := checker.check_program(p, shrink=False)) is not None]
+    if fails:
+        pytest.fail(
+            f"{len(fails)} of {len(progs)} special-operand programs differ: "
+            f"{[f.prog.profile for f in fails][:30]}\n\n"
+            + "\n\n".join(f.report() for f in fails[:MAX_REPORTS]),
+            pytrace=False,
+        )

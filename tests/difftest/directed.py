@@ -180,3 +180,155 @@ def trap_program(name: str, words: list[int], frm: int, xset: dict[int, int], se
         xregs[r] = v
     units = [Unit(name, [w]) for w in words]
     return Program(seed, f"trap {name}", units, xregs, fregs, kinds, 0, frm, data)
+
+
+# ---- special operands, exhaustively ----------------------------------------------------------
+
+SPECIAL_D = [
+    0x0000000000000000,  # +0
+    0x8000000000000000,  # -0
+    0x7FF0000000000000,  # +inf
+    0xFFF0000000000000,  # -inf
+    0x7FF8000000000000,  # canonical qNaN
+    0xFFF8000000000123,  # negative qNaN with payload
+    0x7FF0000000000001,  # sNaN
+    0xFFF4000000000000,  # negative sNaN
+    0x0000000000000001,  # min subnormal
+    0x800FFFFFFFFFFFFF,  # -max subnormal
+    0x0010000000000000,  # min normal
+    0x7FEFFFFFFFFFFFFF,  # max finite
+    0xFFEFFFFFFFFFFFFF,  # -max finite
+    0x3FF0000000000000,  # 1.0
+    0xBFF8000000000000,  # -1.5
+    0x4008000000000000,  # 3.0
+]
+SPECIAL_S = [
+    0x00000000,
+    0x80000000,
+    0x7F800000,
+    0xFF800000,
+    0x7FC00000,
+    0xFFC00123,
+    0x7F800001,
+    0xFFA00000,
+    0x00000001,
+    0x807FFFFF,
+    0x00800000,
+    0x7F7FFFFF,
+    0xFF7FFFFF,
+    0x3F800000,
+    0xBFC00000,
+    0x40400000,
+]
+# (name, funct5, funct3 or None for "rounded: use rm", writes an integer register)
+BINARY_OPS = [
+    ("fadd", 0x00, None, False),
+    ("fsub", 0x01, None, False),
+    ("fmul", 0x02, None, False),
+    ("fdiv", 0x03, None, False),
+    ("fsgnj", 0x04, 0, False),
+    ("fsgnjn", 0x04, 1, False),
+    ("fsgnjx", 0x04, 2, False),
+    ("fmin", 0x05, 0, False),
+    ("fmax", 0x05, 1, False),
+    ("fle", 0x14, 0, True),
+    ("flt", 0x14, 1, True),
+    ("feq", 0x14, 2, True),
+]
+FMA_OPS = [("fmadd", 0x43), ("fmsub", 0x47), ("fnmsub", 0x4B), ("fnmadd", 0x4F)]
+
+
+def _special_program(
+    seed: int, title: str, single: bool, values: list[int], ops: list[tuple[int, bool]]
+) -> Program:
+    """`values` go into f16..f31 (at most 16); `ops` are (word, writes-int) pairs, at most 8, each
+    writing f<i> or x<10+i> and followed by csrrw x<18+i>, fflags, x0."""
+    _, xregs, fregs, kinds, data = _state(seed, single)
+    for i, v in enumerate(values):
+        fregs[16 + i] = (0xFFFFFFFF00000000 | v) if single else v
+        kinds[16 + i] = "sd" if single else "d"
+    units = []
+    for i, (word, to_int) in enumerate(ops):
+        writes = [] if to_int else [(i, "s" if single else "d")]
+        units.append(Unit(title, [word, E.csr(1, 18 + i, CSR_FFLAGS, 0)], fwrites=writes))
+    return Program(seed, f"special {title}", units, xregs, fregs, kinds, 0, 0, data)
+
+
+def special_operands() -> list[Program]:
+    """Every binary op on every pair of 16 special values, every unary op on each, and every
+    fused multiply-add on every triple of 8 of them; single and double; flags per operation."""
+    out: list[Program] = []
+    seed = 0
+    for single in (True, False):
+        fmt = 0 if single else 1
+        sp = SPECIAL_S if single else SPECIAL_D
+        sfx = ".s" if single else ".d"
+        for name, f5, f3, to_int in BINARY_OPS:
+            for a in range(16):
+                # One program per first operand: op(sp[a], sp[b]) for b in two halves.
+                for half in (0, 1):
+                    bs = range(8 * half, 8 * half + 8)
+                    vals = [sp[a]] + [sp[b] for b in bs]
+                    ops = []
+                    for i, _b in enumerate(bs):
+                        rm = f3 if f3 is not None else (0, 2)[(a + half) % 2]
+                        rd = 10 + i if to_int else i
+                        ops.append((E.r_type(0x53, rd, rm, 16, 17 + i, (f5 << 2) | fmt), to_int))
+                    seed += 1
+                    out.append(_special_program(seed, f"{name}{sfx} a={sp[a]:#x}", single, vals, ops))
+        # unary: fsqrt, fclass, conversions to integers, to the other format
+        for chunk in (0, 8):
+            vals = sp[chunk : chunk + 8]
+            # (name, funct5, rs2, fixed funct3 or None for rm, result in an integer register)
+            unary = [
+                ("fsqrt", 0x0B, 0, None, False),
+                ("fclass", 0x1C, 0, 1, True),
+                ("fcvt.w", 0x18, 0, None, True),
+                ("fcvt.wu", 0x18, 1, None, True),
+                ("fcvt.l", 0x18, 2, None, True),
+                ("fcvt.lu", 0x18, 3, None, True),
+            ]
+            for uname, f5, rs2, f3, to_int in unary:
+                for rm in (0, 1):
+                    seed += 1
+                    ops = [
+                        (
+                            E.r_type(
+                                0x53,
+                                (10 if to_int else 0) + i,
+                                rm if f3 is None else f3,
+                                16 + i,
+                                rs2,
+                                (f5 << 2) | fmt,
+                            ),
+                            to_int,
+                        )
+                        for i in range(8)
+                    ]
+                    out.append(_special_program(seed, f"{uname}{sfx} rm={rm} [{chunk}:]", single, vals, ops))
+            if single:  # fcvt.d.s: single -> double (kind of the result: "d")
+                seed += 1
+                ops = [(E.r_type(0x53, i, 0, 16 + i, 0, (0x08 << 2) | 1), False) for i in range(8)]
+                p = _special_program(seed, f"fcvt.d.s [{chunk}:]", single, vals, ops)
+                for u in p.units:
+                    u.fwrites = [(r, "d") for r, _ in u.fwrites]
+                out.append(p)
+            else:  # fcvt.s.d: double -> single
+                seed += 1
+                ops = [(E.r_type(0x53, i, 0, 16 + i, 1, (0x08 << 2) | 0), False) for i in range(8)]
+                p = _special_program(seed, f"fcvt.s.d [{chunk}:]", single, vals, ops)
+                for u in p.units:
+                    u.fwrites = [(r, "s") for r, _ in u.fwrites]
+                out.append(p)
+        # fused multiply-add over triples of 8 specials: f16..f23 hold them
+        few = [sp[i] for i in (0, 1, 2, 3, 4, 6, 13, 12)]  # ±0, ±inf, qNaN, sNaN, 1.0, -max
+        for name, opc in FMA_OPS:
+            for a in range(8):
+                for b in range(8):
+                    seed += 1
+                    rm = (0, 2)[(a + b) % 2]
+                    ops = [(E.r4_type(opc, i, rm, 16 + a, 16 + b, fmt, 16 + c), False) for c in range(8)]
+                    out.append(
+                        _special_program(seed, f"{name}{sfx} a={few[a]:#x} b={few[b]:#x}", single, few, ops)
+                    )
+    return out
