@@ -295,6 +295,15 @@ int main(int argc, char **argv) {
         printf("kill term: %d\n", kill(c, SIGTERM));
         show("sigterm", waitpid(c, &st, 0), c, st);
         printf("kill reaped: %d errno=%d\n", kill(c, SIGTERM), errno);
+    } else if (!strcmp(m, "hang")) {
+        /* The parent is stopped (timeout) while its child still runs. */
+        pid_t c = fork();
+        if (c == 0) {
+            for (;;) pause();
+        }
+        printf("child %d\n", (int)c);
+        waitpid(c, &st, 0);
+        printf("not reached\n");
     } else if (!strcmp(m, "threads")) {
         /* A blocking waitpid must not stop the other guest threads. */
         pthread_t th;

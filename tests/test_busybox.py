@@ -199,6 +199,30 @@ def test_sh_pipeline(bb: Run) -> None:
 
 
 @network
+def test_sh_pipeline_of_three_and_substitution(bb: Run) -> None:
+    # "A B\n" is 4 bytes; wc -c on stdin prints the count alone.
+    assert _ok(bb("sh", "-c", "echo a b | tr a-z A-Z | wc -c")) == b"4\n"
+    assert _ok(bb("sh", "-c", "x=$(echo hi); echo $x")) == b"hi\n"
+
+
+@network
+def test_sh_subshell_and_pipeline_statuses(bb: Run) -> None:
+    # A subshell's exit status; a pipeline's status is its last command's.
+    out = _ok(bb("sh", "-c", "(exit 3); echo $?; false | true; echo $?; true | false; echo $?"))
+    assert out == b"3\n0\n1\n"
+    out = _ok(bb("sh", "-c", "for i in 1 2 3 4; do echo $i; done | sort -r | head -n 2"))
+    assert out == b"4\n3\n"
+
+
+@network
+def test_sh_background_job_wait_and_kill(bb: Run) -> None:
+    out = _ok(bb("sh", "-c", "(sleep 0.2; exit 5) & pid=$!; wait $pid; echo status $?"))
+    assert out == b"status 5\n"
+    # A child killed by SIGTERM: the shell reports 128+15.
+    assert _ok(bb("sh", "-c", "sleep 5 & kill $!; wait $!; echo $?")) == b"143\n"
+
+
+@network
 def test_uname_pwd_head(bb: Run, tmp_path: Path) -> None:
     assert _ok(bb("uname", "-m")) == b"riscv64\n"
     assert _ok(bb("pwd", cwd=tmp_path)) == f"{tmp_path}\n".encode()
