@@ -329,8 +329,11 @@ class Gen:
         self.profile = profile
         self.rng = random.Random(seed)
         rng = self.rng
-        self.base = {2: DATA_BASE + 0x1000, 8: DATA_BASE + 0x800 + 8 * rng.randrange(128), 9: 0}
-        self.base[9] = DATA_BASE + 0x800 + 8 * rng.randrange(128)
+        # Base pointers (never overwritten): sp in the middle of the data region, x8/x9 a little
+        # below, so every 12-bit offset from any of them stays inside it.
+        self.base = {2: DATA_BASE + 0x1000}
+        for r in (8, 9):
+            self.base[r] = DATA_BASE + 0x800 + 8 * rng.randrange(128)
         self.kinds: list[str] = []
         self.fregs: list[int] = []
         for _ in range(32):
