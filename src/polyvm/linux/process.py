@@ -7,6 +7,19 @@ Guest threads are scheduled round-robin on the calling host thread: each gets a 
 `slice_blocks` translated blocks (`engine.run(state, max_blocks)`). A syscall that cannot
 complete now (futex wait, nanosleep, read from an empty pipe) leaves its thread with a `Wait`;
 the scheduler skips waiting threads, polls them, and sleeps the host when nobody can run.
+
+Processes work as in qemu-user: a guest fork (clone without CLONE_VM, vfork) is a host
+`os.fork()`, so guest pids are host pids, pipes are host pipes, wait4 is the host's wait4 on
+the children this process forked, and kill() of another pid is a host kill. In the child only
+the forking guest thread survives; it runs on inside the same `run()` call and ends with
+`os._exit` (or by re-raising its fatal signal on itself, so the parent's wait status says
+"killed by"), never returning to the caller's code. A child's exit is noticed at time-slice
+boundaries (waitid WNOWAIT; pidfds wake a sleeping scheduler) and sends the parent its exit
+signal. The child turns host signals that other processes send it (SIGTERM, SIGUSR1, ...)
+into guest signals; the top-level process keeps Python's handlers, so Ctrl-C stops it.
+When the top-level run ends normally, children still running are left alone, as a shell
+leaves background jobs; on --timeout or Ctrl-C (request_stop) they are killed with SIGKILL and
+reaped, as timeout(1) ends the whole job. A child inherits the run's deadline.
 """
 
 from __future__ import annotations
@@ -400,6 +413,8 @@ class Process:
 
     def close(self) -> None:
         """Release host resources (fds). Safe to call more than once."""
+        for c in getattr(self, "children", {}).values():
+            c.close()
         for fd in list(getattr(self, "fds", {})):
             self.close_fd(fd)
         for fd in getattr(self, "_owned_fds", []):
