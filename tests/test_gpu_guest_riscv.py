@@ -1,8 +1,7 @@
 """guest/gpu_saxpy.c, built for riscv64 with ziglang, run in polyvm's user mode with the fake GPU.
 
-This is how the Linux layer is expected to wire syscall 0x4750 to GuestGPU.syscall; here the
-wiring is done by the test (monkeypatched), so the guest C library and the ABI are checked end
-to end without a GPU.
+The Linux layer wires syscall 0x4750 to a per-process GuestGPU; with gpu_backend="fake" the
+guest C library, the ABI and that wiring are checked end to end without a GPU.
 """
 
 import os
@@ -47,22 +46,16 @@ def test_outside_polyvm_the_guest_fails_cleanly(tmp_path):
     assert r.returncode == 1 and "FAIL: no paravirtual GPU (-38" in r.stdout
 
 
-def test_gpu_saxpy_runs_in_riscv64_user_mode(tmp_path, monkeypatch):
-    try:
-        from polyvm.linux import Process
-        from polyvm.linux import syscalls as linux_syscalls
-    except ImportError as e:
-        pytest.skip(f"the Linux user mode is not available: {e}")
+def test_gpu_saxpy_runs_in_riscv64_user_mode(tmp_path):
+    from polyvm.linux import Process
+
     exe = _build(tmp_path, "riscv64-linux-musl")
     dev = open_device("fake", cache=False)
     vm = G.GuestGPU(dev)
     out = tmp_path / "stdout.txt"
     with open(out, "wb") as f:
         p = Process.from_file(exe, [str(exe), "3000"], stdout=f.fileno(), quiet=True)
-        monkeypatch.setitem(type(p.abi).syscall_names, G.SYSCALL_NR, "polyvm_gpu")
-        monkeypatch.setitem(
-            linux_syscalls.IMPL, "polyvm_gpu", lambda proc, t, op, argp, *rest: vm.syscall(proc.mem, op, argp)
-        )
+        p.gpu = vm  # as the syscall would open it, but with a device the test can inspect
         status = p.run(timeout=600)
     text = out.read_text()
     assert status == 0, text
@@ -71,6 +64,29 @@ def test_gpu_saxpy_runs_in_riscv64_user_mode(tmp_path, monkeypatch):
     assert vm.handles == {"modules": 0, "functions": 0, "buffers": 0}  # the guest freed everything
     launched = {name for name, *_ in dev.driver.launches}
     assert launched == {"saxpy", "matmul"}
-    vm.close()
+    p.close()
     dev.close()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_gpu_opened_on_first_guest_call(tmp_path):
+    from polyvm.linux import Process
+
+    exe = _build(tmp_path, "riscv64-linux-musl")
+    out = tmp_path / "stdout.txt"
+    with open(out, "wb") as f:
+        p = Process.from_file(exe, [str(exe), "100"], stdout=f.fileno(), quiet=True, gpu_backend="fake")
+        status = p.run(timeout=600)
+    assert status == 0 and out.read_text().rstrip().endswith("OK")
+    assert p.gpu is None  # closed with the process
+
+
+def test_gpu_hidden_from_guest(tmp_path):
+    from polyvm.linux import Process
+
+    exe = _build(tmp_path, "riscv64-linux-musl")
+    out = tmp_path / "stdout.txt"
+    with open(out, "wb") as f:
+        p = Process.from_file(exe, [str(exe), "100"], stdout=f.fileno(), quiet=True, gpu_backend="none")
+        status = p.run(timeout=600)
+    assert status == 1 and "FAIL: no paravirtual GPU (-38" in out.read_text()

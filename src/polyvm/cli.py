@@ -37,6 +37,12 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", action="store_true", help="print each executed instruction (capstone)")
     r.add_argument("--stats", action="store_true", help="print instructions executed, MIPS, time")
     r.add_argument("-q", "--quiet", action="store_true", help="silence unsupported-syscall warnings")
+    r.add_argument(
+        "--gpu",
+        default="auto",
+        choices=["auto", "cuda", "rocm", "fake", "none"],
+        help="backend of the guest's paravirtual GPU (none: hide it; fake: pure Python)",
+    )
     r.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the guest after SECONDS")
     r.add_argument(
         "-E",
@@ -83,6 +89,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             root=a.root,
             strace=a.strace,
             quiet=a.quiet,
+            gpu_backend=a.gpu,
         )
     except LoadError as e:
         return _err(str(e))

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from polyvm.linux.structs import StatLike
 
+# polyvm's paravirtual GPU (docs/gpu.md): outside Linux's range on every architecture.
+POLYVM_GPU_SYSCALL = 0x4750
+
 SYSCALL_NAMES: dict[int, str] = {
     0: "io_setup",
     1: "io_destroy",

@@ -158,6 +158,7 @@ class Process:
         engine_factory: Callable[[Any, AddressSpace], Any] | None = None,
         slice_blocks: int = 2000,
         diag: int | None = None,
+        gpu_backend: str = "auto",
     ) -> None:
         """Load `image` (the bytes of an ELF executable); raises LoadError if it cannot be run.
 
@@ -167,6 +168,10 @@ class Process:
         self.abi = ABIS[arch]
         self.isa = self.arch = self.abi.arch
         self._retired = 0  # instructions of threads that have exited
+        # The paravirtual GPU (syscall 0x4750, docs/gpu.md), opened on the guest's first call;
+        # gpu_backend "none" hides it (-ENOSYS).
+        self.gpu_backend = gpu_backend
+        self.gpu: Any = None
         self.quiet = quiet
         self.strace = strace
         self.slice_blocks = slice_blocks
@@ -412,7 +417,10 @@ class Process:
         return {fd: f.path for fd, f in self.fds.items()}
 
     def close(self) -> None:
-        """Release host resources (fds). Safe to call more than once."""
+        """Release host resources (fds, the GPU). Safe to call more than once."""
+        gpu, self.gpu = getattr(self, "gpu", None), None
+        if gpu is not None:
+            gpu.close()
         for c in getattr(self, "children", {}).values():
             c.close()
         for fd in list(getattr(self, "fds", {})):
@@ -673,6 +681,7 @@ class Process:
     def _after_fork_child(self, t: Thread, vfork_fd: int) -> None:
         """Reset per-process and per-thread state as Linux does for a fork's child."""
         self.forked = True
+        self.gpu = None  # a GPU context does not survive fork: the child opens its own
         self.pid = os.getpid()
         self.ppid = os.getppid()
         for c in self.children.values():

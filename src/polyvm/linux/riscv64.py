@@ -20,6 +20,7 @@ import struct
 
 from polyvm.isa import SLOT_PC, Arch
 from polyvm.linux import asm_generic
+from polyvm.linux.asm_generic import POLYVM_GPU_SYSCALL
 from polyvm.memory import AddressSpace
 
 X0 = 2  # slot of x0; xN is X0 + N (polyvm.isa.riscv.common.X0_SLOT)
@@ -63,6 +64,7 @@ class RiscV64Linux:
         **asm_generic.SYSCALL_NAMES,
         258: "riscv_hwprobe",
         259: "riscv_flush_icache",
+        POLYVM_GPU_SYSCALL: "polyvm_gpu",
     }
     pack_stat = staticmethod(asm_generic.pack_stat)
     pc_slot = SLOT_PC

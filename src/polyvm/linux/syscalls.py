@@ -2348,3 +2348,17 @@ def sys_futex(
 
 
 __all__ = ["IMPL", "NORESULT", "dispatch", "futex_wake", "E2BIG", "EINTR", "EAGAIN"]
+
+
+# ---- polyvm's paravirtual GPU --------------------------------------------------------------
+@syscall("polyvm_gpu")
+def sys_polyvm_gpu(p: Process, t: Thread, op: int, argp: int, *_: int) -> int:
+    """op, pointer to the op's argument struct (docs/gpu.md). Opens the host GPU on first use;
+    every failure is an errno for the guest, never an exception here."""
+    if p.gpu is None:
+        if p.gpu_backend == "none":
+            return -ENOSYS
+        from polyvm.gpu.guest import GuestGPU
+
+        p.gpu = GuestGPU(backend=p.gpu_backend)
+    return p.gpu.syscall(p.mem, op & 0xFFFFFFFF, argp)

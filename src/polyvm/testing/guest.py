@@ -24,6 +24,12 @@ TRIPLES = {
 }
 
 
+# Guest programs that need more than their own source file.
+NEEDS: dict[str, dict] = {
+    "gpu_saxpy": {"extra_sources": ("polyvm_gpu.c",), "libs": ("m",)},
+}
+
+
 class GuestBuildError(Exception):
     pass
 
@@ -53,6 +59,9 @@ def build_guest(
 ) -> Path:
     """Compile guest/<name>.c (or a path) into a static executable and return its path."""
     src = Path(name) if str(name).endswith(".c") else GUEST_DIR / f"{name}.c"
+    needs = NEEDS.get(src.stem, {})
+    extra_sources = extra_sources or needs.get("extra_sources", ())
+    libs = libs or needs.get("libs", ())
     sources = [src] + [GUEST_DIR / s if not s.startswith("/") else Path(s) for s in extra_sources]
     flags = ["-target", TRIPLES[arch], "-static", *cflags]
     flags += ["-fPIE", "-static-pie"] if pie else ["-fno-PIE", "-no-pie"]
