@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-from elftools.elf.elffile import ELFFile
 
 from polyvm.testing.guest import build_guest
 
@@ -35,7 +34,7 @@ def test_run_passes_args_and_exit_status(hello: str) -> None:
 
 def test_trace_and_stats_agree(hello: str) -> None:
     with open(hello, "rb") as f:
-        entry = ELFFile(f).header.e_entry
+        entry = int.from_bytes(f.read(32)[24:32], "little")  # e_entry of an ELF64 header
     r = polyvm("run", "--trace", "--stats", hello)
     assert r.returncode == 3
     lines = r.stderr.splitlines()
