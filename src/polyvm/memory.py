@@ -14,7 +14,9 @@ the slow path, which checks and raises `MemoryFault`.
 from __future__ import annotations
 
 import mmap
+import platform
 import struct
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
@@ -53,13 +55,23 @@ def page_align_up(x: int) -> int:
 _MMAP_MIN = 256 * 1024  # mappings this big get an anonymous host mmap (zero pages on demand)
 
 
+# Linux's MAP_NORESERVE (not exported by Python's mmap): reserve address space, not commit.
+_MAP_NORESERVE = (
+    0x4000 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "riscv64") else 0
+)
+
+
 def _anon_mmap(size: int) -> mmap.mmap:
     # MAP_PRIVATE: mmap.mmap(-1, n) is MAP_SHARED by default, which a guest fork (a host fork)
     # would share between parent and child.
     private = getattr(mmap, "MAP_PRIVATE", None)
-    if private is None:
-        return mmap.mmap(-1, size)
-    return mmap.mmap(-1, size, flags=private | mmap.MAP_ANONYMOUS)
+    try:
+        if private is None:
+            return mmap.mmap(-1, size)
+        flags = private | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
+        return mmap.mmap(-1, size, flags=flags)
+    except OSError as e:
+        raise MemoryError(f"cannot reserve {size} bytes of host memory: {e.strerror}") from None
 
 
 class _Span:

@@ -170,6 +170,8 @@ def dispatch(p: Process, t: Thread, stop: Stop) -> None:
             res = -from_host(e)
         except (ValueError, OverflowError, struct.error):
             res = -EINVAL
+        except MemoryError:
+            res = -ENOMEM
         except Exception as e:  # a bug in polyvm: say so in one line, keep the guest running
             if os.environ.get("POLYVM_DEBUG"):
                 raise
@@ -1121,9 +1123,9 @@ def sys_brk(p: Process, t: Thread, addr: int, *_: int) -> int:
 
 
 MAP_TYPE = 0x0F
-# Accessible pages are allocated when mapped (AddressSpace has no demand paging), so a huge
-# accessible mapping is refused rather than exhausting the host; PROT_NONE reservations are free.
-MAX_EAGER_MAP = 4 << 30
+# AddressSpace pages in on demand (big mappings are host mmaps), so a large mapping costs only
+# what the guest touches; this bounds a single accessible mapping at a host-friendly size.
+MAX_EAGER_MAP = 64 << 30
 TASK_LIMIT = 1 << 46
 
 
