@@ -165,13 +165,8 @@ def _trap_params():
     from difftest.directed import MISALIGNED_ATOMICS, TRAPS
 
     out = [pytest.param(*t, id=t[0]) for t in TRAPS]
-    bug = pytest.mark.xfail(
-        strict=True,
-        reason="polyvm bug: misaligned AMO/LR completes (rv64a.py treats it like a plain access); "
-        "the A extension requires an address-misaligned or access-fault exception",
-    )
     for t in MISALIGNED_ATOMICS:
-        out.append(pytest.param(*t, id="misaligned " + t[0], marks=bug))
+        out.append(pytest.param(*t, id="misaligned " + t[0]))
     return out
 
 

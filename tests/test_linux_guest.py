@@ -279,3 +279,10 @@ def test_misc(tmp_path: Path) -> None:
     assert err == "polyvm: warning: unsupported syscall 1999 (?)\n"
     status, out, err = run_guest("t_misc", tmp_path=tmp_path, env={"POLYVM_TEST_VAR": "hi"}, quiet=True)
     assert status == 7 and err == ""
+
+
+def test_misaligned_atomic_is_sigbus(tmp_path: Path) -> None:
+    # The A extension requires naturally aligned AMOs; Linux reports BUS_ADRALN (1) with si_addr.
+    status, out, _ = run_guest("t_misaligned", tmp_path=tmp_path)
+    assert status == 0
+    assert out == "buf aligned: 1\nsig=7 code=1 addr_off=2\n"

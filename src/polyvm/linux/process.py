@@ -627,6 +627,11 @@ class Process:
                     stop.pc,
                     f"instruction {word:#x}",
                 )
+            elif reason == "misaligned":
+                addr = stop.info if isinstance(stop.info, int) else 0
+                self.force_signal(
+                    t, S.SIGBUS, S.siginfo(S.SIGBUS, S.BUS_ADRALN, addr=addr), stop.pc, f"address {addr:#x}"
+                )
             elif reason == "breakpoint":
                 self.force_signal(t, S.SIGTRAP, S.siginfo(S.SIGTRAP, S.TRAP_BRKPT, addr=stop.pc), stop.pc, "")
             elif reason == "wfi":

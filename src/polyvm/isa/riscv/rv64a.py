@@ -10,9 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from polyvm.ir import Val
+from polyvm.engine import GuestTrap
+from polyvm.ir import Val, helper
 from polyvm.isa.decodetree import Args
-from polyvm.isa.riscv.common import RES_ADDR_SLOT, RES_VALID_SLOT, RVBuilder
+from polyvm.isa.riscv.common import HELPERS, RES_ADDR_SLOT, RES_VALID_SLOT, RVBuilder
+
+
+@helper(HELPERS, "rv.misaligned_check", (64, 64), None)
+def _misaligned_check(addr: int, size: int) -> None:
+    """LR/SC/AMOs need a naturally aligned address; otherwise an address-misaligned exception
+    (Linux: SIGBUS, BUS_ADRALN)."""
+    if addr & (size - 1):
+        raise GuestTrap("misaligned", addr)
+
+
+def _aligned(b: RVBuilder, addr: Val, w: int) -> None:
+    b.call("rv.misaligned_check", addr, b.c64(w // 8))
+
 
 PATTERNS = r"""
 lr.w       00010 . . 00000 ..... 010 ..... 0101111  @atom_ld
@@ -43,6 +57,7 @@ amomaxu.d  11100 . . ..... ..... 011 ..... 0101111  @atom_st
 
 def _lr(b: RVBuilder, f: Args, w: int) -> None:
     addr = b.x(f.rs1)
+    _aligned(b, addr, w)
     v = b.load(addr, w)
     b.set_x_sext(f.rd, v)
     b.put(RES_ADDR_SLOT, addr)
@@ -51,6 +66,7 @@ def _lr(b: RVBuilder, f: Args, w: int) -> None:
 
 def _sc(b: RVBuilder, f: Args, w: int) -> None:
     addr = b.x(f.rs1)
+    _aligned(b, addr, w)
     ok = b.and_(b.ne(b.get(RES_VALID_SLOT), b.c64(0)), b.eq(b.get(RES_ADDR_SLOT), addr))
     b.cstore(ok, addr, b.trunc(b.x(f.rs2), w))
     b.set_x_bool(f.rd, b.xor(ok, b.const(1, 1)))  # 0 on success, 1 on failure
@@ -59,6 +75,7 @@ def _sc(b: RVBuilder, f: Args, w: int) -> None:
 
 def _amo(b: RVBuilder, f: Args, w: int, op: Callable[[RVBuilder, Val, Val], Val]) -> None:
     addr = b.x(f.rs1)
+    _aligned(b, addr, w)
     src = b.trunc(b.x(f.rs2), w)
     old = b.load(addr, w)
     b.store(addr, op(b, old, src))
