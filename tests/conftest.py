@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# --diff-count / --diff-seed for the Unicorn differential tests (tests/difftest/plugin.py).
+pytest_plugins = ["difftest.plugin"]
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
