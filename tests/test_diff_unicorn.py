@@ -30,7 +30,6 @@ from difftest.driver import Checker  # noqa: E402
 from difftest.gen import CODE_BASE, PROFILES, make_program  # noqa: E402
 from difftest.options import diff_base, diff_count, diff_seed  # noqa: E402
 
-
 SHARDS = 20
 MAX_REPORTS = 3  # failing seeds shrunk and printed in full per shard; the rest are listed
 
