@@ -50,8 +50,10 @@ def main() -> int:
     insns, t_guest, mips = int(m.group(1)), float(m.group(2)), float(m.group(3))
     print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
     print(f"guest output: {res.stdout.strip()}")
-    print(f"polyvm ({a.engine}): {insns} guest instructions, {t_guest:.3f} s in the guest loop, "
-          f"{t_vm:.3f} s wall, {mips:.2f} MIPS")
+    print(
+        f"polyvm ({a.engine}): {insns} guest instructions, {t_guest:.3f} s in the guest loop, "
+        f"{t_vm:.3f} s wall, {mips:.2f} MIPS"
+    )
     qemu = shutil.which("qemu-riscv64")
     if qemu is None:
         print("qemu-riscv64 not installed: no QEMU comparison (apt-get install qemu-user)")
@@ -65,7 +67,9 @@ def main() -> int:
         best = t_q if best is None else min(best, t_q)
     assert best is not None
     print(f"qemu-riscv64: {best:.3f} s wall (best of {a.repeat}); same output")
-    print(f"ratio polyvm/qemu wall time: {t_vm / best:.1f}x  (QEMU MIPS on this program: {insns / best / 1e6:.1f})")
+    print(
+        f"ratio polyvm/qemu wall time: {t_vm / best:.1f}x  (QEMU MIPS on this program: {insns / best / 1e6:.1f})"
+    )
     return 0
 
 
