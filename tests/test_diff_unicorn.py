@@ -60,6 +60,24 @@ def test_random_programs(checker: Checker, shard: int, request: pytest.FixtureRe
         )
 
 
+HEAVY_BASE, HEAVY_COUNT = 1_000_000, 40_000
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("shard", range(SHARDS), ids=[f"heavy{i:02d}" for i in range(SHARDS)])
+def test_random_programs_soak(checker: Checker, shard: int) -> None:
+    """40,000 more programs on seeds no default run uses (pytest -m heavy; CI when time allows)."""
+    seeds = range(HEAVY_BASE + shard, HEAVY_BASE + HEAVY_COUNT, SHARDS)
+    failing = [seed for seed in seeds if checker.check(seed, shrink=False) is not None]
+    if failing:
+        fail = checker.check(failing[0])
+        pytest.fail(
+            f"{len(failing)} of {len(seeds)} programs differ; seeds {failing[:40]}\n\n"
+            + (fail.report() if fail else ""),
+            pytrace=False,
+        )
+
+
 def test_seed(checker: Checker, request: pytest.FixtureRequest) -> None:
     """Rerun one seed (POLYVM_DIFF_SEED / --diff-seed) and print its shrunk report."""
     seed = diff_seed(request.config)
