@@ -235,3 +235,23 @@ def test_host_view_is_guest_memory() -> None:
     mem.protect(0x41000, 0x1000, PROT_READ)
     assert mem.host_view(0x40FF8, 0x10) is None  # not writable any more
     assert mem.host_view(0x50000, 4) is None  # unmapped
+
+
+def test_store_into_second_page_of_a_block_invalidates_it() -> None:
+    # A block that starts near a page end and runs on into the next page is dropped when
+    # code in its second page is written.
+    start = BASE + 0xFF8
+    code = asm(
+        i_type(0x13, A0, 0, A0, 1),  # BASE+0xFF8
+        i_type(0x13, A0, 0, A0, 1),  # BASE+0xFFC
+        i_type(0x13, A0, 0, A0, 1),  # BASE+0x1000: patched to +100 below
+        b_type(0, 0, 0, 8),  # beq zero, zero, +8 (ends the block)
+    )
+    emu = Emulator("riscv64")
+    emu.mem_map(BASE, 0x2000)
+    emu.mem_write(start, code)
+    emu.emu_start(start, until=start + 20)
+    assert emu.reg_read("a0") == 3
+    emu.mem_write(BASE + 0x1000, asm(i_type(0x13, A0, 0, A0, 100)))
+    emu.emu_start(start, until=start + 20)
+    assert emu.reg_read("a0") == 3 + 102

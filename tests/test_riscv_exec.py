@@ -434,12 +434,17 @@ def test_block_ends_at_branch_and_max_insns() -> None:
     assert len(blk.insns) == 3 and blk.term.kind == "jump" and blk.term.target.const == CODE + 12
 
 
-def test_block_stops_at_page_end_and_before_illegal() -> None:
+def test_block_crosses_one_page_end_and_stops_before_illegal() -> None:
     mem = AddressSpace()
-    mem.map(CODE, 0x2000, PROT_READ | PROT_EXEC)
+    mem.map(CODE, 0x3000, PROT_READ | PROT_EXEC)
     mem.write_raw(CODE + 0xFF8, program(["addi a0, a0, 1"] * 4 + [0x0000]))
     blk = RISCV64.lift_block(mem.fetch, CODE + 0xFF8, 64)
-    assert len(blk.insns) == 2 and blk.end == CODE + 0x1000
+    assert len(blk.insns) == 4 and blk.end == CODE + 0x1008 and blk.term.kind == "jump"
+    # ... but not into a third page
+    mem.write_raw(CODE + 0x1000, program(["addi a0, a0, 1"] * 0x400))
+    blk = RISCV64.lift_block(mem.fetch, CODE + 0xFFC, 4096)
+    assert blk.end == CODE + 0x2000
+    mem.write_raw(CODE + 0x1000, program(["addi a0, a0, 1"] * 2 + [0x0000]))
     blk = RISCV64.lift_block(mem.fetch, CODE + 0x1000, 64)
     assert len(blk.insns) == 2 and blk.term.kind == "jump" and blk.term.target.const == CODE + 0x1008
     blk = RISCV64.lift_block(mem.fetch, CODE + 0x1008, 64)

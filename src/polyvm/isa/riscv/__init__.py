@@ -155,7 +155,9 @@ class RiscV64(Arch):
                 break
             n += 1
             addr = (addr + size) & M64
-            if b.done or n >= max_insns or addr >> PAGE_SHIFT != page:
+            # A block may run on into the next page (the engine watches every page a block
+            # spans), but not further: that bounds what one store must invalidate.
+            if b.done or n >= max_insns or (addr >> PAGE_SHIFT) - page > 1:
                 break
         return b.finish()
 
