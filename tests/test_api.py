@@ -255,3 +255,59 @@ def test_store_into_second_page_of_a_block_invalidates_it() -> None:
     emu.mem_write(BASE + 0x1000, asm(i_type(0x13, A0, 0, A0, 100)))
     emu.emu_start(start, until=start + 20)
     assert emu.reg_read("a0") == 3 + 102
+
+
+# ---- Linux programs through the same API ---------------------------------------------------
+NR_WRITEV, NR_EXIT_GROUP = 66, 94  # asm-generic numbers (riscv64)
+
+
+@pytest.fixture(scope="module")
+def hello_path() -> str:
+    from polyvm.testing.guest import build_guest
+
+    return str(build_guest("hello"))
+
+
+def test_program_syscall_hook_observes_and_answers(hello_path: str, tmp_path) -> None:
+    from polyvm.api import load
+
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        prog = load(hello_path, ["hello", "x"], stdout=f.fileno())
+        seen: list[tuple[int, list[int]]] = []
+
+        def on_syscall(p, nr: int, args: list[int], data: object) -> int | None:
+            seen.append((nr, args))
+            if nr == NR_WRITEV:  # swallow the output: pretend every byte was written
+                iov, cnt = args[1], args[2]  # struct iovec { void *base; size_t len; }
+                return sum(int.from_bytes(p.mem_read(iov + 16 * i + 8, 8), "little") for i in range(cnt))
+            return None
+
+        prog.hook_add("syscall", on_syscall)
+        assert prog.run(timeout=60) == 3
+    assert out.read_bytes() == b""  # the hook answered every writev
+    nrs = [nr for nr, _ in seen]
+    assert NR_WRITEV in nrs and nrs[-1] == NR_EXIT_GROUP and seen[-1][1][0] == 3
+
+
+def test_program_step_and_registers(hello_path: str, tmp_path) -> None:
+    from polyvm.api import Program
+
+    with open(hello_path, "rb") as f:
+        entry = int.from_bytes(f.read(32)[24:32], "little")
+    with open(tmp_path / "out", "wb") as f:
+        prog = Program(hello_path, ["hello"], stdout=f.fileno())
+        assert prog.reg_read("pc") == entry
+        assert prog.reg_read("sp") % 16 == 0
+        first: list[int] = []
+        h = prog.hook_add("code", lambda p, pc, size, d: first.append(pc))
+        steps = 0
+        status = None
+        while status is None:
+            status = prog.step()
+            steps += 1
+            if steps == 3:
+                prog.hook_del(h)
+        assert status == 3
+    assert first == [entry, entry + 4, entry + 8]  # _start: auipc, addi (4 bytes each), then c.li
+    assert steps == prog.instructions  # one instruction per step, the ecalls included

@@ -26,6 +26,7 @@ from polyvm.memory import PROT_ALL, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
 
 __all__ = [
     "Emulator",
+    "Program",
     "EmulatorError",
     "PROT_ALL",
     "PROT_EXEC",
@@ -66,16 +67,19 @@ class _Hook:
         self.wrapped: Callable | None = None
 
 
-class Emulator:
-    """One CPU and one address space. Several Emulators in a process never share state."""
+class _Machine:
+    """Registers, memory and hooks, shared by Emulator (a bare CPU) and Program (a Linux
+    process). Subclasses provide `arch`, `mem`, `engine` and the `state` of the current CPU."""
 
-    def __init__(self, arch: str | Arch = "riscv64") -> None:
-        self.arch = get_arch(arch) if isinstance(arch, str) else arch
-        self.mem = AddressSpace()
-        self.engine = Engine(self.arch, self.mem)
-        self.state = self.arch.new_state()
-        self._hooks: list[_Hook] = []
-        self._stop = False
+    arch: Arch
+    mem: AddressSpace
+    engine: Engine
+    _hooks: list[_Hook]
+    _stop: bool
+
+    @property
+    def state(self) -> list[int]:
+        raise NotImplementedError
 
     # ---- memory ------------------------------------------------------------------------
     def mem_map(self, addr: int, size: int, perms: int = PROT_ALL) -> None:
@@ -162,6 +166,22 @@ class Emulator:
             self.mem.hooks.remove(h.wrapped)  # type: ignore[arg-type]
             self.engine.flush()
 
+
+class Emulator(_Machine):
+    """One CPU and one address space. Several Emulators in a process never share state."""
+
+    def __init__(self, arch: str | Arch = "riscv64") -> None:
+        self.arch = get_arch(arch) if isinstance(arch, str) else arch
+        self.mem = AddressSpace()
+        self.engine = Engine(self.arch, self.mem)
+        self._state = self.arch.new_state()
+        self._hooks = []
+        self._stop = False
+
+    @property
+    def state(self) -> list[int]:
+        return self._state
+
     # ---- running -----------------------------------------------------------------------
     def emu_stop(self) -> None:
         self._stop = True
@@ -221,11 +241,72 @@ class Emulator:
         return self.engine.step(self.state)
 
 
-def load(path: str, argv: list[str] | None = None, **kwargs: Any) -> Any:
-    """Load a Linux program into a new `polyvm.linux.Process` (not yet running)."""
-    from polyvm.linux.process import Process
+class Program(_Machine):
+    """A Linux program (polyvm.linux.Process) with the same calls as Emulator: registers of
+    the current thread, memory, hooks on code, memory accesses and syscalls, step and run.
 
-    return Process.from_file(path, argv or [path], **kwargs)
+        prog = Program("./prog", ["prog", "arg"])
+        prog.hook_add("syscall", lambda prog, nr, args, data: None)   # observe every syscall
+        while prog.step() is None: ...                                 # or: status = prog.run()
+    """
+
+    def __init__(self, path: str, argv: list[str] | None = None, **kwargs: Any) -> None:
+        from polyvm.linux.process import Process
+
+        self.process = Process.from_file(path, argv or [path], **kwargs)
+        self.arch = self.process.arch
+        self.mem = self.process.mem
+        self.engine = self.process.engine
+        self._hooks = []
+        self._stop = False
+
+    @property
+    def state(self) -> list[int]:
+        p = self.process
+        t = p._last_thread if p._last_thread in p.threads else p.main_thread
+        if t is None:
+            raise EmulatorError(Stop("exited", 0))
+        return t.regs
+
+    def hook_add(self, kind: str, cb: Callable, begin: int = 1, end: int = 0, user_data: Any = None) -> _Hook:
+        """As Emulator.hook_add; a "syscall" hook is cb(prog, nr, args, user_data) and is
+        called before the syscall runs: returning an int answers it with that value instead."""
+        if kind != "syscall":
+            return super().hook_add(kind, cb, begin, end, user_data)
+        h = _Hook(kind, cb, 0, 0, user_data)
+        h.wrapped = lambda nr, args, h=h: h.cb(self, nr, list(args), h.user_data)
+        self.process.syscall_hooks.append(h.wrapped)
+        self._hooks.append(h)
+        return h
+
+    def hook_del(self, h: _Hook) -> None:
+        if h.kind == "syscall":
+            self._hooks.remove(h)
+            self.process.syscall_hooks.remove(h.wrapped)  # type: ignore[arg-type]
+        else:
+            super().hook_del(h)
+
+    @property
+    def instructions(self) -> int:
+        return self.process.instructions
+
+    def step(self) -> int | None:
+        """One instruction of the current thread; the exit status once the program has exited."""
+        return self.process.step()
+
+    def run(self, timeout: float | None = None) -> int:
+        """Run to the end; the exit status (128+N when killed by signal N)."""
+        status = self.process.run(timeout=timeout)
+        assert status is not None
+        return status
+
+    def emu_stop(self) -> None:
+        self.process.request_stop()
+
+
+def load(path: str, argv: list[str] | None = None, **kwargs: Any) -> Program:
+    """Load a Linux program (not yet running); kwargs go to polyvm.linux.Process."""
+    return Program(path, argv, **kwargs)
 
 
 __all__ += ["MemoryFault"]

@@ -172,6 +172,8 @@ class Process:
         # gpu_backend "none" hides it (-ENOSYS).
         self.gpu_backend = gpu_backend
         self.gpu: Any = None
+        # API hooks called as hook(nr, args) before each syscall; an int result answers it.
+        self.syscall_hooks: list[Callable[[int, list[int]], int | None]] = []
         self.quiet = quiet
         self.strace = strace
         self.slice_blocks = slice_blocks
@@ -600,49 +602,71 @@ class Process:
             c0 = time.process_time()
             stop: Stop = engine.run(regs, self.slice_blocks)
             self.cpu_time += time.process_time() - c0
-            reason = stop.reason
-            if reason == "budget":
+            if self.handle_stop(t, stop):
                 return
-            if reason == "syscall":
-                from polyvm.linux.syscalls import dispatch
 
-                dispatch(self, t, stop)
-                if t.yield_now:
-                    return
-            elif reason == "fault":
-                code = S.SEGV_ACCERR if stop.mapped or self.mm.find(stop.addr) else S.SEGV_MAPERR
-                self.force_signal(
-                    t,
-                    S.SIGSEGV,
-                    S.siginfo(S.SIGSEGV, code, addr=stop.addr),
-                    stop.pc,
-                    f"address {stop.addr:#x}",
-                )
-            elif reason == "illegal":
-                word = stop.info if isinstance(stop.info, int) else 0
-                self.force_signal(
-                    t,
-                    S.SIGILL,
-                    S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc),
-                    stop.pc,
-                    f"instruction {word:#x}",
-                )
-            elif reason == "misaligned":
-                addr = stop.info if isinstance(stop.info, int) else 0
-                self.force_signal(
-                    t, S.SIGBUS, S.siginfo(S.SIGBUS, S.BUS_ADRALN, addr=addr), stop.pc, f"address {addr:#x}"
-                )
-            elif reason == "breakpoint":
-                self.force_signal(t, S.SIGTRAP, S.siginfo(S.SIGTRAP, S.TRAP_BRKPT, addr=stop.pc), stop.pc, "")
-            elif reason == "wfi":
-                regs[self.abi.pc_slot] = stop.resume
-                return
-            elif reason == "stopped":
-                return
-            else:
-                self.force_signal(
-                    t, S.SIGILL, S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc), stop.pc, f"{reason}"
-                )
+    def handle_stop(self, t: Thread, stop: Stop) -> bool:
+        """Act on why the engine stopped thread t; True if its time slice should end."""
+        regs = t.regs
+        reason = stop.reason
+        if reason == "budget":
+            return True
+        if reason == "syscall":
+            from polyvm.linux.syscalls import dispatch
+
+            dispatch(self, t, stop)
+            return t.yield_now
+        if reason == "fault":
+            code = S.SEGV_ACCERR if stop.mapped or self.mm.find(stop.addr) else S.SEGV_MAPERR
+            self.force_signal(
+                t, S.SIGSEGV, S.siginfo(S.SIGSEGV, code, addr=stop.addr), stop.pc, f"address {stop.addr:#x}"
+            )
+        elif reason == "illegal":
+            word = stop.info if isinstance(stop.info, int) else 0
+            self.force_signal(
+                t,
+                S.SIGILL,
+                S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc),
+                stop.pc,
+                f"instruction {word:#x}",
+            )
+        elif reason == "misaligned":
+            addr = stop.info if isinstance(stop.info, int) else 0
+            self.force_signal(
+                t, S.SIGBUS, S.siginfo(S.SIGBUS, S.BUS_ADRALN, addr=addr), stop.pc, f"address {addr:#x}"
+            )
+        elif reason == "breakpoint":
+            self.force_signal(t, S.SIGTRAP, S.siginfo(S.SIGTRAP, S.TRAP_BRKPT, addr=stop.pc), stop.pc, "")
+        elif reason == "wfi":
+            regs[self.abi.pc_slot] = stop.resume
+            return True
+        elif reason == "stopped":
+            return True
+        else:
+            self.force_signal(
+                t, S.SIGILL, S.siginfo(S.SIGILL, S.ILL_ILLOPC, addr=stop.pc), stop.pc, f"{reason}"
+            )
+        return False
+
+    def step(self) -> int | None:
+        """Execute one instruction of the current thread (the debugger's single step), with
+        whatever it causes (a syscall, a signal delivery). Returns the exit status once the
+        process has exited, else None."""
+        if self.exit_status is None:
+            t = self._last_thread
+            if t is None or t not in self.threads or t.wait is not None or t.exited:
+                t = self._pick(None)  # polls blocked threads; may sleep briefly if none can run
+            if t is not None:
+                if t is not self._last_thread:
+                    t.regs[self.abi.reservation_slot] = 0
+                    self._last_thread = t
+                if t.sync_sig or t.pending or self.pending:
+                    self._deliver(t)
+                if not t.exited and t.wait is None and self.exit_status is None:
+                    stop = self.engine.step(t.regs)
+                    if stop is not None:
+                        self.handle_stop(t, stop)
+        return self.exit_status
 
     # ---- processes -----------------------------------------------------------------------
     def fork(self, t: Thread, exit_signal: int, *, vfork: bool = False) -> tuple[int, int]:

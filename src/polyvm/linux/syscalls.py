@@ -153,7 +153,13 @@ def dispatch(p: Process, t: Thread, stop: Stop) -> None:
     t.syscall_name = name or f"syscall_{nr}"
     t.syscall_args = args
     fn = IMPL.get(name)
-    res: Any
+    res: Any = None
+    for hook in p.syscall_hooks:
+        # API hooks (polyvm.api.Program.hook_add("syscall")): an int answers the syscall.
+        res = hook(nr, args)
+        if res is not None:
+            fn = lambda *_a, _r=res: _r  # noqa: E731
+            break
     if p.strace and name in ("exit", "exit_group"):
         p.diag(f"{p.pid} {format_call(p, name, args)}")
     if fn is None:
