@@ -214,11 +214,6 @@ class Builder:
         self.term: Terminator | None = None
         self._n = 0
         self._cur: Insn | None = None
-        # Constants put into slots earlier in this block: a later get of the slot is that
-        # constant, so constants fold through registers (RISC-V lui+addi, li sequences).
-        # Cleared by state-accessing helpers. (Engines forward non-constant slot values
-        # themselves; doing it here would only add temporaries.)
-        self._known: dict[int, Val] = {}
 
     # ---- structure -------------------------------------------------------------------
     def begin(self, pc: int, size: int, text: str = "") -> Insn:
@@ -228,7 +223,6 @@ class Builder:
 
     def drop_current(self) -> None:
         """Forget the instruction being lifted (it turned out not to decode)."""
-        self._known.clear()  # it may have put values that will now never be stored
         if self._cur is not None:
             self.insns.pop()
             self._cur = self.insns[-1] if self.insns else None
@@ -263,18 +257,10 @@ class Builder:
 
     # ---- state -------------------------------------------------------------------------
     def get(self, slot: int, w: int = 64) -> Val:
-        known = self._known.get(slot)
-        if known is not None and known.w == w:
-            return known
         return self._emit("get", w, slot)  # type: ignore[return-value]
 
     def put(self, slot: int, v: Val) -> None:
         self._emit("put", None, slot, v)
-        if v.w <= 64 and v.const is not None:
-            self._known[slot] = v
-        else:
-            self._known.pop(slot, None)
-            self._known.pop(slot + 1, None)
 
     # ---- memory ------------------------------------------------------------------------
     def load(self, addr: Val, w: int) -> Val:
@@ -297,8 +283,6 @@ class Builder:
         assert len(args) == len(h.arg_widths), f"{name}: {len(args)} args"
         if h.pure and all(a.is_const for a in args):
             return self.const(h.fn(*[a.const for a in args]), h.result_width or 64)
-        if h.state:
-            self._known.clear()  # the helper may change any slot
         return self._emit("call", h.result_width, name, *args)
 
     # ---- arithmetic (with constant folding) ------------------------------------------
