@@ -311,3 +311,34 @@ def test_program_step_and_registers(hello_path: str, tmp_path) -> None:
         assert status == 3
     assert first == [entry, entry + 4, entry + 8]  # _start: auipc, addi (4 bytes each), then c.li
     assert steps == prog.instructions  # one instruction per step, the ecalls included
+
+
+def test_step_of_a_self_loop_is_one_instruction() -> None:
+    emu = make(asm(0x0000006F))  # j . (jal x0, 0)
+    emu.reg_write("pc", BASE)
+    assert emu.step() is None
+    assert emu.instructions == 1 and emu.reg_read("pc") == BASE
+    emu.emu_start(BASE, count=5)
+    assert emu.instructions == 6
+
+
+def test_hook_register_write_then_stop_is_kept() -> None:
+    emu = make(SUM_LOOP)
+
+    def hook(e: Emulator, pc: int, size: int, data: object) -> None:
+        if pc == BASE + 8:  # before the first add
+            e.reg_write("a0", 1000)
+            e.emu_stop()
+
+    emu.hook_add("code", hook)
+    emu.emu_start(BASE, until=BASE + len(SUM_LOOP))
+    assert emu.reg_read("a0") == 1000 and emu.reg_read("pc") == BASE + 8
+
+
+def test_retranslation_does_not_grow_the_engine() -> None:
+    emu = make(SUM_LOOP)
+    for _ in range(50):
+        emu.mem_write(BASE, SUM_LOOP)  # a write to the code page drops its translations
+        emu.emu_start(BASE, until=BASE + len(SUM_LOOP))
+    assert emu.reg_read("a0") == 55
+    assert len(emu.engine.exits) <= 2

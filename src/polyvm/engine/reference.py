@@ -205,6 +205,7 @@ class Engine:
         self.blocks: dict[object, CompiledBlock] = {}  # code object -> block (fault mapping)
         self.page_blocks: dict[int, list[tuple[dict, int]]] = {}
         self.exits: list[tuple[str, int, int, Any]] = []
+        self._exit_ids: dict[tuple[str, int, int, Any], int] = {}
         self.code_hooks: list[tuple[int, int, Callable[[int, int], Any]]] = []
         self.blocks_compiled = 0
         self.compile_time = 0.0
@@ -227,11 +228,22 @@ class Engine:
     def add_code_hook(self, begin: int, end: int, cb: Callable[[int, int], Any]) -> None:
         """Call cb(pc, size) before each instruction in [begin, end]."""
         self.code_hooks.append((begin, end, cb))
-        self.flush()
+        self._invalidate_range(begin, end)
 
     def remove_code_hook(self, cb: Callable[[int, int], Any]) -> None:
+        for b, e, _ in [h for h in self.code_hooks if h[2] is cb]:
+            self._invalidate_range(b, e)
         self.code_hooks = [h for h in self.code_hooks if h[2] is not cb]
-        self.flush()
+
+    def _invalidate_range(self, begin: int, end: int) -> None:
+        """Drop translations that may hold code in [begin, end] (all of them for a big range)."""
+        first, last = begin >> PAGE_SHIFT, end >> PAGE_SHIFT
+        if last - first > 64:
+            self.flush()
+            return
+        # A block may start on the page before the one it runs into.
+        for pn in range(max(first - 1, 0), last + 1):
+            self.invalidate_page(pn)
 
     def request_stop(self) -> None:
         """From a hook: stop before the current instruction (Unicorn's emu_stop)."""
@@ -300,10 +312,11 @@ class Engine:
             raise RuntimeError("fault outside translated code") from e
         insn, idx = cb.line_insn[tb.tb_lineno]
         loc = tb.tb_frame.f_locals
-        for k in cb.written:
-            val = loc.get(f"s{k}")
-            if val is not None:
-                r[k] = val
+        if not isinstance(e, HookStop):  # a hook runs after a write-back: r is current there
+            for k in cb.written:
+                val = loc.get(f"s{k}")
+                if val is not None:
+                    r[k] = val
         if cb.kind == "loop":
             idx += loc.get("c", 0) * len(cb.blocks[0].insns)
         elif cb.kind == "region":
@@ -321,7 +334,7 @@ class Engine:
     def _compile(self, pc: int, cache: dict, max_insns: int) -> Callable[[list[int]], int]:
         t0 = time.perf_counter()
         block = self.arch.lift_block(self.mem.fetch, pc, max_insns)
-        fn, cb = self.codegen(block)
+        fn, cb = self.codegen(block, allow_loop=max_insns > 1)
         self._install(cache, pc, fn, cb)
         if max_insns > 1 and self.regions:
             region = self._region_for(block)
@@ -332,6 +345,11 @@ class Engine:
         return fn
 
     def _install(self, cache: dict, pc: int, fn: Callable, cb: CompiledBlock) -> None:
+        if len(self.blocks) > 4 * (len(self.cache) + len(self.step_cache)) + 1024:
+            # Forget translations no cache holds any more. Done here, between blocks, never
+            # on invalidation: a block that invalidated itself may still fault afterwards.
+            live = {f.__code__ for c in (self.cache, self.step_cache) for f in c.values()}
+            self.blocks = {k: v for k, v in self.blocks.items() if k in live}
         self.blocks[cb.code] = cb
         self.blocks_compiled += 1
         b = cb.blocks[0]
@@ -342,10 +360,26 @@ class Engine:
             self.mem.watch_code(pn << PAGE_SHIFT)
             self.page_blocks.setdefault(pn, []).append((cache, pc))
 
+    def _exit_index(self, entry: tuple[str, int, int, Any]) -> int:
+        """The exit table entry for `entry`, shared by every translation that exits the same way
+        (so retranslating code does not grow the table)."""
+        try:
+            k = self._exit_ids.get(entry)
+        except TypeError:  # unhashable info
+            k = None
+        if k is None:
+            self.exits.append(entry)
+            k = len(self.exits) - 1
+            try:
+                self._exit_ids[entry] = k
+            except TypeError:
+                pass
+        return k
+
     def _hooks_for(self, pc: int, size: int) -> list[Callable]:
         return [cb for b, e, cb in self.code_hooks if b <= pc <= e]
 
-    def codegen(self, block: Block | list[Block]) -> tuple[Callable, CompiledBlock]:
+    def codegen(self, block: Block | list[Block], allow_loop: bool = True) -> tuple[Callable, CompiledBlock]:
         """Python source for a block (or a region of blocks), compiled.
 
         One guest instruction per source line. Slots the code touches live in locals
@@ -375,6 +409,7 @@ class Engine:
             kind = (
                 "loop"
                 if n > 0
+                and allow_loop
                 and not hooked
                 and t.kind in ("jump", "branch")
                 and t.target is not None
@@ -537,8 +572,7 @@ class Engine:
         t = block.term
         v = ctx.v
         if t.kind == "exit":
-            self.exits.append((t.reason, t.pc, t.target.const if t.target is not None else 0, t.info))
-            k = len(self.exits) - 1
+            k = self._exit_index((t.reason, t.pc, t.target.const if t.target is not None else 0, t.info))
             done = f"r[{SLOT_ICOUNT}] += ic + {n}" if kind == "region" else f"r[{SLOT_ICOUNT}] += {n}"
             return f"{pre}{done}; return {~k}"
         if t.kind == "jump":
