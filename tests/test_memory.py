@@ -67,3 +67,25 @@ def test_cross_page_access_and_remap_replaces() -> None:
     assert mem.fast["ld64"](0x20FFC) == 0x0102030405060708
     mem.map(0x20000, 0x1000, PROT_READ)  # replaces the first page only
     assert mem.read(0x20FFC, 4) == b"\0\0\0\0" and mem.read(0x21000, 4) == bytes([4, 3, 2, 1])
+
+
+def test_gaps_and_protect_merges_back() -> None:
+    mem = AddressSpace()
+    mem.map(0x10000, 0x4000, RW)
+    mem.map(0x16000, 0x1000, RW)
+    assert mem.gaps(0xE000, 0xA000) == [(0xE000, 0x10000), (0x14000, 0x16000), (0x17000, 0x18000)]
+    assert mem.gaps(0x10000, 0x4000) == []
+    mem.protect(0x11000, 0x1000, PROT_READ)
+    assert mem.host_view(0x10000, 0x4000) is None  # one page is read-only now
+    mem.protect(0x11000, 0x1000, RW)
+    assert mem.regions()[0] == (0x10000, 0x14000, RW)
+    view = mem.host_view(0x10000, 0x4000)  # one span, one host buffer again
+    assert view is not None and len(view) == 0x4000
+
+
+def test_big_reservation_made_accessible_stays_lazy() -> None:
+    mem = AddressSpace()
+    mem.map(0x4000_0000, 512 << 20, RW)  # like mmap(PROT_NONE) then mprotect(RW) in one go
+    mem.protect(0x4000_0000, 512 << 20, PROT_READ)
+    mem.protect(0x4000_0000, 512 << 20, RW)
+    assert len(mem.regions()) == 1 and mem.mapped_pages() == []

@@ -196,6 +196,7 @@ class AddressSpace:
         i, j = self._carve(a, b)
         for sp in self._spans[i:j]:
             sp.prot = prot
+        self._merge_around(i, j)
         pns = range(a, b) if b - a <= len(self._pages) else [p for p in self._pages if a <= p < b]
         for pn in pns:
             page = self._pages.get(pn)
@@ -203,6 +204,42 @@ class AddressSpace:
                 if not prot & PROT_EXEC:
                     self._drop_code(pn)
                 self._publish(pn, page, prot)
+
+    def gaps(self, addr: int, size: int) -> list[tuple[int, int]]:
+        """The unmapped parts of [addr, addr+size), as (start, end) byte ranges."""
+        a, b = addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT
+        out: list[tuple[int, int]] = []
+        pn = a
+        i = max(0, bisect_right(self._starts, a) - 1)
+        while pn < b:
+            while i < len(self._spans) and self._spans[i].end <= pn:
+                i += 1
+            nxt = self._spans[i].start if i < len(self._spans) else b
+            if nxt > pn:
+                out.append((pn << PAGE_SHIFT, min(nxt, b) << PAGE_SHIFT))
+                pn = nxt
+            else:
+                pn = self._spans[i].end
+        return out
+
+    def _merge_around(self, i: int, j: int) -> None:
+        """Join spans[i-1 .. j] where neighbours continue one host buffer with one protection
+        (undoing the splits of an earlier protect, so host_view sees one range again)."""
+        k = max(i, 1)
+        while k < min(j + 1, len(self._spans)):
+            a, b = self._spans[k - 1], self._spans[k]
+            if (
+                a.end == b.start
+                and a.buf is b.buf
+                and a.prot == b.prot
+                and b.off == a.off + ((a.end - a.start) << PAGE_SHIFT)
+            ):
+                a.end = b.end
+                del self._spans[k]
+                del self._starts[k]
+                j -= 1
+            else:
+                k += 1
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         pn, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT

@@ -170,13 +170,12 @@ def parse_and_map(data: bytes, mem: AddressSpace, machine: int, *, max_image: in
         end = page_align_up(vaddr + bias + memsz)
         prot = _prot(flags)
         # Pages shared with an earlier segment keep their contents and get both protections.
-        for pn in range(start >> 12, end >> 12):
-            addr = pn << 12
-            old = mem.prot_at(addr)
-            if old is None:
-                mem.map(addr, PAGE_SIZE, prot)
-            elif old | prot != old:
-                mem.protect(addr, PAGE_SIZE, old | prot)
+        for s, e, old in mem.regions():
+            s, e = max(s, start), min(e, end)
+            if s < e and old | prot != old:
+                mem.protect(s, e - s, old | prot)
+        for a, b in mem.gaps(start, end - start):
+            mem.map(a, b - a, prot)
         mem.write_raw(vaddr + bias, data[offset : offset + filesz])
         img.segments.append(Segment(start, end, prot, page_align_down(offset)))
     if phdr_vaddr is not None:

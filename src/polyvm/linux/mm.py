@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from polyvm.memory import PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from polyvm.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
 
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
@@ -122,12 +122,10 @@ class MemoryMap:
 
     def protect(self, start: int, end: int, prot: int) -> None:
         mem = self.mem
-        for pn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
-            addr = pn << PAGE_SHIFT
-            if mem.prot_at(addr) is None:
-                mem.map(addr, PAGE_SIZE, prot)
-            else:
-                mem.protect(addr, PAGE_SIZE, prot)
+        # Reservations without pages (fresh PROT_NONE) get them now, one mapping per gap.
+        for a, b in mem.gaps(start, end - start):
+            mem.map(a, b - a, prot)
+        mem.protect(start, end - start, prot)
         pieces = []
         for v in self.vmas:
             if v.start < end and start < v.end:
