@@ -78,3 +78,32 @@ def test_ctrl_c_stops_the_guest_with_130() -> None:
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
+
+
+def _tiny_elf(vaddr: int) -> bytes:
+    """A minimal static riscv64 ELF: one PT_LOAD of 4 bytes (an ecall) at vaddr."""
+    import struct
+
+    ehdr = b"\x7fELF\x02\x01\x01" + bytes(9)
+    ehdr += struct.pack("<HHIQQQIHHHHHH", 2, 243, 1, vaddr, 64, 0, 0, 64, 56, 1, 64, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0x1000, vaddr, vaddr, 4, 4, 0x1000)
+    return (ehdr + phdr).ljust(0x1000, b"\0") + struct.pack("<I", 0x00000073)
+
+
+def test_bad_inputs_are_one_line(tmp_path) -> None:
+    from polyvm.linux.loader import STACK_TOP
+
+    stacky = tmp_path / "stacky"
+    stacky.write_bytes(_tiny_elf(STACK_TOP - 0x2000))
+    hello = str(build_guest("hello"))
+    cases = [
+        (["run", "/dev/zero"], "not a regular file"),
+        (["run", str(tmp_path)], "Is a directory"),
+        (["run", str(stacky)], "overlaps the stack"),
+        (["run", "--root", str(tmp_path / "nope"), hello], "not a directory"),
+        (["run", "--timeout", "0", hello], "positive number"),
+    ]
+    for args, text in cases:
+        r = polyvm(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and text in r.stderr, (args, r.stderr)

@@ -7,6 +7,7 @@ Every failure ends as one line on stderr and a non-zero exit status, never a tra
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -74,6 +75,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     from polyvm.linux.loader import LoadError
     from polyvm.linux.process import Process
 
+    if a.root is not None and not os.path.isdir(a.root):
+        return _err(f"--root {a.root}: not a directory")
+    if a.timeout is not None and not (a.timeout > 0 and math.isfinite(a.timeout)):
+        return _err(f"--timeout {a.timeout}: must be a positive number of seconds")
     env = dict(os.environ)
     for kv in a.env:
         k, _, v = kv.partition("=")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,15 @@ from polyvm.isa import SLOT_ICOUNT
 from polyvm.linux import signals as S
 from polyvm.linux.errnos import EINTR, EMFILE
 from polyvm.linux.files import HostFile, OpenFile
-from polyvm.linux.loader import MMAP_BASE, STACK_SIZE, STACK_TOP, LoadError, build_stack, parse_and_map
+from polyvm.linux.loader import (
+    MAX_IMAGE,
+    MMAP_BASE,
+    STACK_SIZE,
+    STACK_TOP,
+    LoadError,
+    build_stack,
+    parse_and_map,
+)
 from polyvm.linux.mm import MAP_PRIVATE, MemoryMap, Vma
 from polyvm.linux.riscv64 import RISCV64_LINUX
 from polyvm.linux.vfs import VFS, ProcView
@@ -270,6 +279,9 @@ class Process:
         mem = AddressSpace()
         mm = MemoryMap(mem, MMAP_BASE)
         img = parse_and_map(image, mem, self.abi.e_machine)
+        for seg in img.segments:
+            if seg.end > STACK_TOP - STACK_SIZE - PAGE_SIZE:
+                raise LoadError(f"segment at {seg.start:#x} overlaps the stack area below {STACK_TOP:#x}")
         ident = (0, 0)
         if self.exe_host:
             try:
@@ -282,22 +294,26 @@ class Process:
                 Vma(seg.start, seg.end, seg.prot, MAP_PRIVATE, self.exe_guest, seg.offset, ident[0], ident[1])
             )
         mm.brk_start = mm.brk = img.brk
-        sp = build_stack(
-            mem,
-            img,
-            self.argv,
-            self.envp,
-            execfn=execfn,
-            hwcap=self.abi.hwcap,
-            minsigstksz=self.abi.minsigstksz,
-            platform=self.abi.platform,
-            ids=(os.getuid(), os.geteuid(), os.getgid(), os.getegid()),
-            exec_stack=img.exec_stack,
-        )
+        try:
+            sp = build_stack(
+                mem,
+                img,
+                self.argv,
+                self.envp,
+                execfn=execfn,
+                hwcap=self.abi.hwcap,
+                minsigstksz=self.abi.minsigstksz,
+                platform=self.abi.platform,
+                ids=(os.getuid(), os.geteuid(), os.getgid(), os.getegid()),
+                exec_stack=img.exec_stack,
+            )
+        except MemoryFault:
+            raise LoadError("argument list and environment too large for the stack") from None
         stack_prot = PROT_READ | PROT_WRITE | (PROT_EXEC if img.exec_stack else 0)
         mm.add(Vma(STACK_TOP - STACK_SIZE, STACK_TOP, stack_prot, name="[stack]"))
         tramp = mm.find_free(PAGE_SIZE)
-        assert tramp is not None
+        if tramp is None:
+            raise LoadError("no room in the address space for the signal trampoline")
         mm.map(Vma(tramp, tramp + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"), self.abi.sigreturn_code)
         self.sigreturn_addr = tramp
         self.mem, self.mm, self.image = mem, mm, img
@@ -343,7 +359,12 @@ class Process:
         path = os.fspath(path)
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise LoadError(f"{path}: not a regular file")
+                if st.st_size > MAX_IMAGE:
+                    raise LoadError(f"{path}: too large ({st.st_size} bytes)")
+                data = f.read(MAX_IMAGE + 1)
         except OSError as e:
             raise LoadError(f"cannot read {path}: {e.strerror}") from None
         return cls(data, argv if argv is not None else [path], env=env, root=root, exe=path, **kw)
