@@ -94,6 +94,7 @@ def _run_fuzzed(data: bytes, tmp_path: Path) -> None:
             return
         status = p.run(timeout=3)
     assert isinstance(status, int) and 0 <= status <= 255
+    assert "internal error" not in out.read_text(errors="replace")
 
 
 def test_fuzz_truncated(hello: bytes, tmp_path: Path) -> None:

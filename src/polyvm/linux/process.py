@@ -328,22 +328,33 @@ class Process:
         self.futex_waiters = {}
 
     def exec_image(
-        self, image: bytes, argv: list[bytes], envp: list[bytes], exe_guest: str, exe_host: str
+        self,
+        image: bytes,
+        argv: list[bytes],
+        envp: list[bytes],
+        exe_guest: str,
+        exe_host: str,
+        caller: Thread | None = None,
     ) -> None:
-        """execve: replace the program. Raises LoadError, leaving the process untouched."""
+        """execve: replace the program. Raises LoadError, leaving the process untouched.
+
+        As on Linux, the calling thread's signal mask and pending signals carry over; handled
+        signals go back to their default action, ignored ones stay ignored."""
         old = (self.argv, self.envp, self.exe_guest, self.exe_host)
         self.argv, self.envp, self.exe_guest, self.exe_host = argv, envp, exe_guest, exe_host
         try:
             self._load(image, os.fsencode(exe_guest))
-        except LoadError:
+        except BaseException:
             self.argv, self.envp, self.exe_guest, self.exe_host = old
             raise
+        if caller is not None:
+            new = self.threads[0]
+            new.mask, new.pending = caller.mask, dict(caller.pending)
         for fd in sorted(self.cloexec):
             self.close_fd(fd)
         for i, act in enumerate(self.actions):
             if act.handler != S.SIG_IGN:
                 self.actions[i] = S.SigAction()
-        self.pending.clear()
         self._end_vfork()
 
     @classmethod

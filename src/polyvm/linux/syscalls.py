@@ -816,7 +816,7 @@ def sys_getcwd(p: Process, t: Thread, buf: int, size: int, *_: int) -> int:
 @syscall("chdir")
 def sys_chdir(p: Process, t: Thread, path: int, *_: int) -> int:
     r = p.vfs.resolve(read_path(p, path), p.cwd)
-    if not stat_resolved(p, r).st_mode & st.S_IFDIR:
+    if not st.S_ISDIR(stat_resolved(p, r).st_mode):
         raise SyscallError(ENOTDIR)
     if r.host is not None and not os.access(r.host, os.X_OK):
         raise SyscallError(EACCES)
@@ -1738,7 +1738,7 @@ def sys_execve(p: Process, t: Thread, path: int, argv: int, envp: int, *_: int) 
     else:
         raise SyscallError(ELOOP)
     try:
-        p.exec_image(data, args, env, r.guest, r.host)
+        p.exec_image(data, args, env, r.guest, r.host, caller=t)
     except LoadError:
         raise SyscallError(ENOEXEC) from None
     return NORESULT
@@ -1750,7 +1750,9 @@ PR_SET_NAME, PR_GET_NAME = 15, 16
 @syscall("prctl")
 def sys_prctl(p: Process, t: Thread, option: int, arg2: int, *_: int) -> int:
     if option == PR_SET_NAME:
-        t.comm = p.mem.read_cstr(arg2, 16)[:15]  # type: ignore[attr-defined]
+        # Linux copies at most 16 bytes and truncates: no NUL needed within them.
+        raw = p.mem.read(arg2, 16) if p.mem.is_mapped(arg2, 16) else p.mem.read_cstr(arg2, 16)
+        t.comm = raw.split(b"\0", 1)[0][:15]  # type: ignore[attr-defined]
         return 0
     if option == PR_GET_NAME:
         name = getattr(t, "comm", os.path.basename(p.exe_guest).encode()[:15])
