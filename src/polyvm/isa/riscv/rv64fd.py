@@ -12,8 +12,8 @@ A single-precision operand that is not properly NaN-boxed reads as the canonical
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from polyvm import softfloat
 from polyvm.ir import Val, helper
 from polyvm.isa.decodetree import Args
 from polyvm.isa.riscv.common import (
@@ -98,13 +98,6 @@ RM_DYN = 7
 
 
 # ---- helpers (run time) --------------------------------------------------------------------------
-def _sf() -> Any:
-    # Imported on first use so that importing the ISA never depends on the FP library.
-    from polyvm import softfloat
-
-    return softfloat
-
-
 def _illegal(word: int) -> Exception:
     from polyvm.engine import GuestTrap
 
@@ -137,10 +130,10 @@ def _fmt(single: bool) -> tuple[str, Callable[[int], int], Callable[[int], int]]
 
 def _def_arith(name: str, op: str, single: bool) -> None:
     fname, unpack, pack = _fmt(single)
+    fn, fmt = getattr(softfloat, op), getattr(softfloat, fname)  # bound once, not per call
 
     def h(state: list[int], a: int, b: int, rm: int, word: int) -> int:
-        sf = _sf()
-        r, fl = getattr(sf, op)(getattr(sf, fname), unpack(a), unpack(b), _rm(state, rm, word))
+        r, fl = fn(fmt, unpack(a), unpack(b), _rm(state, rm, word))
         _flags(state, fl)
         return pack(r)
 
@@ -151,9 +144,10 @@ def _def_arith(name: str, op: str, single: bool) -> None:
 def _def_sqrt(name: str, single: bool) -> None:
     fname, unpack, pack = _fmt(single)
 
+    fmt = getattr(softfloat, fname)
+
     def h(state: list[int], a: int, rm: int, word: int) -> int:
-        sf = _sf()
-        r, fl = sf.f_sqrt(getattr(sf, fname), unpack(a), _rm(state, rm, word))
+        r, fl = softfloat.f_sqrt(fmt, unpack(a), _rm(state, rm, word))
         _flags(state, fl)
         return pack(r)
 
@@ -163,10 +157,11 @@ def _def_sqrt(name: str, single: bool) -> None:
 def _def_fma(name: str, single: bool, neg_product: bool, neg_addend: bool) -> None:
     fname, unpack, pack = _fmt(single)
 
+    fmt = getattr(softfloat, fname)
+
     def h(state: list[int], a: int, b: int, c: int, rm: int, word: int) -> int:
-        sf = _sf()
         rm = _rm(state, rm, word)
-        r, fl = sf.f_fma(getattr(sf, fname), unpack(a), unpack(b), unpack(c), rm, neg_product, neg_addend)
+        r, fl = softfloat.f_fma(fmt, unpack(a), unpack(b), unpack(c), rm, neg_product, neg_addend)
         _flags(state, fl)
         return pack(r)
 
@@ -176,9 +171,10 @@ def _def_fma(name: str, single: bool, neg_product: bool, neg_addend: bool) -> No
 def _def_minmax(name: str, op: str, single: bool) -> None:
     fname, unpack, pack = _fmt(single)
 
+    fn, fmt = getattr(softfloat, op), getattr(softfloat, fname)
+
     def h(state: list[int], a: int, b: int) -> int:
-        sf = _sf()
-        r, fl = getattr(sf, op)(getattr(sf, fname), unpack(a), unpack(b))
+        r, fl = fn(fmt, unpack(a), unpack(b))
         _flags(state, fl)
         return pack(r)
 
@@ -188,9 +184,10 @@ def _def_minmax(name: str, op: str, single: bool) -> None:
 def _def_cmp(name: str, op: str, single: bool) -> None:
     fname, unpack, _ = _fmt(single)
 
+    fn, fmt = getattr(softfloat, op), getattr(softfloat, fname)
+
     def h(state: list[int], a: int, b: int) -> int:
-        sf = _sf()
-        r, fl = getattr(sf, op)(getattr(sf, fname), unpack(a), unpack(b))
+        r, fl = fn(fmt, unpack(a), unpack(b))
         _flags(state, fl)
         return r
 
@@ -200,19 +197,20 @@ def _def_cmp(name: str, op: str, single: bool) -> None:
 def _def_class(name: str, single: bool) -> None:
     fname, unpack, _ = _fmt(single)
 
+    fmt = getattr(softfloat, fname)
+
     def h(a: int) -> int:
-        sf = _sf()
-        return sf.f_classify(getattr(sf, fname), unpack(a))
+        return softfloat.f_classify(fmt, unpack(a))
 
     helper(HELPERS, name, (64,), 64, pure=True)(h)
 
 
 def _def_to_int(name: str, single: bool, width: int, signed: bool) -> None:
     fname, unpack, _ = _fmt(single)
+    fmt = getattr(softfloat, fname)
 
     def h(state: list[int], a: int, rm: int, word: int) -> int:
-        sf = _sf()
-        r, fl = sf.f_to_int(getattr(sf, fname), unpack(a), _rm(state, rm, word), width, signed)
+        r, fl = softfloat.f_to_int(fmt, unpack(a), _rm(state, rm, word), width, signed)
         _flags(state, fl)
         if width == 32 and r >> 31:  # RV64 sign-extends 32-bit results, unsigned ones too
             r |= 0xFFFF_FFFF_0000_0000
@@ -224,10 +222,10 @@ def _def_to_int(name: str, single: bool, width: int, signed: bool) -> None:
 def _def_from_int(name: str, single: bool, width: int, signed: bool) -> None:
     fname, _, pack = _fmt(single)
     mask = (1 << width) - 1
+    fmt = getattr(softfloat, fname)
 
     def h(state: list[int], a: int, rm: int, word: int) -> int:
-        sf = _sf()
-        r, fl = sf.int_to_f(getattr(sf, fname), a & mask, width, signed, _rm(state, rm, word))
+        r, fl = softfloat.int_to_f(fmt, a & mask, width, signed, _rm(state, rm, word))
         _flags(state, fl)
         return pack(r)
 
@@ -237,10 +235,10 @@ def _def_from_int(name: str, single: bool, width: int, signed: bool) -> None:
 def _def_cvt_ff(name: str, src_single: bool) -> None:
     sname, unpack, _ = _fmt(src_single)
     dname, _, pack = _fmt(not src_single)
+    sfmt, dfmt = getattr(softfloat, sname), getattr(softfloat, dname)
 
     def h(state: list[int], a: int, rm: int, word: int) -> int:
-        sf = _sf()
-        r, fl = sf.f_to_f(getattr(sf, sname), getattr(sf, dname), unpack(a), _rm(state, rm, word))
+        r, fl = softfloat.f_to_f(sfmt, dfmt, unpack(a), _rm(state, rm, word))
         _flags(state, fl)
         return pack(r)
 
