@@ -96,6 +96,15 @@ def test_hand_checked_cases() -> None:
     assert eval_unop("clz", 1, 32) == 31
     assert eval_unop("ctz", 0, 32) == 32
     assert eval_unop("bswap", 0x11223344, 32) == 0x44332211
+    assert eval_binop("rotl", 0x81, 1, 8) == 0x03 and eval_binop("rotl", 0x81, 9, 8) == 0x03
+    assert eval_binop("rotr", 0x1234, 4, 16) == 0x4123
+    assert eval_binop("ashr", 0x8000_0000, 4, 32) == 0xF800_0000
+    assert eval_binop("ashr", 0x7000_0000, 31, 32) == 0
+    assert eval_binop("lshr", 0x8000_0000, 32, 32) == 0
+    m128 = (1 << 128) - 1
+    assert eval_cmp("slt", 1 << 127, 1, 128) == 1 and eval_cmp("ult", 1 << 127, 1, 128) == 0
+    assert eval_binop("sdiv", (-9) & m128, 2, 128) == (-4) & m128
+    assert eval_binop("mul", 1 << 64, 1 << 64, 128) == 0
 
 
 def test_casts_and_select() -> None:

@@ -196,10 +196,6 @@ def helper(
     return deco
 
 
-class LiftError(Exception):
-    """The bytes at an address do not decode to an instruction the ISA supports."""
-
-
 class Builder:
     """Builds one block. Lifters call `begin(pc, size)` per instruction, then emit statements.
 
@@ -468,17 +464,32 @@ def eval_binop(op: str, a: int, b: int, w: int) -> int:
         return a // b if b else m
     if op == "urem":
         return a % b if b else a
-    if op in ("sdiv", "srem"):
-        sa, sb = to_signed(a, w), to_signed(b, w)
-        if sb == 0:
-            return m if op == "sdiv" else a
-        q = abs(sa) // abs(sb)
-        if (sa < 0) != (sb < 0):
-            q = -q
-        if op == "sdiv":
-            return q & m
-        return (sa - q * sb) & m
+    if op == "sdiv":
+        return sdiv(a, b, w)
+    if op == "srem":
+        return srem(a, b, w)
     raise ValueError(op)
+
+
+def sdiv(a: int, b: int, w: int) -> int:
+    """Signed division rounding toward zero; x/0 = all ones, MIN/-1 = MIN (docs/ir.md)."""
+    m = (1 << w) - 1
+    s = 1 << (w - 1)
+    sa, sb = (a ^ s) - s, (b ^ s) - s
+    if sb == 0:
+        return m
+    q = abs(sa) // abs(sb)
+    return (-q if (sa < 0) != (sb < 0) else q) & m
+
+
+def srem(a: int, b: int, w: int) -> int:
+    """Remainder with the sign of the dividend; x rem 0 = x, MIN rem -1 = 0 (docs/ir.md)."""
+    s = 1 << (w - 1)
+    sa, sb = (a ^ s) - s, (b ^ s) - s
+    if sb == 0:
+        return a
+    r = abs(sa) % abs(sb)
+    return (-r if sa < 0 else r) & ((1 << w) - 1)
 
 
 def eval_cmp(op: str, a: int, b: int, w: int) -> int:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyvm.engine import GuestTrap, Stop
-from polyvm.ir import Block, Insn, Stmt, Val
+from polyvm.ir import Block, Insn, Stmt, Val, sdiv, srem
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
 from polyvm.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, MemoryFault
 
@@ -57,26 +57,6 @@ def _ctz(a: int, w: int) -> int:
 
 def _bswap(a: int, w: int) -> int:
     return int.from_bytes(a.to_bytes(w // 8, "little"), "big")
-
-
-def _sdiv(a: int, b: int, w: int) -> int:
-    m = (1 << w) - 1
-    s = 1 << (w - 1)
-    sa, sb = (a ^ s) - s, (b ^ s) - s
-    if sb == 0:
-        return m
-    q = abs(sa) // abs(sb)
-    return (-q if (sa < 0) != (sb < 0) else q) & m
-
-
-def _srem(a: int, b: int, w: int) -> int:
-    m = (1 << w) - 1
-    s = 1 << (w - 1)
-    sa, sb = (a ^ s) - s, (b ^ s) - s
-    if sb == 0:
-        return a
-    r = abs(sa) % abs(sb)
-    return (-r if sa < 0 else r) & m
 
 
 def _lit(x: int) -> str:
@@ -210,8 +190,8 @@ class Engine:
         self.blocks_compiled = 0
         self.compile_time = 0.0
         # Addresses to stop at before executing (emu_start's `until`, debugger breakpoints):
-        # checked on a cache miss only, and blocks never start at them (see _compile), plus a
-        # code hook for addresses inside a block.
+        # checked when the dispatcher finds no translation for the pc, so they are never
+        # cached; the caller also puts a code hook on them for blocks that run through them.
         self.breakpoints: set[int] = set()
         mem.on_code_write = self.invalidate_page
 
@@ -392,7 +372,7 @@ class Engine:
         """
         blocks = block if isinstance(block, list) else [block]
         first = blocks[0]
-        env: dict[str, Any] = {"_ctz": _ctz, "_bswap": _bswap, "_sdiv": _sdiv, "_srem": _srem}
+        env: dict[str, Any] = {"_ctz": _ctz, "_bswap": _bswap, "_sdiv": sdiv, "_srem": srem}
         env.update(self.mem.access_functions())
         fast = getattr(self.mem, "fast_tables", None)
         tables = fast() if fast is not None else None

@@ -20,7 +20,6 @@ from polyvm.linux.errnos import (
     EISDIR,
     ENOTDIR,
     ENOTTY,
-    EPIPE,
     ESPIPE,
     SyscallError,
     from_host,
@@ -332,80 +331,6 @@ def host_pipe(flags: int) -> tuple[HostPipe, HostPipe]:
         os.close(r)
         os.close(w)
         raise SyscallError(from_host(e)) from None
-
-
-class Pipe:
-    """A pipe inside one process (the data never leaves polyvm): where the host has no pipes."""
-
-    counter = 0
-
-    def __init__(self, ino: int) -> None:
-        self.buf = bytearray()
-        self.readers = 0
-        self.writers = 0
-        self.ino = ino
-        self.ctime = time.time_ns()
-
-
-class PipeEnd(OpenFile):
-    kind = "pipe"
-
-    def __init__(self, pipe: Pipe, write: bool, flags: int) -> None:
-        super().__init__(f"pipe:[{pipe.ino}]", (O_WRONLY if write else O_RDONLY) | (flags & O_NONBLOCK))
-        self.pipe = pipe
-        self.is_write = write
-        if write:
-            pipe.writers += 1
-        else:
-            pipe.readers += 1
-
-    def read(self, n: int) -> bytes:
-        p = self.pipe
-        if self.is_write:
-            raise SyscallError(EBADF)
-        if not p.buf:
-            if p.writers == 0:
-                return b""
-            raise WouldBlock()
-        data = bytes(p.buf[:n])
-        del p.buf[:n]
-        return data
-
-    def write(self, data: bytes) -> int:
-        p = self.pipe
-        if not self.is_write:
-            raise SyscallError(EBADF)
-        if p.readers == 0:
-            raise SyscallError(EPIPE)
-        room = PIPE_BUF_SIZE - len(p.buf)
-        if room <= 0 or (len(data) <= 4096 and room < len(data)):
-            raise WouldBlock()
-        n = min(room, len(data))
-        p.buf += data[:n]
-        return n
-
-    def stat(self) -> StatLike:
-        t = self.pipe.ctime
-        return StatLike(
-            st_dev=12,
-            st_ino=self.pipe.ino,
-            st_mode=st.S_IFIFO | 0o600,
-            st_atime_ns=t,
-            st_mtime_ns=t,
-            st_ctime_ns=t,
-        )
-
-    def ready(self) -> tuple[bool, bool]:
-        p = self.pipe
-        if self.is_write:
-            return False, p.readers == 0 or len(p.buf) < PIPE_BUF_SIZE
-        return bool(p.buf) or p.writers == 0, False
-
-    def close(self) -> None:
-        if self.is_write:
-            self.pipe.writers -= 1
-        else:
-            self.pipe.readers -= 1
 
 
 class VirtualFile(OpenFile):

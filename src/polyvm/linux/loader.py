@@ -210,7 +210,6 @@ def build_stack(
     prot = PROT_READ | PROT_WRITE | (PROT_EXEC if exec_stack else 0)
     mem.map(top - size, size, prot)
     sp = top - 8  # an 8-byte zero end marker, as Linux leaves
-    strings = bytearray()
 
     def push_str(s: bytes) -> int:
         nonlocal sp
@@ -222,7 +221,6 @@ def build_stack(
     env_addrs = [push_str(e) for e in reversed(envp)][::-1]
     arg_addrs = [push_str(a) for a in reversed(argv)][::-1]
     plat_addr = push_str(platform) if platform else 0
-    del strings
     sp &= ~15
     rnd = random if random is not None else os.urandom(16)
     sp -= 16

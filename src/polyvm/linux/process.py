@@ -203,7 +203,6 @@ class Process:
         self.actions = [S.SigAction() for _ in range(S.NSIG + 1)]
         self.pending: dict[int, bytes] = {}
         self.rlimits: dict[int, tuple[int, int]] = {}
-        self.pipe_ino = 0x1000
         self.children: dict[int, Child] = {}
         self.forked = False  # this is a fork's child: it ends with os._exit, never returning
         self.death_signal = 0  # the signal that killed the guest (default action), if any

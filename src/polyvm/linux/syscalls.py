@@ -75,7 +75,6 @@ from polyvm.linux.files import (
     HostFile,
     HostPipe,
     OpenFile,
-    PipeEnd,
     VirtualDir,
     VirtualFile,
     WouldBlock,
@@ -621,9 +620,7 @@ def sys_fcntl(p: Process, t: Thread, fd: int, cmd: int, arg: int, *_: int) -> in
                 if e.errno not in (22, 25) or cmd == F_SETPIPE_SZ:
                     raise
                 return 65536
-        if not isinstance(f, PipeEnd):
-            raise SyscallError(EINVAL)
-        return 65536
+        raise SyscallError(EINVAL)
     raise SyscallError(EINVAL)
 
 
@@ -990,12 +987,7 @@ def _poll_once(p: Process, entries: list[tuple[int, int]]) -> tuple[int, list[in
             ev |= POLLIN
         if w and events & POLLOUT:
             ev |= POLLOUT
-        if isinstance(f, PipeEnd):
-            if not f.is_write and f.pipe.writers == 0:
-                ev |= POLLHUP
-            if f.is_write and f.pipe.readers == 0:
-                ev |= POLLERR
-        elif isinstance(f, HostPipe):
+        if isinstance(f, HostPipe):
             _r, _w, hup, err = f.poll_events()
             ev |= (POLLHUP if hup else 0) | (POLLERR if err else 0)
         revents.append(ev)
