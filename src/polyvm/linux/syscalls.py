@@ -1942,6 +1942,8 @@ def _check_sig(sig: int) -> int:
 @syscall("kill")
 def sys_kill(p: Process, t: Thread, pid: int, sig: int, *_: int) -> int:
     pid, sig = s32(pid), _check_sig(sig)
+    if pid > 0 and p.find_thread(pid) is not None:
+        pid = p.pid  # a thread id of this process names the process (thread ids are not host pids)
     if pid not in (0, -1, p.pid, -p.pid):
         # Another process (a child, the parent, ...): guest pids are host pids.
         hs = S.to_host(sig)
@@ -2324,7 +2326,8 @@ def sys_futex(
             raise SyscallError(EINVAL)
         encoded = val3 & 0xFFFFFFFF
         fop, cmp_ = (encoded >> 28) & 0xF, (encoded >> 24) & 0xF
-        oparg, cmparg = (encoded >> 12) & 0xFFF, encoded & 0xFFF
+        # 12-bit signed fields (Linux: sign_extend32(..., 11))
+        oparg, cmparg = ((encoded >> 12) & 0xFFF ^ 0x800) - 0x800, (encoded & 0xFFF ^ 0x800) - 0x800
         if fop & 8:
             fop &= 7
             oparg = 1 << (oparg & 31)
