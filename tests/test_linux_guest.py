@@ -290,3 +290,13 @@ def test_misaligned_atomic_is_sigbus(tmp_path: Path) -> None:
     status, out, _ = run_guest("t_misaligned", tmp_path=tmp_path)
     assert status == 0
     assert out == "buf aligned: 1\nsig=7 code=1 addr_off=2\n"
+
+
+def test_ppoll_waits_with_its_signal_mask(tmp_path: Path) -> None:
+    # Expected output checked against qemu-riscv64 and POSIX: the handler runs during ppoll
+    # (EINTR), and the thread's own mask (SIGUSR1 blocked) is back afterwards either way.
+    status, out, _ = run_guest("t_ppoll", tmp_path=tmp_path)
+    assert status == 0
+    assert out == (
+        "ppoll=-1 errno=EINTR got=10 usr1_blocked_after=1\nppoll=1 revents=1 usr1_blocked_after=1\n"
+    )

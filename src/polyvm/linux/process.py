@@ -135,7 +135,8 @@ class Thread:
         self.tid = tid
         self.regs = regs
         self.mask = 0
-        self.saved_mask: int | None = None  # mask to restore after rt_sigsuspend's handler
+        # mask to restore after the handler that ends rt_sigsuspend (or ppoll/pselect6 with a mask)
+        self.saved_mask: int | None = None
         self.pending: dict[int, bytes] = {}
         self.sync_sig = 0  # a fault's signal: delivered before anything else
         self.crash: dict[int, tuple[int, str]] = {}  # signo -> (pc, detail) for the death message
@@ -608,10 +609,14 @@ class Process:
 
                     strace_result(self, t, "? (restarted)")
             else:
-                self._complete(t, -EINTR)
+                self._complete(t, -EINTR, interrupted=True)
 
-    def _complete(self, t: Thread, res: int) -> None:
+    def _complete(self, t: Thread, res: int, *, interrupted: bool = False) -> None:
         t.wait = None
+        if t.saved_mask is not None and not interrupted:
+            # ppoll/pselect6 waited with a temporary mask and ended without a signal: put the
+            # thread's own mask back (after a signal, the handler's frame restores it).
+            t.mask, t.saved_mask = t.saved_mask, None
         self.abi.set_result(t.regs, res)
         if self.strace:
             from polyvm.linux.syscalls import strace_result

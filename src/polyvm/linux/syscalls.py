@@ -1035,14 +1035,25 @@ def sys_ppoll(
             p.mem.write(fds + i * 8 + 6, b"\0\0")
 
     deadline = time.monotonic() + timeout if timeout is not None else None
+    if sigmask:
+        _wait_with_mask(p, t, sigmask, sigsetsize)
     return Wait(
         attempt, deadline=deadline, on_timeout=0, rfds=hostfds, restart=False, cancel=on_timeout, what="ppoll"
     )
 
 
+def _wait_with_mask(p: Process, t: Thread, sigmask: int, size: int) -> None:
+    """ppoll/pselect6: block with this signal mask while waiting (as rt_sigsuspend does)."""
+    if size != 8:
+        raise SyscallError(EINVAL)
+    new = p.mem.read_u(sigmask, 8)
+    t.saved_mask = t.mask
+    t.mask = new & ~S.UNBLOCKABLE
+
+
 @syscall("pselect6")
 def sys_pselect6(
-    p: Process, t: Thread, nfds: int, rp: int, wp: int, ep: int, tmo: int, *_: int
+    p: Process, t: Thread, nfds: int, rp: int, wp: int, ep: int, tmo: int, sig: int = 0, *_: int
 ) -> int | Wait:
     nfds = s32(nfds)
     if nfds < 0 or nfds > p.nofile():
@@ -1092,6 +1103,10 @@ def sys_pselect6(
         return 0
     _, _, hostfds = _poll_once(p, entries)
     deadline = time.monotonic() + timeout if timeout is not None else None
+    if sig:
+        ss, ss_len = struct.unpack("<QQ", p.mem.read(sig, 16))  # { const sigset_t *ss; size_t len; }
+        if ss:
+            _wait_with_mask(p, t, ss, ss_len)
     return Wait(
         attempt,
         deadline=deadline,
