@@ -426,7 +426,14 @@ def sys_writev(p: Process, t: Thread, fd: int, iov: int, cnt: int, off: int = 0,
     f = get_fd(p, fd)
     if not f.writable:
         raise SyscallError(EBADF)
-    data = b"".join(p.mem.read(base, n) for base, n in _iovecs(p, iov, cnt))[:MAX_IO]
+    parts, total = [], 0
+    for base, n in _iovecs(p, iov, cnt):
+        if total >= MAX_IO:
+            break
+        n = min(n, MAX_IO - total)  # never read more guest memory than one call may write
+        parts.append(p.mem.read(base, n))
+        total += n
+    data = b"".join(parts)
     if not data:
         return 0
     if t.syscall_name == "pwritev":
@@ -1180,8 +1187,9 @@ def sys_mmap(p: Process, t: Thread, addr: int, length: int, prot: int, flags: in
                 raise SyscallError(EACCES)
             if typ != MAP_PRIVATE and prot & PROT_WRITE and not f.writable:
                 raise SyscallError(EACCES)
-            data = os.pread(f.fd, length, off)
             s = os.fstat(f.fd)
+            # Only what the file holds: the rest of the mapping reads as zero pages.
+            data = os.pread(f.fd, max(0, min(length, s.st_size - off)), off) if s.st_size > off else b""
             dev, ino, host_path = s.st_dev, s.st_ino, None
             try:
                 host_path = os.readlink(f"/proc/self/fd/{f.fd}")
