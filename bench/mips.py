@@ -3,7 +3,7 @@
 
     python bench/mips.py [--scale N] [--engine interp]
 
-Builds guest/bench_cpu.c with ziglang (cached), runs it under `polyvm run --stats` and, when
+Builds guest/bench_cpu.c (or --program bench_fp: floating-point heavy) with ziglang (cached), runs it under `polyvm run --stats` and, when
 `qemu-riscv64` is installed, under QEMU in the same run, checks both print the same result and
 prints the instruction count, polyvm's MIPS, both wall times and the ratio.
 """
@@ -32,13 +32,14 @@ def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=int, default=1, help="repetitions of the hashing kernel")
+    ap.add_argument("--program", default="bench_cpu", help="guest/NAME.c to run (bench_cpu, bench_fp)")
+    ap.add_argument("--scale", type=int, default=1, help="repetitions of bench_cpu's hashing kernel")
     ap.add_argument("--engine", default="interp")
     ap.add_argument("--repeat", type=int, default=3, help="QEMU runs (best is kept)")
     a = ap.parse_args()
 
-    prog = str(build_guest("bench_cpu"))
-    args = [prog, str(a.scale)]
+    prog = str(build_guest(a.program))
+    args = [prog, str(a.scale)] if a.program == "bench_cpu" else [prog]
     t_vm, res = timed([sys.executable, "-m", "polyvm", "run", "--stats", "--engine", a.engine, *args])
     if res.returncode != 0:
         print(f"polyvm failed ({res.returncode}):\n{res.stderr}", file=sys.stderr)

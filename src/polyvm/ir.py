@@ -148,6 +148,8 @@ class Helper:
     `fn(state, *args)` when `state` is true (it may read and write slots and raise a guest
     trap), else `fn(*args)`. Arguments and result are unsigned integers of the given widths.
     `pure` helpers have no effect but their result and may be folded or removed.
+    A state helper may declare the slots it `reads` and `writes` (None: any slot), so engines
+    that keep slots elsewhere (locals, host registers) need only sync those around the call.
     """
 
     name: str
@@ -156,6 +158,8 @@ class Helper:
     result_width: int | None
     state: bool = False
     pure: bool = False
+    reads: frozenset[int] | None = None
+    writes: frozenset[int] | None = None
 
 
 class HelperRegistry:
@@ -186,11 +190,13 @@ def helper(
     *,
     state: bool = False,
     pure: bool = False,
+    reads: frozenset[int] | None = None,
+    writes: frozenset[int] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register `fn` as helper `name` in `registry`."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        registry.register(Helper(name, fn, arg_widths, result_width, state, pure))
+        registry.register(Helper(name, fn, arg_widths, result_width, state, pure, reads, writes))
         return fn
 
     return deco

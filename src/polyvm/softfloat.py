@@ -444,6 +444,55 @@ def _fast_fma32(a: int, b: int, c: int, neg_product: bool, neg_addend: bool) -> 
     return _I.unpack(r)[0], (NX if _S.unpack(r)[0] != z else 0)
 
 
+def _fast_fma64(a: int, b: int, c: int, neg_product: bool, neg_addend: bool) -> tuple[int, int] | None:
+    """f64 fused multiply-add, RNE, for normal operands and a normal result: the exact sum of the
+    106-bit product and the addend as one integer, rounded once. None -> the general path (zeros,
+    subnormals, inf/NaN, exponents far apart, an exact zero, a result outside the normal range)."""
+    ea, eb, ec = (a >> 52) & 0x7FF, (b >> 52) & 0x7FF, (c >> 52) & 0x7FF
+    if not (0 < ea < 0x7FF and 0 < eb < 0x7FF and 0 < ec < 0x7FF):
+        return None
+    xp = ea + eb - 2 * 1075  # product = (ma*mb) * 2**xp
+    xc = ec - 1075
+    if abs(xp - xc) > 240:
+        return None  # far apart: leave the sticky-bit bookkeeping to the general path
+    vp = ((a & 0xFFFFFFFFFFFFF) | 0x10000000000000) * ((b & 0xFFFFFFFFFFFFF) | 0x10000000000000)
+    vc = (c & 0xFFFFFFFFFFFFF) | 0x10000000000000
+    if xp >= xc:
+        vp <<= xp - xc
+        x = xc
+    else:
+        vc <<= xc - xp
+        x = xp
+    if (a ^ b) >> 63 ^ neg_product:
+        vp = -vp
+    if c >> 63 ^ neg_addend:
+        vc = -vc
+    s = vp + vc
+    if s == 0:
+        return None  # the sign of an exact zero depends on the rounding mode
+    sign = 0
+    if s < 0:
+        sign, s = 1, -s
+    shift = s.bit_length() - 53
+    inexact = 0
+    if shift > 0:
+        q = s >> shift
+        rem = s & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and q & 1):
+            q += 1
+            if q >> 53:
+                q >>= 1
+                shift += 1
+        inexact = NX if rem else 0
+    else:
+        q = s << -shift
+    biased = x + shift + 52 + 1023
+    if not 0 < biased < 0x7FF:
+        return None  # overflow or a tiny result: the general path sets OF/UF exactly
+    return (sign << 63) | (biased << 52) | (q & 0xFFFFFFFFFFFFF), inexact
+
+
 # ---------------------------------------------------------------------------------------------
 # Arithmetic
 # ---------------------------------------------------------------------------------------------
@@ -629,8 +678,13 @@ def f_fma(
 
     fmadd: (F, F); fmsub: neg_addend; fnmsub: neg_product; fnmadd: both.
     """
-    if rm == RNE and fmt is F32:
-        res = _fast_fma32(a, b, c, neg_product, neg_addend)
+    if rm == RNE:
+        if fmt is F64:
+            res = _fast_fma64(a, b, c, neg_product, neg_addend)
+        elif fmt is F32:
+            res = _fast_fma32(a, b, c, neg_product, neg_addend)
+        else:
+            res = None
         if res is not None:
             return res
     return _fma(fmt, a, b, c, rm, neg_product, neg_addend, env)

@@ -77,6 +77,7 @@ class _GenCtx:
         self.untrunc: dict[int, tuple[str, int]] = {}  # pending trunc temp -> (wide expr, width)
         self.prefix = "t"
         self.inline_mem = False
+        self.written: set[int] = set()
         self.icount = "r[1]"  # expression for the count at the start of the current block
 
     def defer(self, d: Val, expr: str, slots: frozenset[int], alias: bool = False) -> None:
@@ -434,6 +435,7 @@ class Engine:
         flush = "; ".join(f"r[{k}] = s{k}" for k in sorted(written))
         reload = "; ".join(f"s{k} = r[{k}]" for k in sorted(cached))
         ctx = _GenCtx(env, self.arch.helpers, cached, flush, reload, {})
+        ctx.written = written
         ctx.inline_mem = tables is not None
         pre = f"{flush}; " if flush else ""
 
@@ -635,18 +637,28 @@ class Engine:
             ctx.env[fname] = h.fn
             args = ", ".join(v(x) for x in a[1:])
             call = f"{fname}({args})"
+            reload = ""
             if h.state:
                 call = f"{fname}(r, {args})" if args else f"{fname}(r)"
-                # The helper sees and may change the state: write back, then re-read.
-                ctx.materialize_all()
-                if ctx.flush:
-                    out.append(ctx.flush)
+                # The helper sees and may change the state: write back what it may read, then
+                # re-read what it may write (everything, unless it declared its slots).
+                if h.reads is None or h.writes is None:
+                    ctx.materialize_all()
+                    flush, reload = ctx.flush, ctx.reload
+                else:
+                    sync_in = sorted(h.writes & ctx.cached)
+                    for k in sync_in:
+                        ctx.materialize_slot(k)
+                    flush = "; ".join(f"r[{k}] = s{k}" for k in sorted((h.reads | h.writes) & ctx.written))
+                    reload = "; ".join(f"s{k} = r[{k}]" for k in sync_in)
+                if flush:
+                    out.append(flush)
             if d is not None:
                 out.append(f"{ctx.prefix}{d.id} = {call}")
             else:
                 out.append(call)
-            if h.state and ctx.reload:
-                out.append(ctx.reload)
+            if reload:
+                out.append(reload)
             return
         w = d.w
         m = hex((1 << w) - 1)

@@ -95,6 +95,9 @@ fmv.d.x    1111001 00000 ..... 000 ..... 1010011  @r2
 """
 
 RM_DYN = 7
+# What the FP helpers touch in the state: they read frm (dynamic rounding) and accrue fflags.
+FP_READS = frozenset((FRM_SLOT, FFLAGS_SLOT))
+FP_WRITES = frozenset((FFLAGS_SLOT,))
 
 
 # ---- helpers (run time) --------------------------------------------------------------------------
@@ -138,7 +141,7 @@ def _def_arith(name: str, op: str, single: bool) -> None:
         return pack(r)
 
     h.__name__ = name.replace(".", "_")
-    helper(HELPERS, name, (64, 64, 8, 32), 64, state=True)(h)
+    helper(HELPERS, name, (64, 64, 8, 32), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_sqrt(name: str, single: bool) -> None:
@@ -151,7 +154,7 @@ def _def_sqrt(name: str, single: bool) -> None:
         _flags(state, fl)
         return pack(r)
 
-    helper(HELPERS, name, (64, 8, 32), 64, state=True)(h)
+    helper(HELPERS, name, (64, 8, 32), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_fma(name: str, single: bool, neg_product: bool, neg_addend: bool) -> None:
@@ -165,7 +168,7 @@ def _def_fma(name: str, single: bool, neg_product: bool, neg_addend: bool) -> No
         _flags(state, fl)
         return pack(r)
 
-    helper(HELPERS, name, (64, 64, 64, 8, 32), 64, state=True)(h)
+    helper(HELPERS, name, (64, 64, 64, 8, 32), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_minmax(name: str, op: str, single: bool) -> None:
@@ -178,7 +181,7 @@ def _def_minmax(name: str, op: str, single: bool) -> None:
         _flags(state, fl)
         return pack(r)
 
-    helper(HELPERS, name, (64, 64), 64, state=True)(h)
+    helper(HELPERS, name, (64, 64), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_cmp(name: str, op: str, single: bool) -> None:
@@ -191,7 +194,7 @@ def _def_cmp(name: str, op: str, single: bool) -> None:
         _flags(state, fl)
         return r
 
-    helper(HELPERS, name, (64, 64), 64, state=True)(h)
+    helper(HELPERS, name, (64, 64), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_class(name: str, single: bool) -> None:
@@ -216,7 +219,7 @@ def _def_to_int(name: str, single: bool, width: int, signed: bool) -> None:
             r |= 0xFFFF_FFFF_0000_0000
         return r
 
-    helper(HELPERS, name, (64, 8, 32), 64, state=True)(h)
+    helper(HELPERS, name, (64, 8, 32), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_from_int(name: str, single: bool, width: int, signed: bool) -> None:
@@ -229,7 +232,7 @@ def _def_from_int(name: str, single: bool, width: int, signed: bool) -> None:
         _flags(state, fl)
         return pack(r)
 
-    helper(HELPERS, name, (64, 8, 32), 64, state=True)(h)
+    helper(HELPERS, name, (64, 8, 32), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 def _def_cvt_ff(name: str, src_single: bool) -> None:
@@ -242,7 +245,7 @@ def _def_cvt_ff(name: str, src_single: bool) -> None:
         _flags(state, fl)
         return pack(r)
 
-    helper(HELPERS, name, (64, 8, 32), 64, state=True)(h)
+    helper(HELPERS, name, (64, 8, 32), 64, state=True, reads=FP_READS, writes=FP_WRITES)(h)
 
 
 for _s, _p in (("s", True), ("d", False)):
