@@ -1316,21 +1316,28 @@ def sys_madvise(p: Process, t: Thread, addr: int, length: int, advice: int, *_: 
     if advice in (MADV_DONTNEED, MADV_FREE):
         if not p.mm.covered(addr, end):
             raise SyscallError(ENOMEM)
-        zero = bytes(PAGE_SIZE)
-        for pn in range(addr >> PAGE_SHIFT, end >> PAGE_SHIFT):
-            a = pn << PAGE_SHIFT
-            if p.mem.prot_at(a) is None:
+        mem = p.mem
+        for vma in [v for v in p.mm.vmas if v.start < end and addr < v.end]:
+            lo, hi = max(vma.start, addr), min(vma.end, end)
+            if vma.host_path and not vma.flags & MAP_ANONYMOUS:
+                # A private file mapping goes back to the file's contents.
+                for a in range(lo, hi, PAGE_SIZE):
+                    if mem.prot_at(a) is None:
+                        continue
+                    data = bytes(PAGE_SIZE)
+                    try:
+                        with open(vma.host_path, "rb") as fh:
+                            fh.seek(vma.offset + (a - vma.start))
+                            data = fh.read(PAGE_SIZE).ljust(PAGE_SIZE, b"\0")
+                    except OSError:
+                        pass
+                    mem.write_raw(a, data)
                 continue
-            vma = p.mm.find(a)
-            data = zero
-            if vma is not None and vma.host_path and not vma.flags & MAP_ANONYMOUS:
-                try:
-                    with open(vma.host_path, "rb") as fh:
-                        fh.seek(vma.offset + (a - vma.start))
-                        data = fh.read(PAGE_SIZE).ljust(PAGE_SIZE, b"\0")
-                except OSError:
-                    pass
-            p.mem.write_raw(a, data)
+            # Anonymous memory: fresh zero pages, which cost nothing until touched again.
+            for s_, e_, prot in mem.regions():
+                s_, e_ = max(s_, lo), min(e_, hi)
+                if s_ < e_:
+                    mem.map(s_, e_ - s_, prot)
     return 0
 
 
