@@ -1,15 +1,21 @@
 """The reference engine: IR blocks turned into Python functions.
 
 Each IR block becomes the source of one Python function `blk(r)` over the state list `r`,
-compiled once with `compile()` and cached by guest pc. Guest registers are written through to
-`r` as they are assigned (and forwarded from locals when read again within the block), so when
-a load, store or helper raises, `r` holds exactly the state before the faulting instruction.
-Each guest instruction occupies exactly one source line, so the traceback's line number tells
-which instruction faulted: precise exceptions cost nothing on the fast path.
+compiled once with `compile()` and cached by guest pc. The slots the block uses live in Python
+locals (`s<slot>`), loaded on entry and written back before every return; single-use values
+are inlined into their user, so most guest instructions are one Python statement. Loads and
+stores inline the address space's page-table fast path and call its checked slow path otherwise.
+
+Precise exceptions cost nothing on the fast path: each guest instruction occupies exactly one
+source line, and IR keeps every faulting statement of an instruction before its first `put`.
+When a load, store or helper raises, `_fault` finds the block's frame in the traceback, maps the
+line to the instruction, copies the frame's slot locals back into `r` and fixes the pc and the
+instruction count.
 
 A block returns the next guest pc, or a negative number `~k` naming entry k of the engine's
 exit table (syscalls, breakpoints, ...). A block that branches back to itself is compiled as a
-`while` loop, which is where CPU-bound guests spend their time.
+`while` loop, and a loop header with its body blocks as one *region* function (a `while` over
+an `if pc == ...` chain), which is where CPU-bound guests spend their time.
 
 This engine is the ground truth that the JIT and AOT tiers are tested against, and it is the
 single-step debugger (`step`).
