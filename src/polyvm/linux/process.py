@@ -137,7 +137,7 @@ class Thread:
         self.mask = 0
         # mask to restore after the handler that ends rt_sigsuspend (or ppoll/pselect6 with a mask)
         self.saved_mask: int | None = None
-        self.pending: dict[int, bytes] = {}
+        self.pending: S.Pending = S.Pending()
         self.sync_sig = 0  # a fault's signal: delivered before anything else
         self.crash: dict[int, tuple[int, str]] = {}  # signo -> (pc, detail) for the death message
         self.wait: Wait | None = None
@@ -202,7 +202,7 @@ class Process:
         self._last_thread: Thread | None = None
         self.futex_waiters: dict[int, list[Any]] = {}
         self.actions = [S.SigAction() for _ in range(S.NSIG + 1)]
-        self.pending: dict[int, bytes] = {}
+        self.pending: S.Pending = S.Pending()
         self.rlimits: dict[int, tuple[int, int]] = {}
         self.children: dict[int, Child] = {}
         self.forked = False  # this is a fork's child: it ends with os._exit, never returning
@@ -349,7 +349,7 @@ class Process:
             raise
         if caller is not None:
             new = self.threads[0]
-            new.mask, new.pending = caller.mask, dict(caller.pending)
+            new.mask, new.pending = caller.mask, caller.pending.copy()
         for fd in sorted(self.cloexec):
             self.close_fd(fd)
         for i, act in enumerate(self.actions):

@@ -136,3 +136,49 @@ def wait_status(host_status: int) -> int:
     if os.WIFCONTINUED(host_status):
         return 0xFFFF
     return host_status & 0xFFFF
+
+
+SIGRTMIN = 32
+
+
+class Pending(dict):
+    """A thread's or process's pending signals: number -> siginfo bytes, one entry per number.
+
+    Standard signals merge while pending; real-time signals (SIGRTMIN and up) queue: a second
+    instance waits behind the first and takes its place when the first is taken (`pop`).
+    `discard` drops every instance (a signal set to be ignored).
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self._more: dict[int, list[bytes]] = {}
+
+    def setdefault(self, sig: int, info: bytes) -> bytes:  # type: ignore[override]
+        if sig in self and sig >= SIGRTMIN:
+            self._more.setdefault(sig, []).append(info)
+            return self[sig]
+        return super().setdefault(sig, info)
+
+    def pop(self, sig: int, *default: object) -> bytes:  # type: ignore[override]
+        if sig not in self:
+            return super().pop(sig, *default)
+        info = super().pop(sig)
+        more = self._more.get(sig)
+        if more:
+            self[sig] = more.pop(0)
+            if not more:
+                del self._more[sig]
+        return info
+
+    def discard(self, sig: int) -> None:
+        super().pop(sig, None)
+        self._more.pop(sig, None)
+
+    def clear(self) -> None:
+        super().clear()
+        self._more.clear()
+
+    def copy(self) -> Pending:
+        new = Pending(self)
+        new._more = {k: list(v) for k, v in self._more.items()}
+        return new
