@@ -127,6 +127,37 @@ def test_fuzz_random_bytes(tmp_path: Path) -> None:
         _run_fuzzed(b"\x7fELF\x02\x01\x01" + body, tmp_path)
 
 
+def test_fuzz_random_program_headers(tmp_path: Path) -> None:
+    """A valid riscv64 ELF header (so parsing goes on) with random program headers and contents."""
+    rng = random.Random(5)
+    for _ in range(60):
+        phnum = rng.randrange(0, 6)
+        ehdr = b"\x7fELF\x02\x01\x01" + bytes(9)
+        entry = rng.choice([0x10000, 0x10078, rng.getrandbits(64)])
+        ehdr += struct.pack(
+            "<HHIQQQIHHHHHH", rng.choice([2, 3]), 243, 1, entry, 64, 0, 0, 64, 56, phnum, 64, 0, 0
+        )
+        phdrs = b""
+        for _ in range(phnum):
+            ptype = rng.choice([1, 1, 1, 2, 3, 7, 0x6474E551, rng.getrandbits(32)])
+            vaddr = rng.choice([0x10000, 0x11000, rng.getrandbits(16) << 12, rng.getrandbits(64)])
+            filesz = rng.choice([0, 0x78, 0x1000, rng.getrandbits(20), rng.getrandbits(64)])
+            memsz = rng.choice([filesz, filesz + 0x1000, rng.getrandbits(32), rng.getrandbits(64)])
+            phdrs += struct.pack(
+                "<IIQQQQQQ",
+                ptype,
+                rng.getrandbits(3),
+                rng.choice([0, 0x78, rng.getrandbits(16)]),
+                vaddr,
+                vaddr,
+                filesz & (2**64 - 1),
+                memsz & (2**64 - 1),
+                rng.choice([0x1000, 0, 3]),
+            )
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 2048)))
+        _run_fuzzed(ehdr + phdrs + body, tmp_path)
+
+
 def test_fuzz_code_bytes(hello: bytes, tmp_path: Path) -> None:
     """Random instruction words in .text: illegal instructions and wild accesses end as guest signals."""
     rng = random.Random(4)
