@@ -14,22 +14,19 @@ import pytest
 
 from polyvm.gpu import guest as G
 from polyvm.gpu import open_device
+from polyvm.testing.guest import build_guest
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = ROOT / "guest"
 
 
 def _build(tmp_path: Path, target: str) -> Path:
+    """guest/gpu_saxpy.c + polyvm_gpu.c for `target`, warnings as errors (cached build)."""
     try:
         import ziglang  # noqa: F401
     except ImportError:
         pytest.skip("ziglang is not installed")
-    out = tmp_path / f"gpu_saxpy.{target}"
-    cmd = [sys.executable, "-m", "ziglang", "cc", "-target", target, "-O2", "-static", "-Wall", "-Werror"]
-    cmd += [str(GUEST / "gpu_saxpy.c"), str(GUEST / "polyvm_gpu.c"), "-o", str(out), "-lm"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return out
+    return build_guest("gpu_saxpy", target.split("-")[0], cflags=("-O2", "-Wall", "-Werror"))
 
 
 @pytest.mark.parametrize("target", ["riscv64-linux-musl", "aarch64-linux-musl", "x86_64-linux-musl"])

@@ -408,7 +408,7 @@ def test_fence_and_fence_i() -> None:
     r = run(["fence", "addi a0, zero, 1", "fence.i", "addi a0, a0, 1"])
     assert r.x("a0") == 2
     blk = RISCV64.lift_block(r.mem.fetch, CODE, 64)
-    assert blk.term.kind == "exit" and blk.term.reason == "fence_i" and blk.term.target.const == CODE + 12
+    assert blk.term.kind == "exit" and blk.term.reason == "sync_icache" and blk.term.target.const == CODE + 12
 
 
 def test_illegal_32bit() -> None:

@@ -63,9 +63,6 @@ BINOPS = frozenset("add sub mul and or xor shl lshr ashr rotl rotr udiv sdiv ure
 # Comparisons: two inputs of one width, a 1-bit result.
 CMPOPS = frozenset("eq ne ult ule slt sle".split())
 UNOPS = frozenset("not neg clz ctz popcnt bswap".split())
-CASTOPS = frozenset("zext sext trunc".split())
-# Operations with side effects or state access; never removed, never reordered.
-EFFECT_OPS = frozenset("get put load store cstore call".split())
 
 
 @dataclass(slots=True)
@@ -103,7 +100,7 @@ class Terminator:
       * "jump": continue at `target` (a Val; constant for direct jumps).
       * "branch": `cond` (i1) ? `target` : `fallthrough` (both constant addresses).
       * "exit": leave the engine with `reason` (e.g. "syscall", "breakpoint", "illegal",
-        "fence_i", "wfi", "halt"); `target` is the address to resume at, `pc` the address
+        "sync_icache", "wfi", "halt"); `target` is the address to resume at, `pc` the address
         of the instruction that caused it.
     """
 

@@ -25,7 +25,7 @@ class Stop:
 
     reason:
       * "budget"       the block budget ran out (time slice, timeout check); state.pc is valid
-      * "syscall", "breakpoint", "fence_i", "wfi", "halt": an exit terminator; `pc` is the
+      * "syscall", "breakpoint", "sync_icache", "wfi", "halt": an exit terminator; `pc` is the
         instruction, `resume` where to continue (state.pc is set to `pc`)
       * "fault"        memory fault: `addr`, `access` ("r"/"w"/"x"), `mapped`
       * "illegal"      undecodable or illegal instruction; `info` is the instruction word

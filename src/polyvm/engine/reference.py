@@ -277,7 +277,7 @@ class Engine:
 
     def _exit(self, r: list[int], k: int) -> Stop | None:
         reason, pc, resume, info = self.exits[k]
-        if reason == "fence_i":
+        if reason == "sync_icache":
             # Stores into translated code already dropped stale blocks; nothing left to do.
             r[SLOT_PC] = resume
             return None

@@ -304,7 +304,7 @@ def trans_fence(b: RVBuilder, f: Args, insn: int) -> None:
 
 def trans_fence_i(b: RVBuilder, f: Args, insn: int) -> None:
     # Leave the block so that code written before the fence is fetched afresh.
-    b.exit("fence_i", b.ipc, b.next_pc)
+    b.exit("sync_icache", b.ipc, b.next_pc)
 
 
 def trans_ecall(b: RVBuilder, f: Args, insn: int) -> None:
