@@ -1,0 +1,84 @@
+"""The CPU benchmark suite's guest programs (guest/bench_{int,float,mem,branch}.c) at a tiny scale:
+polyvm's interpreter prints exactly what qemu-riscv64 prints, and bench/cpu_suite.py runs end to end.
+
+Skipped without qemu-riscv64 (it supplies the expected output) or ziglang (it builds the guests).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QEMU = shutil.which("qemu-riscv64")
+PROGRAMS = ["bench_int", "bench_float", "bench_mem", "bench_branch"]
+SCALE = "0.001"  # shrinks the arrays too: about 0.2-4 M guest instructions each
+
+pytestmark = pytest.mark.skipif(
+    QEMU is None, reason="qemu-riscv64 is not installed (it gives the expected output)"
+)
+
+
+def _env() -> dict[str, str]:
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+    )
+
+
+def _build(name: str) -> Path:
+    try:
+        import ziglang  # noqa: F401
+    except ImportError:
+        pytest.skip("ziglang is not installed")
+    from polyvm.testing.guest import build_guest
+
+    return build_guest(name)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_program_matches_qemu(name: str) -> None:
+    exe = str(_build(name))
+    assert QEMU is not None
+    q = subprocess.run([QEMU, exe, SCALE], capture_output=True, timeout=60)
+    assert q.returncode == 0, q.stderr
+    line = q.stdout.decode()
+    assert line.startswith(name.removeprefix("bench_") + ": ") and line.count("\n") == 1, line
+    assert "BROKEN" not in line  # bench_mem's permutation must be a single cycle
+    v = subprocess.run(
+        [sys.executable, "-m", "polyvm", "run", "-q", "--stats", "--engine", "interp", exe, SCALE],
+        capture_output=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert (v.returncode, v.stdout.decode()) == (0, line), v.stderr.decode()
+    assert b" instructions in " in v.stderr
+
+
+def test_suite_script_runs() -> None:
+    _build("bench_int")
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "cpu_suite.py"),
+            "--engine",
+            "interp",
+            "--scale",
+            SCALE,
+            "--programs",
+            "bench_int",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("bench_int "))
+    assert row.split()[1] == "interp" and row.split()[-1] == "ok", res.stdout
+    assert "geomean" in res.stdout
