@@ -24,7 +24,7 @@ must equal QEMU's: a difference is reported as MISMATCH and the exit status is 1
 --cache DIR sets POLYVM_CACHE_DIR for the polyvm runs (the JIT's persistent translation cache).
 --cold deletes that directory before every polyvm run; --cold-and-warm times each engine cold
 (empty cache, deleted before each run) and then warm (cache left by the cold run). Without
---cache, --cold/--cold-and-warm use a fresh temporary directory.
+--cache, --cold/--cold-and-warm use a temporary directory, removed at exit.
 
 Exit status: 0 all outputs match, 1 a mismatch, failure or timeout, 2 a setup error (no QEMU,
 build failure).
@@ -33,6 +33,7 @@ build failure).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = a.cache
     if (a.cold or a.cold_and_warm) and cache is None:
         cache = tempfile.mkdtemp(prefix="polyvm-bench-cache-")
-        log(f"cpu_suite: no --cache given: using {cache} as POLYVM_CACHE_DIR")
+        atexit.register(shutil.rmtree, cache, True)
+        log(f"cpu_suite: no --cache given: using {cache} as POLYVM_CACHE_DIR (removed at exit)")
 
     def clear_cache() -> None:
         assert cache is not None
