@@ -29,9 +29,11 @@ def _build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a Linux program (user mode, like qemu-riscv64)")
     r.add_argument(
         "--engine",
-        choices=["interp", "auto"],
+        choices=["interp", "jit", "aot", "auto"],
         default="auto",
-        help="execution tier (auto: best available; jit/aot come with the JIT issue)",
+        help="execution tier: interp (reference interpreter), jit (compile everything with LLVM), "
+        "aot (use what `polyvm aot` translated, JIT the rest), auto (interpret cold code, "
+        "compile hot code; the default)",
     )
     r.add_argument("--root", metavar="DIR", help="confine every guest path under DIR")
     r.add_argument("--strace", action="store_true", help="print each system call (like qemu -strace)")
@@ -71,6 +73,20 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _engine_factory(kind: str):
+    """A factory for Process: the engine named by --engine (see polyvm.engine.jit)."""
+    if kind == "interp":
+        return None
+
+    def make(arch, mem):
+        from polyvm.engine.jit import make_engine
+        from polyvm.engine.tcache import default_cache
+
+        return make_engine(arch, mem, kind, cache=default_cache())
+
+    return make
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from polyvm.linux.loader import LoadError
     from polyvm.linux.process import Process
@@ -95,6 +111,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             strace=a.strace,
             quiet=a.quiet,
             gpu_backend=a.gpu,
+            engine_factory=_engine_factory(a.engine),
+            slice_blocks=2000 if a.engine == "interp" else 100_000,
         )
     except LoadError as e:
         return _err(str(e))
@@ -115,7 +133,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         eng = proc.engine
         print(
             f"polyvm: {n} instructions in {elapsed:.3f} s ({mips:.2f} MIPS); engine {eng.name}: "
-            f"{eng.blocks_compiled} blocks translated in {eng.compile_time:.3f} s",
+            + (
+                eng.stats + f" ({100 * eng.compile_time / elapsed if elapsed else 0:.0f}% of the run)"
+                if hasattr(eng, "stats")
+                else f"{eng.blocks_compiled} blocks translated in {eng.compile_time:.3f} s"
+            ),
             file=sys.stderr,
         )
     return status

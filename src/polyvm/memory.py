@@ -97,6 +97,10 @@ class AddressSpace:
         # calls `on_code_write(page_number)` so engines can drop stale translations.
         self._code_pages: set[int] = set()
         self.on_code_write: Callable[[int], None] | None = None
+        # Called as listener(first_pn, end_pn) when host backing or permissions of those pages
+        # may change (unmap, remap, protect, a page becoming code): native tiers drop their
+        # software-TLB entries for them.
+        self.page_listeners: list[Callable[[int, int], None]] = []
         # Memory hooks (API): called as hook(access, addr, size, value) on every access.
         self.hooks: list[Callable[[str, int, int, int], None]] = []
         self._make_fast()
@@ -131,7 +135,12 @@ class AddressSpace:
         self._split_at(b)
         return bisect_left(self._starts, a), bisect_left(self._starts, b)
 
+    def _notify(self, a: int, b: int) -> None:
+        for f in self.page_listeners:
+            f(a, b)
+
     def _forget_pages(self, a: int, b: int) -> None:
+        self._notify(a, b)
         pns = range(a, b) if b - a <= len(self._pages) else [pn for pn in self._pages if a <= pn < b]
         for pn in pns:
             self._drop_code(pn)
@@ -194,6 +203,7 @@ class AddressSpace:
                 raise MemoryFault(pn << PAGE_SHIFT, "r", False)
             pn = sp.end
         i, j = self._carve(a, b)
+        self._notify(a, b)
         for sp in self._spans[i:j]:
             sp.prot = prot
         self._merge_around(i, j)
@@ -289,6 +299,7 @@ class AddressSpace:
         if pn not in self._code_pages:
             self._code_pages.add(pn)
             self._wpages.pop(pn, None)
+            self._notify(pn, pn + 1)
 
     def _drop_code(self, pn: int) -> None:
         if pn in self._code_pages:

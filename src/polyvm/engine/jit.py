@@ -1,0 +1,745 @@
+"""The native tiers: an LLVM JIT (and AOT through the translation cache) behind the same
+`run(state, max_blocks) -> Stop` interface as the reference engine.
+
+Tiers (`JitEngine(tier=...)`):
+
+* ``jit``  every block is compiled before it first runs (regions of up to REGION_BLOCKS
+  blocks found by following direct branches), at -O2.
+* ``auto`` cold code runs on the reference engine (the cheap tier); a block dispatched
+  HOT times is compiled at -O1 together with every other block that has turned warm (one
+  batched LLVM module); a region whose code has executed TIER2_BLOCKS blocks is recompiled
+  at -O3 with bigger regions. Translations found in the persistent cache are used at once.
+* ``aot``  like ``auto`` but expects `polyvm aot` to have filled the cache; whatever it did
+  not discover is handled as in ``jit``.
+
+All tiers share the state layout (a `uint64_t[]` here, the same slots as the reference
+engine's list), so a run can move between them at any block boundary; `switch_every`
+forces that (tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from polyvm.engine import GuestTrap, Stop
+from polyvm.engine import lower as L
+from polyvm.engine.reference import Engine as Interp
+from polyvm.engine.reference import HookStop
+from polyvm.ir import Block
+from polyvm.isa import SLOT_PC, Arch
+from polyvm.memory import PAGE_SHIFT, MemoryFault
+
+M64 = (1 << 64) - 1
+REGION_BLOCKS = 32
+REGION_BLOCKS_T2 = 64
+HOT = 16
+JIT_OPT = 1
+TIER2_BLOCKS = int(os.environ.get("POLYVM_T2", "2000000"))
+N_COUNTERS = 4096
+
+_SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+_SLOW_ST = ctypes.CFUNCTYPE(
+    ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64
+)
+_CALL = ctypes.CFUNCTYPE(
+    ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)
+)
+_HOOK = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+_REGION = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class JitUnavailable(RuntimeError):
+    """llvmlite is missing or cannot target this host."""
+
+
+class Compiler:
+    """One per process: LLVM target machines and the MCJIT engine that holds loaded objects."""
+
+    _instance: Compiler | None = None
+
+    @classmethod
+    def get(cls) -> Compiler:
+        if cls._instance is None:
+            cls._instance = Compiler()
+        return cls._instance
+
+    def __init__(self) -> None:
+        try:
+            import llvmlite.binding as llvm
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise JitUnavailable("the JIT needs llvmlite (pip install 'polyvm[jit]')") from e
+        self.llvm = llvm
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self.triple = llvm.get_process_triple()
+        target = llvm.Target.from_triple(self.triple)
+        self.cpu = llvm.get_host_cpu_name()
+        self.features = llvm.get_host_cpu_features().flatten()
+        self.tms = {
+            o: target.create_target_machine(
+                cpu=self.cpu, features=self.features, opt=o, reloc="pic", codemodel="large"
+            )
+            for o in (0, 2, 3)
+        }
+        self.data_layout = str(self.tms[2].target_data)
+        self.ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tms[2])
+        self.symbols: dict[str, int] = {}
+        ver = llvm.llvm_version_info
+        # What a cached object depends on besides the guest code (see tcache).
+        self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}"
+        self.compile_time = 0.0
+        self._dispatch: int | None = None
+
+    def module_text(self, functions: list[str], decls: dict[str, str]) -> str:
+        head = f'target triple = "{self.triple}"\ntarget datalayout = "{self.data_layout}"\n'
+        return head + "\n".join(decls.values()) + "\n" + "\n".join(functions) + "\n" + L.PROF_META + "\n"
+
+    def compile(self, module: str, opt: int) -> bytes:
+        """LLVM IR module -> native object file bytes.
+
+        opt 1 is the quick tier: SROA (slots into registers), instcombine and simplifycfg,
+        then LLVM's fast instruction selector and register allocator — about six times
+        cheaper than -O2 per guest instruction. opt 2 and 3 are LLVM's -O2/-O3 pipelines
+        and code generators, for hot regions.
+        """
+        llvm = self.llvm
+        t0 = time.perf_counter()
+        mod = llvm.parse_assembly(module)
+        if opt <= 1:
+            tm = self.tms[0]
+            pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
+            pm = llvm.create_new_module_pass_manager()
+            pm.add_always_inliner_pass()
+            pm.add_sroa_pass()
+            pm.add_instruction_combine_pass()
+            pm.add_simplify_cfg_pass()
+            pm.run(mod, pb)
+        else:
+            tm = self.tms[opt]
+            pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=opt))
+            pb.getModulePassManager().run(mod, pb)
+        obj = tm.emit_object(mod)
+        self.compile_time += time.perf_counter() - t0
+        return obj
+
+    def load(self, obj: bytes, names: list[str]) -> dict[str, int]:
+        """Load an object (unless its symbols already are) and return their addresses."""
+        if all(n in self.symbols for n in names):
+            return {n: self.symbols[n] for n in names}
+        self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+        self.ee.finalize_object()
+        out = {}
+        for n in names:
+            a = self.ee.get_function_address(n)
+            if not a:
+                raise RuntimeError(f"symbol {n} missing from translated object")
+            out[n] = self.symbols[n] = a
+        return out
+
+    def dispatcher(self) -> int:
+        if self._dispatch is None:
+            m = self.module_text([L.dispatcher_text()], {})
+            self._dispatch = self.load(self.compile(m, 2), ["polyvm_dispatch"])["polyvm_dispatch"]
+        return self._dispatch
+
+
+class _Region:
+    __slots__ = ("name", "pcs", "pages", "opt", "counter", "addr", "entry")
+
+    def __init__(
+        self, name: str, entry: int, pcs: list[int], pages: set[int], opt: int, counter: int
+    ) -> None:
+        self.name, self.entry, self.pcs, self.pages, self.opt, self.counter = (
+            name,
+            entry,
+            pcs,
+            pages,
+            opt,
+            counter,
+        )
+        self.addr = 0
+
+
+class JitEngine:
+    """Native execution of IR regions; the reference engine is the cold tier and the debugger."""
+
+    def __init__(
+        self,
+        arch: Arch,
+        mem: Any,
+        *,
+        tier: str = "auto",
+        cache: Any = None,
+        switch_every: int = 0,
+        max_insns: int = 64,
+    ) -> None:
+        if tier not in ("jit", "auto", "aot"):
+            raise ValueError(f"unknown tier {tier}")
+        self.arch, self.mem, self.tier, self.cache = arch, mem, tier, cache
+        self.name = tier
+        self.max_insns = max_insns
+        self.compiler = Compiler.get()
+        self.interp = Interp(arch, mem, max_insns=max_insns)
+        mem.on_code_write = self.invalidate_page
+        mem.page_listeners.append(self._on_pages)
+        self.switch_every = switch_every
+        n = arch.nslots
+        self.st = (ctypes.c_uint64 * n)()
+        self._st_addr = ctypes.addressof(self.st)
+        self.ctx = (ctypes.c_uint64 * L.CTX_WORDS)()
+        self._ctx_addr = ctypes.addressof(self.ctx)
+        self.tlb = (ctypes.c_uint64 * (L.TLB_SIZE * L.TLB_ENTRY_WORDS))()
+        ctypes.memset(self.tlb, 0xFF, ctypes.sizeof(self.tlb))
+        self._tlb_pages: dict[int, Any] = {}  # pn -> keep-alive of its host buffer export
+        self.ctx[L.CTX_TLB] = ctypes.addressof(self.tlb)
+        self.counters = (ctypes.c_uint64 * N_COUNTERS)()
+        self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
+        self.table: dict[int, int] = {}  # pc -> native address
+        self._table_arr: Any = None
+        self._table_dirty = True
+        self.regions: dict[str, _Region] = {}
+        self.pc_region: dict[int, _Region] = {}
+        self.page_regions: dict[int, set[str]] = {}
+        self.heat: dict[int, int] = {}
+        self.insn_size: dict[int, int] = {}
+        self.code_hooks: list[tuple[int, int, Callable[[int, int], Any]]] = []
+        self.breakpoints = self.interp.breakpoints
+        self.blocks_compiled = 0
+        self.regions_compiled = 0
+        self.regions_loaded = 0
+        self.compile_time = 0.0
+        self.native_blocks = 0
+        self._pending: BaseException | None = None
+        self._returns = 0
+        self._cur: list[int] | None = None
+        names = sorted(n for n, _ in arch.helpers.items())
+        self.helper_index = {n: i for i, n in enumerate(names)}
+        self.helper_list = [arch.helpers[n] for n in names]
+        self.native_emit = getattr(arch, "native_emit", None)
+        # Callbacks (kept alive as attributes: native code holds their addresses).
+        self._cb_ld = _SLOW_LD(self._slow_ld)
+        self._cb_st = _SLOW_ST(self._slow_st)
+        self._cb_call = _CALL(self._call)
+        self._cb_hook = _HOOK(self._hook)
+        for k, cb in (
+            (L.CTX_SLOW_LD, self._cb_ld),
+            (L.CTX_SLOW_ST, self._cb_st),
+            (L.CTX_CALL, self._cb_call),
+            (L.CTX_HOOK, self._cb_hook),
+        ):
+            self.ctx[k] = ctypes.cast(cb, ctypes.c_void_p).value or 0
+        self._dispatch = _REGION(self.compiler.dispatcher())
+        self._rebuild_table()
+
+    # ---- stats -------------------------------------------------------------------------
+    @property
+    def stats(self) -> str:
+        return (
+            f"{self.regions_compiled} regions ({self.blocks_compiled} blocks) compiled in "
+            f"{self.compile_time:.3f} s, {self.regions_loaded} loaded from the translation cache, "
+            f"{self.ctx[L.CTX_DISPATCHES]} native dispatches; "
+            f"interpreter: {self.interp.blocks_compiled} blocks translated in {self.interp.compile_time:.3f} s"
+        )
+
+    # ---- the pc -> code table ---------------------------------------------------------------
+    def _rebuild_table(self) -> None:
+        cap = 1024
+        while cap < 2 * len(self.table) + 16:
+            cap *= 2
+        arr = (ctypes.c_uint64 * (2 * cap))()
+        ctypes.memset(arr, 0xFF, ctypes.sizeof(arr))
+        mask = cap - 1
+        for pc, addr in self.table.items():
+            h = ((pc >> 1) ^ (pc >> 13)) & mask
+            while arr[2 * h] != L.EMPTY_PC:
+                h = (h + 1) & mask
+            arr[2 * h] = pc
+            arr[2 * h + 1] = addr
+        self._table_arr = arr
+        self._table_cap = cap
+        self.ctx[L.CTX_TABLE] = ctypes.addressof(arr)
+        self.ctx[L.CTX_TABLE_MASK] = mask
+        self._table_dirty = False
+
+    def _table_set(self, pc: int, addr: int) -> None:
+        old = self.table.get(pc)
+        self.table[pc] = addr
+        if self._table_dirty:
+            return
+        if old is not None or 2 * len(self.table) > self._table_cap:
+            self._table_dirty = True
+            return
+        arr, mask = self._table_arr, self._table_cap - 1
+        h = ((pc >> 1) ^ (pc >> 13)) & mask
+        while arr[2 * h] != L.EMPTY_PC:
+            h = (h + 1) & mask
+        arr[2 * h + 1] = addr
+        arr[2 * h] = pc
+
+    # ---- invalidation --------------------------------------------------------------------
+    def invalidate_page(self, pn: int) -> None:
+        self.interp.invalidate_page(pn)
+        for name in self.page_regions.pop(pn, ()):
+            r = self.regions.pop(name, None)
+            if r is None:
+                continue
+            for pc in r.pcs:
+                if self.pc_region.get(pc) is r:
+                    del self.pc_region[pc]
+                    self.table.pop(pc, None)
+            self._table_dirty = True
+
+    def flush(self) -> None:
+        self.interp.flush()
+        self.regions.clear()
+        self.pc_region.clear()
+        self.page_regions.clear()
+        self.table.clear()
+        self._table_dirty = True
+        self._tlb_flush()
+
+    def _tlb_flush(self) -> None:
+        ctypes.memset(self.tlb, 0xFF, ctypes.sizeof(self.tlb))
+        self._tlb_pages.clear()
+
+    def _on_pages(self, a: int, b: int) -> None:
+        if not self._tlb_pages:
+            return
+        if b - a > len(self._tlb_pages):
+            pns = [pn for pn in self._tlb_pages if a <= pn < b]
+        else:
+            pns = [pn for pn in range(a, b) if pn in self._tlb_pages]
+        tlb = self.tlb
+        for pn in pns:
+            i = (pn & (L.TLB_SIZE - 1)) * L.TLB_ENTRY_WORDS
+            if tlb[i] == pn << PAGE_SHIFT or tlb[i + 1] == pn << PAGE_SHIFT:
+                tlb[i] = tlb[i + 1] = L.EMPTY_PC
+            del self._tlb_pages[pn]
+
+    def _fill(self, addr: int) -> None:
+        mem = self.mem
+        if mem.hooks:
+            return
+        pn = (addr & M64) >> PAGE_SHIFT
+        rpage = mem._rpages.get(pn)
+        if rpage is None:
+            return
+        keep = self._tlb_pages.get(pn)
+        if keep is None:
+            try:
+                keep = ctypes.c_char.from_buffer(rpage)
+            except (TypeError, ValueError):
+                return
+        host = ctypes.addressof(keep)
+        tlb = self.tlb
+        i = (pn & (L.TLB_SIZE - 1)) * L.TLB_ENTRY_WORDS
+        old = tlb[i] if tlb[i] != L.EMPTY_PC else tlb[i + 1]
+        if old != L.EMPTY_PC and old >> PAGE_SHIFT != pn:
+            self._tlb_pages.pop(old >> PAGE_SHIFT, None)
+        base = pn << PAGE_SHIFT
+        tlb[i] = base
+        tlb[i + 1] = base if mem._wpages.get(pn) is not None else L.EMPTY_PC
+        tlb[i + 2] = (host - base) & M64
+        self._tlb_pages[pn] = keep
+
+    # ---- callbacks from native code ---------------------------------------------------------
+    def _fail(self, e: BaseException) -> int:
+        self._pending = e
+        self.ctx[L.CTX_STATUS] = 1
+        return 0
+
+    def _slow_ld(self, _ctx: int, addr: int, size: int) -> int:
+        try:
+            v = self.mem._slow_load(addr, size)
+            self._fill(addr)
+            return v
+        except BaseException as e:  # noqa: BLE001 - reported after native code returns
+            return self._fail(e)
+
+    def _slow_st(self, _ctx: int, addr: int, size: int, value: int) -> int:
+        try:
+            self.mem._slow_store(addr, size, value)
+            self._fill(addr)
+            return 0
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+            return 1
+
+    def _call(self, _ctx: int, _state: int, idx: int, args: Any) -> int:
+        try:
+            h = self.helper_list[idx]
+            a = [args[i] for i in range(len(h.arg_widths))]
+            r = h.fn(self.st, *a) if h.state else h.fn(*a)
+            return (r or 0) & M64
+        except BaseException as e:  # noqa: BLE001
+            return self._fail(e)
+
+    def _hook(self, _ctx: int, pc: int, size: int) -> int:
+        try:
+            self._sync_out()
+            stop = False
+            for b, e, cb in list(self.code_hooks):
+                if b <= pc <= e and cb(pc, size) is False:
+                    stop = True
+            self._sync_in()
+            return 1 if stop else 0
+        except HookStop:
+            return 1
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+            return 1
+
+    def _sync_out(self) -> None:
+        if self._cur is not None:
+            self._cur[:] = self.st[: len(self._cur)]
+
+    def _sync_in(self) -> None:
+        if self._cur is not None:
+            self.st[: len(self._cur)] = self._cur
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def add_code_hook(self, begin: int, end: int, cb: Callable[[int, int], Any]) -> None:
+        self.code_hooks.append((begin, end, cb))
+
+        def interp_cb(pc: int, size: int, _cb: Callable = cb) -> Any:
+            self._sync_out()
+            try:
+                return _cb(pc, size)
+            finally:
+                self._sync_in()
+
+        interp_cb.original = cb  # type: ignore[attr-defined]
+        self.interp.add_code_hook(begin, end, interp_cb)
+        self.flush()
+
+    def remove_code_hook(self, cb: Callable[[int, int], Any]) -> None:
+        self.code_hooks = [h for h in self.code_hooks if h[2] is not cb]
+        for h in [h for h in self.interp.code_hooks if getattr(h[2], "original", None) is cb]:
+            self.interp.remove_code_hook(h[2])
+        self.flush()
+
+    def request_stop(self) -> None:
+        raise HookStop()
+
+    def _hooked(self, pc: int, size: int) -> bool:
+        return any(b <= pc <= e for b, e, _ in self.code_hooks)
+
+    # ---- running -------------------------------------------------------------------------
+    def step(self, r: list[int]) -> Stop | None:
+        return self.interp.step(r)
+
+    def run(self, r: list[int], max_blocks: int) -> Stop:
+        n = len(r)
+        st = self.st
+        st[:n] = r
+        self._cur = r
+        try:
+            return self._run(max_blocks)
+        finally:
+            r[:] = st[:n]
+            self._cur = None
+
+    def _run(self, max_blocks: int) -> Stop:
+        ctx, st = self.ctx, self.st
+        ctx[L.CTX_BUDGET] = max_blocks
+        every = self.switch_every
+        while True:
+            if self._table_dirty:
+                self._rebuild_table()
+            if every:
+                # Forced switching (tests): at most `every` blocks natively, then `every`
+                # on the interpreter, alternating.
+                left = ctx[L.CTX_BUDGET]
+                ctx[L.CTX_BUDGET] = min(left, every)
+                code = self._dispatch(self._ctx_addr, self._st_addr)
+                used = min(left, every) - _signed(ctx[L.CTX_BUDGET])
+                ctx[L.CTX_BUDGET] = left - used
+                if code == L.RET_BUDGET:
+                    if _signed(ctx[L.CTX_BUDGET]) <= 0:
+                        return Stop("budget", st[SLOT_PC])
+                    stop = self._interp_blocks(min(every, _signed(ctx[L.CTX_BUDGET])))
+                    if stop is not None:
+                        return stop
+                    continue
+            else:
+                code = self._dispatch(self._ctx_addr, self._st_addr)
+            self._returns += 1
+            if self._returns & 63 == 0:
+                self._maybe_tier2()
+            if code == L.RET_MISS:
+                pc = st[SLOT_PC]
+                if pc in self.breakpoints:
+                    return Stop("stopped", pc)
+                if not self._enter(pc):
+                    stop = self._interp_blocks(1)
+                    if stop is not None:
+                        return stop
+                continue
+            if code == L.RET_BUDGET:
+                return Stop("budget", st[SLOT_PC])
+            if code == L.RET_EXIT:
+                rid = ctx[L.CTX_EXIT_REASON]
+                reason = L.EXIT_REASONS[rid & 0xFF]
+                info = ctx[L.CTX_EXIT_INFO] if rid >> 8 else None
+                pc = st[SLOT_PC]
+                if reason == "fetch_fault":
+                    addr = info if info is not None else pc
+                    return Stop("fault", pc, addr=addr, access="x", mapped=self.mem.is_mapped(addr))
+                return Stop(reason, pc, resume=ctx[L.CTX_EXIT_RESUME], info=info)
+            if code == L.RET_FAULT:
+                e, self._pending = self._pending, None
+                ctx[L.CTX_STATUS] = 0
+                pc = st[SLOT_PC]
+                if isinstance(e, MemoryFault):
+                    return Stop("fault", pc, addr=e.addr, access=e.access, mapped=e.mapped)
+                if isinstance(e, GuestTrap):
+                    return Stop(e.reason, pc, resume=pc + self.insn_size.get(pc, 4), info=e.info)
+                if isinstance(e, HookStop):
+                    return Stop("stopped", pc)
+                assert e is not None
+                raise e
+            if code == L.RET_STOPPED:
+                ctx[L.CTX_STATUS] = 0
+                e, self._pending = self._pending, None
+                if e is not None and not isinstance(e, HookStop):
+                    raise e
+                return Stop("stopped", st[SLOT_PC])
+            raise RuntimeError(f"native code returned {code}")
+
+    def _interp_blocks(self, n: int) -> Stop | None:
+        """Run up to n blocks on the reference engine (the cold tier), on the same state."""
+        ctx = self.ctx
+        self._cur_sync_hooks = True
+        stop = self.interp.run(self.st, n)  # type: ignore[arg-type]
+        ctx[L.CTX_BUDGET] = _signed(ctx[L.CTX_BUDGET]) - n
+        if stop.reason != "budget":
+            return stop
+        if _signed(ctx[L.CTX_BUDGET]) <= 0:
+            return Stop("budget", self.st[SLOT_PC])
+        return None
+
+    # ---- translation ---------------------------------------------------------------------
+    def _enter(self, pc: int) -> bool:
+        """Make a translation for pc available if the tier wants one now; True if it did."""
+        if self.cache is not None and self._load_cached(pc):
+            return True
+        if self.tier == "jit" or (self.tier == "aot" and self.cache is not None):
+            return self._translate([pc], opt=JIT_OPT, limit=REGION_BLOCKS)
+        h = self.heat.get(pc, 0) + 1
+        self.heat[pc] = h
+        if h < HOT:
+            return False
+        warm = [p for p, k in self.heat.items() if k >= HOT // 2 and p not in self.table and p != pc]
+        for p in warm:
+            self.heat[p] = 0
+        self.heat[pc] = 0
+        return self._translate([pc, *warm[:63]], opt=1, limit=REGION_BLOCKS)
+
+    def _maybe_tier2(self) -> None:
+        hot = [r for r in self.regions.values() if r.opt < 3 and self.counters[r.counter] >= TIER2_BLOCKS]
+        if hot:
+            for r in hot:
+                self.counters[r.counter] = 0
+            self._translate([r.entry for r in hot], opt=2, limit=REGION_BLOCKS_T2)
+
+    def _form_region(self, pc: int, limit: int, whole: bool = False) -> list[Block]:
+        """Blocks reachable from pc through direct edges (calls included), breadth first.
+
+        A first-tier region stops at code that already has a translation (reached through the
+        dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
+        stay inside one native function."""
+        blocks: dict[int, Block] = {}
+        work = [pc]
+        fetch = self.mem.fetch
+        while work and len(blocks) < limit:
+            p = work.pop(0)
+            if p in blocks or (p != pc and not whole and p in self.table):
+                continue  # already translated: reached through the dispatcher
+            try:
+                b = self.arch.lift_block(fetch, p, self.max_insns)
+            except MemoryFault:
+                continue
+            if not b.insns:
+                if p == pc:
+                    return []
+                continue
+            blocks[p] = b
+            t = b.term
+            if t.kind == "branch":
+                work += [t.target.const, t.fallthrough]
+            elif t.kind == "jump" and t.target is not None and t.target.const is not None:
+                work.append(t.target.const)
+            elif t.kind == "jump":
+                # An indirect jump (a return): the code after calls is where it usually goes.
+                pass
+            # Fall-through after a call: the return site.
+            last = b.insns[-1]
+            if t.kind == "jump" and t.target is not None and t.target.const is not None:
+                work.append(last.pc + last.size)
+        return list(blocks.values())
+
+    def _translate(self, pcs: list[int], opt: int, limit: int) -> bool:
+        """Compile the regions of `pcs` in one module; True if pcs[0] got a translation."""
+        t0 = time.perf_counter()
+        funcs: list[str] = []
+        decls: dict[str, str] = {}
+        made: list[tuple[str, int, list[Block]]] = []
+        for pc in pcs:
+            blocks = self._form_region(pc, limit, whole=opt >= 2)
+            if not blocks:
+                continue
+            name = self._region_name(blocks, opt)
+            if name in self.regions or any(m[0] == name for m in made):
+                continue
+            try:
+                lw = L.RegionLowering(
+                    name,
+                    blocks,
+                    self.arch.helpers,
+                    self.helper_index,
+                    native_fn=self._native_fn if self.native_emit is not None else None,
+                    hooked=self._hooked if self.code_hooks else None,
+                    counter=_counter_of(name),
+                    entries=[pc],
+                    nslots=self.arch.nslots,
+                )
+            except L.Unsupported:
+                continue
+            funcs.append(lw.text)
+            decls.update(lw.decls)
+            made.append((name, pc, blocks))
+        if not made:
+            self.compile_time += time.perf_counter() - t0
+            return False
+        obj = self.compiler.compile(self.compiler.module_text(funcs, decls), opt)
+        addrs = self.compiler.load(obj, [m[0] for m in made])
+        for name, pc, blocks in made:
+            self._install(name, pc, blocks, addrs[name], opt)
+            if self.cache is not None and not self.code_hooks:
+                self.cache.store_region(self, name, pc, blocks, opt, obj)
+        self.regions_compiled += len(made)
+        self.blocks_compiled += sum(len(m[2]) for m in made)
+        self.compile_time += time.perf_counter() - t0
+        return pcs[0] in self.table
+
+    def _region_name(self, blocks: list[Block], opt: int) -> str:
+        h = hashlib.sha256()
+        h.update(f"{self.arch.name}|{opt}|{bool(self.code_hooks)}|".encode())
+        for b in blocks:
+            h.update(b.pc.to_bytes(8, "little"))
+            h.update(self.mem.read_raw(b.pc, b.end - b.pc))
+        return "pv_" + h.hexdigest()[:32]
+
+    def _install(self, name: str, pc: int, blocks: list[Block], addr: int, opt: int) -> None:
+        pages: set[int] = set()
+        for b in blocks:
+            first, last = b.pc >> PAGE_SHIFT, (b.end - 1) >> PAGE_SHIFT
+            pages.update(range(first, last + 1))
+            for insn in b.insns:
+                self.insn_size[insn.pc] = insn.size
+        r = _Region(name, pc, [pc], pages, opt, _counter_of(name))
+        r.addr = addr
+        self.regions[name] = r
+        for pn in pages:
+            self.mem.watch_code(pn << PAGE_SHIFT)
+            self.page_regions.setdefault(pn, set()).add(name)
+        old = self.pc_region.get(pc)
+        if old is not None and old is not r:
+            self.regions.pop(old.name, None)
+        self.pc_region[pc] = r
+        self._table_set(pc, addr)
+
+    def _native_fn(self, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
+        return native_helper_text(self.arch, name, consts)
+
+    def _load_cached(self, pc: int) -> bool:
+        return False
+
+
+_native_texts: dict[tuple[str, str, tuple[int | None, ...]], tuple[str, str] | None] = {}
+
+
+def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
+    """The ISA's native fast path for helper `name` (with these constant arguments) as an
+    always-inline LLVM function `i1 @f(i64* args, i64* slots, i64* out)`: it returns whether
+    its result (stored to *out) and slot updates (ORed into slots[k]) are exact; the caller
+    calls the Python helper when it returns false. Built once per process with llvmlite."""
+    key = (arch.name, name, consts)
+    if key in _native_texts:
+        return _native_texts[key]
+    emit = getattr(arch, "native_emit", None)
+    h = arch.helpers[name]
+    res = None
+    if emit is not None and h.result_width is not None:
+        from llvmlite import ir
+
+        i64 = ir.IntType(64)
+        p64 = i64.as_pointer()
+        m = ir.Module()
+        tag = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+        fname = "fpn_" + name.replace(".", "_") + "_" + tag
+        fn = ir.Function(m, ir.FunctionType(ir.IntType(1), [p64, p64, p64]), fname)
+        fn.linkage = "internal"
+        fn.attributes.add("alwaysinline")
+        argp, slotp, outp = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        args = []
+        for i, (w, c) in enumerate(zip(h.arg_widths, consts, strict=True)):
+            if c is not None:
+                args.append(ir.Constant(ir.IntType(w), c))
+                continue
+            v = b.load(b.gep(argp, [ir.Constant(i64, i)]))
+            args.append(v if w == 64 else b.trunc(v, ir.IntType(w)))
+        got = emit(name, b, args, list(consts), lambda k: b.load(b.gep(slotp, [ir.Constant(i64, k)])))
+        if got is not None:
+            ok, result, or_slots = got
+            yes = fn.append_basic_block("ok")
+            no = fn.append_basic_block("no")
+            b.cbranch(ok, yes, no)
+            b.position_at_end(yes)
+            for k, v in or_slots.items():
+                p = b.gep(slotp, [ir.Constant(i64, k)])
+                b.store(b.or_(b.load(p), v), p)
+            b.store(result if result.type == i64 else b.zext(result, i64), outp)
+            b.ret(ir.Constant(ir.IntType(1), 1))
+            b.position_at_end(no)
+            b.ret(ir.Constant(ir.IntType(1), 0))
+            text = str(m)
+            # Keep the function and the declarations it uses (drop the module header).
+            body = "\n".join(
+                ln
+                for ln in text.splitlines()
+                if not ln.startswith(("target", "; ModuleID", "source_filename"))
+            )
+            res = (fname, body)
+    _native_texts[key] = res
+    return res
+
+
+def _counter_of(name: str) -> int:
+    """A region's tier-up counter: from its name, so cached objects agree across runs."""
+    return int(name[3:11], 16) % N_COUNTERS
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >> 63 else x
+
+
+def make_engine(arch: Arch, mem: Any, engine: str = "auto", **kw: Any) -> Any:
+    """The engine for `--engine`: "interp", "jit", "aot" or "auto" (JIT when llvmlite is there)."""
+    if engine == "interp":
+        return Interp(arch, mem)
+    try:
+        return JitEngine(arch, mem, tier=engine, cache=kw.pop("cache", None), **kw)
+    except JitUnavailable:
+        if engine == "auto":
+            return Interp(arch, mem)
+        raise
+
+
+_ = os

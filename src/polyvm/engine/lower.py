@@ -1,0 +1,690 @@
+"""IR regions lowered to LLVM IR text, for the JIT and AOT tiers.
+
+A *region* is a list of IR blocks compiled into one native function
+`i64 f(i64* ctx, i64* state)`, entered at its first block (`entries` may name more). Control
+flow between blocks of the region stays native (direct branches; indirect jumps such as
+returns `switch` over the region's blocks first), and anything else returns to the dispatcher
+(`dispatcher_text`), which looks the next pc up in a native hash table and calls the next
+region without leaving native code.
+
+Slots the region uses are copied into `alloca`s on entry and written back on every exit, so
+LLVM (SROA) keeps guest registers in host registers across the region's loops. The
+instruction count is a local too; each exit stores it exactly (a fault at the k-th
+instruction of a block stores the block's start count + k, the IR's precise-exception rule
+guaranteeing that the slots then hold the state before that instruction).
+
+Memory goes through a software TLB in `ctx`: the inline fast path is an index, a tag compare
+and a host load or store; a miss (or a store to a page holding code, or an access crossing a
+page) calls the slow path back in Python, which performs the access with all checks and hooks
+and refills the entry. In system mode the same miss path becomes the page-table walk.
+
+The text is written directly (not through llvmlite's IR builder, which costs more Python time
+than LLVM takes to compile the result). Helpers with a native fast path (`native_fn`) are
+separate `alwaysinline` functions built once per process with llvmlite's builder.
+
+Nothing in the generated code depends on the process it was made in: callbacks and tables are
+reached through `ctx`, so an object file can be cached on disk and loaded by a later run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from polyvm.ir import Block, Insn, Stmt, Val
+from polyvm.isa import SLOT_ICOUNT, SLOT_PC
+
+# ---- ctx layout (uint64 words) -------------------------------------------------------------
+CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
+CTX_BUDGET = 1  # blocks left before returning RET_BUDGET (signed)
+CTX_STATUS = 2  # set non-zero by a callback that failed (fault, trap, hook stop)
+CTX_EXIT_REASON = 3  # exit reason id | (has_info << 8)
+CTX_EXIT_RESUME = 4
+CTX_EXIT_INFO = 5
+CTX_TABLE = 6  # pointer to the pc -> function hash table (pairs of words)
+CTX_TABLE_MASK = 7  # number of pairs - 1
+CTX_SLOW_LD = 8  # u64 slow_ld(ctx, addr, size)
+CTX_SLOW_ST = 9  # u64 slow_st(ctx, addr, size, value) -> 0 ok, else fault
+CTX_CALL = 10  # u64 call(ctx, state, helper_index, args*)
+CTX_HOOK = 11  # u64 hook(ctx, pc, size) -> 0 continue, else stop
+CTX_COUNTERS = 12  # pointer to per-region counters (u64 each)
+CTX_DISPATCHES = 13  # calls made by the dispatcher (statistics)
+CTX_WORDS = 16
+
+TLB_BITS = 16
+TLB_SIZE = 1 << TLB_BITS
+TLB_ENTRY_WORDS = 4
+PAGE_SHIFT = 12
+EMPTY_PC = (1 << 64) - 1  # hash-table key of an empty pair; a TLB tag that never matches
+
+RET_CONTINUE = 0  # (regions only) continue at state[pc]
+RET_BUDGET = 1
+RET_FAULT = 2  # a callback failed: the engine holds the exception; state is before the insn
+RET_MISS = 3  # (dispatcher) no translation for state[pc]
+RET_EXIT = 4  # an exit terminator: ctx holds reason, resume, info; state[pc] is the insn
+RET_STOPPED = 5  # a code hook asked to stop before the instruction at state[pc]
+
+EXIT_REASONS = ("syscall", "breakpoint", "illegal", "fetch_fault", "sync_icache", "wfi", "halt", "misaligned")
+EXIT_IDS = {r: i for i, r in enumerate(EXIT_REASONS)}
+
+_PAGE_TAG_MASK = -(1 << PAGE_SHIFT)
+
+
+class Unsupported(Exception):
+    """The region uses something the native tier does not lower; it stays interpreted."""
+
+
+def _c(w: int, v: int) -> str:
+    """An LLVM integer literal of width w (signed decimal)."""
+    if w == 1:
+        return "true" if v & 1 else "false"
+    v &= (1 << w) - 1
+    return str(v - (1 << w) if v >> (w - 1) else v)
+
+
+# Native fast path of a helper: (function name, its LLVM text) or None; the function is
+# `i1 @name(i64* args, i64* slots, i64* out)` (see polyvm.engine.jit.native_helper_text).
+NativeFn = Callable[[str, tuple[int | None, ...]], tuple[str, str] | None]
+
+_BIN = {"add": "add", "sub": "sub", "mul": "mul", "and": "and", "or": "or", "xor": "xor"}
+_CMP = {"eq": "eq", "ne": "ne", "ult": "ult", "ule": "ule", "slt": "slt", "sle": "sle"}
+
+
+class RegionLowering:
+    """Lowers one region (list of blocks) into the text of function `name`.
+
+    After construction: `text` (the function), `decls` (declarations and helper functions it
+    needs, name -> text) and `insn_sizes` (pc -> size, for traps raised by helpers).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        blocks: list[Block],
+        helpers: Any,
+        helper_index: dict[str, int],
+        *,
+        native_fn: NativeFn | None = None,
+        hooked: Callable[[int, int], bool] | None = None,
+        counter: int | None = None,
+        entries: list[int] | None = None,
+        nslots: int = 0,
+    ) -> None:
+        self.name = name
+        self.blocks = [b for b in blocks if b.insns]
+        if not self.blocks:
+            raise Unsupported("empty region")
+        self.helpers = helpers
+        self.helper_index = helper_index
+        self.native_fn = native_fn
+        self.hooked = hooked
+        self.counter = counter
+        self.entries = entries
+        self.nslots = nslots
+        self.decls: dict[str, str] = {}
+        self.out: list[str] = []
+        self._n = 0
+        self._lower()
+        self.text = "\n".join(self.out) + "\n"
+
+    # ---- text helpers ----------------------------------------------------------------------
+    def t(self) -> str:
+        self._n += 1
+        return f"%v{self._n}"
+
+    def newlabel(self) -> str:
+        self._n += 1
+        return f"L{self._n}"
+
+    def e(self, line: str) -> None:
+        self.out.append("  " + line)
+
+    def label(self, lab: str) -> None:
+        self.out.append(f"{lab}:")
+        self.cur = lab
+
+    def op(self, text: str) -> str:
+        r = self.t()
+        self.e(f"{r} = {text}")
+        return r
+
+    def ctx_ptr(self, k: int) -> str:
+        return self.op(f"getelementptr inbounds i64, i64* %ctx, i64 {k}")
+
+    def ctx_load(self, k: int) -> str:
+        return self.op(f"load i64, i64* {self.ctx_ptr(k)}")
+
+    def state_ptr(self, k: int) -> str:
+        return self.op(f"getelementptr inbounds i64, i64* %state, i64 {k}")
+
+    def fnptr(self, k: int, sig: str) -> str:
+        return self.op(f"inttoptr i64 {self.ctx_load(k)} to {sig}*")
+
+    def load_slot(self, k: int) -> str:
+        return self.op(f"load i64, i64* %s{k}")
+
+    def store_slot(self, k: int, v: str) -> None:
+        self.e(f"store i64 {v}, i64* %s{k}")
+
+    def intrinsic(self, name: str, w: int, nargs: int) -> str:
+        full = f"{name}.i{w}"
+        if full not in self.decls:
+            args = ", ".join([f"i{w}"] * nargs + (["i1"] if name in ("llvm.ctlz", "llvm.cttz") else []))
+            self.decls[full] = f"declare i{w} @{full}({args})"
+        return f"@{full}"
+
+    # ---- structure -----------------------------------------------------------------------
+    def _lower(self) -> None:
+        used: set[int] = set()
+        self.dirty: set[int] = set()
+        for blk in self.blocks:
+            for insn in blk.insns:
+                for st in insn.stmts:
+                    if st.op == "get":
+                        k = st.args[0]
+                        if k == SLOT_PC:
+                            raise Unsupported("get pc")
+                        if k != SLOT_ICOUNT:
+                            used.update((k, k + 1) if st.dst.w == 128 else (k,))
+                    elif st.op == "put":
+                        k = st.args[0]
+                        if k in (SLOT_PC, SLOT_ICOUNT):
+                            raise Unsupported("put pc/icount")
+                        ks = (k, k + 1) if st.args[1].w == 128 else (k,)
+                        used.update(ks)
+                        self.dirty.update(ks)
+                    elif st.op == "call":
+                        h = self.helpers[st.args[0]]
+                        if h.state:
+                            if h.reads is None or h.writes is None:
+                                raise Unsupported("state helper without declared slots")
+                            used.update(h.reads | h.writes)
+                            self.dirty.update(h.writes)
+                        if any(w > 64 for w in h.arg_widths) or (h.result_width or 0) > 64:
+                            raise Unsupported(f"helper {h.name} with 128-bit values")
+                        if len(h.arg_widths) > 8:
+                            raise Unsupported(f"helper {h.name} with more than 8 arguments")
+                    elif st.op in ("load", "store", "cstore"):
+                        w = st.dst.w if st.op == "load" else st.args[-1].w
+                        if w > 64:
+                            raise Unsupported("128-bit memory access")
+        self.used = sorted(used)
+        self.bbs = {blk.pc: f"B{blk.pc:x}" for blk in self.blocks}
+        self.lands: dict[int, str] = {}
+        self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
+        o = self.out
+        o.append(f"define i64 @{self.name}(i64* noalias %ctx, i64* noalias %state) {{")
+        self.label("entry")
+        for k in self.used:
+            self.e(f"%s{k} = alloca i64")
+        for nm in ("icount", "budget", "next_pc", "code"):
+            self.e(f"%{nm} = alloca i64")
+        self.e("%args = alloca [8 x i64]")
+        if self.native_fn is not None:
+            self.e(f"%fslots = alloca [{max(self.nslots, 1)} x i64]")
+            self.e("%fout = alloca i64")
+        for k in self.used:
+            self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
+        self.e(f"store i64 {self.op(f'load i64, i64* {self.state_ptr(SLOT_ICOUNT)}')}, i64* %icount")
+        self.budget0 = self.ctx_load(CTX_BUDGET)
+        self.e(f"store i64 {self.budget0}, i64* %budget")
+        pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
+        entries = list(self.bbs) if self.entries is None else [p for p in self.entries if p in self.bbs]
+        cases = " ".join(f"i64 {_c(64, p)}, label %{self.bbs[p]}" for p in entries)
+        self.e(f"switch i64 {pc0}, label %miss [{cases}]")
+        self.label("miss")
+        self._leave(pc0, RET_CONTINUE)
+        for blk in self.blocks:
+            self.label(self.bbs[blk.pc])
+            self._block(blk)
+        for lines in self.deferred:
+            o.extend(lines)
+        # exit: write back and return
+        self.label("exit")
+        for k in sorted(self.dirty):
+            self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
+        self.e(f"store i64 {self.op('load i64, i64* %icount')}, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 {self.op('load i64, i64* %next_pc')}, i64* {self.state_ptr(SLOT_PC)}")
+        left = self.op("load i64, i64* %budget")
+        self.e(f"store i64 {left}, i64* {self.ctx_ptr(CTX_BUDGET)}")
+        if self.counter is not None:
+            # Blocks run in this region (for tier-up decisions): budget spent + the entry.
+            base = self.op(f"inttoptr i64 {self.ctx_load(CTX_COUNTERS)} to i64*")
+            cp = self.op(f"getelementptr i64, i64* {base}, i64 {self.counter}")
+            spent = self.op(f"sub i64 {self.budget0}, {left}")
+            cur = self.op(f"load i64, i64* {cp}")
+            self.e(f"store i64 {self.op(f'add i64 {cur}, {spent}')}, i64* {cp}")
+        self.e(f"ret i64 {self.op('load i64, i64* %code')}")
+        o.append("}")
+
+    def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
+        """Branch to the exit with state[pc] = pc and return code `code`."""
+        if icount_add:
+            self._add_icount(icount_add)
+        self.e(f"store i64 {pc}, i64* %next_pc")
+        self.e(f"store i64 {code}, i64* %code")
+        self.e("br label %exit")
+
+    def _add_icount(self, n: int) -> None:
+        cur = self.op("load i64, i64* %icount")
+        self.e(f"store i64 {self.op(f'add i64 {cur}, {n}')}, i64* %icount")
+
+    def _edge(self, target: int) -> None:
+        """Continue at a constant target: natively when it is in the region."""
+        land = self._landing(target)
+        if land is None:
+            self._leave(_c(64, target), RET_CONTINUE)
+        else:
+            self.e(f"br label %{land}")
+
+    def _landing(self, target: int) -> str | None:
+        """The block that enters region block `target` from inside: it charges one block of
+        budget and leaves (to the dispatcher, which returns RET_BUDGET) when it is spent."""
+        if target not in self.bbs:
+            return None
+        land = self.lands.get(target)
+        if land is None:
+            land = self.lands[target] = f"T{target:x}"
+            saved, self.out = self.out, []
+            out = self.newlabel()
+            self.label(land)
+            left = self.op(f"sub i64 {self.op('load i64, i64* %budget')}, 1")
+            self.e(f"store i64 {left}, i64* %budget")
+            self.e(f"br i1 {self.op(f'icmp sgt i64 {left}, 0')}, label %{self.bbs[target]}, label %{out}")
+            self.label(out)
+            self._leave(_c(64, target), RET_CONTINUE)
+            self.deferred.append(self.out)
+            self.out = saved
+        return land
+
+    def _fault_exit(self) -> str:
+        """A block that leaves with RET_FAULT at the current instruction (one per instruction)."""
+        if self.fault_label is None:
+            self.fault_label = lab = self.newlabel()
+            saved, cur, self.out = self.out, self.cur, []
+            self.label(lab)
+            self._leave(_c(64, self.insn.pc), RET_FAULT, self.idx)
+            self.deferred.append(self.out)
+            self.out, self.cur = saved, cur
+        return self.fault_label
+
+    def _check_status(self) -> None:
+        st = self.ctx_load(CTX_STATUS)
+        ok = self.newlabel()
+        self.e(f"br i1 {self.op(f'icmp eq i64 {st}, 0')}, label %{ok}, label %{self._fault_exit()}")
+        self.label(ok)
+
+    # ---- blocks and instructions ------------------------------------------------------------
+    def _block(self, blk: Block) -> None:
+        self.vals: dict[int, str] = {}
+        n = len(blk.insns)
+        for idx, insn in enumerate(blk.insns):
+            self.insn, self.idx = insn, idx
+            self.fault_label: str | None = None
+            if self.hooked is not None and self.hooked(insn.pc, insn.size):
+                self._hook(insn, idx)
+            for st in insn.stmts:
+                self._stmt(st)
+        t = blk.term
+        self._add_icount(n)
+        if t.kind == "exit":
+            rid = EXIT_IDS.get(t.reason)
+            if rid is None:
+                raise Unsupported(f"exit {t.reason}")
+            resume = t.target.const if t.target is not None and t.target.const is not None else 0
+            if t.reason == "sync_icache":
+                # Stores into code already dropped stale translations: continue via the dispatcher.
+                self._leave(_c(64, resume), RET_CONTINUE)
+                return
+            info = t.info
+            if info is not None and not isinstance(info, int):
+                raise Unsupported("non-integer exit info")
+            self.e(f"store i64 {rid | ((info is not None) << 8)}, i64* {self.ctx_ptr(CTX_EXIT_REASON)}")
+            self.e(f"store i64 {_c(64, resume)}, i64* {self.ctx_ptr(CTX_EXIT_RESUME)}")
+            self.e(f"store i64 {_c(64, info or 0)}, i64* {self.ctx_ptr(CTX_EXIT_INFO)}")
+            self._leave(_c(64, t.pc), RET_EXIT)
+            return
+        if t.kind == "jump":
+            assert t.target is not None
+            if t.target.const is not None:
+                self._edge(t.target.const)
+                return
+            v = self.v(t.target)
+            default = self.newlabel()
+            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._landing(pc)}" for pc in self.bbs)
+            self.e(f"switch i64 {v}, label %{default} [{cases}]")
+            self.label(default)
+            self._leave(v, RET_CONTINUE)
+            return
+        assert t.kind == "branch" and t.cond is not None and t.target is not None
+        c = self.v(t.cond)
+        yes, no = self.newlabel(), self.newlabel()
+        self.e(f"br i1 {c}, label %{yes}, label %{no}")
+        self.label(yes)
+        self._edge(t.target.const)
+        self.label(no)
+        self._edge(t.fallthrough)
+
+    def _hook(self, insn: Insn, idx: int) -> None:
+        for k in sorted(self.dirty):
+            self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
+        ic = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {idx}")
+        self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 {_c(64, insn.pc)}, i64* {self.state_ptr(SLOT_PC)}")
+        f = self.fnptr(CTX_HOOK, "i64 (i64*, i64, i64)")
+        r = self.op(f"call i64 {f}(i64* %ctx, i64 {_c(64, insn.pc)}, i64 {insn.size})")
+        stop, go = self.newlabel(), self.newlabel()
+        self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{stop}")
+        self.label(stop)
+        self._leave(_c(64, insn.pc), RET_STOPPED, idx)
+        self.label(go)
+        for k in self.used:
+            self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
+
+    def v(self, x: Val) -> str:
+        if x.const is not None:
+            return _c(x.w, x.const)
+        return self.vals[x.id]
+
+    def _stmt(self, s: Stmt) -> None:
+        op, d, a = s.op, s.dst, s.args
+        if op == "get":
+            k = a[0]
+            if k == SLOT_ICOUNT:
+                r = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {self.idx}")
+                if d.w != 64:
+                    r = self.op(f"trunc i64 {r} to i{d.w}")
+            elif d.w == 128:
+                lo = self.op(f"zext i64 {self.load_slot(k)} to i128")
+                hi = self.op(f"zext i64 {self.load_slot(k + 1)} to i128")
+                r = self.op(f"or i128 {lo}, {self.op(f'shl i128 {hi}, 64')}")
+            else:
+                r = self.load_slot(k)
+                if d.w != 64:
+                    r = self.op(f"trunc i64 {r} to i{d.w}")
+            self.vals[d.id] = r
+            return
+        if op == "put":
+            k, x = a
+            v = self.v(x)
+            if x.w == 128:
+                self.store_slot(k, self.op(f"trunc i128 {v} to i64"))
+                self.store_slot(k + 1, self.op(f"trunc i128 {self.op(f'lshr i128 {v}, 64')} to i64"))
+            else:
+                if x.w < 64:
+                    v = self.op(f"zext i{x.w} {v} to i64")
+                self.store_slot(k, v)
+            return
+        if op == "load":
+            self.vals[d.id] = self._load(self.v(a[0]), d.w)
+            return
+        if op == "store":
+            self._store(self.v(a[0]), self.v(a[1]), a[1].w)
+            return
+        if op == "cstore":
+            c = self.v(a[0])
+            yes, after = self.newlabel(), self.newlabel()
+            self.e(f"br i1 {c}, label %{yes}, label %{after}")
+            self.label(yes)
+            self._store(self.v(a[1]), self.v(a[2]), a[2].w)
+            self.e(f"br label %{after}")
+            self.label(after)
+            return
+        if op == "call":
+            r = self._call(a[0], a[1:])
+            if d is not None:
+                self.vals[d.id] = r
+            return
+        self.vals[d.id] = self._pure(op, d, a)
+
+    # ---- memory ----------------------------------------------------------------------------
+    def _tlb_entry(self, addr: str) -> str:
+        tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
+        idx = self.op(f"and i64 {self.op(f'lshr i64 {addr}, {PAGE_SHIFT}')}, {TLB_SIZE - 1}")
+        return self.op(f"getelementptr inbounds i64, i64* {tlb}, i64 {self.op(f'shl i64 {idx}, 2')}")
+
+    def _tlb_hit(self, addr: str, w: int, ent: str, field: int) -> tuple[str, str, str]:
+        tagp = ent if field == 0 else self.op(f"getelementptr inbounds i64, i64* {ent}, i64 {field}")
+        tag = self.op(f"load i64, i64* {tagp}")
+        lastb = self.op(f"add i64 {addr}, {w // 8 - 1}") if w > 8 else addr
+        last = self.op(f"and i64 {lastb}, {_PAGE_TAG_MASK}")
+        fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
+        self.e(f"br i1 {self.op(f'icmp eq i64 {tag}, {last}')}, label %{fast}, label %{slow}, !prof !0")
+        self.label(fast)
+        return fast, slow, done
+
+    def _host_ptr(self, addr: str, ent: str, w: int) -> str:
+        addend = self.op(f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
+        return self.op(f"inttoptr i64 {self.op(f'add i64 {addr}, {addend}')} to i{w}*")
+
+    def _load(self, addr: str, w: int) -> str:
+        ent = self._tlb_entry(addr)
+        fast, slow, done = self._tlb_hit(addr, w, ent, 0)
+        fv = self.op(f"load i{w}, i{w}* {self._host_ptr(addr, ent, w)}, align 1")
+        fast_end = self.cur
+        self.e(f"br label %{done}")
+        self.label(slow)
+        f = self.fnptr(CTX_SLOW_LD, "i64 (i64*, i64, i64)")
+        sv = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8})")
+        self._check_status()
+        if w < 64:
+            sv = self.op(f"trunc i64 {sv} to i{w}")
+        slow_end = self.cur
+        self.e(f"br label %{done}")
+        self.label(done)
+        return self.op(f"phi i{w} [{fv}, %{fast_end}], [{sv}, %{slow_end}]")
+
+    def _store(self, addr: str, val: str, w: int) -> None:
+        ent = self._tlb_entry(addr)
+        fast, slow, done = self._tlb_hit(addr, w, ent, 1)
+        self.e(f"store i{w} {val}, i{w}* {self._host_ptr(addr, ent, w)}, align 1")
+        self.e(f"br label %{done}")
+        self.label(slow)
+        wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
+        f = self.fnptr(CTX_SLOW_ST, "i64 (i64*, i64, i64, i64)")
+        r = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}, i64 {wide})")
+        self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}")
+        self.label(done)
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _call(self, name: str, xs: list[Val]) -> str | None:
+        h = self.helpers[name]
+        args = [self.v(x) for x in xs]
+        widths = [x.w for x in xs]
+        for i, (v, w) in enumerate(zip(args, widths, strict=True)):
+            v64 = self.op(f"zext i{w} {v} to i64") if w < 64 else v
+            p = self.op(f"getelementptr inbounds [8 x i64], [8 x i64]* %args, i64 0, i64 {i}")
+            self.e(f"store i64 {v64}, i64* {p}")
+        argp = self.op("getelementptr inbounds [8 x i64], [8 x i64]* %args, i64 0, i64 0")
+        native = self.native_fn(name, tuple(x.const for x in xs)) if self.native_fn is not None else None
+        if native is None:
+            r = self._callback(name, h, argp)
+        else:
+            fname, ftext = native
+            self.decls[fname] = ftext
+            slots = sorted((h.reads or set()) | (h.writes or set())) if h.state else []
+            fs = {}
+            for k in slots:
+                fs[k] = self.op(
+                    f"getelementptr inbounds [{self.nslots} x i64], [{self.nslots} x i64]* %fslots, i64 0, i64 {k}"
+                )
+                self.e(f"store i64 {self.load_slot(k)}, i64* {fs[k]}")
+            base = self.op(
+                f"getelementptr inbounds [{self.nslots} x i64], [{self.nslots} x i64]* %fslots, i64 0, i64 0"
+            )
+            ok = self.op(f"call i1 @{fname}(i64* {argp}, i64* {base}, i64* %fout)")
+            fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
+            self.e(f"br i1 {ok}, label %{fast}, label %{slow}, !prof !0")
+            self.label(fast)
+            for k in sorted(h.writes or ()) if h.state else ():
+                self.store_slot(k, self.op(f"load i64, i64* {fs[k]}"))
+            fv = self.op("load i64, i64* %fout")
+            fast_end = self.cur
+            self.e(f"br label %{done}")
+            self.label(slow)
+            sv = self._callback(name, h, argp, wide=True)
+            slow_end = self.cur
+            self.e(f"br label %{done}")
+            self.label(done)
+            if h.result_width is None:
+                return None
+            r = self.op(f"phi i64 [{fv}, %{fast_end}], [{sv}, %{slow_end}]")
+        if h.result_width is None:
+            return None
+        if h.result_width < 64:
+            r = self.op(f"trunc i64 {r} to i{h.result_width}")
+        return r
+
+    def _callback(self, name: str, h: Any, argp: str, wide: bool = True) -> str:
+        if h.state:
+            for k in sorted(((h.reads or set()) | (h.writes or set())) & set(self.used)):
+                self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
+        f = self.fnptr(CTX_CALL, "i64 (i64*, i64*, i64, i64*)")
+        r = self.op(f"call i64 {f}(i64* %ctx, i64* %state, i64 {self.helper_index[name]}, i64* {argp})")
+        self._check_status()
+        if h.state:
+            for k in sorted(set(h.writes or ()) & set(self.used)):
+                self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
+        return r
+
+    # ---- pure operations -------------------------------------------------------------------
+    def _pure(self, op: str, d: Val, a: list[Any]) -> str:
+        w = d.w
+        if op in ("zext", "sext", "trunc"):
+            x = self.v(a[0])
+            if a[0].w == w:
+                return x
+            return self.op(f"{op} i{a[0].w} {x} to i{w}")
+        if op == "select":
+            return self.op(f"select i1 {self.v(a[0])}, i{w} {self.v(a[1])}, i{w} {self.v(a[2])}")
+        if len(a) == 1:
+            x = self.v(a[0])
+            if op == "not":
+                return self.op(f"xor i{w} {x}, -1")
+            if op == "neg":
+                return self.op(f"sub i{w} 0, {x}")
+            if op in ("clz", "ctz"):
+                f = self.intrinsic("llvm.ctlz" if op == "clz" else "llvm.cttz", w, 1)
+                return self.op(f"call i{w} {f}(i{w} {x}, i1 false)")
+            if op in ("popcnt", "bswap"):
+                f = self.intrinsic("llvm.ctpop" if op == "popcnt" else "llvm.bswap", w, 1)
+                return self.op(f"call i{w} {f}(i{w} {x})")
+            raise Unsupported(op)
+        aw = a[0].w
+        x = self.v(a[0])
+        if op in _CMP:
+            return self.op(f"icmp {_CMP[op]} i{aw} {x}, {self.v(a[1])}")
+        y = self.v(a[1])
+        yw = a[1].w
+        if yw != aw:
+            if op in ("shl", "lshr", "ashr", "rotl", "rotr"):
+                y = (
+                    self.op(f"{'zext' if yw < aw else 'trunc'} i{yw} {y} to i{aw}")
+                    if yw < aw or op in ("rotl", "rotr")
+                    else y
+                )
+                if yw > aw and op not in ("rotl", "rotr"):
+                    raise Unsupported("shift amount wider than value")
+            else:
+                raise Unsupported(f"{op} of mixed widths")
+        if op in _BIN:
+            return self.op(f"{_BIN[op]} i{aw} {x}, {y}")
+        if op in ("shl", "lshr", "ashr"):
+            k = a[1].const
+            if k is not None:
+                if k >= aw:
+                    return _c(aw, 0) if op != "ashr" else self.op(f"ashr i{aw} {x}, {aw - 1}")
+                return self.op(f"{op} i{aw} {x}, {k}")
+            big = self.op(f"icmp uge i{aw} {y}, {aw}")
+            if op == "ashr":
+                return self.op(f"ashr i{aw} {x}, {self.op(f'select i1 {big}, i{aw} {aw - 1}, i{aw} {y}')}")
+            amt = (
+                self.op(f"and i{aw} {y}, {aw - 1}")
+                if aw & (aw - 1) == 0
+                else self.op(f"select i1 {big}, i{aw} 0, i{aw} {y}")
+            )
+            r = self.op(f"{op} i{aw} {x}, {amt}")
+            return self.op(f"select i1 {big}, i{aw} 0, i{aw} {r}")
+        if op in ("rotl", "rotr"):
+            f = self.intrinsic("llvm.fshl" if op == "rotl" else "llvm.fshr", aw, 3)
+            return self.op(f"call i{aw} {f}(i{aw} {x}, i{aw} {x}, i{aw} {y})")
+        zero = self.op(f"icmp eq i{aw} {y}, 0")
+        if op in ("udiv", "urem"):
+            safe = self.op(f"select i1 {zero}, i{aw} 1, i{aw} {y}")
+            q = self.op(f"{op} i{aw} {x}, {safe}")
+            return self.op(f"select i1 {zero}, i{aw} {-1 if op == 'udiv' else x}, i{aw} {q}")
+        if op in ("sdiv", "srem"):
+            ismin = self.op(f"icmp eq i{aw} {x}, {_c(aw, 1 << (aw - 1))}")
+            ovf = self.op(f"and i1 {ismin}, {self.op(f'icmp eq i{aw} {y}, -1')}")
+            safe = self.op(f"select i1 {self.op(f'or i1 {zero}, {ovf}')}, i{aw} 1, i{aw} {y}")
+            q = self.op(f"{op} i{aw} {x}, {safe}")
+            return self.op(f"select i1 {zero}, i{aw} {-1 if op == 'sdiv' else x}, i{aw} {q}")
+        raise Unsupported(f"IR op {op}")
+
+
+PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'
+
+
+def dispatcher_text(name: str = "polyvm_dispatch") -> str:
+    """`i64 dispatch(ctx, state)`: run translations until one returns non-zero, the budget is
+    spent (RET_BUDGET) or the next pc has no translation (RET_MISS)."""
+    return f"""
+define i64 @{name}(i64* %ctx, i64* %state) {{
+entry:
+  %bp = getelementptr i64, i64* %ctx, i64 {CTX_BUDGET}
+  %tp = getelementptr i64, i64* %ctx, i64 {CTX_TABLE}
+  %mp = getelementptr i64, i64* %ctx, i64 {CTX_TABLE_MASK}
+  br label %loop
+loop:
+  %left = load i64, i64* %bp
+  %pos = icmp sgt i64 %left, 0
+  br i1 %pos, label %go, label %budget
+go:
+  %left1 = sub i64 %left, 1
+  store i64 %left1, i64* %bp
+  %pc = load i64, i64* %state
+  %ti = load i64, i64* %tp
+  %table = inttoptr i64 %ti to i64*
+  %mask = load i64, i64* %mp
+  %a = lshr i64 %pc, 1
+  %b = lshr i64 %pc, 13
+  %x = xor i64 %a, %b
+  %h0 = and i64 %x, %mask
+  br label %probe
+probe:
+  %h = phi i64 [%h0, %go], [%h1, %next]
+  %i2 = shl i64 %h, 1
+  %kp = getelementptr i64, i64* %table, i64 %i2
+  %key = load i64, i64* %kp
+  %isit = icmp eq i64 %key, %pc
+  br i1 %isit, label %found, label %check
+check:
+  %empty = icmp eq i64 %key, -1
+  br i1 %empty, label %miss, label %next
+next:
+  %h2 = add i64 %h, 1
+  %h1 = and i64 %h2, %mask
+  br label %probe
+found:
+  %i3 = add i64 %i2, 1
+  %fp = getelementptr i64, i64* %table, i64 %i3
+  %fi = load i64, i64* %fp
+  %f = inttoptr i64 %fi to i64 (i64*, i64*)*
+  %r = call i64 %f(i64* %ctx, i64* %state)
+  %cnp = getelementptr i64, i64* %ctx, i64 {CTX_DISPATCHES}
+  %cn = load i64, i64* %cnp
+  %cn1 = add i64 %cn, 1
+  store i64 %cn1, i64* %cnp
+  %cont = icmp eq i64 %r, 0
+  br i1 %cont, label %loop, label %out
+out:
+  ret i64 %r
+miss:
+  %l2 = load i64, i64* %bp
+  %l3 = add i64 %l2, 1
+  store i64 %l3, i64* %bp
+  ret i64 {RET_MISS}
+budget:
+  ret i64 {RET_BUDGET}
+}}
+"""

@@ -1,0 +1,7 @@
+"""Persistent translation cache (filled in below)."""
+
+from __future__ import annotations
+
+
+def default_cache():
+    return None
