@@ -67,6 +67,15 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("program")
     r.add_argument("args", nargs=argparse.REMAINDER)
 
+    t = sub.add_parser("aot", help="translate a program ahead of time into the translation cache")
+    t.add_argument("program")
+    t.add_argument("-j", "--jobs", type=int, help="worker processes (default: the host's cores)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("cache", help="the persistent translation cache: info, clear")
+    c.add_argument("cache_cmd", choices=["info", "clear"])
+    c.add_argument("--json", action="store_true", help="info as JSON")
+
     g = sub.add_parser("gpu", help="host GPU: info, selftest")
     g.add_argument("gpu_cmd", choices=["info", "selftest"])
     g.add_argument("gpu_args", nargs=argparse.REMAINDER)
@@ -85,6 +94,49 @@ def _engine_factory(kind: str):
         return make_engine(arch, mem, kind, cache=default_cache())
 
     return make
+
+
+def cmd_aot(a: argparse.Namespace) -> int:
+    from polyvm.aot import aot
+    from polyvm.engine.jit import JitUnavailable
+    from polyvm.linux.loader import LoadError
+
+    if a.jobs is not None and a.jobs < 1:
+        return _err("--jobs must be at least 1")
+    try:
+        st = aot(a.program, jobs=a.jobs, out=None if a.quiet else sys.stderr)
+    except LoadError as e:
+        return _err(str(e))
+    except JitUnavailable as e:
+        return _err(str(e))
+    except OSError as e:
+        return _err(f"{a.program}: {e.strerror or e}")
+    print(
+        f"polyvm aot: {a.program}: {st['functions']} functions, {st['regions']} regions "
+        f"({st['blocks']} blocks) from {st['code_bytes']} bytes of code in {st['seconds']:.1f} s "
+        f"-> {st['cache']}"
+    )
+    return 0
+
+
+def cmd_cache(a: argparse.Namespace) -> int:
+    from polyvm.engine import tcache
+
+    if a.cache_cmd == "clear":
+        n = tcache.clear()
+        print(f"polyvm cache: cleared {tcache.cache_root()} ({n} bytes)")
+        return 0
+    st = tcache.info()
+    if a.json:
+        import json
+
+        print(json.dumps(st))
+    else:
+        print(
+            f"translation cache: {st['path']}\n  {st['entries']} entries, {st['objects']} objects, "
+            f"{st['bytes']} bytes, {st['hosts']} host configuration(s)"
+        )
+    return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -175,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.cmd == "gpu":
             return cmd_gpu(args)
+        if args.cmd == "aot":
+            return cmd_aot(args)
+        if args.cmd == "cache":
+            return cmd_cache(args)
     except KeyboardInterrupt:
         print("polyvm: interrupted", file=sys.stderr)
         return 130

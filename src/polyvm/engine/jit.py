@@ -89,6 +89,10 @@ class Compiler:
         self.data_layout = str(self.tms[2].target_data)
         self.ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tms[2])
         self.symbols: dict[str, int] = {}
+        self.objects: set[bytes] = set()  # sha256 of the object files loaded
+        self.obj_bytes: dict[str, bytes] = {}  # cached objects made here (to rewrite bad files)
+        # region name -> (symbol, address, cached object name or None), for code loaded here
+        self.regions: dict[str, tuple[str, int, str | None]] = {}
         ver = llvm.llvm_version_info
         # What a cached object depends on besides the guest code (see tcache).
         self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}"
@@ -128,11 +132,14 @@ class Compiler:
         return obj
 
     def load(self, obj: bytes, names: list[str]) -> dict[str, int]:
-        """Load an object (unless its symbols already are) and return their addresses."""
+        """Load an object (once per process) and return the addresses of `names` in it."""
         if all(n in self.symbols for n in names):
             return {n: self.symbols[n] for n in names}
-        self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
-        self.ee.finalize_object()
+        key = hashlib.sha256(obj).digest()
+        if key not in self.objects:
+            self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+            self.ee.finalize_object()
+            self.objects.add(key)
         out = {}
         for n in names:
             a = self.ee.get_function_address(n)
@@ -206,6 +213,8 @@ class JitEngine:
         self.pc_region: dict[int, _Region] = {}
         self.page_regions: dict[int, set[str]] = {}
         self.heat: dict[int, int] = {}
+        self._page_hashes: dict[int, str | None] = {}
+        self._not_cached: set[int] = set()
         self.insn_size: dict[int, int] = {}
         self.code_hooks: list[tuple[int, int, Callable[[int, int], Any]]] = []
         self.breakpoints = self.interp.breakpoints
@@ -284,6 +293,7 @@ class JitEngine:
     # ---- invalidation --------------------------------------------------------------------
     def invalidate_page(self, pn: int) -> None:
         self.interp.invalidate_page(pn)
+        self._forget_hashes(pn, pn + 1)
         for name in self.page_regions.pop(pn, ()):
             r = self.regions.pop(name, None)
             if r is None:
@@ -296,6 +306,8 @@ class JitEngine:
 
     def flush(self) -> None:
         self.interp.flush()
+        self._page_hashes.clear()
+        self._not_cached.clear()
         self.regions.clear()
         self.pc_region.clear()
         self.page_regions.clear()
@@ -307,7 +319,15 @@ class JitEngine:
         ctypes.memset(self.tlb, 0xFF, ctypes.sizeof(self.tlb))
         self._tlb_pages.clear()
 
+    def _forget_hashes(self, a: int, b: int) -> None:
+        if self._page_hashes:
+            for pn in [p for p in self._page_hashes if a <= p < b] if b - a > 64 else range(a, b):
+                self._page_hashes.pop(pn, None)
+            self._not_cached = {pc for pc in self._not_cached if not a <= pc >> PAGE_SHIFT < b}
+
     def _on_pages(self, a: int, b: int) -> None:
+        if b - a > 1:  # a page becoming code (b == a + 1 from watch_code) keeps its bytes
+            self._forget_hashes(a, b)
         if not self._tlb_pages:
             return
         if b - a > len(self._tlb_pages):
@@ -588,17 +608,29 @@ class JitEngine:
         t0 = time.perf_counter()
         funcs: list[str] = []
         decls: dict[str, str] = {}
-        made: list[tuple[str, int, list[Block]]] = []
+        made: list[tuple[str, str, int, set[int]]] = []  # (region, symbol, entry pc, pages)
+        nonce = os.urandom(4).hex()
+        known = self.compiler.regions
         for pc in pcs:
             blocks = self._form_region(pc, limit, whole=opt >= 2)
             if not blocks:
                 continue
             name = self._region_name(blocks, opt)
-            if name in self.regions or any(m[0] == name for m in made):
+            pages = _pages_of(blocks)
+            if name in known:  # the same code was compiled before in this process
+                sym, addr, obj_name = known[name]
+                self._install(name, sym, pc, pages, addr, opt)
+                obj = self.compiler.obj_bytes.get(obj_name) if obj_name is not None else None
+                if obj is not None and self.cache is not None and not self.code_hooks:
+                    if self.cache.store_object(obj) == obj_name:  # (re)written if it went bad
+                        self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
                 continue
+            if any(m[0] == name for m in made):
+                continue
+            sym = f"{name}_{nonce}"
             try:
                 lw = L.RegionLowering(
-                    name,
+                    sym,
                     blocks,
                     self.arch.helpers,
                     self.helper_index,
@@ -610,20 +642,26 @@ class JitEngine:
                 )
             except L.Unsupported:
                 continue
+            for b in blocks:
+                for insn in b.insns:
+                    self.insn_size[insn.pc] = insn.size
             funcs.append(lw.text)
             decls.update(lw.decls)
-            made.append((name, pc, blocks))
-        if not made:
-            self.compile_time += time.perf_counter() - t0
-            return False
-        obj = self.compiler.compile(self.compiler.module_text(funcs, decls), opt)
-        addrs = self.compiler.load(obj, [m[0] for m in made])
-        for name, pc, blocks in made:
-            self._install(name, pc, blocks, addrs[name], opt)
-            if self.cache is not None and not self.code_hooks:
-                self.cache.store_region(self, name, pc, blocks, opt, obj)
-        self.regions_compiled += len(made)
-        self.blocks_compiled += sum(len(m[2]) for m in made)
+            made.append((name, sym, pc, pages))
+            self.blocks_compiled += len(blocks)
+        if made:
+            obj = self.compiler.compile(self.compiler.module_text(funcs, decls), opt)
+            addrs = self.compiler.load(obj, [m[1] for m in made])
+            use_cache = self.cache is not None and not self.code_hooks
+            obj_name = self.cache.store_object(obj) if use_cache else None
+            if obj_name is not None:
+                self.compiler.obj_bytes[obj_name] = obj
+            for name, sym, pc, pages in made:
+                known[name] = (sym, addrs[sym], obj_name)
+                self._install(name, sym, pc, pages, addrs[sym], opt)
+                if obj_name is not None:
+                    self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
+            self.regions_compiled += len(made)
         self.compile_time += time.perf_counter() - t0
         return pcs[0] in self.table
 
@@ -635,13 +673,7 @@ class JitEngine:
             h.update(self.mem.read_raw(b.pc, b.end - b.pc))
         return "pv_" + h.hexdigest()[:32]
 
-    def _install(self, name: str, pc: int, blocks: list[Block], addr: int, opt: int) -> None:
-        pages: set[int] = set()
-        for b in blocks:
-            first, last = b.pc >> PAGE_SHIFT, (b.end - 1) >> PAGE_SHIFT
-            pages.update(range(first, last + 1))
-            for insn in b.insns:
-                self.insn_size[insn.pc] = insn.size
+    def _install(self, name: str, sym: str, pc: int, pages: set[int], addr: int, opt: int) -> None:
         r = _Region(name, pc, [pc], pages, opt, _counter_of(name))
         r.addr = addr
         self.regions[name] = r
@@ -658,7 +690,42 @@ class JitEngine:
         return native_helper_text(self.arch, name, consts)
 
     def _load_cached(self, pc: int) -> bool:
-        return False
+        """Install the cached translation entered at pc if the cache has one for this code."""
+        if self.code_hooks or pc in self._not_cached:
+            return False
+        t0 = time.perf_counter()
+        hashes = self._page_hashes
+        got = self.cache.lookup(self.mem, pc, hashes)
+        # Memoized hashes stay valid only for pages whose stores are watched (they hold code).
+        code_pages = self.mem._code_pages
+        for pn in [p for p in hashes if p not in code_pages]:
+            del hashes[pn]
+        if got is None:
+            self._not_cached.add(pc)
+            self.compile_time += time.perf_counter() - t0
+            return False
+        ent, obj = got
+        sym = ent["symbol"]
+        try:
+            addr = self.compiler.load(obj, [sym])[sym]
+        except Exception:  # noqa: BLE001 - an object LLVM refuses: translate afresh
+            self._not_cached.add(pc)
+            self.cache.rejected += 1
+            return False
+        name = sym.rsplit("_", 1)[0]
+        pages = {p for p, _ in ent["pages"]}
+        self.compiler.regions.setdefault(name, (sym, addr, ent["obj"]))
+        self._install(name, sym, pc, pages, addr, int(ent.get("opt", 1)))
+        self.regions_loaded += 1
+        self.compile_time += time.perf_counter() - t0
+        return True
+
+
+def _pages_of(blocks: list[Block]) -> set[int]:
+    pages: set[int] = set()
+    for b in blocks:
+        pages.update(range(b.pc >> PAGE_SHIFT, ((b.end - 1) >> PAGE_SHIFT) + 1))
+    return pages
 
 
 _native_texts: dict[tuple[str, str, tuple[int | None, ...]], tuple[str, str] | None] = {}

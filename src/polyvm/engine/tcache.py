@@ -1,7 +1,231 @@
-"""Persistent translation cache (filled in below)."""
+"""The persistent translation cache: native code kept on disk between runs.
+
+Layout under the cache directory (`$POLYVM_CACHE_DIR`, else `$XDG_CACHE_HOME/polyvm/tcache`,
+else `~/.cache/polyvm/tcache`):
+
+    v1/<host>/obj/<sha256>.o      a compiled module (one or more regions), with a checksum header
+    v1/<host>/ent/<key>           a region entry: which object, which symbol, which code pages
+
+`<host>` is a hash of polyvm's version, the host triple, CPU name and features and the LLVM
+version: code made by another polyvm, CPU or LLVM is never looked at. An entry's `<key>` hashes
+the region's entry pc and the contents of the guest page holding it; the entry lists every
+page the region's code lies on with the hash of its contents, and is used only if they all
+still match (the guest code bytes are the key). Files are written to a temporary name and
+renamed into place, so concurrent processes see whole files or nothing; a file whose checksum
+or format is wrong is ignored (and replaced by the next translation), never loaded.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
 
-def default_cache():
-    return None
+from polyvm import __version__
+
+MAGIC = b"POLYVM-TC1\n"
+
+
+def cache_root() -> str:
+    d = os.environ.get("POLYVM_CACHE_DIR")
+    if d:
+        return d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "polyvm", "tcache")
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _seal(payload: bytes) -> bytes:
+    return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
+def _unseal(data: bytes) -> bytes | None:
+    """The payload if `data` is a whole, uncorrupted sealed file, else None."""
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 65:
+        return None
+    digest = data[len(MAGIC) : len(MAGIC) + 64]
+    payload = data[len(MAGIC) + 65 :]
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        return None
+    return payload
+
+
+class TranslationCache:
+    """One host's part of the on-disk cache (see the module docstring)."""
+
+    def __init__(self, root: str, host_id: str) -> None:
+        self.root = root
+        self.host = hashlib.sha256(f"polyvm {__version__}|{host_id}".encode()).hexdigest()[:20]
+        self.dir = os.path.join(root, "v1", self.host)
+        self.obj_dir = os.path.join(self.dir, "obj")
+        self.ent_dir = os.path.join(self.dir, "ent")
+        self.enabled = True
+        try:
+            os.makedirs(self.obj_dir, exist_ok=True)
+            os.makedirs(self.ent_dir, exist_ok=True)
+            self._index = set(os.listdir(self.ent_dir))
+        except OSError:
+            self.enabled = False  # read-only or broken home: run without a cache
+            self._index = set()
+        self.rejected = 0  # corrupt or stale entries seen
+
+    # ---- keys ------------------------------------------------------------------------------
+    @staticmethod
+    def page_hash(mem: Any, pn: int) -> str | None:
+        try:
+            return hashlib.sha256(mem.read_raw(pn << 12, 4096)).hexdigest()[:32]
+        except Exception:  # noqa: BLE001 - an unmapped page: no entry can match
+            return None
+
+    @staticmethod
+    def entry_key(pc: int, page_hash: str) -> str:
+        return hashlib.sha256(f"{pc:x}:{page_hash}".encode()).hexdigest()[:40]
+
+    # ---- lookup ----------------------------------------------------------------------------
+    def lookup(self, mem: Any, pc: int, hashes: dict[int, str | None]) -> tuple[dict, bytes] | None:
+        """The entry and object bytes for a region entered at pc whose code is unchanged.
+        `hashes` memoizes page hashes (page number -> hash) for the caller."""
+        if not self.enabled:
+            return None
+        pn = pc >> 12
+        if pn not in hashes:
+            hashes[pn] = self.page_hash(mem, pn)
+        h = hashes[pn]
+        if h is None:
+            return None
+        key = self.entry_key(pc, h)
+        if key not in self._index:
+            return None
+        bad = os.path.join(self.ent_dir, key)
+        try:
+            with open(os.path.join(self.ent_dir, key), "rb") as f:
+                payload = _unseal(f.read())
+            if payload is None:
+                raise ValueError("corrupt entry")
+            ent = json.loads(payload)
+            if ent.get("pc") != pc:
+                raise ValueError("entry for another pc")
+            for p, ph in ent["pages"]:
+                if p not in hashes:
+                    hashes[p] = self.page_hash(mem, p)
+                if hashes[p] != ph:
+                    return None  # the code changed: stale (a new translation replaces it)
+            bad = os.path.join(self.obj_dir, ent["obj"] + ".o")
+            with open(bad, "rb") as f:
+                obj = _unseal(f.read())
+            if obj is None:
+                raise ValueError("corrupt object")
+            return ent, obj
+        except (OSError, ValueError, KeyError, TypeError):
+            # Corrupt or unreadable: forget it; the next translation writes a good one.
+            self.rejected += 1
+            self._index.discard(key)
+            for path in (bad, os.path.join(self.ent_dir, key)):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            return None
+
+    # ---- storing ---------------------------------------------------------------------------
+    def store_object(self, obj: bytes) -> str | None:
+        if not self.enabled:
+            return None
+        name = hashlib.sha256(obj).hexdigest()[:40]
+        path = os.path.join(self.obj_dir, name + ".o")
+        try:
+            good = False
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    good = _unseal(f.read()) == obj
+            if not good:
+                _atomic_write(path, _seal(obj))
+        except OSError:
+            return None
+        return name
+
+    def store_entry(self, mem: Any, pc: int, symbol: str, obj_name: str, opt: int, pages: list[int]) -> None:
+        if not self.enabled:
+            return
+        hashes = {}
+        for p in sorted(set(pages) | {pc >> 12}):
+            h = self.page_hash(mem, p)
+            if h is None:
+                return
+            hashes[p] = h
+        ent = {"pc": pc, "symbol": symbol, "obj": obj_name, "opt": opt, "pages": sorted(hashes.items())}
+        key = self.entry_key(pc, hashes[pc >> 12])
+        try:
+            _atomic_write(os.path.join(self.ent_dir, key), _seal(json.dumps(ent).encode()))
+            self._index.add(key)
+        except OSError:
+            pass
+
+
+# ---- management (polyvm cache info|clear) --------------------------------------------------------
+def info(root: str | None = None) -> dict[str, Any]:
+    root = root or cache_root()
+    out: dict[str, Any] = {"path": root, "hosts": 0, "entries": 0, "objects": 0, "bytes": 0}
+    base = os.path.join(root, "v1")
+    if not os.path.isdir(base):
+        return out
+    for host in os.listdir(base):
+        out["hosts"] += 1
+        for sub, key in (("ent", "entries"), ("obj", "objects")):
+            d = os.path.join(base, host, sub)
+            try:
+                names = [n for n in os.listdir(d) if not n.startswith(".tmp-")]
+            except OSError:
+                continue
+            out[key] += len(names)
+            for n in names:
+                try:
+                    out["bytes"] += os.path.getsize(os.path.join(d, n))
+                except OSError:
+                    pass
+    return out
+
+
+def clear(root: str | None = None) -> int:
+    """Delete the cache; returns the bytes freed."""
+    root = root or cache_root()
+    n = info(root)["bytes"]
+    base = os.path.join(root, "v1")
+    if os.path.isdir(base):
+        shutil.rmtree(base, ignore_errors=True)
+    return n
+
+
+_default: dict[str, TranslationCache | None] = {}
+
+
+def default_cache() -> TranslationCache | None:
+    """The cache the CLI uses (None when POLYVM_CACHE=0 or the JIT is unavailable)."""
+    if os.environ.get("POLYVM_CACHE", "1") == "0":
+        return None
+    root = cache_root()
+    if root not in _default:
+        try:
+            from polyvm.engine.jit import Compiler
+
+            _default[root] = TranslationCache(root, Compiler.get().host_id)
+        except Exception:  # noqa: BLE001 - no llvmlite: no native code to cache
+            _default[root] = None
+    return _default[root]

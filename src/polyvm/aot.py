@@ -1,0 +1,258 @@
+"""Ahead-of-time translation: `polyvm aot PROG` fills the translation cache for a program.
+
+Code is discovered from the ELF file without running it: the entry point and every function
+symbol (`STT_FUNC` in `.symtab`/`.dynsym`) in an executable segment are *function entries*;
+each function is lifted by following its direct branches and jumps that stay inside the
+function (its symbol's size, or up to the next symbol), and the instruction after every call
+(a direct jump whose block continues at a return site) is an extra entry of the function's
+region, since returns come back there. Direct jump targets outside the function become
+function entries too (recursively), which finds code in stripped binaries.
+
+Each function becomes one native region (entered at the function entry or a return site),
+compiled at -O2, several regions per LLVM module, in parallel worker processes on hosts with
+`fork`. Modules go into the persistent translation cache (`polyvm.engine.tcache`) with one
+entry per region entry pc, keyed by the code's bytes as the run will map them; `polyvm run`
+then loads them on first execution and JIT-compiles whatever was not discovered.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from bisect import bisect_right
+from typing import Any
+
+from polyvm.memory import MemoryFault
+
+MAX_REGION_BLOCKS = 256
+BATCH = 24
+
+
+def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
+    """Function ranges (start, end) in the loaded image, from the ELF symbols and entry."""
+    from elftools.elf.elffile import ELFFile
+
+    from polyvm.memory import PROT_EXEC
+
+    bias = proc.image.bias
+    starts: set[int] = {proc.image.entry}
+    sizes: dict[int, int] = {}
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        for name in (".symtab", ".dynsym"):
+            sec = elf.get_section_by_name(name)
+            if sec is None:
+                continue
+            for sym in sec.iter_symbols():
+                if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"]:
+                    a = sym["st_value"] + bias
+                    starts.add(a)
+                    if sym["st_size"]:
+                        sizes[a] = max(sizes.get(a, 0), sym["st_size"])
+    mem = proc.mem
+    exec_ranges = [(s, e) for s, e, p in mem.regions() if p & PROT_EXEC]
+    starts = {a for a in starts if any(s <= a < e for s, e in exec_ranges)}
+    order = sorted(starts)
+    funcs = []
+    for i, a in enumerate(order):
+        nxt = order[i + 1] if i + 1 < len(order) else None
+        end = a + sizes[a] if a in sizes else nxt if nxt is not None else a + 4096
+        seg_end = next(e for s, e in exec_ranges if s <= a < e)
+        funcs.append((a, min(end, seg_end)))
+    return funcs, exec_ranges
+
+
+def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_REGION_BLOCKS):
+    """The blocks of the function [start, end), its entries (start and return sites) and the
+    direct jump targets outside it."""
+    blocks: dict[int, Any] = {}
+    entries = [start]
+    outside: set[int] = set()
+    work = [start]
+    while work and len(blocks) < limit:
+        pc = work.pop()
+        if pc in blocks or not start <= pc < end:
+            continue
+        try:
+            b = arch.lift_block(mem.fetch, pc, 64)
+        except MemoryFault:
+            continue
+        if not b.insns:
+            continue
+        blocks[pc] = b
+        t = b.term
+        if t.kind == "branch":
+            work += [t.target.const, t.fallthrough]
+        elif t.kind == "jump" and t.target is not None and t.target.const is not None:
+            tgt = t.target.const
+            if start <= tgt < end:
+                work.append(tgt)
+            else:
+                outside.add(tgt)
+                ret = b.insns[-1].pc + b.insns[-1].size  # a call returns here
+                if start <= ret < end and ret not in entries:
+                    entries.append(ret)
+                    work.append(ret)
+        elif t.kind == "exit" and t.target is not None and t.target.const is not None:
+            work.append(t.target.const)  # after a syscall
+    ordered = (
+        [blocks[start]] + [b for pc, b in sorted(blocks.items()) if pc != start] if start in blocks else []
+    )
+    return ordered, [e for e in entries if e in blocks], outside
+
+
+def _progress(done: int, total: int, t0: float, out: Any) -> None:
+    if out is None:
+        return
+    width = 30
+    frac = done / total if total else 1.0
+    bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
+    out.write(f"\rpolyvm aot: [{bar}] {done}/{total} functions, {time.perf_counter() - t0:.1f} s")
+    out.flush()
+
+
+def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[int, int]:
+    """Compile functions in modules of BATCH regions; returns (regions, blocks) stored."""
+    from polyvm.engine import lower as L
+    from polyvm.engine.jit import _counter_of
+
+    comp = eng.compiler
+    nregions = nblocks = 0
+    for i in range(0, len(funcs), BATCH):
+        texts, decls, made = [], {}, []
+        nonce = os.urandom(4).hex()
+        for start, end in funcs[i : i + BATCH]:
+            blocks, entries, _ = function_region(eng.arch, eng.mem, start, end)
+            if not blocks:
+                continue
+            name = eng._region_name(blocks, 2)
+            sym = f"{name}_{nonce}"
+            try:
+                lw = L.RegionLowering(
+                    sym,
+                    blocks,
+                    eng.arch.helpers,
+                    eng.helper_index,
+                    native_fn=eng._native_fn if eng.native_emit is not None else None,
+                    counter=_counter_of(name),
+                    entries=entries,
+                    nslots=eng.arch.nslots,
+                )
+            except L.Unsupported:
+                continue
+            texts.append(lw.text)
+            decls.update(lw.decls)
+            pages = sorted({p for b in blocks for p in range(b.pc >> 12, ((b.end - 1) >> 12) + 1)})
+            made.append((sym, entries, pages, len(blocks)))
+        if not made:
+            continue
+        obj = comp.compile(comp.module_text(texts, decls), 2)
+        obj_name = cache.store_object(obj)
+        if obj_name is None:
+            raise OSError("cannot write to the translation cache")
+        for sym, entries, pages, nb in made:
+            for e in entries:
+                cache.store_entry(eng.mem, e, sym, obj_name, 2, pages)
+            nregions += 1
+            nblocks += nb
+    return nregions, nblocks
+
+
+def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir: str | None = None) -> dict:
+    """Translate the program at `path` into the translation cache; returns statistics."""
+    from polyvm.engine.jit import JitEngine
+    from polyvm.engine.tcache import TranslationCache, cache_root
+    from polyvm.linux.process import Process
+
+    t0 = time.perf_counter()
+    proc = Process.from_file(path, [path], env=[], quiet=True)
+    eng = JitEngine(proc.isa, proc.mem, tier="jit")
+    cache = TranslationCache(cache_dir or cache_root(), eng.compiler.host_id)
+    if not cache.enabled:
+        raise OSError(f"cannot write to the translation cache at {cache.root}")
+    funcs, exec_ranges = discover(proc, path)
+    # Direct jump targets outside any known function are functions too (stripped code).
+    known = {a for a, _ in funcs}
+    starts = sorted(known)
+    extra: set[int] = set()
+    for a, e in funcs:
+        _, _, outside = function_region(proc.isa, proc.mem, a, e, limit=64)
+        extra |= {x for x in outside if x not in known and any(s <= x < en for s, en in exec_ranges)}
+    for x in sorted(extra):
+        i = bisect_right(starts, x)
+        nxt = starts[i] if i < len(starts) else x + 4096
+        funcs.append((x, nxt))
+    funcs.sort()
+    total = len(funcs)
+    jobs = jobs or min(os.cpu_count() or 1, 8)
+    _progress(0, total, t0, out)
+    nregions = nblocks = 0
+    if jobs > 1 and hasattr(os, "fork") and total > BATCH:
+        chunks = [funcs[i::jobs] for i in range(jobs)]
+        pids = []
+        rfds = []
+        for chunk in chunks:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # worker: compile its share, report counts through the pipe
+                os.close(r)
+                status = 1
+                try:
+                    done = [0, 0]
+                    for j in range(0, len(chunk), BATCH):
+                        nr, nb = _compile_chunk(eng, cache, chunk[j : j + BATCH])
+                        done[0] += nr
+                        done[1] += nb
+                        os.write(w, f"{len(chunk[j : j + BATCH])} {nr} {nb}\n".encode())
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(w)
+            pids.append(pid)
+            rfds.append(r)
+        finished = 0
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        for r in rfds:
+            sel.register(r, selectors.EVENT_READ)
+        buf = {r: b"" for r in rfds}
+        while sel.get_map():
+            for key, _ in sel.select():
+                data = os.read(key.fd, 4096)
+                if not data:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    continue
+                buf[key.fd] += data
+                while b"\n" in buf[key.fd]:
+                    line, buf[key.fd] = buf[key.fd].split(b"\n", 1)
+                    nf, nr, nb = (int(x) for x in line.split())
+                    finished += nf
+                    nregions += nr
+                    nblocks += nb
+                    _progress(finished, total, t0, out)
+        failed = 0
+        for pid in pids:
+            _, st = os.waitpid(pid, 0)
+            failed += st != 0
+        if failed:
+            raise RuntimeError(f"{failed} translation worker(s) failed")
+    else:
+        for j in range(0, total, BATCH):
+            nr, nb = _compile_chunk(eng, cache, funcs[j : j + BATCH])
+            nregions += nr
+            nblocks += nb
+            _progress(min(j + BATCH, total), total, t0, out)
+    if out is not None:
+        out.write("\n")
+    code_bytes = sum(e - s for s, e in exec_ranges)
+    return {
+        "functions": total,
+        "regions": nregions,
+        "blocks": nblocks,
+        "code_bytes": code_bytes,
+        "seconds": time.perf_counter() - t0,
+        "cache": cache.dir,
+    }

@@ -1,0 +1,174 @@
+"""The persistent translation cache, `polyvm aot` and `polyvm cache`.
+
+Expected program output comes from the reference interpreter (and the program's source); the
+cache must never change what a program does, only how much is compiled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("llvmlite")
+
+from polyvm.engine.jit import Compiler, JitEngine  # noqa: E402
+from polyvm.engine.tcache import TranslationCache, clear, info  # noqa: E402
+from polyvm.isa import get_arch  # noqa: E402
+from polyvm.isa.riscv.asm import li, program  # noqa: E402
+from polyvm.memory import PROT_ALL, PROT_READ, PROT_WRITE, AddressSpace  # noqa: E402
+from polyvm.testing.guest import build_guest  # noqa: E402
+
+ARCH = get_arch("riscv64")
+CODE = 0x10000
+
+
+def _engine(code: bytes, cache: TranslationCache | None) -> tuple[JitEngine, list[int]]:
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.map(0x20000, 0x1000, PROT_READ | PROT_WRITE)
+    mem.write_raw(CODE, code)
+    eng = JitEngine(ARCH, mem, tier="jit", cache=cache)
+    r = ARCH.new_state()
+    r[0] = CODE
+    return eng, r
+
+
+def _sum_loop(n: int, step: int) -> bytes:
+    # a0 = sum of step for n iterations, then ebreak
+    return program(
+        [
+            *li("a0", 0),
+            *li("a1", n),
+            "addi a0, a0, %d" % step,
+            "addi a1, a1, -1",
+            "bne a1, zero, -8",
+            "ebreak",
+        ]
+    )
+
+
+def _run(eng: JitEngine, r: list[int]) -> int:
+    stop = eng.run(r, 1_000_000)
+    assert stop.reason == "breakpoint", stop
+    return r[ARCH.regs["a0"][0]]
+
+
+def test_cache_reuses_translations_and_detects_changed_code(tmp_path) -> None:
+    host = Compiler.get().host_id
+    cache = TranslationCache(str(tmp_path), host)
+    eng, r = _engine(_sum_loop(100, 3), cache)
+    assert _run(eng, r) == 300
+    assert eng.regions_compiled > 0 and eng.regions_loaded == 0
+    # A second "process" (a fresh engine and cache object) loads instead of compiling.
+    cache2 = TranslationCache(str(tmp_path), host)
+    eng2, r2 = _engine(_sum_loop(100, 3), cache2)
+    assert _run(eng2, r2) == 300
+    assert eng2.regions_loaded > 0 and eng2.regions_compiled == 0
+    assert r2[1] == r[1]  # same instruction count
+    # Different code at the same addresses: the old translation must not be used.
+    cache3 = TranslationCache(str(tmp_path), host)
+    eng3, r3 = _engine(_sum_loop(100, 5), cache3)
+    assert _run(eng3, r3) == 500
+    assert eng3.regions_compiled > 0
+
+
+def test_corrupt_cache_files_are_ignored_and_rebuilt(tmp_path) -> None:
+    host = Compiler.get().host_id
+    eng, r = _engine(_sum_loop(50, 7), TranslationCache(str(tmp_path), host))
+    assert _run(eng, r) == 350
+    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs]
+    assert files
+    for i, path in enumerate(files):
+        with open(path, "r+b") as f:
+            data = bytearray(f.read())
+            if i % 2:
+                data[len(data) // 2] ^= 0xFF  # flip a byte
+                f.seek(0)
+                f.write(data)
+            else:
+                f.truncate(len(data) // 3)  # a torn write
+    cache = TranslationCache(str(tmp_path), host)
+    eng2, r2 = _engine(_sum_loop(50, 7), cache)
+    assert _run(eng2, r2) == 350
+    assert eng2.regions_loaded == 0  # (this process may reuse the code it compiled above)
+    assert cache.rejected > 0
+    # ... and the rebuilt entries are good again.
+    eng3, r3 = _engine(_sum_loop(50, 7), TranslationCache(str(tmp_path), host))
+    assert _run(eng3, r3) == 350 and eng3.regions_loaded > 0
+
+
+def test_unwritable_cache_dir_runs_without_cache(tmp_path) -> None:
+    target = tmp_path / "file"
+    target.write_text("not a directory")
+    cache = TranslationCache(str(target), Compiler.get().host_id)
+    assert not cache.enabled
+    eng, r = _engine(_sum_loop(10, 1), cache)
+    assert _run(eng, r) == 10
+
+
+def _polyvm(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "polyvm", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+@pytest.fixture
+def cache_env(tmp_path):
+    env = dict(os.environ)
+    env["POLYVM_CACHE_DIR"] = str(tmp_path / "tc")
+    return env
+
+
+def test_cli_warm_run_concurrent_runs_and_cache_commands(cache_env) -> None:
+    hello = build_guest("hello")
+    ref = _polyvm("run", "--engine", "interp", hello, "x", env=cache_env)
+    # Two processes filling one empty cache at the same time.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "polyvm", "run", "--stats", "--engine", "jit", hello, "x"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cache_env,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == ref.returncode and out == ref.stdout, err
+    warm = _polyvm("run", "--stats", "--engine", "jit", hello, "x", env=cache_env)
+    assert warm.stdout == ref.stdout and warm.returncode == ref.returncode
+    assert " 0 regions" in warm.stderr and "loaded from the translation cache" in warm.stderr
+    st = info(cache_env["POLYVM_CACHE_DIR"])
+    assert st["entries"] > 0 and st["objects"] > 0
+    out = _polyvm("cache", "info", env=cache_env)
+    assert out.returncode == 0 and f"{st['entries']} entries" in out.stdout
+    out = _polyvm("cache", "clear", env=cache_env)
+    assert out.returncode == 0
+    assert info(cache_env["POLYVM_CACHE_DIR"])["entries"] == 0
+    assert clear(cache_env["POLYVM_CACHE_DIR"]) == 0
+
+
+def test_aot_then_run_uses_native_code(cache_env) -> None:
+    hello = build_guest("hello")
+    ref = _polyvm("run", "--engine", "interp", hello, env=cache_env)
+    aot = _polyvm("aot", "-j", "2", hello, env=cache_env, timeout=600)
+    assert aot.returncode == 0, aot.stderr
+    assert "functions" in aot.stdout and "polyvm aot: [" in aot.stderr  # the progress bar
+    run = _polyvm("run", "--stats", "--engine", "aot", hello, env=cache_env)
+    assert run.stdout == ref.stdout and run.returncode == ref.returncode
+    loaded = int(run.stderr.split(" loaded from the translation cache")[0].rsplit(" ", 1)[1])
+    assert loaded > 0
+
+
+def test_aot_bad_input_is_one_line(tmp_path, cache_env) -> None:
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x7fELF garbage")
+    out = _polyvm("aot", str(bad), env=cache_env)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = _polyvm("aot", str(tmp_path / "missing"), env=cache_env)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
