@@ -42,7 +42,7 @@ def _sum_loop(n: int, step: int) -> bytes:
         [
             *li("a0", 0),
             *li("a1", n),
-            "addi a0, a0, %d" % step,
+            f"addi a0, a0, {step}",
             "addi a1, a1, -1",
             "bne a1, zero, -8",
             "ebreak",
