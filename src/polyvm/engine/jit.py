@@ -215,6 +215,7 @@ class JitEngine:
         self.heat: dict[int, int] = {}
         self._page_hashes: dict[int, str | None] = {}
         self._not_cached: set[int] = set()
+        self._no_native: set[int] = set()  # pcs whose code the native tier cannot translate
         self.insn_size: dict[int, int] = {}
         self.code_hooks: list[tuple[int, int, Callable[[int, int], Any]]] = []
         self.breakpoints = self.interp.breakpoints
@@ -308,6 +309,7 @@ class JitEngine:
         self.interp.flush()
         self._page_hashes.clear()
         self._not_cached.clear()
+        self._no_native.clear()
         self.regions.clear()
         self.pc_region.clear()
         self.page_regions.clear()
@@ -320,14 +322,17 @@ class JitEngine:
         self._tlb_pages.clear()
 
     def _forget_hashes(self, a: int, b: int) -> None:
+        """Pages [a, b) may have new contents or mappings: forget what was learnt about them."""
         if self._page_hashes:
             for pn in [p for p in self._page_hashes if a <= p < b] if b - a > 64 else range(a, b):
                 self._page_hashes.pop(pn, None)
+        if self._not_cached:
             self._not_cached = {pc for pc in self._not_cached if not a <= pc >> PAGE_SHIFT < b}
+        if self._no_native:
+            self._no_native = {pc for pc in self._no_native if not a - 1 <= pc >> PAGE_SHIFT < b}
 
     def _on_pages(self, a: int, b: int) -> None:
-        if b - a > 1:  # a page becoming code (b == a + 1 from watch_code) keeps its bytes
-            self._forget_hashes(a, b)
+        self._forget_hashes(a, b)
         if not self._tlb_pages:
             return
         if b - a > len(self._tlb_pages):
@@ -546,6 +551,8 @@ class JitEngine:
     # ---- translation ---------------------------------------------------------------------
     def _enter(self, pc: int) -> bool:
         """Make a translation for pc available if the tier wants one now; True if it did."""
+        if pc in self._no_native:
+            return False
         if self.cache is not None and self._load_cached(pc):
             return True
         if self.tier == "jit" or (self.tier == "aot" and self.cache is not None):
@@ -663,7 +670,10 @@ class JitEngine:
                     self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
             self.regions_compiled += len(made)
         self.compile_time += time.perf_counter() - t0
-        return pcs[0] in self.table
+        ok = pcs[0] in self.table
+        if not ok:
+            self._no_native.add(pcs[0])  # interpreted from now on (until its page changes)
+        return ok
 
     def _region_name(self, blocks: list[Block], opt: int) -> str:
         h = hashlib.sha256()

@@ -28,6 +28,7 @@ reached through `ctx`, so an object file can be cached on disk and loaded by a l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ EXIT_REASONS = ("syscall", "breakpoint", "illegal", "fetch_fault", "sync_icache"
 EXIT_IDS = {r: i for i, r in enumerate(EXIT_REASONS)}
 
 _PAGE_TAG_MASK = -(1 << PAGE_SHIFT)
+_DECL_NAME = re.compile(r'@"?([\w.$]+)"?\(')
 
 
 class Unsupported(Exception):
@@ -501,7 +503,14 @@ class RegionLowering:
             r = self._callback(name, h, argp)
         else:
             fname, ftext = native
-            self.decls[fname] = ftext
+            body = []
+            for line in ftext.splitlines():
+                if line.startswith("declare"):
+                    m = _DECL_NAME.search(line)
+                    self.decls[m.group(1) if m else line] = line
+                else:
+                    body.append(line)
+            self.decls[fname] = "\n".join(body)
             slots = sorted((h.reads or set()) | (h.writes or set())) if h.state else []
             fs = {}
             for k in slots:

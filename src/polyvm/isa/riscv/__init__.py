@@ -117,6 +117,13 @@ class RiscV64(Arch):
     max_insn_size = 4
     capstone = _capstone()
 
+    @staticmethod
+    def native_emit(name, b, args, consts, get_slot):  # type: ignore[no-untyped-def]
+        """Native (LLVM) fast paths of the FP helpers, for the JIT (see fpnative)."""
+        from polyvm.isa.riscv import fpnative
+
+        return fpnative.emit(name, b, args, consts, get_slot)
+
     def lift_block(self, fetch: Callable[[int, int], bytes], pc: int, max_insns: int) -> Block:
         b = RVBuilder(pc, HELPERS)
         page = pc >> PAGE_SHIFT
