@@ -164,7 +164,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             quiet=a.quiet,
             gpu_backend=a.gpu,
             engine_factory=_engine_factory(a.engine),
-            slice_blocks=2000 if a.engine == "interp" else 100_000,
+            slice_blocks=2000 if a.engine == "interp" else 1_000_000,
         )
     except LoadError as e:
         return _err(str(e))

@@ -39,8 +39,9 @@ REGION_BLOCKS = 32
 REGION_BLOCKS_T2 = 64
 HOT = 16
 JIT_OPT = 1
-TIER2_BLOCKS = int(os.environ.get("POLYVM_T2", "2000000"))
+TIER2_BLOCKS = 2_000_000  # blocks a region runs before it is recompiled hot
 N_COUNTERS = 4096
+T2_OPT = 2  # the hot tier: LLVM -O2
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(
@@ -568,11 +569,13 @@ class JitEngine:
         return self._translate([pc, *warm[:63]], opt=1, limit=REGION_BLOCKS)
 
     def _maybe_tier2(self) -> None:
-        hot = [r for r in self.regions.values() if r.opt < 3 and self.counters[r.counter] >= TIER2_BLOCKS]
+        hot = [
+            r for r in self.regions.values() if r.opt < T2_OPT and self.counters[r.counter] >= TIER2_BLOCKS
+        ]
         if hot:
             for r in hot:
                 self.counters[r.counter] = 0
-            self._translate([r.entry for r in hot], opt=2, limit=REGION_BLOCKS_T2)
+            self._translate([r.entry for r in hot], opt=T2_OPT, limit=REGION_BLOCKS_T2, whole=True)
 
     def _form_region(self, pc: int, limit: int, whole: bool = False) -> list[Block]:
         """Blocks reachable from pc through direct edges (calls included), breadth first.
@@ -610,7 +613,7 @@ class JitEngine:
                 work.append(last.pc + last.size)
         return list(blocks.values())
 
-    def _translate(self, pcs: list[int], opt: int, limit: int) -> bool:
+    def _translate(self, pcs: list[int], opt: int, limit: int, whole: bool = False) -> bool:
         """Compile the regions of `pcs` in one module; True if pcs[0] got a translation."""
         t0 = time.perf_counter()
         funcs: list[str] = []
@@ -619,7 +622,7 @@ class JitEngine:
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
         for pc in pcs:
-            blocks = self._form_region(pc, limit, whole=opt >= 2)
+            blocks = self._form_region(pc, limit, whole=whole)
             if not blocks:
                 continue
             name = self._region_name(blocks, opt)

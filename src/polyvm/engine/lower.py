@@ -223,6 +223,7 @@ class RegionLowering:
             self.e(f"%{nm} = alloca i64")
         self.e("%args = alloca [8 x i64]")
         if self.native_fn is not None:
+            self.e("%nargs = alloca [8 x i64]")
             self.e(f"%fslots = alloca [{max(self.nslots, 1)} x i64]")
             self.e("%fout = alloca i64")
         for k in self.used:
@@ -493,15 +494,13 @@ class RegionLowering:
         h = self.helpers[name]
         args = [self.v(x) for x in xs]
         widths = [x.w for x in xs]
-        for i, (v, w) in enumerate(zip(args, widths, strict=True)):
-            v64 = self.op(f"zext i{w} {v} to i64") if w < 64 else v
-            p = self.op(f"getelementptr inbounds [8 x i64], [8 x i64]* %args, i64 0, i64 {i}")
-            self.e(f"store i64 {v64}, i64* {p}")
-        argp = self.op("getelementptr inbounds [8 x i64], [8 x i64]* %args, i64 0, i64 0")
         native = self.native_fn(name, tuple(x.const for x in xs)) if self.native_fn is not None else None
         if native is None:
-            r = self._callback(name, h, argp)
+            r = self._callback(name, h, args, widths)
         else:
+            # The inlined fast path reads its arguments from %nargs, which nothing else sees
+            # (so SROA turns it into registers); the callback gets its own copy in %args.
+            argp = self._args_array("%nargs", args, widths)
             fname, ftext = native
             body = []
             for line in ftext.splitlines():
@@ -531,7 +530,7 @@ class RegionLowering:
             fast_end = self.cur
             self.e(f"br label %{done}")
             self.label(slow)
-            sv = self._callback(name, h, argp, wide=True)
+            sv = self._callback(name, h, args, widths)
             slow_end = self.cur
             self.e(f"br label %{done}")
             self.label(done)
@@ -544,7 +543,15 @@ class RegionLowering:
             r = self.op(f"trunc i64 {r} to i{h.result_width}")
         return r
 
-    def _callback(self, name: str, h: Any, argp: str, wide: bool = True) -> str:
+    def _args_array(self, array: str, args: list[str], widths: list[int]) -> str:
+        for i, (v, w) in enumerate(zip(args, widths, strict=True)):
+            v64 = self.op(f"zext i{w} {v} to i64") if w < 64 else v
+            p = self.op(f"getelementptr inbounds [8 x i64], [8 x i64]* {array}, i64 0, i64 {i}")
+            self.e(f"store i64 {v64}, i64* {p}")
+        return self.op(f"getelementptr inbounds [8 x i64], [8 x i64]* {array}, i64 0, i64 0")
+
+    def _callback(self, name: str, h: Any, args: list[str], widths: list[int]) -> str:
+        argp = self._args_array("%args", args, widths)
         if h.state:
             for k in sorted(((h.reads or set()) | (h.writes or set())) & set(self.used)):
                 self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
