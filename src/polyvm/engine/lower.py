@@ -379,8 +379,14 @@ class RegionLowering:
         stop, go = self.newlabel(), self.newlabel()
         self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{stop}")
         self.label(stop)
+        # The hook may have written registers before stopping: the exit writes the locals
+        # back, so they must hold what the hook left in the state.
+        self._reload_used()
         self._leave(_c(64, insn.pc), RET_STOPPED, idx)
         self.label(go)
+        self._reload_used()
+
+    def _reload_used(self) -> None:
         for k in self.used:
             self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
 
@@ -394,7 +400,9 @@ class RegionLowering:
         if op == "get":
             k = a[0]
             if k == SLOT_ICOUNT:
-                r = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {self.idx}")
+                # The count at the start of the block (docs/ir.md): lifts add the
+                # instruction's index themselves.
+                r = self.op("load i64, i64* %icount")
                 if d.w != 64:
                     r = self.op(f"trunc i64 {r} to i{d.w}")
             elif d.w == 128:
