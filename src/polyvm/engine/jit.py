@@ -296,6 +296,7 @@ class JitEngine:
     def invalidate_page(self, pn: int) -> None:
         self.interp.invalidate_page(pn)
         self._forget_hashes(pn, pn + 1)
+        removed = False
         for name in self.page_regions.pop(pn, ()):
             r = self.regions.pop(name, None)
             if r is None:
@@ -304,7 +305,12 @@ class JitEngine:
                 if self.pc_region.get(pc) is r:
                     del self.pc_region[pc]
                     self.table.pop(pc, None)
-            self._table_dirty = True
+            removed = True
+        if removed:
+            # At once, not at the next return to Python: this may run inside native code (a
+            # store into code, through the slow-path callback), whose dispatcher goes on
+            # looking pcs up in the table it has until then.
+            self._rebuild_table()
 
     def flush(self) -> None:
         self.interp.flush()
@@ -315,7 +321,7 @@ class JitEngine:
         self.pc_region.clear()
         self.page_regions.clear()
         self.table.clear()
-        self._table_dirty = True
+        self._rebuild_table()  # at once: a hook (native code running) may flush
         self._tlb_flush()
 
     def _tlb_flush(self) -> None:
@@ -412,6 +418,7 @@ class JitEngine:
             for b, e, cb in list(self.code_hooks):
                 if b <= pc <= e and cb(pc, size) is False:
                     stop = True
+                    break  # as in the interpreter, hooks after the one that stops are not called
             self._sync_in()
             return 1 if stop else 0
         except HookStop:
@@ -684,6 +691,10 @@ class JitEngine:
         for b in blocks:
             h.update(b.pc.to_bytes(8, "little"))
             h.update(self.mem.read_raw(b.pc, b.end - b.pc))
+            if self.code_hooks:
+                # Which instructions call hooks is part of the code: a region compiled for
+                # other hooks (another emu_start `until`) must not be reused.
+                h.update(repr([i.pc for i in b.insns if self._hooked(i.pc, i.size)]).encode())
         return "pv_" + h.hexdigest()[:32]
 
     def _install(self, name: str, sym: str, pc: int, pages: set[int], addr: int, opt: int) -> None:
