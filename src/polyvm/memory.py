@@ -97,9 +97,9 @@ class AddressSpace:
         # calls `on_code_write(page_number)` so engines can drop stale translations.
         self._code_pages: set[int] = set()
         self.on_code_write: Callable[[int], None] | None = None
-        # Called as listener(first_pn, end_pn) when host backing or permissions of those pages
-        # may change (unmap, remap, protect, a page becoming code): native tiers drop their
-        # software-TLB entries for them.
+        # Called as listener(first_pn, end_pn, became_code) when the host backing, contents or
+        # permissions of those pages may change (unmap, remap, protect), or (became_code=True)
+        # a page starts holding translations: native tiers drop their software-TLB entries.
         self.page_listeners: list[Callable[[int, int], None]] = []
         # Memory hooks (API): called as hook(access, addr, size, value) on every access.
         self.hooks: list[Callable[[str, int, int, int], None]] = []
@@ -135,9 +135,9 @@ class AddressSpace:
         self._split_at(b)
         return bisect_left(self._starts, a), bisect_left(self._starts, b)
 
-    def _notify(self, a: int, b: int) -> None:
+    def _notify(self, a: int, b: int, became_code: bool = False) -> None:
         for f in self.page_listeners:
-            f(a, b)
+            f(a, b, became_code)
 
     def _forget_pages(self, a: int, b: int) -> None:
         self._notify(a, b)
@@ -299,7 +299,7 @@ class AddressSpace:
         if pn not in self._code_pages:
             self._code_pages.add(pn)
             self._wpages.pop(pn, None)
-            self._notify(pn, pn + 1)
+            self._notify(pn, pn + 1, True)
 
     def _drop_code(self, pn: int) -> None:
         if pn in self._code_pages:

@@ -217,6 +217,7 @@ class JitEngine:
         self._page_hashes: dict[int, str | None] = {}
         self._not_cached: set[int] = set()
         self._no_native: set[int] = set()  # pcs whose code the native tier cannot translate
+        self._lifted: dict[int, Block] = {}  # pc -> lifted block (dropped when its pages change)
         self.insn_size: dict[int, int] = {}
         self.code_hooks: list[tuple[int, int, Callable[[int, int], Any]]] = []
         self.breakpoints = self.interp.breakpoints
@@ -317,6 +318,7 @@ class JitEngine:
         self._page_hashes.clear()
         self._not_cached.clear()
         self._no_native.clear()
+        self._lifted.clear()
         self.regions.clear()
         self.pc_region.clear()
         self.page_regions.clear()
@@ -328,6 +330,11 @@ class JitEngine:
         ctypes.memset(self.tlb, 0xFF, ctypes.sizeof(self.tlb))
         self._tlb_pages.clear()
 
+    def _watched(self, b: Block) -> bool:
+        """Stores into every page of b are reported (so a cached lift of b is current)."""
+        code = self.mem._code_pages
+        return all(pn in code for pn in range(b.pc >> PAGE_SHIFT, ((b.end - 1) >> PAGE_SHIFT) + 1))
+
     def _forget_hashes(self, a: int, b: int) -> None:
         """Pages [a, b) may have new contents or mappings: forget what was learnt about them."""
         if self._page_hashes:
@@ -337,9 +344,13 @@ class JitEngine:
             self._not_cached = {pc for pc in self._not_cached if not a <= pc >> PAGE_SHIFT < b}
         if self._no_native:
             self._no_native = {pc for pc in self._no_native if not a - 1 <= pc >> PAGE_SHIFT < b}
+        if self._lifted:
+            # A block may start on the page before the one it runs into.
+            self._lifted = {pc: blk for pc, blk in self._lifted.items() if not a - 1 <= pc >> PAGE_SHIFT < b}
 
-    def _on_pages(self, a: int, b: int) -> None:
-        self._forget_hashes(a, b)
+    def _on_pages(self, a: int, b: int, became_code: bool = False) -> None:
+        if not became_code:  # (a page becoming code keeps its contents)
+            self._forget_hashes(a, b)
         if not self._tlb_pages:
             return
         if b - a > len(self._tlb_pages):
@@ -598,7 +609,9 @@ class JitEngine:
             if p in blocks or (p != pc and not whole and p in self.table):
                 continue  # already translated: reached through the dispatcher
             try:
-                b = self.arch.lift_block(fetch, p, self.max_insns)
+                b = self._lifted.get(p)
+                if b is None or not self._watched(b):
+                    b = self._lifted[p] = self.arch.lift_block(fetch, p, self.max_insns)
             except MemoryFault:
                 continue
             if not b.insns:
