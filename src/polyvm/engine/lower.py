@@ -590,6 +590,8 @@ class RegionLowering:
             if op in ("clz", "ctz"):
                 f = self.intrinsic("llvm.ctlz" if op == "clz" else "llvm.cttz", w, 1)
                 return self.op(f"call i{w} {f}(i{w} {x}, i1 false)")
+            if op == "bswap" and w == 8:
+                return x  # one byte (llvm.bswap.i8 is invalid IR: LLVM would abort)
             if op in ("popcnt", "bswap"):
                 f = self.intrinsic("llvm.ctpop" if op == "popcnt" else "llvm.bswap", w, 1)
                 return self.op(f"call i{w} {f}(i{w} {x})")
@@ -632,6 +634,10 @@ class RegionLowering:
         if op in ("rotl", "rotr"):
             f = self.intrinsic("llvm.fshl" if op == "rotl" else "llvm.fshr", aw, 3)
             return self.op(f"call i{aw} {f}(i{aw} {x}, i{aw} {x}, i{aw} {y})")
+        if aw > 64:
+            # LLVM lowers these to compiler-rt calls (__divti3, ...), which the JIT does not
+            # link: the interpreter runs such regions.
+            raise Unsupported(f"{aw}-bit {op}")
         zero = self.op(f"icmp eq i{aw} {y}, 0")
         if op in ("udiv", "urem"):
             safe = self.op(f"select i1 {zero}, i{aw} 1, i{aw} {y}")
