@@ -1,12 +1,34 @@
-"""The Unicorn-style Emulator API on hand-assembled RISC-V code (expected values by hand)."""
+"""The Unicorn-style Emulator API on hand-assembled RISC-V code (expected values by hand).
+
+Every Emulator test runs on each engine (`engine=`): the reference interpreter, the JIT, the
+auto tier, and the JIT forced to hand over to the interpreter every 2 blocks.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 
 import pytest
 
 from polyvm.api import PROT_READ, Emulator, EmulatorError
+
+_no_llvm = pytest.mark.skipif(importlib.util.find_spec("llvmlite") is None, reason="the JIT needs llvmlite")
+
+
+def _switching(arch, mem):
+    from polyvm.engine.jit import JitEngine
+
+    return JitEngine(arch, mem, tier="jit", switch_every=2)
+
+
+ENGINES = {"interp": "interp", "jit": "jit", "auto": "auto", "switch2": _switching}
+
+
+@pytest.fixture(params=[pytest.param(k, marks=() if k == "interp" else _no_llvm) for k in ENGINES])
+def engine(request: pytest.FixtureRequest):
+    """What `Emulator(engine=...)` gets: a name or a factory."""
+    return ENGINES[request.param]
 
 
 def i_type(op: int, rd: int, f3: int, rs1: int, imm: int) -> int:
@@ -50,23 +72,23 @@ SUM_LOOP = asm(
 BASE = 0x10000
 
 
-def make(code: bytes) -> Emulator:
-    emu = Emulator("riscv64")
+def make(code: bytes, engine="interp") -> Emulator:
+    emu = Emulator("riscv64", engine=engine)
     emu.mem_map(BASE, 0x1000)
     emu.mem_write(BASE, code)
     return emu
 
 
-def test_run_until_and_registers() -> None:
-    emu = make(SUM_LOOP)
+def test_run_until_and_registers(engine) -> None:
+    emu = make(SUM_LOOP, engine)
     emu.emu_start(BASE, until=BASE + len(SUM_LOOP))
     assert emu.reg_read("a0") == 55 and emu.reg_read("x10") == 55
     assert emu.reg_read("pc") == BASE + len(SUM_LOOP)
     assert emu.instructions == 2 + 3 * 10
 
 
-def test_code_hook_sees_every_instruction_and_can_stop() -> None:
-    emu = make(SUM_LOOP)
+def test_code_hook_sees_every_instruction_and_can_stop(engine) -> None:
+    emu = make(SUM_LOOP, engine)
     seen: list[int] = []
 
     def hook(e: Emulator, pc: int, size: int, data: object) -> None:
@@ -83,21 +105,21 @@ def test_code_hook_sees_every_instruction_and_can_stop() -> None:
     assert emu.reg_read("pc") == BASE + 12
 
 
-def test_step_and_count() -> None:
-    emu = make(SUM_LOOP)
+def test_step_and_count(engine) -> None:
+    emu = make(SUM_LOOP, engine)
     emu.reg_write("pc", BASE)
     assert emu.step() is None and emu.reg_read("pc") == BASE + 4
     emu.emu_start(BASE, count=4)
     assert emu.reg_read("a0") == 10 and emu.reg_read("a1") == 9
 
 
-def test_memory_hooks_and_fault() -> None:
+def test_memory_hooks_and_fault(engine) -> None:
     code = asm(
         s_type(SP, A0, 3, 8),  # sd a0, 8(sp)
         i_type(0x03, A1, 3, SP, 8),  # ld a1, 8(sp)
         i_type(0x03, A2, 3, 0, 0),  # ld a2, 0(zero) -> fault
     )
-    emu = make(code)
+    emu = make(code, engine)
     emu.mem_map(0x20000, 0x1000)
     emu.reg_write("sp", 0x20000)
     emu.reg_write("a0", 0x1122334455667788)
@@ -112,9 +134,9 @@ def test_memory_hooks_and_fault() -> None:
     assert log == [("w", 0x20008, 8, 0x1122334455667788), ("r", 0x20008, 8, 0x1122334455667788)]
 
 
-def test_write_protection_fault_is_precise() -> None:
+def test_write_protection_fault_is_precise(engine) -> None:
     code = asm(i_type(0x13, A1, 0, 0, 7), s_type(SP, A1, 2, 0))  # li a1,7; sw a1,0(sp)
-    emu = make(code)
+    emu = make(code, engine)
     emu.mem_map(0x20000, 0x1000, PROT_READ)
     emu.reg_write("sp", 0x20000)
     with pytest.raises(EmulatorError) as ei:
@@ -124,8 +146,8 @@ def test_write_protection_fault_is_precise() -> None:
     assert emu.reg_read("a1") == 7 and emu.instructions == 1
 
 
-def test_illegal_instruction() -> None:
-    emu = make(asm(i_type(0x13, A0, 0, 0, 1), 0xFFFFFFFF))
+def test_illegal_instruction(engine) -> None:
+    emu = make(asm(i_type(0x13, A0, 0, 0, 1), 0xFFFFFFFF), engine)
     with pytest.raises(EmulatorError) as ei:
         emu.emu_start(BASE, until=BASE + 8)
     assert ei.value.stop.reason == "illegal" and ei.value.stop.pc == BASE + 4
@@ -147,8 +169,8 @@ def _smc_code() -> bytes:
 
 
 @pytest.mark.parametrize("mode", ["blocks", "step"])
-def test_self_modifying_code_is_seen_after_fence_i(mode: str) -> None:
-    emu = make(_smc_code())
+def test_self_modifying_code_is_seen_after_fence_i(mode: str, engine) -> None:
+    emu = make(_smc_code(), engine)
     emu.reg_write("a2", BASE + 8)
     if mode == "step":
         emu.emu_start(BASE, count=7)  # lui, addi, addi(+1), sw, fence.i, jalr, addi(+100)
@@ -159,8 +181,8 @@ def test_self_modifying_code_is_seen_after_fence_i(mode: str) -> None:
     assert emu.reg_read("a0") == 101
 
 
-def test_two_emulators_do_not_interfere() -> None:
-    a, b = make(SUM_LOOP), make(SUM_LOOP)
+def test_two_emulators_do_not_interfere(engine) -> None:
+    a, b = make(SUM_LOOP, engine), make(SUM_LOOP, engine)
     b.mem_write(BASE + 4, asm(i_type(0x13, A1, 0, 0, 4)))  # li a1, 4 in b only
     a.emu_start(BASE, until=BASE + len(SUM_LOOP))
     b.emu_start(BASE, until=BASE + len(SUM_LOOP))
@@ -182,9 +204,9 @@ BRANCHY_LOOP = asm(
 
 
 @pytest.mark.parametrize("regions", [True, False])
-def test_multi_block_loop(regions: bool) -> None:
-    emu = make(BRANCHY_LOOP)
-    emu.engine.regions = regions
+def test_multi_block_loop(regions: bool, engine) -> None:
+    emu = make(BRANCHY_LOOP, engine)
+    getattr(emu.engine, "interp", emu.engine).regions = regions  # (a JIT's own interpreter)
     emu.emu_start(BASE, until=BASE + len(BRANCHY_LOOP))
     assert emu.reg_read("a0") == 250
     assert emu.instructions == 2 + 50 * 6 + 50 * 5
@@ -203,9 +225,9 @@ FAULTING_LOOP = asm(
 
 
 @pytest.mark.parametrize("regions", [True, False])
-def test_fault_inside_loop_region_is_precise(regions: bool) -> None:
-    emu = make(FAULTING_LOOP)
-    emu.engine.regions = regions
+def test_fault_inside_loop_region_is_precise(regions: bool, engine) -> None:
+    emu = make(FAULTING_LOOP, engine)
+    getattr(emu.engine, "interp", emu.engine).regions = regions  # (a JIT's own interpreter)
     emu.mem_map(0x20000, 0x1000)
     emu.mem_write(0x20000, b"".join(struct.pack("<Q", i) for i in range(512)))
     emu.reg_write("a4", 0x20000)
@@ -237,7 +259,7 @@ def test_host_view_is_guest_memory() -> None:
     assert mem.host_view(0x50000, 4) is None  # unmapped
 
 
-def test_store_into_second_page_of_a_block_invalidates_it() -> None:
+def test_store_into_second_page_of_a_block_invalidates_it(engine) -> None:
     # A block that starts near a page end and runs on into the next page is dropped when
     # code in its second page is written.
     start = BASE + 0xFF8
@@ -247,7 +269,7 @@ def test_store_into_second_page_of_a_block_invalidates_it() -> None:
         i_type(0x13, A0, 0, A0, 1),  # BASE+0x1000: patched to +100 below
         b_type(0, 0, 0, 8),  # beq zero, zero, +8 (ends the block)
     )
-    emu = Emulator("riscv64")
+    emu = Emulator("riscv64", engine=engine)
     emu.mem_map(BASE, 0x2000)
     emu.mem_write(start, code)
     emu.emu_start(start, until=start + 20)
@@ -268,12 +290,12 @@ def hello_path() -> str:
     return str(build_guest("hello"))
 
 
-def test_program_syscall_hook_observes_and_answers(hello_path: str, tmp_path) -> None:
+def test_program_syscall_hook_observes_and_answers(hello_path: str, tmp_path, engine) -> None:
     from polyvm.api import load
 
     out = tmp_path / "out"
     with open(out, "wb") as f:
-        prog = load(hello_path, ["hello", "x"], stdout=f.fileno())
+        prog = load(hello_path, ["hello", "x"], stdout=f.fileno(), engine=engine)
         seen: list[tuple[int, list[int]]] = []
 
         def on_syscall(p, nr: int, args: list[int], data: object) -> int | None:
@@ -313,8 +335,8 @@ def test_program_step_and_registers(hello_path: str, tmp_path) -> None:
     assert steps == prog.instructions  # one instruction per step, the ecalls included
 
 
-def test_step_of_a_self_loop_is_one_instruction() -> None:
-    emu = make(asm(0x0000006F))  # j . (jal x0, 0)
+def test_step_of_a_self_loop_is_one_instruction(engine) -> None:
+    emu = make(asm(0x0000006F), engine)  # j . (jal x0, 0)
     emu.reg_write("pc", BASE)
     assert emu.step() is None
     assert emu.instructions == 1 and emu.reg_read("pc") == BASE
@@ -322,8 +344,8 @@ def test_step_of_a_self_loop_is_one_instruction() -> None:
     assert emu.instructions == 6
 
 
-def test_hook_register_write_then_stop_is_kept() -> None:
-    emu = make(SUM_LOOP)
+def test_hook_register_write_then_stop_is_kept(engine) -> None:
+    emu = make(SUM_LOOP, engine)
 
     def hook(e: Emulator, pc: int, size: int, data: object) -> None:
         if pc == BASE + 8:  # before the first add
@@ -335,10 +357,11 @@ def test_hook_register_write_then_stop_is_kept() -> None:
     assert emu.reg_read("a0") == 1000 and emu.reg_read("pc") == BASE + 8
 
 
-def test_retranslation_does_not_grow_the_engine() -> None:
-    emu = make(SUM_LOOP)
+def test_retranslation_does_not_grow_the_engine(engine) -> None:
+    emu = make(SUM_LOOP, engine)
     for _ in range(50):
         emu.mem_write(BASE, SUM_LOOP)  # a write to the code page drops its translations
         emu.emu_start(BASE, until=BASE + len(SUM_LOOP))
     assert emu.reg_read("a0") == 55
-    assert len(emu.engine.exits) <= 2
+    interp = getattr(emu.engine, "interp", emu.engine)  # a JIT's own interpreter
+    assert len(interp.exits) <= 2

@@ -11,6 +11,10 @@
 
 `Emulator` is a bare CPU plus an address space. Linux programs are run with
 `polyvm.linux.Process` (see `load`), which offers the same register, memory and hook calls.
+
+`engine=` (both) picks what runs the guest code, as `polyvm run --engine` does: "interp" (the
+reference engine, the default), "jit", "auto" or "aot" (polyvm.engine.jit), or a factory
+`f(arch, mem)` returning an engine. Every engine gives the same results.
 """
 
 from __future__ import annotations
@@ -52,6 +56,28 @@ class EmulatorError(Exception):
         super().__init__(msg)
 
 
+EngineSpec = str | Callable[[Arch, AddressSpace], Any]
+
+
+def engine_factory(engine: EngineSpec) -> Callable[[Arch, AddressSpace], Any]:
+    """A factory (arch, mem) -> engine for `engine=`: a name ("interp", "jit", "auto", "aot") or
+    a factory already. "auto" falls back to the interpreter without llvmlite; "jit" and "aot"
+    raise polyvm.engine.jit.JitUnavailable then."""
+    if callable(engine):
+        return engine
+    if engine == "interp":
+        return Engine
+    if engine not in ("jit", "auto", "aot"):
+        raise ValueError(f"engine must be interp, jit, auto or aot (or a factory), not {engine!r}")
+
+    def make(arch: Arch, mem: AddressSpace) -> Any:
+        from polyvm.engine.jit import make_engine
+
+        return make_engine(arch, mem, engine)
+
+    return make
+
+
 def reg_slots(arch: Arch, name: str) -> tuple[int, int]:
     try:
         return arch.regs[name.lower()]
@@ -73,7 +99,7 @@ class _Machine:
 
     arch: Arch
     mem: AddressSpace
-    engine: Engine
+    engine: Any  # the reference Engine or a JitEngine
     _hooks: list[_Hook]
     _stop: bool
 
@@ -170,10 +196,10 @@ class _Machine:
 class Emulator(_Machine):
     """One CPU and one address space. Several Emulators in a process never share state."""
 
-    def __init__(self, arch: str | Arch = "riscv64") -> None:
+    def __init__(self, arch: str | Arch = "riscv64", *, engine: EngineSpec = "interp") -> None:
         self.arch = get_arch(arch) if isinstance(arch, str) else arch
         self.mem = AddressSpace()
-        self.engine = Engine(self.arch, self.mem)
+        self.engine = engine_factory(engine)(self.arch, self.mem)
         self._state = self.arch.new_state()
         self._hooks = []
         self._stop = False
@@ -250,9 +276,14 @@ class Program(_Machine):
         while prog.step() is None: ...                                 # or: status = prog.run()
     """
 
-    def __init__(self, path: str, argv: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, path: str, argv: list[str] | None = None, *, engine: EngineSpec = "interp", **kwargs: Any
+    ) -> None:
+        """kwargs go to polyvm.linux.Process (stdout=, env=, ...); `engine` as for Emulator."""
         from polyvm.linux.process import Process
 
+        if engine != "interp":
+            kwargs.setdefault("engine_factory", engine_factory(engine))
         self.process = Process.from_file(path, argv or [path], **kwargs)
         self.arch = self.process.arch
         self.mem = self.process.mem
@@ -305,7 +336,7 @@ class Program(_Machine):
 
 
 def load(path: str, argv: list[str] | None = None, **kwargs: Any) -> Program:
-    """Load a Linux program (not yet running); kwargs go to polyvm.linux.Process."""
+    """Load a Linux program (not yet running); kwargs as for Program (engine=, stdout=, ...)."""
     return Program(path, argv, **kwargs)
 
 
