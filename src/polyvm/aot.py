@@ -6,11 +6,13 @@ each function is lifted by following its direct branches and jumps that stay ins
 function (its symbol's size, or up to the next symbol), and the instruction after every call
 (a direct jump whose block continues at a return site) is an extra entry of the function's
 region, since returns come back there. Direct jump targets outside the function become
-function entries too (recursively), which finds code in stripped binaries.
+function entries too (recursively, to a fixed point), and so do aligned words in data segments
+that point into code (function-pointer tables): together they find code in stripped binaries.
+Code reached only through computed pointers that no data word holds stays undiscovered.
 
 Each function becomes one native region (entered at the function entry or a return site),
-compiled at -O2, several regions per LLVM module, in parallel worker processes on hosts with
-`fork`. Modules go into the persistent translation cache (`polyvm.engine.tcache`) with one
+compiled with the quick pipeline (the run's own tiering recompiles what turns hot at -O2),
+several regions per LLVM module, in parallel worker processes on hosts with `fork`. Modules go into the persistent translation cache (`polyvm.engine.tcache`) with one
 entry per region entry pc, keyed by the code's bytes as the run will map them; `polyvm run`
 then loads them on first execution and JIT-compiles whatever was not discovered.
 """
@@ -20,17 +22,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from bisect import bisect_right
 from typing import Any
 
 from polyvm.memory import MemoryFault
 
 MAX_REGION_BLOCKS = 256
 BATCH = 24
+# The quick pipeline: what runs hot is recompiled at -O2 by the run's own tiering.
+AOT_OPT = 1
 
 
 def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
-    """Function ranges (start, end) in the loaded image, from the ELF symbols and entry."""
+    """Function ranges (start, end) from the ELF symbols and the entry point alone."""
     from elftools.elf.elffile import ELFFile
 
     from polyvm.memory import PROT_EXEC
@@ -94,8 +97,19 @@ def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_
                 if start <= ret < end and ret not in entries:
                     entries.append(ret)
                     work.append(ret)
+        elif t.kind == "jump":
+            # An indirect call (jalr through a register) returns to the next instruction.
+            ret = b.insns[-1].pc + b.insns[-1].size
+            if start <= ret < end:
+                if ret not in entries:
+                    entries.append(ret)
+                work.append(ret)
         elif t.kind == "exit" and t.target is not None and t.target.const is not None:
-            work.append(t.target.const)  # after a syscall
+            ret = t.target.const  # after a syscall: the run resumes here from outside
+            if t.reason in ("syscall", "breakpoint", "sync_icache") and start <= ret < end:
+                if ret not in entries:
+                    entries.append(ret)
+                work.append(ret)
     ordered = (
         [blocks[start]] + [b for pc, b in sorted(blocks.items()) if pc != start] if start in blocks else []
     )
@@ -126,7 +140,7 @@ def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[
             blocks, entries, _ = function_region(eng.arch, eng.mem, start, end)
             if not blocks:
                 continue
-            name = eng._region_name(blocks, 2)
+            name = eng._region_name(blocks, AOT_OPT)
             sym = f"{name}_{nonce}"
             try:
                 lw = L.RegionLowering(
@@ -147,16 +161,77 @@ def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[
             made.append((sym, entries, pages, len(blocks)))
         if not made:
             continue
-        obj = comp.compile(comp.module_text(texts, decls), 2)
+        obj = comp.compile(comp.module_text(texts, decls), AOT_OPT)
         obj_name = cache.store_object(obj)
         if obj_name is None:
             raise OSError("cannot write to the translation cache")
         for sym, entries, pages, nb in made:
             for e in entries:
-                cache.store_entry(eng.mem, e, sym, obj_name, 2, pages)
+                cache.store_entry(eng.mem, e, sym, obj_name, AOT_OPT, pages)
             nregions += 1
             nblocks += nb
     return nregions, nblocks
+
+
+def _data_pointers(mem: Any, exec_ranges: list[tuple[int, int]], align: int) -> set[int]:
+    """Aligned 64-bit words in readable, non-executable memory that point into code: function
+    pointer tables, vtables, jump tables (the usual static-recompiler heuristic)."""
+    import struct
+
+    from polyvm.memory import PROT_EXEC, PROT_READ
+
+    out: set[int] = set()
+    for s, e, prot in mem.regions():
+        if not prot & PROT_READ or prot & PROT_EXEC or e - s > 64 << 20:
+            continue
+        try:
+            data = mem.read_raw(s, e - s)
+        except MemoryFault:
+            continue
+        for (v,) in struct.iter_unpack("<Q", data[: len(data) // 8 * 8]):
+            if v % align == 0 and any(a <= v < b for a, b in exec_ranges):
+                out.add(v)
+    return out
+
+
+def find_functions(proc: Any, path: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Function ranges: ELF symbols and the entry, data words pointing into code, and (to a
+    fixed point) direct jump targets found while lifting them. A function without a symbol
+    size ends at the next known function start."""
+    funcs, exec_ranges = discover(proc, path)
+    starts = {a for a, _ in funcs}
+    sized = dict(funcs)
+    arch, mem = proc.isa, proc.mem
+    for ptr in _data_pointers(mem, exec_ranges, 2):
+        if ptr not in starts:
+            try:  # keep only pointers at something that decodes
+                b = arch.lift_block(mem.fetch, ptr, 4)
+            except MemoryFault:
+                continue
+            if b.insns:
+                starts.add(ptr)
+    work = sorted(starts)
+    done: set[int] = set()
+    while work:
+        a = work.pop()
+        if a in done:
+            continue
+        done.add(a)
+        end = _end_of(a, starts, sized, exec_ranges)
+        _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS)
+        for t in outside:
+            if t not in starts and any(s <= t < e for s, e in exec_ranges):
+                starts.add(t)
+                work.append(t)
+    return [(a, _end_of(a, starts, sized, exec_ranges)) for a in sorted(starts)], exec_ranges
+
+
+def _end_of(a: int, starts: set[int], sized: dict[int, int], exec_ranges: list[tuple[int, int]]) -> int:
+    seg_end = next((e for s, e in exec_ranges if s <= a < e), a + 4096)
+    if a in sized and sized[a] > a:
+        return min(sized[a], seg_end)
+    nxt = min((x for x in starts if x > a), default=seg_end)
+    return min(nxt, seg_end)
 
 
 def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir: str | None = None) -> dict:
@@ -171,19 +246,12 @@ def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir:
     cache = TranslationCache(cache_dir or cache_root(), eng.compiler.host_id)
     if not cache.enabled:
         raise OSError(f"cannot write to the translation cache at {cache.root}")
-    funcs, exec_ranges = discover(proc, path)
-    # Direct jump targets outside any known function are functions too (stripped code).
-    known = {a for a, _ in funcs}
-    starts = sorted(known)
-    extra: set[int] = set()
-    for a, e in funcs:
-        _, _, outside = function_region(proc.isa, proc.mem, a, e, limit=64)
-        extra |= {x for x in outside if x not in known and any(s <= x < en for s, en in exec_ranges)}
-    for x in sorted(extra):
-        i = bisect_right(starts, x)
-        nxt = starts[i] if i < len(starts) else x + 4096
-        funcs.append((x, nxt))
-    funcs.sort()
+    if out is not None:
+        out.write("polyvm aot: discovering code...")
+        out.flush()
+    funcs, exec_ranges = find_functions(proc, path)
+    if out is not None:
+        out.write("\r")
     total = len(funcs)
     jobs = jobs or min(os.cpu_count() or 1, 8)
     _progress(0, total, t0, out)

@@ -213,11 +213,13 @@ class Builder:
         self.term: Terminator | None = None
         self._n = 0
         self._cur: Insn | None = None
+        self._known: dict[int, int] = {}  # slot -> constant put earlier in this block
 
     # ---- structure -------------------------------------------------------------------
     def begin(self, pc: int, size: int, text: str = "") -> Insn:
         self._cur = Insn(pc, size, [], text)
         self.insns.append(self._cur)
+        self._known_before = dict(self._known)
         return self._cur
 
     def drop_current(self) -> None:
@@ -225,6 +227,7 @@ class Builder:
         if self._cur is not None:
             self.insns.pop()
             self._cur = self.insns[-1] if self.insns else None
+            self._known = self._known_before
 
     @property
     def done(self) -> bool:
@@ -256,9 +259,20 @@ class Builder:
 
     # ---- state -------------------------------------------------------------------------
     def get(self, slot: int, w: int = 64) -> Val:
+        # A constant put earlier in this block reads back as that constant (so `auipc ra` +
+        # `jalr ra` is a direct call and address arithmetic on it folds).
+        k = self._known.get(slot) if w <= 64 else None
+        if k is not None:
+            return self.const(k, w)
         return self._emit("get", w, slot)  # type: ignore[return-value]
 
     def put(self, slot: int, v: Val) -> None:
+        if v.const is not None and v.w <= 64:
+            self._known[slot] = v.const
+        else:
+            self._known.pop(slot, None)
+            if v.w > 64:
+                self._known.pop(slot + 1, None)
         self._emit("put", None, slot, v)
 
     # ---- memory ------------------------------------------------------------------------
@@ -282,6 +296,12 @@ class Builder:
         assert len(args) == len(h.arg_widths), f"{name}: {len(args)} args"
         if h.pure and all(a.is_const for a in args):
             return self.const(h.fn(*[a.const for a in args]), h.result_width or 64)
+        if h.state:  # the helper may write slots: forget constants it could overwrite
+            if h.writes is None:
+                self._known.clear()
+            else:
+                for k in h.writes:
+                    self._known.pop(k, None)
         return self._emit("call", h.result_width, name, *args)
 
     # ---- arithmetic (with constant folding) ------------------------------------------

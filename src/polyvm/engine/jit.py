@@ -42,6 +42,7 @@ JIT_OPT = 1
 TIER2_BLOCKS = 2_000_000  # blocks a region runs before it is recompiled hot
 N_COUNTERS = 4096
 T2_OPT = 2  # the hot tier: LLVM -O2
+RESUME_INTERP_BLOCKS = 64  # blocks interpreted after a slice ends inside a region
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(
@@ -151,8 +152,14 @@ class Compiler:
 
     def dispatcher(self) -> int:
         if self._dispatch is None:
+            from polyvm.engine import tcache
+
             m = self.module_text([L.dispatcher_text()], {})
-            self._dispatch = self.load(self.compile(m, 2), ["polyvm_dispatch"])["polyvm_dispatch"]
+            obj = tcache.load_aux(self.host_id, "dispatch", m)
+            if obj is None:
+                obj = self.compile(m, 2)
+                tcache.store_aux(self.host_id, "dispatch", m, obj)
+            self._dispatch = self.load(obj, ["polyvm_dispatch"])["polyvm_dispatch"]
         return self._dispatch
 
 
@@ -228,6 +235,7 @@ class JitEngine:
         self.native_blocks = 0
         self._pending: BaseException | None = None
         self._returns = 0
+        self._resume_interp = 0
         self._cur: list[int] | None = None
         names = sorted(n for n, _ in arch.helpers.items())
         self.helper_index = {n: i for i, n in enumerate(names)}
@@ -519,12 +527,23 @@ class JitEngine:
                 pc = st[SLOT_PC]
                 if pc in self.breakpoints:
                     return Stop("stopped", pc)
-                if not self._enter(pc):
+                if self._resume_interp > 0:
+                    # A time slice ended inside a region, at a block that is not an entry:
+                    # interpret up to the next translated entry instead of compiling a new
+                    # region at an arbitrary loop block.
+                    self._resume_interp -= 1
                     stop = self._interp_blocks(1)
-                    if stop is not None:
-                        return stop
+                elif not self._enter(pc):
+                    stop = self._interp_blocks(1)
+                else:
+                    stop = None
+                if stop is not None:
+                    return stop
                 continue
+            self._resume_interp = 0
             if code == L.RET_BUDGET:
+                if st[SLOT_PC] not in self.table:
+                    self._resume_interp = RESUME_INTERP_BLOCKS
                 return Stop("budget", st[SLOT_PC])
             if code == L.RET_EXIT:
                 rid = ctx[L.CTX_EXIT_REASON]
