@@ -187,6 +187,8 @@ def info(root: str | None = None) -> dict[str, Any]:
     if not os.path.isdir(base):
         return out
     for host in os.listdir(base):
+        if host == "aux":
+            continue
         out["hosts"] += 1
         for sub, key in (("ent", "entries"), ("obj", "objects")):
             d = os.path.join(base, host, sub)
@@ -211,6 +213,33 @@ def clear(root: str | None = None) -> int:
     if os.path.isdir(base):
         shutil.rmtree(base, ignore_errors=True)
     return n
+
+
+def _aux_path(host_id: str, name: str, source: str) -> str:
+    h = hashlib.sha256(f"polyvm {__version__}|{host_id}|{source}".encode()).hexdigest()[:32]
+    return os.path.join(cache_root(), "v1", "aux", f"{name}-{h}.o")
+
+
+def load_aux(host_id: str, name: str, source: str) -> bytes | None:
+    """A cached object compiled from LLVM IR `source` (the dispatcher), if present and whole."""
+    if os.environ.get("POLYVM_CACHE", "1") == "0":
+        return None
+    try:
+        with open(_aux_path(host_id, name, source), "rb") as f:
+            return _unseal(f.read())
+    except OSError:
+        return None
+
+
+def store_aux(host_id: str, name: str, source: str, obj: bytes) -> None:
+    if os.environ.get("POLYVM_CACHE", "1") == "0":
+        return
+    path = _aux_path(host_id, name, source)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _atomic_write(path, _seal(obj))
+    except OSError:
+        pass
 
 
 _default: dict[str, TranslationCache | None] = {}

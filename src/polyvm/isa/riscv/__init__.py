@@ -115,7 +115,11 @@ class RiscV64(Arch):
     regs = _regs()
     helpers = HELPERS
     max_insn_size = 4
-    capstone = _capstone()
+
+    @property
+    def capstone(self) -> tuple[int, int] | None:  # type: ignore[override]
+        # Imported on first use (--trace): capstone costs ~35 ms at startup otherwise.
+        return _capstone()
 
     @staticmethod
     def native_emit(name, b, args, consts, get_slot):  # type: ignore[no-untyped-def]
