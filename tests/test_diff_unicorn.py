@@ -11,6 +11,12 @@ frm and memory, the number of instructions retired is compared (polyvm's exact c
 Unicorn code hook), and polyvm runs each seed in one of several engine modes (single-step, small
 blocks, no loop regions) so block boundaries fall everywhere.
 
+The native tiers get the same treatment: `test_random_programs_jit` runs 2,000 more programs
+(seeds from difftest.gen.JIT_SEED_BASE; `POLYVM_DIFF_JIT_COUNT` / `--diff-jit-count` for more) on
+the LLVM JIT, on the JIT forced to switch to the interpreter and back every 3 or 7 blocks, and on
+the auto tier; the rounding-mode sweep, the special-operand programs and the traps run on the
+JIT as well, so IEEE results and flags are checked against Unicorn on native code too.
+
 The default run is 10,000 programs (seeds 0-9999) in 20 shards; a failing shard prints each
 failing seed, shrunk to the fewest instruction groups that still differ, with a disassembly and
 the initial registers. `POLYVM_DIFF_COUNT=N` (or `--diff-count N`, see difftest/plugin.py) runs
@@ -20,6 +26,8 @@ tests/test_diff_unicorn.py -k seed` reruns one seed and prints its report.
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 pytest.importorskip("unicorn")
@@ -27,11 +35,17 @@ pytest.importorskip("capstone")
 
 from difftest import encode as E  # noqa: E402
 from difftest.driver import Checker  # noqa: E402
-from difftest.gen import CODE_BASE, PROFILES, make_program  # noqa: E402
-from difftest.options import diff_base, diff_count, diff_seed  # noqa: E402
+from difftest.gen import CODE_BASE, JIT_SEED_BASE, PROFILES, make_program  # noqa: E402
+from difftest.options import diff_base, diff_count, diff_jit_count, diff_seed  # noqa: E402
 
 SHARDS = 20
+JIT_SHARDS = 10
 MAX_REPORTS = 3  # failing seeds shrunk and printed in full per shard; the rest are listed
+
+HAVE_LLVM = importlib.util.find_spec("llvmlite") is not None
+needs_llvm = pytest.mark.skipif(not HAVE_LLVM, reason="the JIT needs llvmlite")
+# Directed programs run on the reference engine and on the JIT.
+DIRECTED_MODES = ["default", pytest.param("jit", marks=needs_llvm)]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +57,20 @@ def checker() -> Checker:
 def test_random_programs(checker: Checker, shard: int, request: pytest.FixtureRequest) -> None:
     total = diff_count(request.config)
     base = diff_base(request.config)
-    seeds = range(base + shard, base + total, SHARDS)
+    _check_seeds(checker, range(base + shard, base + total, SHARDS))
+
+
+@needs_llvm
+@pytest.mark.parametrize("shard", range(JIT_SHARDS), ids=[f"jit{i:02d}" for i in range(JIT_SHARDS)])
+def test_random_programs_jit(checker: Checker, shard: int, request: pytest.FixtureRequest) -> None:
+    """Random programs on the native tiers (difftest.gen.JIT_MODES: jit, switch=3, switch=7,
+    auto)."""
+    total = diff_jit_count(request.config)
+    base = JIT_SEED_BASE + diff_base(request.config)
+    _check_seeds(checker, range(base + shard, base + total, JIT_SHARDS))
+
+
+def _check_seeds(checker: Checker, seeds: range) -> None:
     reports: list[str] = []
     failing: list[int] = []
     for seed in seeds:
@@ -61,6 +88,7 @@ def test_random_programs(checker: Checker, shard: int, request: pytest.FixtureRe
 
 
 HEAVY_BASE, HEAVY_COUNT = 1_000_000, 40_000
+JIT_HEAVY_BASE, JIT_HEAVY_COUNT = JIT_SEED_BASE + 1_000_000, 20_000
 
 
 @pytest.mark.heavy
@@ -68,6 +96,22 @@ HEAVY_BASE, HEAVY_COUNT = 1_000_000, 40_000
 def test_random_programs_soak(checker: Checker, shard: int) -> None:
     """40,000 more programs on seeds no default run uses (pytest -m heavy; CI when time allows)."""
     seeds = range(HEAVY_BASE + shard, HEAVY_BASE + HEAVY_COUNT, SHARDS)
+    failing = [seed for seed in seeds if checker.check(seed, shrink=False) is not None]
+    if failing:
+        fail = checker.check(failing[0])
+        pytest.fail(
+            f"{len(failing)} of {len(seeds)} programs differ; seeds {failing[:40]}\n\n"
+            + (fail.report() if fail else ""),
+            pytrace=False,
+        )
+
+
+@pytest.mark.heavy
+@needs_llvm
+@pytest.mark.parametrize("shard", range(JIT_SHARDS), ids=[f"heavyjit{i:02d}" for i in range(JIT_SHARDS)])
+def test_random_programs_jit_soak(checker: Checker, shard: int) -> None:
+    """20,000 more programs on the native tiers (pytest -m heavy)."""
+    seeds = range(JIT_HEAVY_BASE + shard, JIT_HEAVY_BASE + JIT_HEAVY_COUNT, JIT_SHARDS)
     failing = [seed for seed in seeds if checker.check(seed, shrink=False) is not None]
     if failing:
         fail = checker.check(failing[0])
@@ -163,11 +207,15 @@ def test_profiles_cover_every_extension() -> None:
     assert set(PROFILES) == {"int", "fp", "amo", "mix"}
 
 
-def test_rounding_sweep(checker: Checker) -> None:
-    """Every rounded FP operation, single and double, in rm 0-4 and dynamic with frm 0-4."""
+@pytest.mark.parametrize("mode", DIRECTED_MODES)
+def test_rounding_sweep(checker: Checker, mode: str) -> None:
+    """Every rounded FP operation, single and double, in rm 0-4 and dynamic with frm 0-4 (on the
+    JIT one program per combination instead of three: each costs a native compile)."""
     from difftest.directed import rounding_sweep
 
-    progs = rounding_sweep()
+    progs = rounding_sweep(3 if mode == "default" else 1)
+    for p in progs:
+        p.engine_mode = mode
     fails = [f for p in progs if (f := checker.check_program(p, shrink=False)) is not None]
     if fails:
         pytest.fail(
@@ -186,12 +234,16 @@ def _trap_params():
     return out
 
 
+@pytest.mark.parametrize("mode", DIRECTED_MODES)
 @pytest.mark.parametrize("name, words, frm, xset", _trap_params())
-def test_trap(checker: Checker, name: str, words: list[int], frm: int, xset: dict[int, int]) -> None:
+def test_trap(
+    checker: Checker, name: str, words: list[int], frm: int, xset: dict[int, int], mode: str
+) -> None:
     """Reserved rounding modes, reserved encodings, misaligned atomics: both must trap, precisely."""
     from difftest.directed import trap_program
 
     prog = trap_program(name, words, frm, xset)
+    prog.engine_mode = mode
     code = prog.code()
     uni = checker.uni.run(prog, code)
     last_pc = CODE_BASE + len(code) - E.size_of(words[-1])
@@ -203,11 +255,14 @@ def test_trap(checker: Checker, name: str, words: list[int], frm: int, xset: dic
         pytest.fail(fail.report(), pytrace=False)
 
 
-def test_special_operands(checker: Checker) -> None:
+@pytest.mark.parametrize("mode", DIRECTED_MODES)
+def test_special_operands(checker: Checker, mode: str) -> None:
     """Every FP op on every combination of special values (±0, ±inf, NaNs, subnormals, extremes)."""
     from difftest.directed import special_operands
 
     progs = special_operands()
+    for p in progs:
+        p.engine_mode = mode
     fails = [f for p in progs if (f := checker.check_program(p, shrink=False)) is not None]
     if fails:
         pytest.fail(

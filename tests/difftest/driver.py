@@ -19,7 +19,7 @@ class Failure:
         code = p.code(self.drop)
         kept = [u.name for i, u in enumerate(p.units) if i not in self.drop]
         if p.profile.startswith(("sweep", "trap")):
-            head = f"{p.profile}: polyvm and Unicorn differ"
+            head = f"{p.profile} (polyvm engine {p.engine_mode}): polyvm and Unicorn differ"
             repro = "  reproduce: pytest tests/test_diff_unicorn.py -k 'sweep or trap'"
         else:
             head = f"seed {p.seed} (profile {p.profile}, polyvm engine {p.engine_mode}): polyvm and Unicorn differ"

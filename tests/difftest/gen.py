@@ -76,7 +76,7 @@ class Program:
     fflags: int
     frm: int
     data: bytes
-    engine_mode: str = "default"  # how polyvm runs it: default, step, insns=N, no-regions
+    engine_mode: str = "default"  # how polyvm runs it: ENGINE_MODES or JIT_MODES below
 
     def code(self, drop: frozenset[int] = frozenset()) -> bytes:
         """Machine code; units whose index is in `drop` become NOPs of the same size."""
@@ -957,6 +957,12 @@ PROFILES = ("int", "fp", "amo", "mix")
 # Block-size limits split blocks at arbitrary points (state written back, re-entered), `step`
 # runs one-instruction blocks, `no-regions` turns off the engine's loop regions.
 ENGINE_MODES = ("default", "default", "step", "insns=1", "insns=3", "insns=7", "no-regions")
+# Seeds from JIT_SEED_BASE on run on the native tiers (polyvm.engine.jit): `jit` compiles
+# everything, `switch=N` is the JIT forced to hand the state over to the interpreter every N
+# blocks and back, `auto` starts interpreted (these programs run each block once, so they stay
+# there: the JIT engine's own interpreter path).
+JIT_SEED_BASE = 5_000_000
+JIT_MODES = ("jit", "switch=3", "jit", "switch=7", "auto")
 
 
 def make_program(seed: int, profile: str | None = None) -> Program:
@@ -965,5 +971,6 @@ def make_program(seed: int, profile: str | None = None) -> Program:
         profile = PROFILES[seed % len(PROFILES)]
     rng = random.Random(seed ^ 0x5EED)
     prog = Gen(seed, profile).program(rng.randint(10, 30))
-    prog.engine_mode = ENGINE_MODES[(seed // len(PROFILES)) % len(ENGINE_MODES)]
+    modes = JIT_MODES if seed >= JIT_SEED_BASE else ENGINE_MODES
+    prog.engine_mode = modes[(seed // len(PROFILES)) % len(modes)]
     return prog

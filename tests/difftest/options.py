@@ -8,6 +8,7 @@ import os
 import pytest
 
 DEFAULT_COUNT = 10_000
+DEFAULT_JIT_COUNT = 2_000  # a native compile per program: ~30 ms each
 
 
 def _get(config: pytest.Config, opt: str, env: str) -> int | None:
@@ -23,6 +24,11 @@ def _get(config: pytest.Config, opt: str, env: str) -> int | None:
 def diff_count(config: pytest.Config) -> int:
     v = _get(config, "diff_count", "POLYVM_DIFF_COUNT")
     return DEFAULT_COUNT if v is None else v
+
+
+def diff_jit_count(config: pytest.Config) -> int:
+    v = _get(config, "diff_jit_count", "POLYVM_DIFF_JIT_COUNT")
+    return DEFAULT_JIT_COUNT if v is None else v
 
 
 def diff_seed(config: pytest.Config) -> int | None:

@@ -4,6 +4,8 @@
 `--diff-seed S` (env `POLYVM_DIFF_SEED`): run only program S, shrink it and print its report.
 `--diff-base B` (env `POLYVM_DIFF_BASE`): first seed of the run (default 0; a soak run can pick
 another range).
+`--diff-jit-count N` (env `POLYVM_DIFF_JIT_COUNT`): how many random programs run on the JIT
+(seeds difftest.gen.JIT_SEED_BASE + base + i; default 2,000).
 
 The environment variables always work. The command-line options need this plugin loaded before
 pytest parses the command line: `pytest_plugins = ["difftest.plugin"]` in tests/conftest.py, or
@@ -22,6 +24,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("--diff-count", "number of random programs (env POLYVM_DIFF_COUNT; default 10000)"),
         ("--diff-seed", "run only this seed, shrink it and print its report (env POLYVM_DIFF_SEED)"),
         ("--diff-base", "first seed of the run (env POLYVM_DIFF_BASE; default 0)"),
+        (
+            "--diff-jit-count",
+            "number of random programs on the JIT (env POLYVM_DIFF_JIT_COUNT; default 2000)",
+        ),
     ]
     for name, help_ in opts:
         try:

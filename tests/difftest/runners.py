@@ -1,4 +1,8 @@
-"""Run a generated program in Unicorn and in polyvm's reference engine, and compare the results.
+"""Run a generated program in Unicorn and in polyvm, and compare the results.
+
+polyvm runs it in the program's `engine_mode` (difftest.gen): the reference engine in one of
+its configurations, or a native tier (`jit`, `auto`, `switch=N`: the JIT handing over to the
+interpreter every N blocks).
 
 What is compared: x1-x31, f0-f31 (per the register's kind, see gen.py), fflags, frm, the pc
 where the program stopped, the number of instructions retired (polyvm's exact count against a
@@ -229,6 +233,12 @@ class PolyvmRunner:
             eng = self.Engine(self.arch, mem, max_insns=int(mode.split("=")[1].split()[0]))
         elif mode == "no-regions":
             eng = self.Engine(self.arch, mem, regions=False)
+        elif mode in ("jit", "auto") or mode.startswith("switch="):
+            from polyvm.engine.jit import JitEngine
+
+            # switch=N: the JIT hands over to the interpreter every N blocks and back.
+            every = int(mode.split("=")[1]) if mode.startswith("switch=") else 0
+            eng = JitEngine(self.arch, mem, tier="auto" if mode == "auto" else "jit", switch_every=every)
         else:
             eng = self.Engine(self.arch, mem)
         st = self.arch.new_state()
