@@ -22,7 +22,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,18 +33,19 @@ from polyvm.engine import GuestTrap, Stop
 from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
+from polyvm.engine.tcache import TranslationCache as TranslationCacheHash
 from polyvm.ir import Block
 from polyvm.isa import SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, MemoryFault
 
 M64 = (1 << 64) - 1
 REGION_BLOCKS = 32
-REGION_BLOCKS_T2 = 64
+REGION_BLOCKS_T2 = 32
 HOT = 16
 JIT_OPT = 1
 TIER2_BLOCKS = 2_000_000  # blocks a region runs before it is recompiled hot
 N_COUNTERS = 4096
-T2_OPT = 2  # the hot tier: LLVM -O2
+T2_OPT = 2  # the hot tier (see Compiler.compile)
 RESUME_INTERP_BLOCKS = 64  # blocks interpreted after a slice ends inside a region
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
@@ -100,24 +104,68 @@ class Compiler:
         self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}"
         self.compile_time = 0.0
         self._dispatch: int | None = None
+        self._worker: threading.Thread | None = None
+        self.busy = False  # the worker is compiling (or has more queued)
+        self._worker_pid = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
 
     def module_text(self, functions: list[str], decls: dict[str, str]) -> str:
         head = f'target triple = "{self.triple}"\ntarget datalayout = "{self.data_layout}"\n'
         return head + "\n".join(decls.values()) + "\n" + "\n".join(functions) + "\n" + L.PROF_META + "\n"
 
-    def compile(self, module: str, opt: int) -> bytes:
+    def _worker_tms(self) -> dict[int, Any]:
+        target = self.llvm.Target.from_triple(self.triple)
+        return {
+            o: target.create_target_machine(
+                cpu=self.cpu, features=self.features, opt=o, reloc="pic", codemodel="large"
+            )
+            for o in (0, 2, 3)
+        }
+
+    def compile_async(self, module: str, opt: int) -> _Pending:
+        """Compile on the background thread (LLVM runs without the GIL); poll `.done`."""
+        job = _Pending()
+        if self._worker is None or self._worker_pid != os.getpid():
+            # (a forked child has no thread: it starts its own)
+            self._queue = queue.SimpleQueue()
+            self._worker_pid = os.getpid()
+            self._worker = threading.Thread(target=self._work, args=(self._queue,), daemon=True)
+            self._worker.start()
+        self.busy = True
+        self._queue.put((job, module, opt))
+        return job
+
+    def _work(self, q: queue.SimpleQueue) -> None:
+        ctx = self.llvm.create_context()
+        tms = self._worker_tms()
+        while True:
+            job, module, opt = q.get()
+            self.busy = True
+            t0 = time.perf_counter()
+            try:
+                job.obj = self.compile(module, opt, tms=tms, context=ctx, account=False)
+            except BaseException as e:  # noqa: BLE001 - reported to the engine
+                job.error = e
+            job.seconds = time.perf_counter() - t0
+            job.done = True
+            self.busy = not q.empty()
+
+    def compile(
+        self, module: str, opt: int, *, tms: Any = None, context: Any = None, account: bool = True
+    ) -> bytes:
         """LLVM IR module -> native object file bytes.
 
         opt 1 is the quick tier: SROA (slots into registers), instcombine and simplifycfg,
         then LLVM's fast instruction selector and register allocator — about six times
-        cheaper than -O2 per guest instruction. opt 2 and 3 are LLVM's -O2/-O3 pipelines
-        and code generators, for hot regions.
+        cheaper than -O2 per guest instruction. opt 2 (hot regions) is LLVM's -O1 pipeline
+        with the optimizing code generator; opt 3 the -O3 pipeline.
         """
         llvm = self.llvm
         t0 = time.perf_counter()
-        mod = llvm.parse_assembly(module)
+        tms = tms or self.tms
+        mod = llvm.parse_assembly(module, context=context)
         if opt <= 1:
-            tm = self.tms[0]
+            tm = tms[0]
             pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
             pm = llvm.create_new_module_pass_manager()
             pm.add_always_inliner_pass()
@@ -126,11 +174,16 @@ class Compiler:
             pm.add_simplify_cfg_pass()
             pm.run(mod, pb)
         else:
-            tm = self.tms[opt]
-            pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=opt))
+            # The hot tier: LLVM's -O1 pipeline (as good as -O2 on region code here, at half
+            # the compile time) and the optimizing code generator; opt 3: the -O3 pipeline.
+            tm = tms[opt]
+            pb = llvm.create_pass_builder(
+                tm, llvm.create_pipeline_tuning_options(speed_level=1 if opt == 2 else opt)
+            )
             pb.getModulePassManager().run(mod, pb)
         obj = tm.emit_object(mod)
-        self.compile_time += time.perf_counter() - t0
+        if account:
+            self.compile_time += time.perf_counter() - t0
         return obj
 
     def load(self, obj: bytes, names: list[str]) -> dict[str, int]:
@@ -163,6 +216,18 @@ class Compiler:
         return self._dispatch
 
 
+class _Pending:
+    """A background compilation: `done` turns true with `obj` (or `error`) set."""
+
+    __slots__ = ("done", "obj", "error", "seconds")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.obj: bytes | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+
 class _Region:
     __slots__ = ("name", "pcs", "pages", "opt", "counter", "addr", "entry")
 
@@ -192,6 +257,7 @@ class JitEngine:
         cache: Any = None,
         switch_every: int = 0,
         max_insns: int = 64,
+        background: bool = False,
     ) -> None:
         if tier not in ("jit", "auto", "aot"):
             raise ValueError(f"unknown tier {tier}")
@@ -203,6 +269,11 @@ class JitEngine:
         mem.on_code_write = self.invalidate_page
         mem.page_listeners.append(self._on_pages)
         self.switch_every = switch_every
+        # Compile hot code on the compiler thread while the guest runs on. Off by default:
+        # llvmlite runs one LLVM call at a time process-wide, so on a small host the main
+        # thread's own compiles and loads wait for the worker, and regions still in flight get
+        # compiled again by later batches (measured slower on the 2-core development VM).
+        self.background = background
         n = arch.nslots
         self.st = (ctypes.c_uint64 * n)()
         self._st_addr = ctypes.addressof(self.st)
@@ -236,6 +307,10 @@ class JitEngine:
         self._pending: BaseException | None = None
         self._returns = 0
         self._resume_interp = 0
+        self._jobs: list[tuple[_Pending, list, int, dict[int, str | None], int]] = []
+        self._pending_pcs: set[int] = set()
+        self._flushes = 0
+        self.bg_compile_time = 0.0
         self._cur: list[int] | None = None
         names = sorted(n for n, _ in arch.helpers.items())
         self.helper_index = {n: i for i, n in enumerate(names)}
@@ -262,7 +337,8 @@ class JitEngine:
         return (
             f"{self.regions_compiled} regions ({self.blocks_compiled} blocks) compiled in "
             f"{self.compile_time:.3f} s, {self.regions_loaded} loaded from the translation cache, "
-            f"{self.ctx[L.CTX_DISPATCHES]} native dispatches; "
+            f"{self.ctx[L.CTX_DISPATCHES]} native dispatches, {self.bg_compile_time:.3f} s compiling "
+            f"in the background; "
             f"interpreter: {self.interp.blocks_compiled} blocks translated in {self.interp.compile_time:.3f} s"
         )
 
@@ -322,6 +398,7 @@ class JitEngine:
             self._rebuild_table()
 
     def flush(self) -> None:
+        self._flushes += 1  # background results made before this are dropped
         self.interp.flush()
         self._page_hashes.clear()
         self._not_cached.clear()
@@ -501,6 +578,8 @@ class JitEngine:
         ctx[L.CTX_BUDGET] = max_blocks
         every = self.switch_every
         while True:
+            if self._jobs:
+                self._poll_jobs()
             if self._table_dirty:
                 self._rebuild_table()
             if every:
@@ -595,36 +674,54 @@ class JitEngine:
             return True
         if self.tier == "jit" or (self.tier == "aot" and self.cache is not None):
             return self._translate([pc], opt=JIT_OPT, limit=REGION_BLOCKS)
+        if pc in self._pending_pcs:
+            return False
         h = self.heat.get(pc, 0) + 1
         self.heat[pc] = h
         if h < HOT:
             return False
-        warm = [p for p, k in self.heat.items() if k >= HOT // 2 and p not in self.table and p != pc]
+        warm = [
+            p
+            for p, k in self.heat.items()
+            if k >= HOT // 2 and p not in self.table and p != pc and p not in self._pending_pcs
+        ]
         for p in warm:
             self.heat[p] = 0
         self.heat[pc] = 0
-        return self._translate([pc, *warm[:63]], opt=1, limit=REGION_BLOCKS)
+        return self._translate([pc, *warm[:63]], opt=1, limit=REGION_BLOCKS, background=self.background)
 
     def _maybe_tier2(self) -> None:
         hot = [
-            r for r in self.regions.values() if r.opt < T2_OPT and self.counters[r.counter] >= TIER2_BLOCKS
+            r
+            for r in self.regions.values()
+            if r.opt < T2_OPT
+            and self.counters[r.counter] >= TIER2_BLOCKS
+            and r.entry not in self._pending_pcs
         ]
         if hot:
             for r in hot:
                 self.counters[r.counter] = 0
-            self._translate([r.entry for r in hot], opt=T2_OPT, limit=REGION_BLOCKS_T2, whole=True)
+            self._translate(
+                [r.entry for r in hot],
+                opt=T2_OPT,
+                limit=REGION_BLOCKS_T2,
+                whole=True,
+                background=self.background,
+            )
 
     def _form_region(self, pc: int, limit: int, whole: bool = False) -> list[Block]:
-        """Blocks reachable from pc through direct edges (calls included), breadth first.
+        """Blocks reachable from pc through direct edges, breadth first: first the function's
+        own blocks (branches, jumps and the return sites after calls), then the callees.
 
         A first-tier region stops at code that already has a translation (reached through the
         dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
         stay inside one native function."""
         blocks: dict[int, Block] = {}
-        work = [pc]
+        local = deque([pc])
+        callees: deque[int] = deque()
         fetch = self.mem.fetch
-        while work and len(blocks) < limit:
-            p = work.pop(0)
+        while (local or callees) and len(blocks) < limit:
+            p = local.popleft() if local else callees.popleft()
             if p in blocks or (p != pc and not whole and p in self.table):
                 continue  # already translated: reached through the dispatcher
             try:
@@ -640,20 +737,23 @@ class JitEngine:
             blocks[p] = b
             t = b.term
             if t.kind == "branch":
-                work += [t.target.const, t.fallthrough]
+                local += [t.target.const, t.fallthrough]
             elif t.kind == "jump" and t.target is not None and t.target.const is not None:
-                work.append(t.target.const)
-            elif t.kind == "jump":
-                # An indirect jump (a return): the code after calls is where it usually goes.
-                pass
-            # Fall-through after a call: the return site.
-            last = b.insns[-1]
-            if t.kind == "jump" and t.target is not None and t.target.const is not None:
-                work.append(last.pc + last.size)
+                if L._is_call(b):
+                    callees.append(t.target.const)
+                    local.append(b.end)  # the return site
+                else:
+                    local.append(t.target.const)
         return list(blocks.values())
 
-    def _translate(self, pcs: list[int], opt: int, limit: int, whole: bool = False) -> bool:
-        """Compile the regions of `pcs` in one module; True if pcs[0] got a translation."""
+    def _translate(
+        self, pcs: list[int], opt: int, limit: int, whole: bool = False, background: bool = False
+    ) -> bool:
+        """Compile the regions of `pcs` in one module; True if pcs[0] got a translation.
+
+        With `background`, LLVM runs on the compiler's thread while the guest goes on (on
+        the interpreter, or on the code it already has); `_poll_jobs` installs the result
+        once it is there, if the code it was made from is still what memory holds."""
         t0 = time.perf_counter()
         funcs: list[str] = []
         decls: dict[str, str] = {}
@@ -698,24 +798,68 @@ class JitEngine:
             decls.update(lw.decls)
             made.append((name, sym, pc, pages))
             self.blocks_compiled += len(blocks)
+        if made and background:
+            text = self.compiler.module_text(funcs, decls)
+            pages = sorted(set().union(*(m[3] for m in made)))
+            hashes = {pn: TranslationCacheHash.page_hash(self.mem, pn) for pn in pages}
+            job = self.compiler.compile_async(text, opt)
+            self._jobs.append((job, made, opt, hashes, self._flushes))
+            self._pending_pcs.update(m[2] for m in made)
+            self.compile_time += time.perf_counter() - t0
+            return False
         if made:
             obj = self.compiler.compile(self.compiler.module_text(funcs, decls), opt)
-            addrs = self.compiler.load(obj, [m[1] for m in made])
-            use_cache = self.cache is not None and not self.code_hooks
-            obj_name = self.cache.store_object(obj) if use_cache else None
-            if obj_name is not None:
-                self.compiler.obj_bytes[obj_name] = obj
-            for name, sym, pc, pages in made:
-                known[name] = (sym, addrs[sym], obj_name)
-                self._install(name, sym, pc, pages, addrs[sym], opt)
-                if obj_name is not None:
-                    self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
-            self.regions_compiled += len(made)
+            self._finish(obj, made, opt)
         self.compile_time += time.perf_counter() - t0
         ok = pcs[0] in self.table
         if not ok:
             self._no_native.add(pcs[0])  # interpreted from now on (until its page changes)
         return ok
+
+    def _finish(self, obj: bytes, made: list[tuple[str, str, int, set[int]]], opt: int) -> None:
+        """Load a compiled module and install (and cache) its regions."""
+        known = self.compiler.regions
+        addrs = self.compiler.load(obj, [m[1] for m in made])
+        use_cache = self.cache is not None and not self.code_hooks
+        obj_name = self.cache.store_object(obj) if use_cache else None
+        if obj_name is not None:
+            self.compiler.obj_bytes[obj_name] = obj
+        for name, sym, pc, pages in made:
+            known[name] = (sym, addrs[sym], obj_name)
+            self._install(name, sym, pc, pages, addrs[sym], opt)
+            if obj_name is not None:
+                self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
+        self.regions_compiled += len(made)
+
+    def _poll_jobs(self) -> None:
+        """Install the background compilations that have finished (between blocks)."""
+        from polyvm.memory import PROT_EXEC
+
+        if self.compiler.busy:
+            # llvmlite runs one LLVM call at a time: loading now would wait for the worker.
+            return
+        left = []
+        for entry in self._jobs:
+            job, made, opt, hashes, flushes = entry
+            if not job.done:
+                left.append(entry)
+                continue
+            self.bg_compile_time += job.seconds
+            self._pending_pcs.difference_update(m[2] for m in made)
+            if job.error is not None or job.obj is None or flushes != self._flushes:
+                continue
+            # The code must still be there, unchanged and executable (nothing watched these
+            # pages while LLVM worked).
+            if any(
+                TranslationCacheHash.page_hash(self.mem, pn) != h
+                or not (self.mem.prot_at(pn << PAGE_SHIFT) or 0) & PROT_EXEC
+                for pn, h in hashes.items()
+            ):
+                continue
+            t0 = time.perf_counter()
+            self._finish(job.obj, made, opt)
+            self.compile_time += time.perf_counter() - t0
+        self._jobs = left
 
     def _region_name(self, blocks: list[Block], opt: int) -> str:
         h = hashlib.sha256()

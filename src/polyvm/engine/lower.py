@@ -72,6 +72,19 @@ _PAGE_TAG_MASK = -(1 << PAGE_SHIFT)
 _DECL_NAME = re.compile(r'@"?([\w.$]+)"?\(')
 
 
+def _is_call(b: Block) -> bool:
+    """Does b end with a call: a jump after storing its own return address (b.end) into a
+    register or to memory (RISC-V jal/jalr ra, AArch64 bl, x86 call)?"""
+    if not b.insns or b.term.kind != "jump":
+        return False
+    for st in b.insns[-1].stmts:
+        if st.op in ("put", "store"):
+            v = st.args[-1]
+            if v.const is not None and v.const == b.end:
+                return True
+    return False
+
+
 class Unsupported(Exception):
     """The region uses something the native tier does not lower; it stays interpreted."""
 
@@ -212,6 +225,7 @@ class RegionLowering:
                             raise Unsupported("128-bit memory access")
         self.used = sorted(used)
         self.bbs = {blk.pc: f"B{blk.pc:x}" for blk in self.blocks}
+        self.ret_sites = sorted({blk.end for blk in self.blocks if blk.end in self.bbs and _is_call(blk)})
         self.lands: dict[int, str] = {}
         self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
         o = self.out
@@ -354,7 +368,9 @@ class RegionLowering:
                 return
             v = self.v(t.target)
             default = self.newlabel()
-            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._landing(pc)}" for pc in self.bbs)
+            # Only return sites (the instruction after a block that jumps elsewhere, i.e. a
+            # call) are likely targets; the rest goes through the dispatcher.
+            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._landing(pc)}" for pc in self.ret_sites)
             self.e(f"switch i64 {v}, label %{default} [{cases}]")
             self.label(default)
             self._leave(v, RET_CONTINUE)
