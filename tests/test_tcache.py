@@ -172,3 +172,29 @@ def test_aot_bad_input_is_one_line(tmp_path, cache_env) -> None:
     assert len(out.stderr.strip().splitlines()) == 1
     out = _polyvm("aot", str(tmp_path / "missing"), env=cache_env)
     assert out.returncode != 0 and "Traceback" not in out.stderr
+
+
+def test_background_compilation_gives_the_same_results(tmp_path) -> None:
+    """auto tier with background compilation: hot code is compiled on the compiler thread
+    while the interpreter goes on; results and counts equal the reference interpreter's."""
+    from polyvm.engine.reference import Engine
+
+    code = _sum_loop(300000, 3)
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    ref = ARCH.new_state()
+    ref[0] = CODE
+    assert Engine(ARCH, mem).run(ref, 10_000_000).reason == "breakpoint"
+    eng, r = _engine(code, None)
+    eng = JitEngine(ARCH, eng.mem, tier="auto", background=True)
+    stop = eng.run(r, 1_000_000)
+    while stop.reason == "budget":
+        stop = eng.run(r, 1_000_000)
+    assert stop.reason == "breakpoint"
+    assert r == ref  # every slot, the instruction count included
+    for job in [j[0] for j in eng._jobs]:
+        while not job.done:
+            pass
+    eng._poll_jobs()
+    assert eng.bg_compile_time > 0 and eng.regions_compiled > 0 and eng.table
