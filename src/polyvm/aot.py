@@ -68,7 +68,7 @@ def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
 
 def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_REGION_BLOCKS):
     """The blocks of the function [start, end), its entries (start and return sites) and the
-    direct jump targets outside it."""
+    addresses outside it that it jumps to or materializes (candidate functions)."""
     blocks: dict[int, Any] = {}
     entries = [start]
     outside: set[int] = set()
@@ -84,6 +84,14 @@ def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_
         if not b.insns:
             continue
         blocks[pc] = b
+        # Addresses the code materializes (`la a0, main`, a function pointer argument) are
+        # candidate functions too; the caller keeps those that lie in executable memory.
+        for insn in b.insns:
+            for st in insn.stmts:
+                if st.op in ("put", "store"):
+                    v = st.args[-1]
+                    if v.const is not None and v.w == 64 and not start <= v.const < end:
+                        outside.add(v.const)
         t = b.term
         if t.kind == "branch":
             work += [t.target.const, t.fallthrough]
@@ -220,7 +228,12 @@ def find_functions(proc: Any, path: str) -> tuple[list[tuple[int, int]], list[tu
         end = _end_of(a, starts, sized, exec_ranges)
         _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS)
         for t in outside:
-            if t not in starts and any(s <= t < e for s, e in exec_ranges):
+            if t not in starts and t % 2 == 0 and any(s <= t < e for s, e in exec_ranges):
+                try:  # keep only addresses of something that decodes
+                    if not arch.lift_block(mem.fetch, t, 4).insns:
+                        continue
+                except MemoryFault:
+                    continue
                 starts.add(t)
                 work.append(t)
     return [(a, _end_of(a, starts, sized, exec_ranges)) for a in sorted(starts)], exec_ranges
