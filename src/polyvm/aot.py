@@ -166,7 +166,7 @@ def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[
             texts.append(lw.text)
             decls.update(lw.decls)
             pages = sorted({p for b in blocks for p in range(b.pc >> 12, ((b.end - 1) >> 12) + 1)})
-            made.append((sym, entries, pages, len(blocks)))
+            made.append((sym, lw.entry_pcs, pages, len(blocks)))
         if not made:
             continue
         obj = comp.compile(comp.module_text(texts, decls), AOT_OPT)
@@ -174,8 +174,7 @@ def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[
         if obj_name is None:
             raise OSError("cannot write to the translation cache")
         for sym, entries, pages, nb in made:
-            for e in entries:
-                cache.store_entry(eng.mem, e, sym, obj_name, AOT_OPT, pages)
+            cache.store_entry(eng.mem, entries, sym, obj_name, AOT_OPT, pages)
             nregions += 1
             nblocks += nb
     return nregions, nblocks

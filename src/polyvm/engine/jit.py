@@ -46,7 +46,6 @@ JIT_OPT = 1
 TIER2_BLOCKS = 2_000_000  # blocks a region runs before it is recompiled hot
 N_COUNTERS = 4096
 T2_OPT = 2  # the hot tier (see Compiler.compile)
-RESUME_INTERP_BLOCKS = 64  # blocks interpreted after a slice ends inside a region
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(
@@ -97,8 +96,9 @@ class Compiler:
         self.symbols: dict[str, int] = {}
         self.objects: set[bytes] = set()  # sha256 of the object files loaded
         self.obj_bytes: dict[str, bytes] = {}  # cached objects made here (to rewrite bad files)
-        # region name -> (symbol, address, cached object name or None), for code loaded here
-        self.regions: dict[str, tuple[str, int, str | None]] = {}
+        # region name -> (symbol, address, cached object name or None, entry pcs), for code
+        # loaded in this process
+        self.regions: dict[str, tuple[str, int, str | None, list[int]]] = {}
         ver = llvm.llvm_version_info
         # What a cached object depends on besides the guest code (see tcache).
         self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}"
@@ -306,7 +306,6 @@ class JitEngine:
         self.native_blocks = 0
         self._pending: BaseException | None = None
         self._returns = 0
-        self._resume_interp = 0
         self._jobs: list[tuple[_Pending, list, int, dict[int, str | None], int]] = []
         self._pending_pcs: set[int] = set()
         self._flushes = 0
@@ -606,23 +605,14 @@ class JitEngine:
                 pc = st[SLOT_PC]
                 if pc in self.breakpoints:
                     return Stop("stopped", pc)
-                if self._resume_interp > 0:
-                    # A time slice ended inside a region, at a block that is not an entry:
-                    # interpret up to the next translated entry instead of compiling a new
-                    # region at an arbitrary loop block.
-                    self._resume_interp -= 1
-                    stop = self._interp_blocks(1)
-                elif not self._enter(pc):
+                if not self._enter(pc):
                     stop = self._interp_blocks(1)
                 else:
                     stop = None
                 if stop is not None:
                     return stop
                 continue
-            self._resume_interp = 0
             if code == L.RET_BUDGET:
-                if st[SLOT_PC] not in self.table:
-                    self._resume_interp = RESUME_INTERP_BLOCKS
                 return Stop("budget", st[SLOT_PC])
             if code == L.RET_EXIT:
                 rid = ctx[L.CTX_EXIT_REASON]
@@ -757,7 +747,7 @@ class JitEngine:
         t0 = time.perf_counter()
         funcs: list[str] = []
         decls: dict[str, str] = {}
-        made: list[tuple[str, str, int, set[int]]] = []  # (region, symbol, entry pc, pages)
+        made: list[tuple[str, str, list[int], set[int]]] = []  # (region, symbol, entries, pages)
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
         for pc in pcs:
@@ -767,15 +757,17 @@ class JitEngine:
             name = self._region_name(blocks, opt)
             pages = _pages_of(blocks)
             if name in known:  # the same code was compiled before in this process
-                sym, addr, obj_name = known[name]
-                self._install(name, sym, pc, pages, addr, opt)
+                sym, addr, obj_name, entries = known[name]
+                self._install(name, sym, entries, pages, addr, opt)
                 obj = self.compiler.obj_bytes.get(obj_name) if obj_name is not None else None
                 if obj is not None and self.cache is not None and not self.code_hooks:
                     if self.cache.store_object(obj) == obj_name:  # (re)written if it went bad
-                        self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
+                        self.cache.store_entry(self.mem, entries, sym, obj_name, opt, sorted(pages))
                 continue
             if any(m[0] == name for m in made):
                 continue
+            if self.cache is not None and self._load_cached(pc, want=name):
+                continue  # an earlier run compiled exactly this region
             sym = f"{name}_{nonce}"
             try:
                 lw = L.RegionLowering(
@@ -796,7 +788,7 @@ class JitEngine:
                     self.insn_size[insn.pc] = insn.size
             funcs.append(lw.text)
             decls.update(lw.decls)
-            made.append((name, sym, pc, pages))
+            made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
         if made and background:
             text = self.compiler.module_text(funcs, decls)
@@ -804,7 +796,7 @@ class JitEngine:
             hashes = {pn: TranslationCacheHash.page_hash(self.mem, pn) for pn in pages}
             job = self.compiler.compile_async(text, opt)
             self._jobs.append((job, made, opt, hashes, self._flushes))
-            self._pending_pcs.update(m[2] for m in made)
+            self._pending_pcs.update(m[2][0] for m in made)
             self.compile_time += time.perf_counter() - t0
             return False
         if made:
@@ -816,7 +808,7 @@ class JitEngine:
             self._no_native.add(pcs[0])  # interpreted from now on (until its page changes)
         return ok
 
-    def _finish(self, obj: bytes, made: list[tuple[str, str, int, set[int]]], opt: int) -> None:
+    def _finish(self, obj: bytes, made: list[tuple[str, str, list[int], set[int]]], opt: int) -> None:
         """Load a compiled module and install (and cache) its regions."""
         known = self.compiler.regions
         addrs = self.compiler.load(obj, [m[1] for m in made])
@@ -824,11 +816,11 @@ class JitEngine:
         obj_name = self.cache.store_object(obj) if use_cache else None
         if obj_name is not None:
             self.compiler.obj_bytes[obj_name] = obj
-        for name, sym, pc, pages in made:
-            known[name] = (sym, addrs[sym], obj_name)
-            self._install(name, sym, pc, pages, addrs[sym], opt)
+        for name, sym, entries, pages in made:
+            known[name] = (sym, addrs[sym], obj_name, entries)
+            self._install(name, sym, entries, pages, addrs[sym], opt)
             if obj_name is not None:
-                self.cache.store_entry(self.mem, pc, sym, obj_name, opt, sorted(pages))
+                self.cache.store_entry(self.mem, entries, sym, obj_name, opt, sorted(pages))
         self.regions_compiled += len(made)
 
     def _poll_jobs(self) -> None:
@@ -845,7 +837,7 @@ class JitEngine:
                 left.append(entry)
                 continue
             self.bg_compile_time += job.seconds
-            self._pending_pcs.difference_update(m[2] for m in made)
+            self._pending_pcs.difference_update(m[2][0] for m in made)
             if job.error is not None or job.obj is None or flushes != self._flushes:
                 continue
             # The code must still be there, unchanged and executable (nothing watched these
@@ -873,25 +865,29 @@ class JitEngine:
                 h.update(repr([i.pc for i in b.insns if self._hooked(i.pc, i.size)]).encode())
         return "pv_" + h.hexdigest()[:32]
 
-    def _install(self, name: str, sym: str, pc: int, pages: set[int], addr: int, opt: int) -> None:
-        r = _Region(name, pc, [pc], pages, opt, _counter_of(name))
+    def _install(self, name: str, sym: str, entries: list[int], pages: set[int], addr: int, opt: int) -> None:
+        """Make region `name` (at addr) the translation for its entry pcs (entries[0] is the
+        pc it was made for; the others are loop heads and return sites)."""
+        r = _Region(name, entries[0], list(entries), pages, opt, _counter_of(name))
         r.addr = addr
         self.regions[name] = r
         for pn in pages:
             self.mem.watch_code(pn << PAGE_SHIFT)
             self.page_regions.setdefault(pn, set()).add(name)
-        old = self.pc_region.get(pc)
-        if old is not None and old is not r:
-            self.regions.pop(old.name, None)
-        self.pc_region[pc] = r
-        self._table_set(pc, addr)
+        for pc in entries:
+            old = self.pc_region.get(pc)
+            if old is not None and old is not r and old.entry == pc:
+                self.regions.pop(old.name, None)  # superseded (e.g. by its hot recompile)
+            self.pc_region[pc] = r
+            self._table_set(pc, addr)
 
     def _native_fn(self, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
         return native_helper_text(self.arch, name, consts)
 
-    def _load_cached(self, pc: int) -> bool:
-        """Install the cached translation entered at pc if the cache has one for this code."""
-        if self.code_hooks or pc in self._not_cached:
+    def _load_cached(self, pc: int, want: str | None = None) -> bool:
+        """Install the cached translation entered at pc if the cache has one for this code
+        (with `want`, only if it is that region: a hot recompile made by an earlier run)."""
+        if self.code_hooks or (want is None and pc in self._not_cached):
             return False
         t0 = time.perf_counter()
         hashes = self._page_hashes
@@ -900,8 +896,9 @@ class JitEngine:
         code_pages = self.mem._code_pages
         for pn in [p for p in hashes if p not in code_pages]:
             del hashes[pn]
-        if got is None:
-            self._not_cached.add(pc)
+        if got is None or (want is not None and not got[0]["symbol"].startswith(want + "_")):
+            if want is None:
+                self._not_cached.add(pc)
             self.compile_time += time.perf_counter() - t0
             return False
         ent, obj = got
@@ -914,8 +911,9 @@ class JitEngine:
             return False
         name = sym.rsplit("_", 1)[0]
         pages = {p for p, _ in ent["pages"]}
-        self.compiler.regions.setdefault(name, (sym, addr, ent["obj"]))
-        self._install(name, sym, pc, pages, addr, int(ent.get("opt", 1)))
+        entries = [pc] + [e for e in ent.get("entries", ()) if isinstance(e, int) and e != pc]
+        self.compiler.regions.setdefault(name, (sym, addr, ent["obj"], entries))
+        self._install(name, sym, entries, pages, addr, int(ent.get("opt", 1)))
         self.regions_loaded += 1
         self.compile_time += time.perf_counter() - t0
         return True

@@ -227,6 +227,15 @@ class RegionLowering:
         self.bbs = {blk.pc: f"B{blk.pc:x}" for blk in self.blocks}
         self.ret_sites = sorted({blk.end for blk in self.blocks if blk.end in self.bbs and _is_call(blk)})
         self.lands: dict[int, str] = {}
+        self.loop_heads: set[int] = set()
+        for blk in self.blocks:
+            t = blk.term
+            targets: list[int] = []
+            if t.kind == "branch":
+                targets = [t.target.const, t.fallthrough]
+            elif t.kind == "jump" and t.target is not None:
+                targets = [t.target.const] if t.target.const is not None else list(self.ret_sites)
+            self.loop_heads.update(x for x in targets if x in self.bbs and x <= blk.pc)
         self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
         o = self.out
         o.append(f"define i64 @{self.name}(i64* noalias %ctx, i64* noalias %state) {{")
@@ -247,6 +256,12 @@ class RegionLowering:
         self.e(f"store i64 {self.budget0}, i64* %budget")
         pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
         entries = list(self.bbs) if self.entries is None else [p for p in self.entries if p in self.bbs]
+        # Loop heads (targets of backward edges) are entries too: backward edges are where the
+        # budget is charged, so a time slice that ends in a loop resumes at an entry.
+        for h in sorted(self.loop_heads):
+            if h not in entries:
+                entries.append(h)
+        self.entry_pcs = entries
         cases = " ".join(f"i64 {_c(64, p)}, label %{self.bbs[p]}" for p in entries)
         self.e(f"switch i64 {pc0}, label %miss [{cases}]")
         self.label("miss")
@@ -265,7 +280,7 @@ class RegionLowering:
         left = self.op("load i64, i64* %budget")
         self.e(f"store i64 {left}, i64* {self.ctx_ptr(CTX_BUDGET)}")
         if self.counter is not None:
-            # Blocks run in this region (for tier-up decisions): budget spent + the entry.
+            # Loop iterations run in this region (for tier-up decisions): budget spent + 1.
             base = self.op(f"inttoptr i64 {self.ctx_load(CTX_COUNTERS)} to i64*")
             cp = self.op(f"getelementptr i64, i64* {base}, i64 {self.counter}")
             spent = self.op(f"sub i64 {self.budget0}, {left}")
@@ -288,11 +303,19 @@ class RegionLowering:
 
     def _edge(self, target: int) -> None:
         """Continue at a constant target: natively when it is in the region."""
-        land = self._landing(target)
+        land = self._to(target)
         if land is None:
             self._leave(_c(64, target), RET_CONTINUE)
         else:
             self.e(f"br label %{land}")
+
+    def _to(self, target: int) -> str | None:
+        """The label to branch to for `target` from the current block: a backward edge goes
+        through the budget check, a forward one straight to the block (every cycle has a
+        backward edge, so loops still end their time slice)."""
+        if target not in self.bbs:
+            return None
+        return self._landing(target) if target <= self.src_pc else self.bbs[target]
 
     def _landing(self, target: int) -> str | None:
         """The block that enters region block `target` from inside: it charges one block of
@@ -334,6 +357,7 @@ class RegionLowering:
     # ---- blocks and instructions ------------------------------------------------------------
     def _block(self, blk: Block) -> None:
         self.vals: dict[int, str] = {}
+        self.src_pc = blk.pc
         n = len(blk.insns)
         for idx, insn in enumerate(blk.insns):
             self.insn, self.idx = insn, idx
@@ -370,7 +394,7 @@ class RegionLowering:
             default = self.newlabel()
             # Only return sites (the instruction after a block that jumps elsewhere, i.e. a
             # call) are likely targets; the rest goes through the dispatcher.
-            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._landing(pc)}" for pc in self.ret_sites)
+            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._to(pc)}" for pc in self.ret_sites)
             self.e(f"switch i64 {v}, label %{default} [{cases}]")
             self.label(default)
             self._leave(v, RET_CONTINUE)

@@ -161,22 +161,33 @@ class TranslationCache:
             return None
         return name
 
-    def store_entry(self, mem: Any, pc: int, symbol: str, obj_name: str, opt: int, pages: list[int]) -> None:
+    def store_entry(
+        self, mem: Any, entries: list[int], symbol: str, obj_name: str, opt: int, pages: list[int]
+    ) -> None:
+        """Record region `symbol` of object `obj_name`, entered at each pc of `entries`."""
         if not self.enabled:
             return
         hashes = {}
-        for p in sorted(set(pages) | {pc >> 12}):
+        for p in sorted(set(pages) | {pc >> 12 for pc in entries}):
             h = self.page_hash(mem, p)
             if h is None:
                 return
             hashes[p] = h
-        ent = {"pc": pc, "symbol": symbol, "obj": obj_name, "opt": opt, "pages": sorted(hashes.items())}
-        key = self.entry_key(pc, hashes[pc >> 12])
-        try:
-            _atomic_write(os.path.join(self.ent_dir, key), _seal(json.dumps(ent).encode()))
-            self._index.add(key)
-        except OSError:
-            pass
+        for pc in entries:
+            ent = {
+                "pc": pc,
+                "entries": entries,
+                "symbol": symbol,
+                "obj": obj_name,
+                "opt": opt,
+                "pages": sorted(hashes.items()),
+            }
+            key = self.entry_key(pc, hashes[pc >> 12])
+            try:
+                _atomic_write(os.path.join(self.ent_dir, key), _seal(json.dumps(ent).encode()))
+                self._index.add(key)
+            except OSError:
+                return
 
 
 # ---- management (polyvm cache info|clear) --------------------------------------------------------
