@@ -86,11 +86,14 @@ def reg_slots(arch: Arch, name: str) -> tuple[int, int]:
 
 
 class _Hook:
-    __slots__ = ("kind", "cb", "begin", "end", "user_data", "wrapped")
+    __slots__ = ("kind", "cb", "begin", "end", "user_data", "wrapped", "live")
 
     def __init__(self, kind: str, cb: Callable, begin: int, end: int, user_data: Any) -> None:
         self.kind, self.cb, self.begin, self.end, self.user_data = kind, cb, begin, end, user_data
         self.wrapped: Callable | None = None
+        # False once deleted: an engine may still be running code instrumented for it (the
+        # rest of the current block), which must not call it any more.
+        self.live = True
 
 
 class _Machine:
@@ -165,6 +168,8 @@ class _Machine:
         if kind == "code":
 
             def code(pc: int, size: int, h: _Hook = h) -> bool | None:
+                if not h.live:
+                    return False if self._stop else None
                 self.state[SLOT_PC] = pc
                 h.cb(self, pc, size, h.user_data)
                 return False if self._stop else None
@@ -175,7 +180,7 @@ class _Machine:
             want = "r" if kind == "mem_read" else "w"
 
             def mem(access: str, addr: int, size: int, value: int, h: _Hook = h, want: str = want) -> None:
-                if access == want and h.begin <= addr <= h.end:
+                if access == want and h.live and h.begin <= addr <= h.end:
                     h.cb(self, access, addr, size, value, h.user_data)
 
             h.wrapped = mem
@@ -186,6 +191,7 @@ class _Machine:
 
     def hook_del(self, h: _Hook) -> None:
         self._hooks.remove(h)
+        h.live = False
         if h.kind == "code":
             self.engine.remove_code_hook(h.wrapped)  # type: ignore[arg-type]
         elif h.kind in ("mem_read", "mem_write"):
@@ -313,6 +319,7 @@ class Program(_Machine):
     def hook_del(self, h: _Hook) -> None:
         if h.kind == "syscall":
             self._hooks.remove(h)
+            h.live = False
             self.process.syscall_hooks.remove(h.wrapped)  # type: ignore[arg-type]
         else:
             super().hook_del(h)
