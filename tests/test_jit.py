@@ -1,0 +1,632 @@
+"""The native tiers (polyvm.engine.jit) where a JIT is easy to get wrong.
+
+Self-modifying and generated code, invalidation by munmap/mprotect, precise faults and traps
+in the middle of a block, IEEE results and flags (rounding modes, frm, fflags, NaN boxing) on
+random FP instruction sequences, code and memory hooks from the Python API, emu_stop, and time
+slices (block budgets). Every test runs on the reference interpreter and on the native engines:
+the JIT (`jit`), the tiered `auto` engine and the JIT forced to hand the state over to the
+interpreter every N blocks (`switchN`). Expected values are hand-computed where a test says so;
+otherwise the interpreter's results, themselves checked against Unicorn (test_diff_unicorn.py)
+and hand-written expectations elsewhere, are the reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from typing import Any
+
+import pytest
+
+from polyvm.api import PROT_ALL, PROT_READ, PROT_WRITE, Emulator, EmulatorError, engine_factory
+from polyvm.engine import Stop
+from polyvm.isa.riscv.asm import asm, li, program
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llvmlite") is None, reason="the JIT needs llvmlite")
+
+M64 = (1 << 64) - 1
+BASE, DATA = 0x10000, 0x40000
+
+
+def _jit(**kw):
+    def make(arch, mem):
+        from polyvm.engine.jit import JitEngine
+
+        return JitEngine(arch, mem, **kw)
+
+    return make
+
+
+ENGINES: dict[str, Any] = {
+    "interp": "interp",
+    "jit": "jit",
+    "auto": "auto",
+    "switch1": _jit(tier="jit", switch_every=1),
+    "switch3": _jit(tier="jit", switch_every=3),
+}
+ALL = list(ENGINES)
+NATIVE = [e for e in ALL if e != "interp"]
+
+
+def emulator(engine: str, code: bytes = b"", code_size: int = 0x4000) -> Emulator:
+    emu = Emulator("riscv64", engine=ENGINES[engine])
+    emu.mem_map(BASE, code_size, PROT_ALL)
+    emu.mem_map(DATA, 0x4000, PROT_READ | PROT_WRITE)
+    if code:
+        emu.mem_write(BASE, code)
+    return emu
+
+
+def snapshot(emu: Emulator) -> dict[str, Any]:
+    """Everything a guest can observe: registers, FP state, pc, count and the data pages."""
+    st = {f"x{i}": emu.reg_read(f"x{i}") for i in range(1, 32)}
+    st |= {f"f{i}": emu.reg_read(f"f{i}") for i in range(32)}
+    st |= {
+        "fflags": emu.reg_read("fflags"),
+        "frm": emu.reg_read("frm"),
+        "pc": emu.reg_read("pc"),
+        "instructions": emu.instructions,
+        "data": emu.mem_read(DATA, 0x4000),
+    }
+    return st
+
+
+def run(emu: Emulator, begin: int, until: int | None = None, **kw: Any) -> Stop:
+    """emu_start, with a guest fault or trap returned as its Stop instead of raised."""
+    try:
+        return emu.emu_start(begin, until=until, **kw)
+    except EmulatorError as e:
+        return e.stop
+
+
+def stop_key(stop: Stop) -> tuple:
+    return (stop.reason, stop.pc, stop.addr, stop.access, stop.mapped, stop.info)
+
+
+# ---- self-modifying and generated code --------------------------------------------------------
+W1, W100 = asm("addi a0, a0, 1"), asm("addi a0, a0, 100")
+
+
+@pytest.mark.parametrize("engine", ALL)
+def test_code_patched_between_calls_is_rerun(engine: str) -> None:
+    """A loop calls a function on another page, then rewrites it (+1 <-> +100) and runs fence.i,
+    all without leaving native code: the next call must run the new code. (The JIT used to keep
+    calling the stale translation through its native dispatch table.)"""
+    target = BASE + 0x1000
+    code = program(
+        li("a1", W1)
+        + li("a3", W1 ^ W100)
+        + li("a2", target)
+        + [
+            "addi s0, zero, 6",
+            "jalr ra, 0(a2)",  # loop: call the target
+            "xor a1, a1, a3",  # toggle the patch
+            "sw a1, 0(a2)",  # patch the target's first instruction
+            "fence.i",
+            "addi s0, s0, -1",
+            "bne s0, zero, -20",
+            "addi zero, zero, 0",
+        ]
+    )
+    emu = emulator(engine, code)
+    emu.mem_write(target, program(["addi a0, a0, 1", "jalr zero, 0(ra)"]))
+    emu.emu_start(BASE, until=BASE + len(code))
+    # +1, +100, +1, +100, +1, +100; 5 setup instructions, 8 per iteration, the final nop
+    assert emu.reg_read("a0") == 303
+    assert emu.instructions == 5 + 6 * 8 + 1
+
+
+@pytest.mark.parametrize("engine", ALL)
+def test_loop_patching_its_own_body(engine: str) -> None:
+    """Each iteration rewrites an instruction of the loop itself (in the block after fence.i)."""
+    head = li("s0", 6) + li("a1", W1) + li("a3", W1 ^ W100)
+    code = program(
+        head
+        + [
+            "auipc a2, 0",
+            "addi a2, a2, 20",  # a2 = the instruction after fence.i
+            "xor a1, a1, a3",  # loop
+            "sw a1, 0(a2)",
+            "fence.i",
+            "addi a0, a0, 1",  # patched to +100, +1, +100, ...
+            "addi s0, s0, -1",
+            "bne s0, zero, -20",
+        ]
+    )
+    emu = emulator(engine, code)
+    emu.emu_start(BASE, until=BASE + len(code))
+    assert emu.reg_read("a0") == 3 * 100 + 3 * 1
+    assert emu.instructions == len(head) + 2 + 6 * 6
+
+
+@pytest.mark.parametrize("engine", ALL)
+def test_generated_functions(engine: str) -> None:
+    """A guest "JIT": for k = 1..30 it writes `addi a0, a0, k; ret` into a code page, runs
+    fence.i and calls it 20 times (enough for the auto tier to compile each version)."""
+    gen = BASE + 0x2000
+    code = program(
+        li("a2", gen)
+        + li("a4", asm("addi a0, a0, 0"))  # the addi with a zero immediate
+        + li("a5", asm("jalr zero, 0(ra)"))
+        + [
+            "addi s0, zero, 1",  # k
+            "addi s2, zero, 31",
+            # outer: write the function for k
+            "slli t0, s0, 20",  # k in the immediate field
+            "or t0, t0, a4",
+            "sw t0, 0(a2)",
+            "sw a5, 4(a2)",
+            "fence.i",
+            "addi s1, zero, 20",
+            "jalr ra, 0(a2)",  # inner: call it
+            "addi s1, s1, -1",
+            "bne s1, zero, -8",
+            "addi s0, s0, 1",
+            "bne s0, s2, -40",
+            "addi zero, zero, 0",
+        ]
+    )
+    emu = emulator(engine, code)
+    emu.emu_start(BASE, until=BASE + len(code))
+    assert emu.reg_read("a0") == 20 * sum(range(1, 31))
+
+
+def test_smc_guest_program(tmp_path) -> None:
+    """guest/t_smc.c (generated code patched while hot, self-patching code, munmap and mmap again,
+    mprotect without and with PROT_EXEC) on every engine: the hand-computed output, and the
+    interpreter's instruction count."""
+    from polyvm.linux import Process
+    from polyvm.testing.guest import build_guest
+
+    exe = build_guest("t_smc")
+    expected = (
+        "patched: 816400\n"  # sum over k = 1..40 of 20 * (1000 + k)
+        "loops: 6090\n"  # sum over step 1..5, n 100..103 of step * n
+        "self-patched: 105 12\n"
+        "remapped: 93 same=1\n"
+        "noexec faults: 1 at code: 1\n"
+        "exec again: -2\n"
+        "unmapped faults: 2 at code: 1\n"
+    )
+    counts = {}
+    for engine in ("interp", "jit", "auto", "switch5"):
+        factory = {"interp": None, "switch5": _jit(tier="jit", switch_every=5)}.get(engine, _jit(tier=engine))
+        out = tmp_path / f"{engine}.out"
+        with open(out, "wb") as fo, open(tmp_path / f"{engine}.err", "wb") as fe:
+            p = Process.from_file(
+                exe, ["t_smc"], env={}, stdout=fo.fileno(), stderr=fe.fileno(), engine_factory=factory
+            )
+            status = p.run(timeout=300)
+        assert (status, out.read_text()) == (0, expected), engine
+        counts[engine] = p.instructions
+    assert len(set(counts.values())) == 1, counts
+
+
+# ---- munmap / mprotect ------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ALL)
+def test_unmap_and_protect_invalidate_translations(engine: str) -> None:
+    """A function on its own page, called 20 times per run (so every tier compiles it); between
+    runs its page is unmapped, mapped again with other code, made non-executable and executable
+    again. Each run must see the page as it is now: the new code, or a precise fetch fault."""
+    fn = BASE + 0x1000
+    caller = program(
+        li("a2", fn) + ["addi s0, zero, 20", "jalr ra, 0(a2)", "addi s0, s0, -1", "bne s0, zero, -8"]
+    )
+    end = BASE + len(caller)
+    emu = emulator(engine, caller, code_size=0x1000)
+    emu.mem_map(fn, 0x1000, PROT_ALL)
+    emu.mem_write(fn, program(["addi a0, a0, 1", "jalr zero, 0(ra)"]))
+
+    def call() -> Stop:
+        emu.reg_write("a0", 0)
+        return run(emu, BASE, end)
+
+    assert call().reason == "stopped" and emu.reg_read("a0") == 20
+    emu.mem_unmap(fn, 0x1000)
+    n0 = emu.instructions
+    st = call()
+    assert (st.reason, st.pc, st.addr, st.access, st.mapped) == ("fault", fn, fn, "x", False)
+    assert emu.instructions - n0 == 3 and emu.reg_read("pc") == fn  # li, addi, jalr
+    emu.mem_map(fn, 0x1000, PROT_ALL)
+    emu.mem_write(fn, program(["addi a0, a0, 5", "jalr zero, 0(ra)"]))
+    assert call().reason == "stopped" and emu.reg_read("a0") == 100
+    emu.mem_protect(fn, 0x1000, PROT_READ | PROT_WRITE)
+    st = call()
+    assert (st.reason, st.pc, st.addr, st.access, st.mapped) == ("fault", fn, fn, "x", True)
+    emu.mem_protect(fn, 0x1000, PROT_READ | PROT_ALL)
+    assert call().reason == "stopped" and emu.reg_read("a0") == 100
+    # the caller's own page: rewritten by the host (mem_write) between runs
+    emu.mem_write(BASE + 4 * len(li("a2", fn)), program(["addi s0, zero, 3"]))
+    assert call().reason == "stopped" and emu.reg_read("a0") == 15
+
+
+# ---- precise faults and traps in the middle of a block ---------------------------------------
+_PRE = [
+    "addi a0, a0, 7",
+    "slli a1, a0, 3",
+    "sd a1, 8(s1)",  # DATA + 8
+    "fadd.d fa0, fa1, fa2, rne",  # accrues NX (0.1 + 0.2)
+    "addi a2, a2, 1",
+]
+_POST = ["addi a3, a3, 1", "addi a0, a0, 100", "sd a0, 16(s1)"]
+FAULTS = {
+    # name: (faulting instruction, setup (reg -> value), expected stop (reason, access, mapped, addr))
+    "load-unmapped": ("ld a5, 0(a4)", {"a4": 0x900000}, ("fault", "r", False, 0x900000)),
+    "load-crosses-out": ("lw a5, 0(a4)", {"a4": DATA + 0x3FFE}, ("fault", "r", False, DATA + 0x4000)),
+    "store-readonly": ("sw a5, 0(a4)", {"a4": BASE + 0x3000}, ("fault", "w", True, BASE + 0x3000)),
+    "fp-load-unmapped": ("fld fa5, 0(a4)", {"a4": 0x900008}, ("fault", "r", False, 0x900008)),
+    "fp-store-unmapped": ("fsw fa5, 0(a4)", {"a4": 0x900010}, ("fault", "w", False, 0x900010)),
+    "amo-unmapped": ("amoadd.d a5, a6, (a4)", {"a4": 0x900000}, ("fault", "r", False, 0x900000)),
+    "amo-misaligned": ("amoadd.w a5, a6, (a4)", {"a4": DATA + 2}, ("misaligned", "", False, 0)),
+    "lr-misaligned": ("lr.d a5, (a4)", {"a4": DATA + 4}, ("misaligned", "", False, 0)),
+    "rm-reserved": ("fadd.d fa5, fa1, fa2, dyn", {"frm": 5}, ("illegal", "", False, 0)),
+}
+
+
+@pytest.mark.parametrize("engine", NATIVE)
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_fault_in_the_middle_of_a_block_is_precise(name: str, engine: str) -> None:
+    """Five instructions (registers, a store, an FP add), then one that faults or traps, then
+    more: the stop is at the faulting instruction with exactly five retired and the state of
+    the interpreter; run twice (the second time through translated code)."""
+    insn, setup, (reason, access, mapped, addr) = FAULTS[name]
+    code = program(_PRE + [insn] + _POST)
+    pc = BASE + 4 * len(_PRE)
+    results = {}
+    for eng in ("interp", engine):
+        emu = emulator(eng, code)
+        emu.mem_protect(BASE + 0x3000, 0x1000, PROT_READ)
+        for rnd in range(2):
+            emu.reg_write("s1", DATA)
+            for r, v in {
+                "a0": 1,
+                "a2": 0,
+                "fa1": 0x3FB999999999999A,
+                "fa2": 0x3FC999999999999A,
+                **setup,
+            }.items():
+                emu.reg_write(r, v)
+            emu.reg_write("fflags", 0)
+            n0 = emu.instructions
+            st = run(emu, BASE, BASE + len(code))
+            assert (st.reason, st.pc) == (reason, pc), (eng, rnd, st)
+            if reason == "fault":
+                assert (st.access, st.mapped, st.addr) == (access, mapped, addr)
+            assert emu.instructions - n0 == len(_PRE) and emu.reg_read("pc") == pc
+            # hand-checked: the first five took effect, nothing after them did
+            assert emu.reg_read("a0") == 8 and emu.reg_read("a1") == 64 and emu.reg_read("a2") == 1
+            assert emu.mem_read(DATA + 8, 8) == (64).to_bytes(8, "little")
+            assert emu.reg_read("fflags") == 1 and emu.reg_read("a3") == 0
+            results[eng, rnd] = (stop_key(st), snapshot(emu))
+    assert results["interp", 0] == results[engine, 0] and results["interp", 1] == results[engine, 1]
+
+
+# ---- IEEE exactness: random FP instruction sequences -------------------------------------------
+_D_SPECIAL = [
+    0, 1 << 63, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000, 0x7FF8000000000123,
+    0xFFF8000000000000, 0x7FF0000000000001, 0x7FF4000000000000, 1, 0x000FFFFFFFFFFFFF,
+    0x0010000000000000, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0xBFF0000000000000,
+    0x3FB999999999999A, 0x43E0000000000000, 0xC3E0000000000000, 0x41DFFFFFFFC00000, 0x3FE0000000000000,
+]  # fmt: skip
+_S_SPECIAL = [
+    0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7FC00123, 0x7F800001, 0x7FA00000, 1, 0x007FFFFF,
+    0x00800000, 0x7F7FFFFF, 0x3F800000, 0xBF800000, 0x3DCCCCCD, 0x5F000000, 0xCF000000, 0x4F000000,
+]  # fmt: skip
+_X_SPECIAL = [
+    0,
+    1,
+    M64,
+    1 << 63,
+    (1 << 63) - 1,
+    0x80000000,
+    0x7FFFFFFF,
+    0xFFFFFFFF,
+    0xFFFFFFFF80000000,
+    12345,
+]
+RMS = ["rne", "rtz", "rdn", "rup", "rmm", "dyn"]
+FREGS = [f"f{i}" for i in range(32)]
+XDST = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "t0", "t1", "t2", "t3", "t4", "t5", "t6", "s2", "s3"]
+
+
+def _fval(rng: random.Random) -> int:
+    k = rng.random()
+    if k < 0.35:
+        return rng.choice(_D_SPECIAL)
+    if k < 0.6:
+        return 0xFFFFFFFF00000000 | rng.choice(_S_SPECIAL)  # a NaN-boxed single
+    if k < 0.7:
+        return (rng.getrandbits(32) << 32) | rng.choice(_S_SPECIAL)  # a single, not boxed
+    if k < 0.8:
+        return 0xFFFFFFFF00000000 | rng.getrandbits(32)
+    return rng.getrandbits(64)
+
+
+def _fp_insn(rng: random.Random) -> str:
+    f = lambda: rng.choice(FREGS)  # noqa: E731
+    x = lambda: rng.choice(XDST)  # noqa: E731
+    rm = rng.choice(RMS)
+    t = rng.choice("sd")
+    k = rng.randrange(16)
+    if k == 0:
+        return f"{rng.choice(['fadd', 'fsub', 'fmul', 'fdiv'])}.{t} {f()}, {f()}, {f()}, {rm}"
+    if k == 1:
+        return f"fsqrt.{t} {f()}, {f()}, {rm}"
+    if k == 2:
+        return f"{rng.choice(['fmadd', 'fmsub', 'fnmsub', 'fnmadd'])}.{t} {f()}, {f()}, {f()}, {f()}, {rm}"
+    if k == 3:
+        return f"{rng.choice(['fmin', 'fmax', 'fsgnj', 'fsgnjn', 'fsgnjx'])}.{t} {f()}, {f()}, {f()}"
+    if k == 4:
+        return f"{rng.choice(['feq', 'flt', 'fle'])}.{t} {x()}, {f()}, {f()}"
+    if k == 5:
+        return f"fclass.{t} {x()}, {f()}"
+    if k == 6:
+        return f"fcvt.{rng.choice(['w', 'wu', 'l', 'lu'])}.{t} {x()}, {f()}, {rm}"
+    if k == 7:
+        return f"fcvt.{t}.{rng.choice(['w', 'wu', 'l', 'lu'])} {f()}, {x()}, {rm}"
+    if k == 8:
+        return f"fcvt.{'s.d' if t == 's' else 'd.s'} {f()}, {f()}, {rm}"
+    if k == 9:
+        return rng.choice(
+            [
+                f"fmv.x.w {x()}, {f()}",
+                f"fmv.x.d {x()}, {f()}",
+                f"fmv.w.x {f()}, {x()}",
+                f"fmv.d.x {f()}, {x()}",
+            ]
+        )
+    if k == 10:
+        off = 8 * rng.randrange(8)
+        return rng.choice(
+            [
+                f"flw {f()}, {off}(s1)",
+                f"fld {f()}, {off}(s1)",
+                f"fsw {f()}, {off}(s1)",
+                f"fsd {f()}, {off}(s1)",
+            ]
+        )
+    if k == 11:
+        # frm: mostly a valid mode; sometimes a reserved one, which makes a later dyn op trap
+        return f"csrrwi zero, frm, {rng.choice([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 7])}"
+    if k == 12:
+        return rng.choice(
+            [f"csrrs {x()}, fflags, zero", "csrrw zero, fflags, zero", f"csrrs {x()}, fcsr, zero"]
+        )
+    if k == 13:
+        return "jal zero, 4"  # a block boundary (forced switching happens at those)
+    return f"{rng.choice(['fadd', 'fmul'])}.{t} {f()}, {f()}, {f()}, dyn"
+
+
+def fp_program(seed: int, n: int = 28) -> tuple[bytes, dict[str, int]]:
+    rng = random.Random(seed)
+    code = program([_fp_insn(rng) for _ in range(n)] + ["addi zero, zero, 0"])
+    regs = {r: _fval(rng) for r in FREGS}
+    regs |= {r: rng.choice(_X_SPECIAL) if rng.random() < 0.7 else rng.getrandbits(64) for r in XDST}
+    regs |= {"frm": rng.randrange(5), "fflags": rng.randrange(32), "s1": DATA}
+    return code, regs
+
+
+def run_fp(engine: str, code: bytes, regs: dict[str, int], data: bytes) -> tuple:
+    emu = emulator(engine, code)
+    emu.mem_write(DATA, data)
+    for r, v in regs.items():
+        emu.reg_write(r, v)
+    st = run(emu, BASE, BASE + len(code))
+    return stop_key(st), snapshot(emu)
+
+
+def _check_fp_seeds(seeds: range, engines: list[str]) -> None:
+    bad = []
+    for seed in seeds:
+        code, regs = fp_program(seed)
+        data = random.Random(~seed).randbytes(64)
+        want = run_fp("interp", code, regs, data)
+        for engine in engines:
+            got = run_fp(engine, code, regs, data)
+            if got != want:
+                diff = [k for k in want[1] if want[1][k] != got[1][k]]
+                bad.append(f"seed {seed} on {engine}: stop {got[0]} vs {want[0]}, differ in {diff[:8]}")
+    assert not bad, "\n".join(bad[:20])
+
+
+@pytest.mark.parametrize("part", range(4))
+def test_fp_sequences_are_exact(part: int) -> None:
+    """Random FP instruction sequences over special values (NaNs with payloads, signaling NaNs,
+    infinities, zeros, subnormals, extremes; singles boxed and not), every rounding mode static
+    and dynamic, frm changed (sometimes to a reserved mode, so a dynamic op traps) and fflags
+    read and cleared in between: registers, fflags, frm, memory, the stop and the instruction
+    count equal the interpreter's (whose FP is checked against Unicorn)."""
+    _check_fp_seeds(range(part, 160, 4), ["jit", "switch1"] if part % 2 else ["jit", "switch3"])
+
+
+@pytest.mark.heavy
+def test_fp_sequences_are_exact_soak() -> None:
+    _check_fp_seeds(range(10_000, 12_000), ["jit", "switch1", "switch3"])
+
+
+# ---- hooks --------------------------------------------------------------------------------------
+# A loop summing a table through a helper function, with loads, stores and a call:
+#   for (i = 0; i < 12; i++) { x = tbl[i]; out[i] = f(x); }   with f(x) = x * 3 + 1
+HOOK_PROG = program(
+    li("s1", DATA)
+    + [
+        "addi s2, zero, 12",
+        "addi s3, zero, 0",  # i
+        "ld a0, 0(s1)",  # loop
+        "jal ra, 36",  # f
+        "sd a0, 256(s1)",
+        "add s4, s4, a0",
+        "addi s1, s1, 8",
+        "addi s3, s3, 1",
+        "bne s3, s2, -24",
+        "sd s4, 512(s1)",
+        "jal zero, 24",  # to the end
+        "addi zero, zero, 0",
+        "slli t0, a0, 1",  # f
+        "add a0, a0, t0",
+        "addi a0, a0, 1",
+        "jalr zero, 0(ra)",
+        "addi zero, zero, 0",  # end
+    ]
+)
+HOOK_END = BASE + len(HOOK_PROG)
+F_ADDR = BASE + 4 * (len(li("s1", DATA)) + 12)
+
+
+def hook_run(engine: str, stop_after: int | None = None, delete_after: int | None = None):
+    emu = emulator(engine, HOOK_PROG)
+    emu.mem_write(DATA, b"".join(((i * 7) % 11).to_bytes(8, "little") for i in range(12)))
+    log: list[tuple] = []
+
+    def code(e: Emulator, pc: int, size: int, data: Any) -> None:
+        # (not e.instructions: inside a hook the interpreter's count is its block's start count)
+        log.append(("code", data, pc, size, e.reg_read("a0"), e.reg_read("s3")))
+        n = sum(1 for x in log if x[0] == "code")
+        if stop_after is not None and n == stop_after:
+            e.emu_stop()
+        if (
+            delete_after is not None
+            and data == "all"
+            and sum(1 for x in log if x[:2] == ("code", "all")) == delete_after
+        ):
+            e.hook_del(h_all)
+
+    def mem(e: Emulator, access: str, addr: int, size: int, value: int, data: Any) -> None:
+        log.append(("mem", data, access, addr, size, value))
+
+    emu.hook_add("code", code, F_ADDR, F_ADDR + 15, user_data="f")  # the function only
+    h_all = emu.hook_add("code", code, user_data="all")
+    emu.hook_add("mem_read", mem, user_data="r")
+    emu.hook_add("mem_write", mem, DATA + 256, DATA + 256 + 8 * 5, user_data="w")  # out[0..5]
+    stops = [run(emu, BASE, HOOK_END)]
+    if stops[0].reason == "stopped" and emu.reg_read("pc") != HOOK_END:
+        stops.append(run(emu, emu.reg_read("pc"), HOOK_END))  # resume where it stopped
+    return [stop_key(s) for s in stops], log, snapshot(emu)
+
+
+@pytest.mark.parametrize("engine", NATIVE)
+def test_hooks_fire_in_the_same_order(engine: str) -> None:
+    """Code hooks (one on a range, one on everything) and memory hooks (reads anywhere, writes
+    to a range) see the same calls, in the same order, with the same register values, as on
+    the interpreter."""
+    want = hook_run("interp")
+    got = hook_run(engine)
+    assert got == want
+    stops, log, snap = want
+    # hand-checked: 12 iterations; f hooked on its 4 instructions each time, before "all"
+    n = snap["instructions"]
+    assert len([x for x in log if x[:2] == ("code", "all")]) == n
+    assert len([x for x in log if x[:2] == ("code", "f")]) == 12 * 4
+    assert [x[3] for x in log if x[:2] == ("mem", "r")] == [DATA + 8 * i for i in range(12)]
+    assert [(x[3], x[5]) for x in log if x[:2] == ("mem", "w")] == [
+        (DATA + 256 + 8 * i, 3 * ((i * 7) % 11) + 1) for i in range(6)
+    ]
+
+
+@pytest.mark.parametrize("engine", NATIVE)
+@pytest.mark.parametrize("stop_after", [1, 9, 10, 23, 50, 77])
+def test_emu_stop_from_a_hook_and_resume(engine: str, stop_after: int) -> None:
+    """emu_stop in the Nth hook call stops before that instruction, with the same state on
+    every engine; resuming from there gives the same calls and end state."""
+    want = hook_run("interp", stop_after=stop_after)
+    got = hook_run(engine, stop_after=stop_after)
+    assert got == want
+    assert want[0][0][0] == "stopped"
+
+
+@pytest.mark.parametrize("engine", NATIVE)
+def test_hook_deleted_from_a_hook(engine: str) -> None:
+    want = hook_run("interp", delete_after=30)
+    got = hook_run(engine, delete_after=30)
+    assert got == want
+    assert len([x for x in want[1] if x[:2] == ("code", "all")]) == 30
+
+
+@pytest.mark.parametrize("engine", NATIVE)
+def test_until_and_hook_ranges_change_between_runs(engine: str) -> None:
+    """emu_start(until=...) at different addresses on the same (translated) code, then hooks
+    on different ranges: each run stops where asked and calls the hooks it has. (The JIT used
+    to reuse a translation instrumented for the previous run's addresses.)"""
+    code = program(["addi a0, a0, 1"] * 6 + ["jal zero, -24"])
+    emu = emulator(engine, code)
+    for until, a0 in ((BASE + 8, 2), (BASE + 16, 6), (BASE + 4, 7), (BASE + 20, 12)):
+        st = run(emu, BASE, until)
+        assert (st.reason, emu.reg_read("pc"), emu.reg_read("a0")) == ("stopped", until, a0)
+    seen: list[int] = []
+    for lo in (BASE + 4, BASE + 12):
+        h = emu.hook_add("code", lambda e, pc, size, d: seen.append(pc), lo, lo)
+        run(emu, BASE, BASE + 24)
+        emu.hook_del(h)
+    assert seen == [BASE + 4, BASE + 12]
+
+
+@pytest.mark.parametrize("engine", NATIVE)
+def test_memory_hook_added_after_native_code_ran(engine: str) -> None:
+    """Code that ran natively (its pages in the JIT's software TLB) calls a memory hook added
+    later for every access: hooked accesses never take the TLB's fast path."""
+    code = program(li("s1", DATA) + ["ld a0, 0(s1)", "addi a0, a0, 1", "sd a0, 0(s1)"])
+    emu = emulator(engine, code)
+    for _ in range(3):
+        run(emu, BASE, BASE + len(code))
+    log: list[tuple] = []
+    emu.hook_add("mem_read", lambda e, acc, addr, size, val, d: log.append((acc, addr, val)))
+    emu.hook_add("mem_write", lambda e, acc, addr, size, val, d: log.append((acc, addr, val)))
+    run(emu, BASE, BASE + len(code))
+    assert log == [("r", DATA, 3), ("w", DATA, 4)]
+
+
+# ---- counters and time slices -------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ALL)
+def test_instret_inside_a_block(engine: str) -> None:
+    """rdinstret counts the instructions before it, in its block too (the JIT counted the
+    block's earlier instructions twice)."""
+    code = program(["addi a1, a1, 1", "addi a1, a1, 1", "csrrs a0, instret, zero", "addi a1, a1, 1"])
+    emu = emulator(engine, code)
+    emu.emu_start(BASE, until=BASE + len(code))
+    assert (emu.reg_read("a0"), emu.instructions) == (2, 4)
+    emu.emu_start(BASE, until=BASE + len(code))
+    assert (emu.reg_read("a0"), emu.instructions) == (6, 8)
+
+
+@pytest.mark.parametrize("engine", ALL)
+@pytest.mark.parametrize("budget", [1, 3, 50])
+def test_budget_stops_and_resumes(engine: str, budget: int) -> None:
+    """engine.run(state, max_blocks) on a long loop with calls: time slices end with "budget"
+    (state pc = the next instruction), the count is exact at each, and resuming reaches the
+    hand-computed end state. Native engines must give control back: a slice runs a bounded
+    number of blocks."""
+    from polyvm.isa.riscv import RISCV64, X0_SLOT
+    from polyvm.memory import AddressSpace
+
+    code = program(
+        [
+            "addi s0, zero, 0",
+            "lui s1, 1",  # 4096 iterations
+            "jal ra, 20",  # loop: call f
+            "addi s0, s0, 1",
+            "bne s0, s1, -8",
+            "ebreak",
+            "addi zero, zero, 0",
+            "add a0, a0, s0",  # f
+            "jalr zero, 0(ra)",
+        ]
+    )
+    mem = AddressSpace()
+    mem.map(BASE, 0x1000, PROT_ALL)
+    mem.write(BASE, code)
+    eng = engine_factory(ENGINES[engine])(RISCV64, mem)
+    st = RISCV64.new_state()
+    st[0] = BASE
+    slices = 0
+    while True:
+        stop = eng.run(st, budget)
+        if stop.reason != "budget":
+            break
+        slices += 1
+        assert stop.pc == st[0]
+        i = st[X0_SLOT + 8]  # s0: 5 instructions per iteration, s0 counted up in the 4th
+        assert 2 + 5 * i - 1 <= st[1] <= 2 + 5 * i + 3
+    assert (stop.reason, stop.pc) == ("breakpoint", BASE + 20)
+    assert st[X0_SLOT + 10] == sum(range(4096)) and st[1] == 2 + 4096 * 5 + 1
+    if engine != "interp":
+        assert slices >= 4096 * 2 // (budget * 64), slices  # time slices stay bounded
