@@ -43,9 +43,24 @@ ENGINES: dict[str, Any] = {
     "auto": "auto",
     "switch1": _jit(tier="jit", switch_every=1),
     "switch3": _jit(tier="jit", switch_every=3),
+    # the auto tier with tiny thresholds (see the fixture below): code turns hot after 2
+    # dispatches and is recompiled in the hot tier after 40 blocks; and compiling on the
+    # background thread, results installed whenever they are ready
+    "auto-t2": "auto",
+    "auto-bg": _jit(tier="auto", background=True),
 }
 ALL = list(ENGINES)
 NATIVE = [e for e in ALL if e != "interp"]
+
+
+@pytest.fixture(autouse=True)
+def _tiny_tier_thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("engine") in ("auto-t2", "auto-bg"):
+        import polyvm.engine.jit as J
+
+        monkeypatch.setattr(J, "HOT", 2)
+        monkeypatch.setattr(J, "TIER2_BLOCKS", 40)
 
 
 def emulator(engine: str, code: bytes = b"", code_size: int = 0x4000) -> Emulator:
