@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# --diff-count / --diff-seed for the Unicorn differential tests (tests/difftest/plugin.py).
-pytest_plugins = ["difftest.plugin"]
+# --diff-count / --diff-seed for the Unicorn differential tests (tests/difftest/plugin.py);
+# --engine NAME: in-process guests on another engine (tests/engine_option.py).
+pytest_plugins = ["difftest.plugin", "engine_option"]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:

@@ -57,6 +57,7 @@ class EmulatorError(Exception):
 
 
 EngineSpec = str | Callable[[Arch, AddressSpace], Any]
+DEFAULT_ENGINE: EngineSpec = "interp"  # what engine=None means
 
 
 def engine_factory(engine: EngineSpec) -> Callable[[Arch, AddressSpace], Any]:
@@ -202,10 +203,10 @@ class _Machine:
 class Emulator(_Machine):
     """One CPU and one address space. Several Emulators in a process never share state."""
 
-    def __init__(self, arch: str | Arch = "riscv64", *, engine: EngineSpec = "interp") -> None:
+    def __init__(self, arch: str | Arch = "riscv64", *, engine: EngineSpec | None = None) -> None:
         self.arch = get_arch(arch) if isinstance(arch, str) else arch
         self.mem = AddressSpace()
-        self.engine = engine_factory(engine)(self.arch, self.mem)
+        self.engine = engine_factory(DEFAULT_ENGINE if engine is None else engine)(self.arch, self.mem)
         self._state = self.arch.new_state()
         self._hooks = []
         self._stop = False
@@ -283,11 +284,12 @@ class Program(_Machine):
     """
 
     def __init__(
-        self, path: str, argv: list[str] | None = None, *, engine: EngineSpec = "interp", **kwargs: Any
+        self, path: str, argv: list[str] | None = None, *, engine: EngineSpec | None = None, **kwargs: Any
     ) -> None:
         """kwargs go to polyvm.linux.Process (stdout=, env=, ...); `engine` as for Emulator."""
         from polyvm.linux.process import Process
 
+        engine = DEFAULT_ENGINE if engine is None else engine
         if engine != "interp":
             kwargs.setdefault("engine_factory", engine_factory(engine))
         self.process = Process.from_file(path, argv or [path], **kwargs)
