@@ -558,6 +558,33 @@ def test_hook_deleted_from_a_hook(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", NATIVE)
+def test_hooks_added_from_a_hook(engine: str) -> None:
+    """A code hook that adds a memory hook and another code hook at its 20th call: both see
+    the same calls as on the interpreter, from the same instruction on."""
+
+    def go(engine: str) -> list[tuple]:
+        emu = emulator(engine, HOOK_PROG)
+        emu.mem_write(DATA, b"".join(((i * 7) % 11).to_bytes(8, "little") for i in range(12)))
+        log: list[tuple] = []
+        calls = [0]
+
+        def code(e: Emulator, pc: int, size: int, d: Any) -> None:
+            calls[0] += 1
+            if calls[0] == 20:
+                e.hook_add("mem_read", lambda e, acc, addr, size, val, d: log.append(("mem", addr, val)))
+                e.hook_add("code", lambda e, pc, size, d: log.append(("code", pc, e.reg_read("a0"))))
+
+        emu.hook_add("code", code)
+        run(emu, BASE, HOOK_END)
+        return log
+
+    want = go("interp")
+    assert go(engine) == want
+    # 3 instructions, then 11 per iteration: the 20th is in the 2nd iteration, after its load
+    assert len([x for x in want if x[0] == "mem"]) == 12 - 2
+
+
+@pytest.mark.parametrize("engine", NATIVE)
 def test_until_and_hook_ranges_change_between_runs(engine: str) -> None:
     """emu_start(until=...) at different addresses on the same (translated) code, then hooks
     on different ranges: each run stops where asked and calls the hooks it has. (The JIT used

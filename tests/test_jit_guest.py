@@ -17,6 +17,7 @@ engines to agree. Big programs are under `heavy`.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -215,3 +216,39 @@ def test_same_results_as_the_interpreter(case: Case, engine: str) -> None:
     if case.exact_count:
         assert got.instructions == want.instructions, f"{engine}: {got.instructions} vs {want.instructions}"
     assert want.instructions > 0
+
+
+@pytest.mark.parametrize(
+    "prog, args, engines",
+    [
+        # interp, then every native engine with an empty translation cache, then with the one
+        # those runs filled
+        ("hello", ("a", "b c"), ("interp", "jit", "auto", "aot", "jit", "auto", "aot")),
+        pytest.param("t_smc", (), ("interp", "jit", "aot", "jit", "aot"), marks=pytest.mark.heavy),
+    ],
+)
+def test_cli_engines_agree(
+    tmp_path: Path, prog: str, args: tuple[str, ...], engines: tuple[str, ...]
+) -> None:
+    """`polyvm run --engine E --stats`: the same output, exit status and instruction count (the
+    --stats line) on every engine, with the persistent translation cache cold and warm."""
+    import re
+    import subprocess
+
+    exe = str(build_guest(prog))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, POLYVM_CACHE_DIR=str(tmp_path / "tcache"), PYTHONPATH=src)
+    env.pop("POLYVM_CACHE", None)
+    seen = []
+    for engine in engines:
+        r = subprocess.run(
+            [sys.executable, "-m", "polyvm", "run", "--stats", "--engine", engine, exe, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        m = re.search(r"polyvm: (\d+) instructions in", r.stderr)
+        assert m, r.stderr
+        seen.append((engine, r.returncode, r.stdout, int(m.group(1))))
+    assert len({s[1:] for s in seen}) == 1, seen
