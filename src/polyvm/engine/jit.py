@@ -40,10 +40,10 @@ from polyvm.memory import PAGE_SHIFT, MemoryFault
 
 M64 = (1 << 64) - 1
 REGION_BLOCKS = 32
-REGION_BLOCKS_T2 = 32
+REGION_BLOCKS_T2 = 64
 HOT = 16
 JIT_OPT = 1
-TIER2_BLOCKS = 2_000_000  # blocks a region runs before it is recompiled hot
+TIER2_BLOCKS = 300_000  # loop iterations (backward edges) a region runs before it is recompiled hot
 N_COUNTERS = 4096
 T2_OPT = 2  # the hot tier (see Compiler.compile)
 
@@ -599,7 +599,7 @@ class JitEngine:
             else:
                 code = self._dispatch(self._ctx_addr, self._st_addr)
             self._returns += 1
-            if self._returns & 63 == 0:
+            if code == L.RET_BUDGET or self._returns & 63 == 0:
                 self._maybe_tier2()
             if code == L.RET_MISS:
                 pc = st[SLOT_PC]
