@@ -4,8 +4,8 @@ suite on another engine.
 NAME is interp (the default), jit, auto, aot, or switch=N (the JIT handing over to the
 interpreter every N blocks). It becomes the default engine of Linux processes
 (polyvm.linux.Process), of the API's Emulator and Program, and what tests that construct
-`polyvm.engine.reference.Engine` themselves get. Tests that pick an engine explicitly keep it,
-and `polyvm run` subprocesses (test_cli, test_busybox) are not affected.
+`polyvm.engine.reference.Engine` themselves get, and (interp, jit, auto, aot) the engine of the
+`polyvm run` subprocesses of test_busybox. Tests that pick an engine explicitly keep it.
 
     pytest --engine jit tests/test_linux_guest.py tests/test_linux_fork.py tests/test_riscv_exec.py
 """

@@ -47,7 +47,10 @@ def bb(request: pytest.FixtureRequest, busybox: Path) -> Run:
             pytest.skip("qemu-riscv64 is not installed (it cross-checks the expected values)")
         prefix = [QEMU, str(busybox)]
     else:
-        prefix = [sys.executable, "-m", "polyvm", "run", "-q", str(busybox)]
+        # pytest --engine NAME (tests/engine_option.py) also picks polyvm run's engine
+        engine = request.config.getoption("--engine", None) or os.environ.get("POLYVM_TEST_ENGINE")
+        opt = ["--engine", engine] if engine in ("interp", "jit", "auto", "aot") else []
+        prefix = [sys.executable, "-m", "polyvm", "run", "-q", *opt, str(busybox)]
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
