@@ -630,7 +630,7 @@ class JitEngine:
                 if isinstance(e, MemoryFault):
                     return Stop("fault", pc, addr=e.addr, access=e.access, mapped=e.mapped)
                 if isinstance(e, GuestTrap):
-                    return Stop(e.reason, pc, resume=pc + self.insn_size.get(pc, 4), info=e.info)
+                    return Stop(e.reason, pc, resume=pc + self._size_at(pc), info=e.info)
                 if isinstance(e, HookStop):
                     return Stop("stopped", pc)
                 assert e is not None
@@ -642,6 +642,19 @@ class JitEngine:
                     raise e
                 return Stop("stopped", st[SLOT_PC])
             raise RuntimeError(f"native code returned {code}")
+
+    def _size_at(self, pc: int) -> int:
+        """The size of the instruction at pc (a trap's resume address): known when this
+        engine lowered it, else lifted again (a region reused from another engine or loaded
+        from the cache)."""
+        n = self.insn_size.get(pc)
+        if n is None:
+            try:
+                b = self.arch.lift_block(self.mem.fetch, pc, 1)
+            except MemoryFault:
+                b = None
+            n = self.insn_size[pc] = b.insns[0].size if b is not None and b.insns else 4
+        return n
 
     def _interp_blocks(self, n: int) -> Stop | None:
         """Run up to n blocks on the reference engine (the cold tier), on the same state."""
