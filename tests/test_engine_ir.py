@@ -558,3 +558,42 @@ def test_budget_stops_resume_exactly(kind: str, budget: int) -> None:
         # the count is exact at every stop: 3 per finished iteration
         assert r[1] == 3 * (300 - r[2])
     assert (stop.reason, stop.pc, r[1], r[2]) == ("halt", 0x100C, 900, 0)
+
+
+@pytest.mark.skipif(not HAVE_LLVM, reason="the JIT needs llvmlite")
+def test_trap_resume_when_the_translation_is_reused() -> None:
+    """A helper trap in a 2-byte instruction resumes 2 bytes on, also in a second engine that
+    reuses the first one's translation of the same code (the JIT compiles it once per process)."""
+    from polyvm.engine.jit import JitEngine
+
+    class A(ToyArch):
+        def lift_block(self, fetch, pc, max_insns):
+            b = Builder(pc, HELPERS)
+            if pc not in (0x1000, 0x1004):
+                b.exit("halt", pc, pc)
+                return b.finish()
+            if pc == 0x1000:
+                b.begin(pc, 4)
+                b.put(2, b.add(b.get(2), b.const(1, 64)))
+            b.begin(0x1004, 2)
+            b.put(3, b.call("trap_if_odd", b.get(5)))
+            b.jump(b.const(0x1006, 64))
+            return b.finish()
+
+    arch = A()
+    arch.name = f"toy{next(_ids)}"
+    for _ in range(2):  # the second engine finds the region compiled
+        mem = AddressSpace()
+        mem.map(0x1000, 0x1000, PROT_ALL)
+        eng = JitEngine(arch, mem, tier="jit")
+        r = [0x1000, 0, 0, 0, 0, 7, 0, 0]
+        stop = eng.run(r, 10)
+        assert (stop.reason, stop.pc, stop.resume, stop.info, r[1], r[2]) == (
+            "illegal",
+            0x1004,
+            0x1006,
+            7,
+            1,
+            1,
+        )
+        assert_native(eng, 0x1000)
