@@ -653,7 +653,7 @@ class JitEngine:
                 b = self.arch.lift_block(self.mem.fetch, pc, 1)
             except MemoryFault:
                 b = None
-            n = self.insn_size[pc] = b.insns[0].size if b is not None and b.insns else 4
+            n = b.insns[0].size if b is not None and b.insns else 4
         return n
 
     def _interp_blocks(self, n: int) -> Stop | None:
