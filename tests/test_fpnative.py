@@ -5,6 +5,10 @@ for the host CPU, then run on many inputs.  Expected values come from the Python
 softfloat reference), never from the emitter: whenever the native code claims ok, its result
 and flags must equal the helper's exactly; it must never claim ok for a rounding mode other than
 RNE; and it must claim ok for nearly all "nice" inputs (so the test cannot pass by giving up).
+
+Every record also carries the accrued fflags the helper starts from (with and without NX): the
+arithmetic helpers take a shortcut when NX is already set, and the flags compared are the
+accrued ones after the operation (old | new), as the JIT ORs the native flags into the slot.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from polyvm.isa.riscv import fpnative  # noqa: E402
 from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT, HELPERS, NSLOTS  # noqa: E402
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-IN_W = 6  # record: a0 a1 a2 rm frm pad
+IN_W = 6  # record: a0 a1 a2 rm frm fflags
 OUT_W = 3  # ok result flags
 WORD = 0x0220_F0D3  # some instruction word (unused by the fast paths)
 RM_VARIANTS = (0, 1, 2, 3, 4, 5, 6, 7, "dyn")
 NAMES = sorted(fpnative.NATIVE)
 M64 = (1 << 64) - 1
+NX, UF = 1, 2  # fflags bits
+ARITH = ("fadd", "fsub", "fmul", "fdiv", "fsqrt", "fmadd", "fmsub", "fnmsub", "fnmadd")
 
 
 def d2b(x: float) -> int:
@@ -78,8 +84,8 @@ def _build(mod: ir.Module, fname: str, name: str, rmv) -> None:
         return b.load(b.gep(inp, [b.add(base, ir.Constant(I64, k))]))
 
     def get_slot(k: int) -> ir.Value:
-        assert k == FRM_SLOT, k
-        return field(4)
+        assert k in (FRM_SLOT, FFLAGS_SLOT), k
+        return field(4 if k == FRM_SLOT else 5)
 
     args = [field(j) for j in range(nregs(name))]
     consts: list[int | None] = [None] * len(args)
@@ -143,14 +149,15 @@ class Jit:
         proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
         self.fns = {k: proto(self.engine.get_function_address(v)) for k, v in self.fnames.items()}
 
-    def run(self, name: str, rmv, recs: list[tuple[list[int], int, int]]) -> list[tuple[int, int, int]]:
-        """recs: (regs, rm, frm) -> [(ok, result, flags)]."""
+    def run(self, name: str, rmv, recs: list[tuple]) -> list[tuple[int, int, int]]:
+        """recs: (regs, rm, frm[, fflags]) -> [(ok, result, flags to OR into fflags)]."""
         inp = array("Q", bytes(8 * IN_W * len(recs)))
-        for n, (regs, rm, frm) in enumerate(recs):
+        for n, (regs, rm, frm, *ff) in enumerate(recs):
             for j, v in enumerate(regs):
                 inp[n * IN_W + j] = v & M64
             inp[n * IN_W + 3] = rm
             inp[n * IN_W + 4] = frm
+            inp[n * IN_W + 5] = ff[0] if ff else 0
         out = array("Q", bytes(8 * OUT_W * max(1, len(recs))))
         self.fns[(name, rmv)](inp.buffer_info()[0], out.buffer_info()[0], len(recs))
         return [tuple(out[n * OUT_W : n * OUT_W + OUT_W]) for n in range(len(recs))]
@@ -161,13 +168,16 @@ def jit() -> Jit:
     return Jit()
 
 
-def reference(name: str, regs: list[int], rm: int | None, frm: int) -> tuple[int, int] | None:
-    """The Python helper's (result, fflags), or None when it traps."""
+def reference(
+    name: str, regs: list[int], rm: int | None, frm: int, fflags: int = 0
+) -> tuple[int, int] | None:
+    """The Python helper's (result, fflags after it) from accrued fflags, or None when it traps."""
     h = HELPERS[name]
     if not h.state:
-        return h.fn(*regs), 0
+        return h.fn(*regs), fflags
     state = [0] * NSLOTS
     state[FRM_SLOT] = frm
+    state[FFLAGS_SLOT] = fflags
     args = list(regs) + ([rm, WORD] if rm is not None else [])
     try:
         r = h.fn(state, *args)
@@ -447,6 +457,7 @@ def gen_inputs(name: str, rng: random.Random, n: int, nice: bool = False) -> lis
             elif k == 2:
                 out.append([box(f2b(xs)), box(f2b(ys))])
     out += near_thresholds(op, fmt, k, rng, n // 4)
+    out += near_min_normal(op, fmt, rng, n // 4)
     out += crafted(op, fmt)
     return out
 
@@ -523,17 +534,70 @@ def near_thresholds(op: str, fmt: str, k: int, rng: random.Random, n: int) -> li
     return out
 
 
-def check(jit: Jit, name: str, rmv, inputs: list[list[int]], rng: random.Random) -> tuple[int, int]:
-    """Run one variant; return (hits, total) of the records whose effective rm is RNE."""
+def near_min_normal(op: str, fmt: str, rng: random.Random, n: int) -> list[list[int]]:
+    """mul/div/fma results within a few units of the smallest normal MIN, from both sides.
+
+    Many have an exact value v in [MIN - u/2, MIN - u/4) (u: the subnormal quantum), which
+    rounds to MIN yet is tiny after rounding: UF|NX although the result is normal.  (The NX
+    shortcut must not claim results equal to MIN.)"""
+    single = fmt == "s"
+    if op not in ("fmul", "fdiv", "fmadd", "fmsub", "fnmsub", "fnmadd"):
+        return []
+    rnd = _f32 if single else float
+    enc = (lambda v: box(f2b(v))) if single else d2b
+    lo, half, u = (2.0**-126, 2.0**-63, 2.0**-149) if single else (2.0**-1022, 2.0**-511, 2.0**-1074)
+    out: list[list[int]] = []
+    for _ in range(n):
+        sx, sy = rng.choice((1.0, -1.0)), rng.choice((1.0, -1.0))
+        m = rnd(rng.uniform(1.0, 2.0))
+        x = rnd(m * half)
+        if op == "fdiv":
+            # x/y - MIN = j*ulp(x)/y is never in (-u/2, 0) when y's significand is not 1 (MIN*y
+            # is representable, so x = MIN*y + j*ulp(x)); only y = 2**k reaches MIN - u/2, the
+            # tie that rounds to MIN and is tiny.  Both kinds, with neighbours.
+            if rng.random() < 0.5:
+                y = 2.0 ** rng.randint(1, 60)  # one ulp below MIN*y is (MIN - u/2)*y: the tie
+                x = _ulps(lo * y, rng.choice((-1, -1, -2, 0, 1)), single)
+            else:
+                y = m
+                x = _ulps(rnd(lo * y), rng.choice((0, -1, 1)), single)
+            out.append([enc(sx * x), enc(sy * y)])
+            continue
+        y = _ulps(rnd(lo / x), rng.randint(-1, 1), single)
+        if op == "fmul":
+            out.append([enc(sx * x), enc(sy * y)])
+        else:  # a small addend (a few quanta, or none) moves v around MIN
+            w = rng.choice((0.0, u, -u, 2 * u, -3 * u, rng.randint(-64, 64) * u))
+            out.append([enc(sx * x), enc(sy * y), enc(w)])
+    return out
+
+
+def rand_fflags(rng: random.Random) -> int:
+    """Accrued flags before the operation: NX set in about half the records."""
+    k = rng.randrange(8)
+    if k < 3:
+        return 0
+    if k < 6:
+        return NX
+    return rng.getrandbits(5)
+
+
+def check(
+    jit: Jit, name: str, rmv, inputs: list[list[int]], rng: random.Random, fflags=rand_fflags
+) -> tuple[int, int]:
+    """Run one variant; return (hits, total) of the records whose effective rm is RNE.
+
+    fflags(rng) gives each record's accrued flags; the native flags ORed into them must equal
+    the helper's accrued flags after the operation."""
     recs = []
     for regs in inputs:
         rm = rmv if rmv != "dyn" else rng.choice((0, 0, 7, 7, 1, 2, 3, 4, 5, 6))
         frm = rng.choice((0, 0, 0, 1, 2, 3, 4, 5, 6, 7))
-        recs.append((regs, rm if rm is not None else 0, frm))
+        recs.append((regs, rm if rm is not None else 0, frm, fflags(rng)))
     outs = jit.run(name, rmv, recs)
     hits = total = 0
     bad = []
-    for (regs, rm, frm), (ok, res, fl) in zip(recs, outs, strict=True):
+    for (regs, rm, frm, ff), (ok, res, fl) in zip(recs, outs, strict=True):
         eff = (frm if rm == 7 else rm) if rmv is not None else 0
         if eff == 0:
             total += 1
@@ -543,9 +607,11 @@ def check(jit: Jit, name: str, rmv, inputs: list[list[int]], rng: random.Random)
         if eff != 0:
             bad.append((regs, rm, frm, "ok claimed for a non-RNE rounding mode"))
             continue
-        ref = reference(name, regs, rm if rmv is not None else None, frm)
-        if ref != (res, fl):
-            bad.append(([hex(v) for v in regs], rm, frm, f"native {res:#x}/{fl:#x}", f"ref {ref}"))
+        ref = reference(name, regs, rm if rmv is not None else None, frm, ff)
+        if ref != (res, ff | fl):
+            bad.append(
+                ([hex(v) for v in regs], rm, frm, f"fflags {ff:#x}", f"native {res:#x}/{fl:#x}", f"ref {ref}")
+            )
     assert not bad, f"{name} rm={rmv}: {len(bad)} mismatches, e.g. {bad[:5]}"
     return hits, total
 
@@ -580,8 +646,73 @@ def test_fast_path_hits_nice_inputs(jit: Jit, name: str) -> None:
     assert hits >= need * total, f"{name}: fast path hit {hits}/{total}"
 
 
+ARITH_NAMES = [n for n in NAMES if n.split(".")[0] in ARITH]
+
+
+@pytest.mark.parametrize("name", ARITH_NAMES)
+def test_nx_shortcut(jit: Jit, name: str) -> None:
+    """With NX already accrued, inexact nice operations take the shortcut (which ORs no flags:
+    the exact path would OR NX), and every claimed result matches the helper, from nice and
+    nasty inputs, with NX set and clear; singles also with operands that are not NaN-boxed."""
+    rng = random.Random(f"nx-{name}")
+    nice = gen_inputs(name, rng, 2000, nice=True)
+    if name.startswith("fsqrt"):
+        nice = [[v & ~(1 << 31) if name.endswith(".s") else v & ~(1 << 63)] for (v,) in nice]
+    for ff in (NX, 0):
+        outs = jit.run(name, 0, [(regs, 0, 0, ff) for regs in nice])
+        inexact = shortcut = 0
+        for regs, (ok, res, fl) in zip(nice, outs, strict=True):
+            ref = reference(name, regs, 0, 0, 0)
+            assert ref is not None
+            if ref[1] == NX:
+                inexact += 1
+                shortcut += ok and fl == 0
+            if ok:
+                got, want = (res, ff | fl), (ref[0], ff | ref[1])
+                assert got == want, (name, [hex(v) for v in regs], ff, hex(res), fl, ref)
+        assert inexact > 0.3 * len(nice), (name, inexact)
+        if ff:
+            assert shortcut >= 0.98 * inexact, f"{name}: shortcut taken {shortcut}/{inexact}"
+        else:
+            assert shortcut == 0, name
+    nasty = gen_inputs(name, rng, 2000)
+    if name.endswith(".s"):  # an operand that is not NaN-boxed, in every position
+        for regs in nice[:300]:
+            j = rng.randrange(len(regs))
+            regs = list(regs)
+            regs[j] = rng.choice((regs[j] & 0xFFFF_FFFF, regs[j] ^ (1 << rng.randrange(32, 64))))
+            nasty.append(regs)
+    nx_set = (lambda r: NX, lambda r: NX | r.getrandbits(5))
+    nx_clear = (lambda r: 0, lambda r: r.getrandbits(5) & ~NX)
+    for fflags in nx_set + nx_clear:
+        check(jit, name, 0, nasty, rng, fflags)
+    for rmv in (7, "dyn", 1, 4):
+        check(jit, name, rmv, nasty[::7], rng, lambda r: NX)
+
+
+@pytest.mark.parametrize("name", [n for n in ARITH_NAMES if n.split(".")[0] not in ("fadd", "fsub", "fsqrt")])
+def test_nx_shortcut_min_normal(jit: Jit, name: str) -> None:
+    """Results that round to the smallest normal MIN from a tiny exact value raise UF even with
+    a normal result: the shortcut must leave them (and everything near MIN) to the exact path."""
+    rng = random.Random(f"min-{name}")
+    op, fmt = kind(name)
+    inputs = near_min_normal(op, fmt, rng, 3000)
+    check(jit, name, 0, inputs, rng, lambda r: NX)
+    mn = 0x0080_0000 if fmt == "s" else 0x0010_0000_0000_0000
+    tiny_min = 0
+    for regs in inputs:
+        res, fl = reference(name, regs, 0, 0, NX)
+        mag = (res & 0x7FFF_FFFF) if fmt == "s" else res & ~(1 << 63)
+        tiny_min += mag == mn and bool(fl & UF)
+    assert tiny_min >= 50, (name, tiny_min)  # the edge case is really exercised
+
+
+FOLD_FFLAGS = (0, NX)
+
+
 def test_constant_operands_fold_exactly() -> None:
-    """With constant operands the optimizer folds the emitted code (APFloat); it must agree."""
+    """With constant operands the optimizer folds the emitted code (APFloat); it must agree,
+    from accrued fflags with NX clear and set (the shortcut's branch folds too)."""
     mod = ir.Module(name="fpnative_fold")
     mod.triple = llvm.get_default_triple()
     rng = random.Random("fold")
@@ -591,13 +722,14 @@ def test_constant_operands_fold_exactly() -> None:
         cases[name] = rng.sample(inputs, 16)
         fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [I64.as_pointer()]), name=f"k{n}")
         b = ir.IRBuilder(fn.append_basic_block())
-        for i, regs in enumerate(cases[name]):
+        for i, (regs, ff) in enumerate((r, ff) for r in cases[name] for ff in FOLD_FFLAGS):
             args: list[ir.Value] = [ir.Constant(I64, v) for v in regs]
             consts: list[int | None] = list(regs)
             if takes_rm(name):
                 args += [ir.Constant(I8, 0), ir.Constant(I32, WORD)]
                 consts += [0, WORD]
-            ok, res, slots = fpnative.emit(name, b, args, consts, lambda k: ir.Constant(I64, 0))
+            slot = lambda k, ff=ff: ir.Constant(I64, ff if k == FFLAGS_SLOT else 0)  # noqa: E731
+            ok, res, slots = fpnative.emit(name, b, args, consts, slot)
             flags = slots.get(FFLAGS_SLOT, ir.Constant(I64, 0))
             for k, v in enumerate((b.zext(ok, I64), res, flags)):
                 b.store(v, b.gep(fn.args[0], [ir.Constant(I64, 3 * i + k)]))
@@ -611,15 +743,16 @@ def test_constant_operands_fold_exactly() -> None:
     proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
     hits = total = 0
     for n, name in enumerate(NAMES):
-        out = array("Q", bytes(8 * 3 * len(cases[name])))
+        recs = [(r, ff) for r in cases[name] for ff in FOLD_FFLAGS]
+        out = array("Q", bytes(8 * 3 * len(recs)))
         proto(engine.get_function_address(f"k{n}"))(out.buffer_info()[0])
-        for i, regs in enumerate(cases[name]):
+        for i, (regs, ff) in enumerate(recs):
             ok, res, fl = out[3 * i : 3 * i + 3]
             total += 1
             if ok:
                 hits += 1
-                ref = reference(name, regs, 0 if takes_rm(name) else None, 0)
-                assert ref == (res, fl), (name, [hex(v) for v in regs], hex(res), fl, ref)
+                ref = reference(name, regs, 0 if takes_rm(name) else None, 0, ff)
+                assert ref == (res, ff | fl), (name, [hex(v) for v in regs], ff, hex(res), fl, ref)
     assert hits > 0.8 * total
 
 

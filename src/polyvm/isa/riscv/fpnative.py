@@ -22,6 +22,12 @@ ok = false and the helper raises or rounds):
   valid (see each function: tiny results and some extreme exponents fall back).
 * fcvt between float and int in both directions, fcvt.s.d/fcvt.d.s, feq/flt/fle, fmin/fmax,
   fclass: every input.
+
+The accrued-NX shortcut (QEMU's "hardfloat" idea): when the accrued fflags already has NX, as
+in nearly every FP program after its first inexact operation, add/sub/mul/div/sqrt/fma under
+RNE branch to a block that does only the host operation and a range test of its result; a
+finite, non-tiny result (or an exactly-zero case) can have raised NX alone, which changes
+nothing, so it is the answer with no flags.  Everything else takes the exact path above.
 """
 
 from __future__ import annotations
@@ -584,6 +590,167 @@ def _classify(em: _Em, f: _Fmt, reg: ir.Value):
     return em.TRUE, b.shl(i(1), idx), None
 
 
+# ---- the accrued-NX shortcut ---------------------------------------------------------------------
+# As QEMU's "hardfloat": once the accrued fflags has NX, an operation that can raise nothing but
+# NX needs no exactness test at all.  Under RNE with finite operands, a host result z that is
+# finite and not tiny raises at most NX:
+#   NV  needs a NaN operand, inf-inf, 0*inf, 0/0, inf/inf or sqrt(<0): the result would be NaN
+#       (or the operands not finite);
+#   DZ  finite/0 gives inf;  OF  under RNE an overflowing result is inf;
+#   UF  needs the exact value v tiny (after rounding) and inexact.  |z| > MIN (the smallest
+#       normal) gives |v| > MIN (rounding is monotone and MIN is representable), so v is not
+#       tiny.  |z| == MIN is not enough: v in [MIN - u/2, MIN - u/4) (u: the subnormal quantum)
+#       rounds to MIN but is tiny after rounding (its unbounded-exponent rounding is MIN - u/2).
+# and z is the correctly rounded result (never a NaN, so no canonicalization).  The tests, per
+# operation, look at z alone: a NaN or infinite operand gives a NaN or infinite z, except x/inf
+# (z = ±0, exact) and sqrt(+inf) (+inf, exact), so no operand test is needed:
+#   add/sub  z finite.  Tiny sums are exact (every sum of multiples of the format's quantum u
+#            below MIN is representable), so a finite z of any size raises at most NX.
+#   mul      z finite and (MIN < |z| or an operand is 0: then z = ±0 exactly).
+#   div      z finite and (MIN < |z| or x == 0: then z = ±0 exactly; 0/0 is a NaN).
+#   fma      z finite and (MIN < |z| or a product operand is 0: then z = w exactly, or ±0).
+#   sqrt     z not a NaN: the root of x >= -0 is never tiny nor huge; sqrt(-0) = -0 and
+#            sqrt(+inf) = +inf are exact.
+# For singles every operand must also be NaN-boxed (else it is the canonical NaN, which takes the
+# exact path): the AND of the registers has its upper 32 bits all ones.
+class _Shortcut:
+    __slots__ = ("f", "op", "nregs", "neg_p", "neg_c")
+
+    def __init__(self, f: _Fmt, op: str, nregs: int, neg_p: bool = False, neg_c: bool = False) -> None:
+        self.f, self.op, self.nregs, self.neg_p, self.neg_c = f, op, nregs, neg_p, neg_c
+
+
+def _shortcuts() -> dict[str, _Shortcut]:
+    t: dict[str, _Shortcut] = {}
+    for sfx, f in (("s", S), ("d", D)):
+        for op in ("add", "sub", "mul", "div"):
+            t[f"f{op}.{sfx}"] = _Shortcut(f, op, 2)
+        t[f"fsqrt.{sfx}"] = _Shortcut(f, "sqrt", 1)
+        for nm, np_, nc in (
+            ("fmadd", False, False),
+            ("fmsub", False, True),
+            ("fnmsub", True, False),
+            ("fnmadd", True, True),
+        ):
+            t[f"{nm}.{sfx}"] = _Shortcut(f, "fma", 3, np_, nc)
+    return t
+
+
+_SHORTCUT = _shortcuts()
+
+
+def _cheap(
+    em: _Em, sc: _Shortcut, regs: list[ir.Value]
+) -> tuple[ir.Value, ir.Value, Callable[[], ir.Value] | None]:
+    """The shortcut's host operation and tests (the NX and rounding-mode tests aside):
+    (z as the 64-bit register pattern, i1 'z is the result and only NX can be raised' from the
+    range of z, and for mul/div/fma a function that emits the same claim from an exactly-zero
+    operand, at the builder's position (in a block that this one dominates), else None).
+    The range tests are integer compares on z's bits (a NaN's magnitude is above inf's)."""
+    b, f = em.b, sc.f
+    boxed: ir.Value | None = None
+    if f is S:
+        bits = [b.trunc(r, I32) for r in regs]
+        boxed_all = regs[0]
+        for r in regs[1:]:
+            boxed_all = b.and_(boxed_all, r)
+        boxed = b.icmp_unsigned(">=", boxed_all, em.ic(I64, NAN_BOX))
+    else:
+        bits = list(regs)
+    xs = [b.bitcast(v, f.fty) for v in bits]
+    op = sc.op
+    if op == "add":
+        z = b.fadd(xs[0], xs[1])
+    elif op == "sub":
+        z = b.fsub(xs[0], xs[1])
+    elif op == "mul":
+        z = b.fmul(xs[0], xs[1])
+    elif op == "div":
+        z = b.fdiv(xs[0], xs[1])
+    elif op == "sqrt":
+        z = em.sqrt(xs[0])
+    else:
+        x, y, w = xs
+        z = em.fma(b.fneg(x) if sc.neg_p else x, y, b.fneg(w) if sc.neg_c else w)
+    zb = b.bitcast(z, f.ity)
+    mag = b.and_(zb, em.ic(f.ity, f.mag_mask))
+    zero_test: Callable[[], ir.Value] | None = None
+    if op == "sqrt":
+        main = b.icmp_unsigned("<=", mag, em.ic(f.ity, f.inf))  # not a NaN
+    elif op in ("add", "sub"):
+        main = b.icmp_unsigned("<", mag, em.ic(f.ity, f.inf))
+    else:
+        # MIN < |z| < inf: mag - (MIN_bits + 1) < inf_bits - (MIN_bits + 1), unsigned.
+        lo = (1 << f.frac_bits) + 1
+        main = b.icmp_unsigned("<", b.sub(mag, em.ic(f.ity, lo)), em.ic(f.ity, f.inf - lo))
+
+        def zero_test() -> ir.Value:
+            finite = b.icmp_unsigned("<", mag, em.ic(f.ity, f.inf))
+            zero_op = em.any(*(em.flt("==", v, 0.0) for v in xs[: 1 if op == "div" else 2]))
+            return em.all(finite, zero_op) if boxed is None else em.all(boxed, finite, zero_op)
+
+    if boxed is not None:
+        main = em.all(boxed, main)
+    return _to_reg(em, f, zb), main, zero_test
+
+
+def _with_nx_shortcut(
+    em: _Em,
+    sc: _Shortcut,
+    build: Callable[[_Em, list[ir.Value]], tuple[ir.Value, ir.Value, ir.Value | None]],
+    args: list[ir.Value],
+    rne: ir.Value,
+    get_slot: Callable[[int], ir.Value],
+) -> tuple[ir.Value, ir.Value, dict[int, ir.Value]]:
+    """Branch to the shortcut (accrued NX set, RNE, _cheap's tests) or to the exact path; join.
+
+    entry: accrued NX set and RNE? -> check | exact
+    check: host op, range test of z -> fast | zero (mul/div/fma; else exact)
+    zero:  exactly-zero test (an operand is 0) -> fast | exact
+    fast:  nothing more: ok, result z, flags 0 -> join
+    exact: the straight-line exact path (ok, result, flags as without the shortcut) -> join
+    Testing NX first keeps the shortcut's cost to a bit test where NX is clear (code that never
+    rounds), and no branch weights: the exact path must not be treated as cold (its spills)."""
+    b = em.b
+    fn = b.function
+    nx_set = b.trunc(get_slot(FFLAGS_SLOT), I1)  # bit 0 of the accrued flags (read in the entry)
+    gate = nx_set if rne is em.TRUE else em.all(nx_set, rne)
+    check = fn.append_basic_block("fpn_nx_check")
+    fast = fn.append_basic_block("fpn_nx_fast")
+    exact = fn.append_basic_block("fpn_exact")
+    join = fn.append_basic_block("fpn_join")
+    b.cbranch(gate, check, exact)
+    b.position_at_end(check)
+    z, main, zero_test = _cheap(em, sc, args[: sc.nregs])
+    if zero_test is None:
+        b.cbranch(main, fast, exact)
+    else:
+        zero = fn.append_basic_block("fpn_nx_zero")
+        b.cbranch(main, fast, zero)
+        b.position_at_end(zero)
+        b.cbranch(zero_test(), fast, exact)
+    b.position_at_end(fast)
+    b.branch(join)
+    b.position_at_end(exact)
+    ok_e, res_e, fl_e = build(em, args)
+    if rne is not em.TRUE:
+        ok_e = b.and_(rne, ok_e)
+    assert fl_e is not None
+    exact_end = b.block
+    b.branch(join)
+    b.position_at_end(join)
+    ok = b.phi(I1)
+    ok.add_incoming(em.TRUE, fast)
+    ok.add_incoming(ok_e, exact_end)
+    res = b.phi(I64)
+    res.add_incoming(z, fast)
+    res.add_incoming(res_e, exact_end)
+    flags = b.phi(I64)
+    flags.add_incoming(em.ic(I64, 0), fast)
+    flags.add_incoming(fl_e, exact_end)
+    return ok, res, {FFLAGS_SLOT: flags}
+
+
 # ---- the table -----------------------------------------------------------------------------------
 # name -> (builder(em, regs) -> (ok, result, flags or None), takes rm)
 _Spec = tuple[Callable[[_Em, list[ir.Value]], tuple[ir.Value, ir.Value, ir.Value | None]], bool]
@@ -654,7 +821,9 @@ def emit(
     are bit-identical to the Python helper's; or_slots maps slot -> i64 value to OR into that
     slot on the fast path ({FFLAGS_SLOT: flags}; {} for fclass, which has no flags).  When ok is
     false the caller discards result and calls the exact Python helper instead.  Returns None when
-    there is no native version of `name`.  Straight-line code (selects only); b stays in its block.
+    there is no native version of `name`.  Straight-line code (selects only), except for the
+    arithmetic helpers (add/sub/mul/div/sqrt/fma): they branch between the NX shortcut and the
+    exact path (see _with_nx_shortcut) and leave b at the end of the join block.
     """
     spec = _TABLE.get(name)
     if spec is None:
@@ -667,6 +836,9 @@ def emit(
         rne = _rne(em, args[k], consts[k] if k < len(consts) else None, get_slot)
         if rne is None:  # a static non-RNE or reserved rounding mode: always the helper
             return em.FALSE, em.ic(I64, 0), {FFLAGS_SLOT: em.ic(I64, 0)}
+    shortcut = _SHORTCUT.get(name)
+    if shortcut is not None:
+        return _with_nx_shortcut(em, shortcut, build, list(args), rne, get_slot)
     ok, res, flags = build(em, list(args))
     if rne is not em.TRUE:
         ok = b.and_(rne, ok)
