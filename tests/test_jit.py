@@ -63,8 +63,9 @@ def _tiny_tier_thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
         monkeypatch.setattr(J, "TIER2_BLOCKS", 40)
 
 
-def emulator(engine: str, code: bytes = b"", code_size: int = 0x4000) -> Emulator:
-    emu = Emulator("riscv64", engine=ENGINES[engine])
+def emulator(engine: Any, code: bytes = b"", code_size: int = 0x4000) -> Emulator:
+    """An Emulator on ENGINES[engine] (or on a factory) with code at BASE and data at DATA."""
+    emu = Emulator("riscv64", engine=ENGINES[engine] if isinstance(engine, str) else engine)
     emu.mem_map(BASE, code_size, PROT_ALL)
     emu.mem_map(DATA, 0x4000, PROT_READ | PROT_WRITE)
     if code:
@@ -253,6 +254,40 @@ def test_unmap_and_protect_invalidate_translations(engine: str) -> None:
     # the caller's own page: rewritten by the host (mem_write) between runs
     emu.mem_write(BASE + 4 * len(li("a2", fn)), program(["addi s0, zero, 3"]))
     assert call().reason == "stopped" and emu.reg_read("a0") == 15
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="JIT bug, in the translation cache: TranslationCache.lookup / JitEngine._load_cached check "
+    "page contents only, so a cached translation is installed for a page that mprotect made "
+    "non-executable (remove this mark with the fix)",
+)
+@pytest.mark.parametrize("tier", ["jit", "auto"])
+def test_cached_translation_needs_an_executable_page(tmp_path, tier: str) -> None:
+    """With the persistent translation cache: a page whose code is unchanged but that is no
+    longer executable must fault, not run its cached translation; executable again, it runs.
+    (No `until`: its code hook would keep translations out of the cache.)"""
+    from polyvm.engine.jit import Compiler, JitEngine
+    from polyvm.engine.tcache import TranslationCache
+
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    fn = BASE + 0x1000
+    caller = program(
+        li("a2", fn)
+        + ["addi s0, zero, 20", "jalr ra, 0(a2)", "addi s0, s0, -1", "bne s0, zero, -8", "ebreak"]
+    )
+    emu = emulator(lambda arch, mem: JitEngine(arch, mem, tier=tier, cache=cache), caller, code_size=0x1000)
+    emu.mem_map(fn, 0x1000, PROT_ALL)
+    emu.mem_write(fn, program(["addi a0, a0, 1", "jalr zero, 0(ra)"]))
+    for _ in range(2):
+        emu.reg_write("a0", 0)
+        st = run(emu, BASE)
+        assert (st.reason, st.pc, emu.reg_read("a0")) == ("breakpoint", BASE + len(caller) - 4, 20)
+        emu.mem_protect(fn, 0x1000, PROT_READ | PROT_WRITE)
+        st = run(emu, BASE)
+        assert (st.reason, st.pc, st.access, st.mapped) == ("fault", fn, "x", True)
+        emu.mem_protect(fn, 0x1000, PROT_ALL)
+    assert cache.enabled and emu.engine.regions_loaded > 0
 
 
 # ---- precise faults and traps in the middle of a block ---------------------------------------

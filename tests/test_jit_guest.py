@@ -224,7 +224,19 @@ def test_same_results_as_the_interpreter(case: Case, engine: str) -> None:
         # interp, then every native engine with an empty translation cache, then with the one
         # those runs filled
         ("hello", ("a", "b c"), ("interp", "jit", "auto", "aot", "jit", "auto", "aot")),
-        pytest.param("t_smc", (), ("interp", "jit", "aot", "jit", "aot"), marks=pytest.mark.heavy),
+        pytest.param(
+            "t_smc",
+            (),
+            ("interp", "jit", "aot", "jit", "aot"),
+            marks=[
+                pytest.mark.heavy,
+                pytest.mark.xfail(
+                    strict=True,
+                    reason="the translation cache installs code for a page made non-executable "
+                    "(see test_jit.py::test_cached_translation_needs_an_executable_page)",
+                ),
+            ],
+        ),
     ],
 )
 def test_cli_engines_agree(
