@@ -136,8 +136,6 @@ def _progress(done: int, total: int, t0: float, out: Any) -> None:
 
 def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[int, int]:
     """Compile functions in modules of BATCH regions; returns (regions, blocks) stored."""
-    from polyvm.engine import lower as L
-    from polyvm.engine.jit import _counter_of
 
     comp = eng.compiler
     nregions = nblocks = 0
@@ -150,18 +148,8 @@ def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[
                 continue
             name = eng._region_name(blocks, AOT_OPT)
             sym = f"{name}_{nonce}"
-            try:
-                lw = L.RegionLowering(
-                    sym,
-                    blocks,
-                    eng.arch.helpers,
-                    eng.helper_index,
-                    native_fn=eng._native_fn if eng.native_emit is not None else None,
-                    counter=_counter_of(name),
-                    entries=entries,
-                    nslots=eng.arch.nslots,
-                )
-            except L.Unsupported:
+            lw = eng.lower_region(sym, name, blocks, entries)
+            if lw is None:
                 continue
             texts.append(lw.text)
             decls.update(lw.decls)

@@ -782,19 +782,8 @@ class JitEngine:
             if self.cache is not None and self._load_cached(pc, want=name):
                 continue  # an earlier run compiled exactly this region
             sym = f"{name}_{nonce}"
-            try:
-                lw = L.RegionLowering(
-                    sym,
-                    blocks,
-                    self.arch.helpers,
-                    self.helper_index,
-                    native_fn=self._native_fn if self.native_emit is not None else None,
-                    hooked=self._hooked if self.code_hooks else None,
-                    counter=_counter_of(name),
-                    entries=[pc],
-                    nslots=self.arch.nslots,
-                )
-            except L.Unsupported:
+            lw = self.lower_region(sym, name, blocks, [pc])
+            if lw is None:
                 continue
             for b in blocks:
                 for insn in b.insns:
@@ -865,6 +854,24 @@ class JitEngine:
             self._finish(job.obj, made, opt)
             self.compile_time += time.perf_counter() - t0
         self._jobs = left
+
+    def lower_region(self, sym: str, name: str, blocks: list[Block], entries: list[int]) -> Any:
+        """The LLVM text of region `name` as function `sym` (a RegionLowering), or None if
+        the native tier cannot translate it."""
+        try:
+            return L.RegionLowering(
+                sym,
+                blocks,
+                self.arch.helpers,
+                self.helper_index,
+                native_fn=self._native_fn if self.native_emit is not None else None,
+                hooked=self._hooked if self.code_hooks else None,
+                counter=_counter_of(name),
+                entries=entries,
+                nslots=self.arch.nslots,
+            )
+        except L.Unsupported:
+            return None
 
     def _region_name(self, blocks: list[Block], opt: int) -> str:
         h = hashlib.sha256()
