@@ -256,12 +256,6 @@ def test_unmap_and_protect_invalidate_translations(engine: str) -> None:
     assert call().reason == "stopped" and emu.reg_read("a0") == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JIT bug, in the translation cache: TranslationCache.lookup / JitEngine._load_cached check "
-    "page contents only, so a cached translation is installed for a page that mprotect made "
-    "non-executable (remove this mark with the fix)",
-)
 @pytest.mark.parametrize("tier", ["jit", "auto"])
 def test_cached_translation_needs_an_executable_page(tmp_path, tier: str) -> None:
     """With the persistent translation cache: a page whose code is unchanged but that is no

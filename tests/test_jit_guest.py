@@ -228,14 +228,7 @@ def test_same_results_as_the_interpreter(case: Case, engine: str) -> None:
             "t_smc",
             (),
             ("interp", "jit", "aot", "jit", "aot"),
-            marks=[
-                pytest.mark.heavy,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="the translation cache installs code for a page made non-executable "
-                    "(see test_jit.py::test_cached_translation_needs_an_executable_page)",
-                ),
-            ],
+            marks=[pytest.mark.heavy],
         ),
     ],
 )

@@ -827,7 +827,6 @@ class JitEngine:
 
     def _poll_jobs(self) -> None:
         """Install the background compilations that have finished (between blocks)."""
-        from polyvm.memory import PROT_EXEC
 
         if self.compiler.busy:
             # llvmlite runs one LLVM call at a time: loading now would wait for the worker.
@@ -845,8 +844,7 @@ class JitEngine:
             # The code must still be there, unchanged and executable (nothing watched these
             # pages while LLVM worked).
             if any(
-                TranslationCacheHash.page_hash(self.mem, pn) != h
-                or not (self.mem.prot_at(pn << PAGE_SHIFT) or 0) & PROT_EXEC
+                TranslationCacheHash.page_hash(self.mem, pn) != h or not self._executable(pn)
                 for pn, h in hashes.items()
             ):
                 continue
@@ -901,6 +899,11 @@ class JitEngine:
             self.pc_region[pc] = r
             self._table_set(pc, addr)
 
+    def _executable(self, pn: int) -> bool:
+        from polyvm.memory import PROT_EXEC
+
+        return bool((self.mem.prot_at(pn << PAGE_SHIFT) or 0) & PROT_EXEC)
+
     def _native_fn(self, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
         return native_helper_text(self.arch, name, consts)
 
@@ -923,6 +926,11 @@ class JitEngine:
             return False
         ent, obj = got
         sym = ent["symbol"]
+        # The code is unchanged, but it must also still be executable (mprotect may have taken
+        # that away; translating afresh would then fetch-fault, as it must).
+        if not all(self._executable(p) for p, _ in ent["pages"]):
+            self.compile_time += time.perf_counter() - t0
+            return False
         try:
             addr = self.compiler.load(obj, [sym])[sym]
         except Exception:  # noqa: BLE001 - an object LLVM refuses: translate afresh
