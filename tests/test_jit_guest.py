@@ -73,7 +73,9 @@ CASES = [
     Case("t_memory", "t_memory"),
     Case("t_misaligned", "t_misaligned"),
     Case("t_files", "t_files", ("@dir",)),
-    Case("t_time", "t_time"),
+    # Its control flow depends on the clock (a nanosecond carry when the time is near a
+    # second boundary), so the instruction count can differ by a few between runs.
+    Case("t_time", "t_time", exact_count=False),
     Case("t_rtsig", "t_rtsig"),
     Case("t_fork-basic", "t_fork", ("basic", HELLO)),
     Case("t_fork-exec", "t_fork", ("exec", HELLO), unordered=True),
