@@ -962,6 +962,9 @@ def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) ->
     always-inline LLVM function `i1 @f(i64* args, i64* slots, i64* out)`: it returns whether
     its result (stored to *out) and slot updates (ORed into slots[k]) are exact; the caller
     calls the Python helper when it returns false. Built once per process with llvmlite."""
+    narrow = getattr(arch, "native_consts", None)
+    if narrow is not None:
+        consts = narrow(name, consts)  # only the constants the fast path depends on
     key = (arch.name, name, consts)
     if key in _native_texts:
         return _native_texts[key]

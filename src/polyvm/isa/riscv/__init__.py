@@ -128,6 +128,12 @@ class RiscV64(Arch):
 
         return fpnative.emit(name, b, args, consts, get_slot)
 
+    @staticmethod
+    def native_consts(name, consts):  # type: ignore[no-untyped-def]
+        from polyvm.isa.riscv import fpnative
+
+        return fpnative.native_consts(name, consts)
+
     def lift_block(self, fetch: Callable[[int, int], bytes], pc: int, max_insns: int) -> Block:
         b = RVBuilder(pc, HELPERS)
         page = pc >> PAGE_SHIFT

@@ -843,3 +843,13 @@ def emit(
     if rne is not em.TRUE:
         ok = b.and_(rne, ok)
     return ok, res, ({} if flags is None else {FFLAGS_SLOT: flags})
+
+
+def native_consts(name: str, consts: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    """The constant arguments the fast path of `name` depends on: the instruction word (the
+    last argument of the helpers that take a rounding mode) is only for the exact helper's
+    illegal-instruction trap, so native code built for one word serves every word."""
+    spec = _TABLE.get(name)
+    if spec is not None and spec[1] and consts:
+        return (*consts[:-1], None)
+    return consts
