@@ -198,3 +198,34 @@ def test_background_compilation_gives_the_same_results(tmp_path) -> None:
             pass
     eng._poll_jobs()
     assert eng.bg_compile_time > 0 and eng.regions_compiled > 0 and eng.table
+
+
+def test_without_llvmlite(tmp_path, cache_env) -> None:
+    """No llvmlite: `auto` runs on the interpreter, `jit` and `aot` say so in one line (exit 2)."""
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def fake(name, *a, **k):\n"
+        "    if name.startswith('llvmlite'):\n"
+        "        raise ImportError('no llvmlite')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = fake\n"
+        "from polyvm.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    hello = str(build_guest("hello"))
+    ref = _polyvm("run", "--engine", "interp", hello, env=cache_env)
+    for args, status in (
+        (["run", "--engine", "auto", hello], ref.returncode),
+        (["run", "--engine", "jit", hello], 2),
+        (["aot", hello], 2),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, env=cache_env, timeout=300
+        )
+        assert p.returncode == status, (args, p.stderr)
+        assert "Traceback" not in p.stderr
+        if status == 2:
+            assert p.stderr.strip() == "polyvm: error: the JIT needs llvmlite (pip install 'polyvm[jit]')"
+        else:
+            assert p.stdout == ref.stdout

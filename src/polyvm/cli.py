@@ -170,6 +170,12 @@ def cmd_run(a: argparse.Namespace) -> int:
         return _err(str(e))
     except OSError as e:
         return _err(f"{a.program}: {e.strerror or e}")
+    except RuntimeError as e:
+        from polyvm.engine.jit import JitUnavailable
+
+        if isinstance(e, JitUnavailable):  # --engine jit/aot without llvmlite
+            return _err(str(e))
+        raise
     if a.trace:
         _install_tracer(proc)
     t0 = time.perf_counter()
