@@ -13,6 +13,8 @@ page the region's code lies on with the hash of its contents, and is used only i
 still match (the guest code bytes are the key). Files are written to a temporary name and
 renamed into place, so concurrent processes see whole files or nothing; a file whose checksum
 or format is wrong is ignored (and replaced by the next translation), never loaded.
+The objects are kept under $POLYVM_CACHE_MAX_MB (default 1 GiB): opening the cache deletes the
+oldest ones beyond it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from typing import Any
 from polyvm import __version__
 
 MAGIC = b"POLYVM-TC1\n"
+
+
+def _max_bytes() -> int:
+    """The cache's size bound: $POLYVM_CACHE_MAX_MB (default 1024 MiB)."""
+    try:
+        return max(1, int(os.environ.get("POLYVM_CACHE_MAX_MB", "1024"))) << 20
+    except ValueError:
+        return 1024 << 20
 
 
 def cache_root() -> str:
@@ -70,7 +80,7 @@ def _unseal(data: bytes) -> bytes | None:
 class TranslationCache:
     """One host's part of the on-disk cache (see the module docstring)."""
 
-    def __init__(self, root: str, host_id: str) -> None:
+    def __init__(self, root: str, host_id: str, max_bytes: int | None = None) -> None:
         self.root = root
         self.host = hashlib.sha256(f"polyvm {__version__}|{host_id}".encode()).hexdigest()[:20]
         self.dir = os.path.join(root, "v1", self.host)
@@ -85,6 +95,36 @@ class TranslationCache:
             self.enabled = False  # read-only or broken home: run without a cache
             self._index = set()
         self.rejected = 0  # corrupt or stale entries seen
+        self.evicted = 0
+        if self.enabled:
+            self._trim(max_bytes if max_bytes is not None else _max_bytes())
+
+    def _trim(self, limit: int) -> None:
+        """Keep this host's part of the cache under `limit` bytes: delete the least recently
+        written objects (and then entries whose object is gone fail their lookup and are
+        rebuilt). Run once per process, when the cache is opened."""
+        files = []
+        total = 0
+        try:
+            with os.scandir(self.obj_dir) as it:
+                for e in it:
+                    if e.is_file():
+                        st = e.stat()
+                        files.append((st.st_mtime, st.st_size, e.path))
+                        total += st.st_size
+        except OSError:
+            return
+        if total <= limit:
+            return
+        for _, size, path in sorted(files):  # oldest first
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            self.evicted += 1
+            total -= size
+            if total <= limit * 3 // 4:  # leave room, so trimming is rare
+                break
 
     # ---- keys ------------------------------------------------------------------------------
     @staticmethod
