@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from bisect import bisect_right, insort
 from typing import Any
 
 from polyvm.memory import MemoryFault
@@ -206,13 +207,14 @@ def find_functions(proc: Any, path: str) -> tuple[list[tuple[int, int]], list[tu
             if b.insns:
                 starts.add(ptr)
     work = sorted(starts)
+    ordered = list(work)  # starts, sorted: a function without a size ends at the next one
     done: set[int] = set()
     while work:
         a = work.pop()
         if a in done:
             continue
         done.add(a)
-        end = _end_of(a, starts, sized, exec_ranges)
+        end = _end_of(a, ordered, sized, exec_ranges)
         _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS)
         for t in outside:
             if t not in starts and t % 2 == 0 and any(s <= t < e for s, e in exec_ranges):
@@ -222,16 +224,19 @@ def find_functions(proc: Any, path: str) -> tuple[list[tuple[int, int]], list[tu
                 except MemoryFault:
                     continue
                 starts.add(t)
+                insort(ordered, t)
                 work.append(t)
-    return [(a, _end_of(a, starts, sized, exec_ranges)) for a in sorted(starts)], exec_ranges
+    return [(a, _end_of(a, ordered, sized, exec_ranges)) for a in ordered], exec_ranges
 
 
-def _end_of(a: int, starts: set[int], sized: dict[int, int], exec_ranges: list[tuple[int, int]]) -> int:
+def _end_of(a: int, ordered: list[int], sized: dict[int, int], exec_ranges: list[tuple[int, int]]) -> int:
+    """Where function a ends: its symbol's end, else the next known start (`ordered` is the
+    sorted starts), never past its segment."""
     seg_end = next((e for s, e in exec_ranges if s <= a < e), a + 4096)
     if a in sized and sized[a] > a:
         return min(sized[a], seg_end)
-    nxt = min((x for x in starts if x > a), default=seg_end)
-    return min(nxt, seg_end)
+    i = bisect_right(ordered, a)
+    return min(ordered[i] if i < len(ordered) else seg_end, seg_end)
 
 
 def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir: str | None = None) -> dict:

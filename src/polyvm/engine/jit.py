@@ -4,11 +4,13 @@
 Tiers (`JitEngine(tier=...)`):
 
 * ``jit``  every block is compiled before it first runs (regions of up to REGION_BLOCKS
-  blocks found by following direct branches), at -O2.
+  blocks found by following direct branches), with the quick pipeline.
 * ``auto`` cold code runs on the reference engine (the cheap tier); a block dispatched
-  HOT times is compiled at -O1 together with every other block that has turned warm (one
-  batched LLVM module); a region whose code has executed TIER2_BLOCKS blocks is recompiled
-  at -O3 with bigger regions. Translations found in the persistent cache are used at once.
+  HOT times is compiled with the quick pipeline together with every other block that has
+  turned warm (one batched LLVM module).
+  In both, a region that has run TIER2_BLOCKS loop iterations is recompiled by LLVM's
+  optimizing pipeline with bigger regions, and translations found in the persistent cache are
+  used at once.
 * ``aot``  like ``auto`` but expects `polyvm aot` to have filled the cache; whatever it did
   not discover is handled as in ``jit``.
 
@@ -33,7 +35,7 @@ from polyvm.engine import GuestTrap, Stop
 from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
-from polyvm.engine.tcache import TranslationCache as TranslationCacheHash
+from polyvm.engine.tcache import TranslationCache
 from polyvm.ir import Block
 from polyvm.isa import SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, MemoryFault
@@ -82,15 +84,9 @@ class Compiler:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         self.triple = llvm.get_process_triple()
-        target = llvm.Target.from_triple(self.triple)
         self.cpu = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
-        self.tms = {
-            o: target.create_target_machine(
-                cpu=self.cpu, features=self.features, opt=o, reloc="pic", codemodel="large"
-            )
-            for o in (0, 2, 3)
-        }
+        self.tms = self._target_machines()
         self.data_layout = str(self.tms[2].target_data)
         self.ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tms[2])
         self.symbols: dict[str, int] = {}
@@ -113,13 +109,15 @@ class Compiler:
         head = f'target triple = "{self.triple}"\ntarget datalayout = "{self.data_layout}"\n'
         return head + "\n".join(decls.values()) + "\n" + "\n".join(functions) + "\n" + L.PROF_META + "\n"
 
-    def _worker_tms(self) -> dict[int, Any]:
+    def _target_machines(self) -> dict[int, Any]:
+        """Target machines by code-generator level: 0 (fast isel) for the quick tier, 2 for the
+        hot tier. A thread compiling on its own needs its own."""
         target = self.llvm.Target.from_triple(self.triple)
         return {
             o: target.create_target_machine(
                 cpu=self.cpu, features=self.features, opt=o, reloc="pic", codemodel="large"
             )
-            for o in (0, 2, 3)
+            for o in (0, 2)
         }
 
     def compile_async(self, module: str, opt: int) -> _Pending:
@@ -137,7 +135,7 @@ class Compiler:
 
     def _work(self, q: queue.SimpleQueue) -> None:
         ctx = self.llvm.create_context()
-        tms = self._worker_tms()
+        tms = self._target_machines()
         while True:
             job, module, opt = q.get()
             self.busy = True
@@ -156,9 +154,9 @@ class Compiler:
         """LLVM IR module -> native object file bytes.
 
         opt 1 is the quick tier: SROA (slots into registers), instcombine and simplifycfg,
-        then LLVM's fast instruction selector and register allocator — about six times
-        cheaper than -O2 per guest instruction. opt 2 (hot regions) is LLVM's -O1 pipeline
-        with the optimizing code generator; opt 3 the -O3 pipeline.
+        then LLVM's fast instruction selector and register allocator, much cheaper than the
+        optimizing pipeline. opt 2 (hot regions) is LLVM's -O1 pipeline with the optimizing
+        code generator.
         """
         llvm = self.llvm
         t0 = time.perf_counter()
@@ -174,12 +172,10 @@ class Compiler:
             pm.add_simplify_cfg_pass()
             pm.run(mod, pb)
         else:
-            # The hot tier: LLVM's -O1 pipeline (as good as -O2 on region code here, at half
-            # the compile time) and the optimizing code generator; opt 3: the -O3 pipeline.
-            tm = tms[opt]
-            pb = llvm.create_pass_builder(
-                tm, llvm.create_pipeline_tuning_options(speed_level=1 if opt == 2 else opt)
-            )
+            # The hot tier: LLVM's -O1 pipeline (it cost half as much as -O2 on a large region
+            # and gave code of the same size) and the optimizing code generator.
+            tm = tms[2]
+            pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=1))
             pb.getModulePassManager().run(mod, pb)
         obj = tm.emit_object(mod)
         if account:
@@ -795,7 +791,7 @@ class JitEngine:
         if made and background:
             text = self.compiler.module_text(funcs, decls)
             pages = sorted(set().union(*(m[3] for m in made)))
-            hashes = {pn: TranslationCacheHash.page_hash(self.mem, pn) for pn in pages}
+            hashes = {pn: TranslationCache.page_hash(self.mem, pn) for pn in pages}
             job = self.compiler.compile_async(text, opt)
             self._jobs.append((job, made, opt, hashes, self._flushes))
             self._pending_pcs.update(m[2][0] for m in made)
@@ -844,7 +840,7 @@ class JitEngine:
             # The code must still be there, unchanged and executable (nothing watched these
             # pages while LLVM worked).
             if any(
-                TranslationCacheHash.page_hash(self.mem, pn) != h or not self._executable(pn)
+                TranslationCache.page_hash(self.mem, pn) != h or not self._executable(pn)
                 for pn, h in hashes.items()
             ):
                 continue
