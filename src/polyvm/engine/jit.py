@@ -24,8 +24,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -100,10 +98,16 @@ class Compiler:
         self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}"
         self.compile_time = 0.0
         self._dispatch: int | None = None
-        self._worker: threading.Thread | None = None
-        self.busy = False  # the worker is compiling (or has more queued)
-        self._worker_pid = 0
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker: Any = None
+
+    @property
+    def worker(self) -> Any:
+        """The compile worker process (started on the first submission)."""
+        if self._worker is None:
+            from polyvm.engine.cworker import CompileWorker
+
+            self._worker = CompileWorker()
+        return self._worker
 
     def module_text(self, functions: list[str], decls: dict[str, str]) -> str:
         head = f'target triple = "{self.triple}"\ntarget datalayout = "{self.data_layout}"\n'
@@ -111,7 +115,7 @@ class Compiler:
 
     def _target_machines(self) -> dict[int, Any]:
         """Target machines by code-generator level: 0 (fast isel) for the quick tier, 2 for the
-        hot tier. A thread compiling on its own needs its own."""
+        hot tier."""
         target = self.llvm.Target.from_triple(self.triple)
         return {
             o: target.create_target_machine(
@@ -120,37 +124,7 @@ class Compiler:
             for o in (0, 2)
         }
 
-    def compile_async(self, module: str, opt: int) -> _Pending:
-        """Compile on the background thread (LLVM runs without the GIL); poll `.done`."""
-        job = _Pending()
-        if self._worker is None or self._worker_pid != os.getpid():
-            # (a forked child has no thread: it starts its own)
-            self._queue = queue.SimpleQueue()
-            self._worker_pid = os.getpid()
-            self._worker = threading.Thread(target=self._work, args=(self._queue,), daemon=True)
-            self._worker.start()
-        self.busy = True
-        self._queue.put((job, module, opt))
-        return job
-
-    def _work(self, q: queue.SimpleQueue) -> None:
-        ctx = self.llvm.create_context()
-        tms = self._target_machines()
-        while True:
-            job, module, opt = q.get()
-            self.busy = True
-            t0 = time.perf_counter()
-            try:
-                job.obj = self.compile(module, opt, tms=tms, context=ctx, account=False)
-            except BaseException as e:  # noqa: BLE001 - reported to the engine
-                job.error = e
-            job.seconds = time.perf_counter() - t0
-            job.done = True
-            self.busy = not q.empty()
-
-    def compile(
-        self, module: str, opt: int, *, tms: Any = None, context: Any = None, account: bool = True
-    ) -> bytes:
+    def compile(self, module: str, opt: int, *, account: bool = True) -> bytes:
         """LLVM IR module -> native object file bytes.
 
         opt 1 is the quick tier: SROA (slots into registers), instcombine and simplifycfg,
@@ -160,8 +134,8 @@ class Compiler:
         """
         llvm = self.llvm
         t0 = time.perf_counter()
-        tms = tms or self.tms
-        mod = llvm.parse_assembly(module, context=context)
+        tms = self.tms
+        mod = llvm.parse_assembly(module)
         if opt <= 1:
             tm = tms[0]
             pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
@@ -212,18 +186,6 @@ class Compiler:
         return self._dispatch
 
 
-class _Pending:
-    """A background compilation: `done` turns true with `obj` (or `error`) set."""
-
-    __slots__ = ("done", "obj", "error", "seconds")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.obj: bytes | None = None
-        self.error: BaseException | None = None
-        self.seconds = 0.0
-
-
 class _Region:
     __slots__ = ("name", "pcs", "pages", "opt", "counter", "addr", "entry")
 
@@ -253,7 +215,7 @@ class JitEngine:
         cache: Any = None,
         switch_every: int = 0,
         max_insns: int = 64,
-        background: bool = False,
+        background: bool | None = None,
     ) -> None:
         if tier not in ("jit", "auto", "aot"):
             raise ValueError(f"unknown tier {tier}")
@@ -265,11 +227,16 @@ class JitEngine:
         mem.on_code_write = self.invalidate_page
         mem.page_listeners.append(self._on_pages)
         self.switch_every = switch_every
-        # Compile hot code on the compiler thread while the guest runs on. Off by default:
-        # llvmlite runs one LLVM call at a time process-wide, so on a small host the main
-        # thread's own compiles and loads wait for the worker, and regions still in flight get
-        # compiled again by later batches (measured slower on the 2-core development VM).
-        self.background = background
+        # Background compilation in the compile worker process (cworker) while the guest runs
+        # on the code it has. None (default): hot-tier recompiles go there when the host has a
+        # second core ($POLYVM_JIT_BACKGROUND=0 turns it off, =1 on); True: the auto tier's
+        # first compiles too; False: everything is compiled in place, before it runs.
+        if background is None:
+            env = os.environ.get("POLYVM_JIT_BACKGROUND", "")
+            self.bg_hot = env == "1" or (env != "0" and (os.cpu_count() or 1) >= 2)
+            self.background = False
+        else:
+            self.bg_hot = self.background = background
         n = arch.nslots
         self.st = (ctypes.c_uint64 * n)()
         self._st_addr = ctypes.addressof(self.st)
@@ -302,7 +269,7 @@ class JitEngine:
         self.native_blocks = 0
         self._pending: BaseException | None = None
         self._returns = 0
-        self._jobs: list[tuple[_Pending, list, int, dict[int, str | None], int]] = []
+        self._jobs: list[tuple[Any, list, int, dict[int, str | None], int]] = []
         self._pending_pcs: set[int] = set()
         self._flushes = 0
         self.bg_compile_time = 0.0
@@ -705,7 +672,7 @@ class JitEngine:
                 opt=T2_OPT,
                 limit=REGION_BLOCKS_T2,
                 whole=True,
-                background=self.background,
+                background=self.bg_hot,
             )
 
     def _form_region(self, pc: int, limit: int, whole: bool = False) -> list[Block]:
@@ -750,8 +717,8 @@ class JitEngine:
     ) -> bool:
         """Compile the regions of `pcs` in one module; True if pcs[0] got a translation.
 
-        With `background`, LLVM runs on the compiler's thread while the guest goes on (on
-        the interpreter, or on the code it already has); `_poll_jobs` installs the result
+        With `background`, LLVM runs in the compile worker process while the guest goes on
+        (on the interpreter, or on the code it already has); `_poll_jobs` installs the result
         once it is there, if the code it was made from is still what memory holds."""
         t0 = time.perf_counter()
         funcs: list[str] = []
@@ -759,26 +726,41 @@ class JitEngine:
         made: list[tuple[str, str, list[int], set[int]]] = []  # (region, symbol, entries, pages)
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
+        # Form the regions first: a pc that is a block of a region formed before it in this
+        # batch becomes one more entry of that region instead of the start of a near copy
+        # (hot regions of one function would otherwise each take in the whole function).
+        formed: list[tuple[list[Block], list[int]]] = []
+        covered: dict[int, int] = {}  # block pc -> index in formed
         for pc in pcs:
+            i = covered.get(pc)
+            if i is not None:
+                if pc not in formed[i][1]:
+                    formed[i][1].append(pc)
+                continue
             blocks = self._form_region(pc, limit, whole=whole)
             if not blocks:
                 continue
-            name = self._region_name(blocks, opt)
+            for b in blocks:
+                covered.setdefault(b.pc, len(formed))
+            formed.append((blocks, [pc]))
+        for blocks, entries in formed:
+            pc = entries[0]
+            name = self._region_name(blocks, opt, entries)
             pages = _pages_of(blocks)
             if name in known:  # the same code was compiled before in this process
-                sym, addr, obj_name, entries = known[name]
-                self._install(name, sym, entries, pages, addr, opt)
+                sym, addr, obj_name, ents = known[name]
+                self._install(name, sym, ents, pages, addr, opt)
                 obj = self.compiler.obj_bytes.get(obj_name) if obj_name is not None else None
                 if obj is not None and self.cache is not None and not self.code_hooks:
                     if self.cache.store_object(obj) == obj_name:  # (re)written if it went bad
-                        self.cache.store_entry(self.mem, entries, sym, obj_name, opt, sorted(pages))
+                        self.cache.store_entry(self.mem, ents, sym, obj_name, opt, sorted(pages))
                 continue
             if any(m[0] == name for m in made):
                 continue
             if self.cache is not None and self._load_cached(pc, want=name):
                 continue  # an earlier run compiled exactly this region
             sym = f"{name}_{nonce}"
-            lw = self.lower_region(sym, name, blocks, [pc])
+            lw = self.lower_region(sym, name, blocks, entries)
             if lw is None:
                 continue
             for b in blocks:
@@ -788,15 +770,32 @@ class JitEngine:
             decls.update(lw.decls)
             made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
-        if made and background:
+        if made and background and self.compiler.worker.usable:
             text = self.compiler.module_text(funcs, decls)
             pages = sorted(set().union(*(m[3] for m in made)))
             hashes = {pn: TranslationCache.page_hash(self.mem, pn) for pn in pages}
-            job = self.compiler.compile_async(text, opt)
-            self._jobs.append((job, made, opt, hashes, self._flushes))
-            self._pending_pcs.update(m[2][0] for m in made)
-            self.compile_time += time.perf_counter() - t0
-            return False
+            store = None
+            if (
+                self.cache is not None
+                and self.cache.enabled
+                and not self.code_hooks
+                and all(h is not None for h in hashes.values())
+            ):
+                # The worker writes the cache itself: a run that ends first still leaves it.
+                store = {
+                    "root": self.cache.root,
+                    "host_id": self.cache.host_id,
+                    "regions": [(m[2], m[1], opt, {p: hashes[p] for p in sorted(m[3])}) for m in made],
+                }
+            try:
+                job = self.compiler.worker.submit(text, opt, store)
+            except OSError:
+                job = None  # no worker process here: compile in place
+            if job is not None:
+                self._jobs.append((job, made, opt, hashes, self._flushes))
+                self._pending_pcs.update(m[2][0] for m in made)
+                self.compile_time += time.perf_counter() - t0
+                return False
         if made:
             obj = self.compiler.compile(self.compiler.module_text(funcs, decls), opt)
             self._finish(obj, made, opt)
@@ -806,27 +805,32 @@ class JitEngine:
             self._no_native.add(pcs[0])  # interpreted from now on (until its page changes)
         return ok
 
-    def _finish(self, obj: bytes, made: list[tuple[str, str, list[int], set[int]]], opt: int) -> None:
-        """Load a compiled module and install (and cache) its regions."""
+    def _finish(
+        self,
+        obj: bytes,
+        made: list[tuple[str, str, list[int], set[int]]],
+        opt: int,
+        stored: str | None = None,
+    ) -> None:
+        """Load a compiled module and install (and cache) its regions; `stored`: the name the
+        compile worker already cached the object under."""
         known = self.compiler.regions
         addrs = self.compiler.load(obj, [m[1] for m in made])
         use_cache = self.cache is not None and not self.code_hooks
-        obj_name = self.cache.store_object(obj) if use_cache else None
+        obj_name = stored
+        if obj_name is None and use_cache:
+            obj_name = self.cache.store_object(obj)
         if obj_name is not None:
             self.compiler.obj_bytes[obj_name] = obj
         for name, sym, entries, pages in made:
             known[name] = (sym, addrs[sym], obj_name, entries)
             self._install(name, sym, entries, pages, addrs[sym], opt)
-            if obj_name is not None:
+            if obj_name is not None and stored is None:
                 self.cache.store_entry(self.mem, entries, sym, obj_name, opt, sorted(pages))
         self.regions_compiled += len(made)
 
     def _poll_jobs(self) -> None:
         """Install the background compilations that have finished (between blocks)."""
-
-        if self.compiler.busy:
-            # llvmlite runs one LLVM call at a time: loading now would wait for the worker.
-            return
         left = []
         for entry in self._jobs:
             job, made, opt, hashes, flushes = entry
@@ -845,7 +849,7 @@ class JitEngine:
             ):
                 continue
             t0 = time.perf_counter()
-            self._finish(job.obj, made, opt)
+            self._finish(job.obj, made, opt, stored=job.obj_name)
             self.compile_time += time.perf_counter() - t0
         self._jobs = left
 
@@ -867,9 +871,11 @@ class JitEngine:
         except L.Unsupported:
             return None
 
-    def _region_name(self, blocks: list[Block], opt: int) -> str:
+    def _region_name(self, blocks: list[Block], opt: int, entries: list[int] | None = None) -> str:
         h = hashlib.sha256()
         h.update(f"{self.arch.name}|{opt}|{bool(self.code_hooks)}|".encode())
+        if entries is not None and len(entries) > 1:
+            h.update(repr(sorted(entries)).encode())  # more entries: other code
         for b in blocks:
             h.update(b.pc.to_bytes(8, "little"))
             h.update(self.mem.read_raw(b.pc, b.end - b.pc))

@@ -82,6 +82,7 @@ class TranslationCache:
 
     def __init__(self, root: str, host_id: str, max_bytes: int | None = None) -> None:
         self.root = root
+        self.host_id = host_id
         self.host = hashlib.sha256(f"polyvm {__version__}|{host_id}".encode()).hexdigest()[:20]
         self.dir = os.path.join(root, "v1", self.host)
         self.obj_dir = os.path.join(self.dir, "obj")
@@ -213,6 +214,15 @@ class TranslationCache:
             if h is None:
                 return
             hashes[p] = h
+        self.store_entry_hashes(entries, symbol, obj_name, opt, hashes)
+
+    def store_entry_hashes(
+        self, entries: list[int], symbol: str, obj_name: str, opt: int, hashes: dict[int, str]
+    ) -> None:
+        """`store_entry` with the pages' hashes already known (every page of the region's code
+        and of its entries): what the compile worker uses, which has no guest memory."""
+        if not self.enabled or any(pc >> 12 not in hashes for pc in entries):
+            return
         for pc in entries:
             ent = {
                 "pc": pc,

@@ -1,0 +1,132 @@
+"""The compile worker process (hot-tier compiles off the guest's process).
+
+Expected values: the loop's sum is computed by hand (n * step); the instruction count and
+every register come from the reference interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+pytest.importorskip("llvmlite")
+
+from polyvm.engine import jit as J  # noqa: E402
+from polyvm.engine.jit import Compiler, JitEngine  # noqa: E402
+from polyvm.engine.reference import Engine  # noqa: E402
+from polyvm.engine.tcache import TranslationCache, _unseal  # noqa: E402
+from polyvm.isa import get_arch  # noqa: E402
+from polyvm.isa.riscv.asm import li, program  # noqa: E402
+from polyvm.memory import PROT_ALL, AddressSpace  # noqa: E402
+
+ARCH = get_arch("riscv64")
+CODE = 0x10000
+A0 = ARCH.regs["a0"][0]
+
+
+def _loop(n: int, step: int) -> bytes:
+    return program(
+        [*li("a0", 0), *li("a1", n), f"addi a0, a0, {step}", "addi a1, a1, -1", "bne a1, zero, -8", "ebreak"]
+    )
+
+
+def _mem(code: bytes) -> AddressSpace:
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    return mem
+
+
+def _reference(code: bytes) -> list[int]:
+    r = ARCH.new_state()
+    r[0] = CODE
+    assert Engine(ARCH, _mem(code)).run(r, 50_000_000).reason == "breakpoint"
+    return r
+
+
+def _run(eng: JitEngine) -> list[int]:
+    r = ARCH.new_state()
+    r[0] = CODE
+    stop = eng.run(r, 100_000)
+    while stop.reason == "budget":
+        stop = eng.run(r, 100_000)
+    assert stop.reason == "breakpoint", stop
+    return r
+
+
+def _wait(jobs: list, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not all(j.done for j in jobs):
+        assert time.monotonic() - t0 < timeout, "the compile worker did not answer"
+        time.sleep(0.01)
+
+
+def _cached_opts(cache: TranslationCache) -> list[int]:
+    opts = []
+    for name in os.listdir(cache.ent_dir):
+        if name.startswith(".tmp-"):
+            continue
+        with open(os.path.join(cache.ent_dir, name), "rb") as f:
+            payload = _unseal(f.read())
+        assert payload is not None
+        opts.append(json.loads(payload)["opt"])
+    return opts
+
+
+def test_hot_tier_compiles_in_the_worker_and_caches(tmp_path, monkeypatch) -> None:
+    """A hot loop is recompiled by the worker while the run goes on; the result is the
+    interpreter's, the hot code gets installed, and the worker wrote it to the cache."""
+    monkeypatch.setattr(J, "TIER2_BLOCKS", 2000)
+    code = _loop(400_000, 3)
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", cache=cache, background=None)
+    eng.bg_hot = True  # (the default only on hosts with two cores or more)
+    r = _run(eng)
+    assert r[A0] == 400_000 * 3
+    assert r == _reference(code)  # every slot, the instruction count included
+    jobs = [j[0] for j in eng._jobs]
+    assert jobs or eng.bg_compile_time > 0, "no hot recompile was sent to the worker"
+    _wait(jobs)
+    eng._poll_jobs()
+    assert eng.bg_compile_time > 0
+    assert any(reg.opt == J.T2_OPT for reg in eng.regions.values())
+    assert J.T2_OPT in _cached_opts(cache)
+    # A second engine on the same code loads the hot translation from the cache.
+    eng2 = JitEngine(ARCH, _mem(code), tier="jit", cache=cache, background=False)
+    assert _run(eng2) == r
+    assert eng2.regions_loaded > 0
+
+
+def test_a_killed_worker_loses_only_its_jobs() -> None:
+    """Kill the worker while it compiles: the job ends with an error, the guest runs on the
+    code it has (same result), and the next submission starts a new worker."""
+    w = Compiler.get().worker
+    code = _loop(50_000, 5)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", background=False)
+    mod = Compiler.get().module_text([J.L.dispatcher_text("pv_test_fn")], {})
+    job = w.submit(mod, 2)
+    _wait([job])
+    assert job.error is None and job.obj
+    first = w.proc.pid
+    job = w.submit(mod, 2)
+    w.proc.kill()
+    _wait([job])
+    # (it may have finished before the kill: either an object or an error, never a hang)
+    assert job.obj or job.error
+    assert _run(eng)[A0] == 50_000 * 5
+    job = w.submit(mod, 2)
+    _wait([job])
+    assert job.error is None and job.obj and w.proc.pid != first
+
+
+def test_bad_module_is_an_error_not_a_crash() -> None:
+    w = Compiler.get().worker
+    job = w.submit("this is not LLVM IR", 2)
+    _wait([job])
+    assert job.obj is None and job.error
+    job = w.submit(Compiler.get().module_text([J.L.dispatcher_text("pv_test_fn2")], {}), 2)
+    _wait([job])
+    assert job.error is None and job.obj  # the same worker goes on
