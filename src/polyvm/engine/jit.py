@@ -41,6 +41,8 @@ from polyvm.memory import PAGE_SHIFT, MemoryFault
 M64 = (1 << 64) - 1
 REGION_BLOCKS = 32
 REGION_BLOCKS_T2 = 64
+REGION_BLOCKS_T2_MAX = 256  # a hot region formed from several hot entries
+T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
 JIT_OPT = 1
 TIER2_BLOCKS = 300_000  # loop iterations (backward edges) a region runs before it is recompiled hot
@@ -95,7 +97,9 @@ class Compiler:
         self.regions: dict[str, tuple[str, int, str | None, list[int]]] = {}
         ver = llvm.llvm_version_info
         # What a cached object depends on besides the guest code (see tcache).
-        self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}"
+        self.host_id = (
+            f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}|cg{L.CODEGEN_REV}"
+        )
         self.compile_time = 0.0
         self._dispatch: int | None = None
         self._worker: Any = None
@@ -657,33 +661,37 @@ class JitEngine:
         return self._translate([pc, *warm[:63]], opt=1, limit=REGION_BLOCKS, background=self.background)
 
     def _maybe_tier2(self) -> None:
-        hot = [
-            r
-            for r in self.regions.values()
-            if r.opt < T2_OPT
-            and self.counters[r.counter] >= TIER2_BLOCKS
-            and r.entry not in self._pending_pcs
-        ]
-        if hot:
-            for r in hot:
-                self.counters[r.counter] = 0
-            self._translate(
-                [r.entry for r in hot],
-                opt=T2_OPT,
-                limit=REGION_BLOCKS_T2,
-                whole=True,
-                background=self.bg_hot,
-            )
+        """Recompile the regions that turned hot with the hot tier, together with the ones
+        on their way (a sixteenth of the way there): code that runs together, such as the
+        handlers an interpreter loop's jump table reaches, then becomes one region."""
+        cand = [r for r in self.regions.values() if r.opt < T2_OPT and r.entry not in self._pending_pcs]
+        if not any(self.counters[r.counter] >= TIER2_BLOCKS for r in cand):
+            return
+        batch = sorted(
+            (r for r in cand if self.counters[r.counter] >= TIER2_BLOCKS // 16),
+            key=lambda r: -self.counters[r.counter],
+        )[:T2_ROOTS]
+        for r in batch:
+            self.counters[r.counter] = 0
+        self._translate(
+            [r.entry for r in batch],
+            opt=T2_OPT,
+            limit=REGION_BLOCKS_T2,
+            whole=True,
+            background=self.bg_hot,
+        )
 
-    def _form_region(self, pc: int, limit: int, whole: bool = False) -> list[Block]:
+    def _form_region(self, pc: int | list[int], limit: int, whole: bool = False) -> list[Block]:
         """Blocks reachable from pc through direct edges, breadth first: first the function's
         own blocks (branches, jumps and the return sites after calls), then the callees.
 
         A first-tier region stops at code that already has a translation (reached through the
         dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
         stay inside one native function."""
+        roots = [pc] if isinstance(pc, int) else pc
+        pc = roots[0]
         blocks: dict[int, Block] = {}
-        local = deque([pc])
+        local = deque(roots)
         callees: deque[int] = deque()
         fetch = self.mem.fetch
         while (local or callees) and len(blocks) < limit:
@@ -731,6 +739,15 @@ class JitEngine:
         # (hot regions of one function would otherwise each take in the whole function).
         formed: list[tuple[list[Block], list[int]]] = []
         covered: dict[int, int] = {}  # block pc -> index in formed
+        if whole and len(pcs) > 1:
+            # Hot regions found together become one region entered at each of them: code
+            # that runs together (a loop and the handlers its indirect jump reaches, say) then
+            # stays in one native function, its indirect jumps switching over the entries.
+            blocks = self._form_region(pcs, min(limit * len(pcs), REGION_BLOCKS_T2_MAX), whole=True)
+            if blocks:
+                have = {b.pc for b in blocks}
+                formed.append((blocks, [p for p in pcs if p in have]))
+                covered = dict.fromkeys(have, 0)
         for pc in pcs:
             i = covered.get(pc)
             if i is not None:
@@ -793,7 +810,7 @@ class JitEngine:
                 job = None  # no worker process here: compile in place
             if job is not None:
                 self._jobs.append((job, made, opt, hashes, self._flushes))
-                self._pending_pcs.update(m[2][0] for m in made)
+                self._pending_pcs.update(e for m in made for e in m[2])
                 self.compile_time += time.perf_counter() - t0
                 return False
         if made:
@@ -838,7 +855,7 @@ class JitEngine:
                 left.append(entry)
                 continue
             self.bg_compile_time += job.seconds
-            self._pending_pcs.difference_update(m[2][0] for m in made)
+            self._pending_pcs.difference_update(e for m in made for e in m[2])
             if job.error is not None or job.obj is None or flushes != self._flushes:
                 continue
             # The code must still be there, unchanged and executable (nothing watched these

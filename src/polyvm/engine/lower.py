@@ -7,11 +7,14 @@ returns `switch` over the region's blocks first), and anything else returns to t
 (`dispatcher_text`), which looks the next pc up in a native hash table and calls the next
 region without leaving native code.
 
-Slots the region uses are copied into `alloca`s on entry and written back on every exit, so
-LLVM (SROA) keeps guest registers in host registers across the region's loops. The
-instruction count is a local too; each exit stores it exactly (a fault at the k-th
-instruction of a block stores the block's start count + k, the IR's precise-exception rule
-guaranteeing that the slots then hold the state before that instruction).
+Slots the region uses are copied into `alloca`s on entry, so LLVM (SROA) keeps guest
+registers in host registers across the region's loops, and every put is also written through
+to the state: the state is always current, an exit writes only the pc, the instruction count
+and the budget, and no guest register is live at an exit (a write-back at every exit made
+LLVM's register coalescer and allocator quadratic in big regions, and every dispatch pay a
+full epilogue). The instruction count is a local; each exit stores it exactly (a fault at the
+k-th instruction of a block stores the block's start count + k, the IR's precise-exception
+rule guaranteeing that the slots then hold the state before that instruction).
 
 Memory goes through a software TLB in `ctx`: the inline fast path is an index, a tag compare
 and a host load or store; a miss (or a store to a page holding code, or an access crossing a
@@ -34,6 +37,10 @@ from typing import Any
 
 from polyvm.ir import Block, Insn, Stmt, Val
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC
+
+# Revision of the generated code's conventions: part of the translation cache's host key, so
+# objects made by an older lowering are never loaded.
+CODEGEN_REV = 2
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -181,6 +188,12 @@ class RegionLowering:
     def store_slot(self, k: int, v: str) -> None:
         self.e(f"store i64 {v}, i64* %s{k}")
 
+    def put_slot(self, k: int, v: str) -> None:
+        """A guest-visible write: the local (what later reads use) and the state (written
+        through, so no exit has anything to write back)."""
+        self.e(f"store i64 {v}, i64* %s{k}")
+        self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
+
     def intrinsic(self, name: str, w: int, nargs: int) -> str:
         full = f"{name}.i{w}"
         if full not in self.decls:
@@ -191,7 +204,6 @@ class RegionLowering:
     # ---- structure -----------------------------------------------------------------------
     def _lower(self) -> None:
         used: set[int] = set()
-        self.dirty: set[int] = set()
         for blk in self.blocks:
             for insn in blk.insns:
                 for st in insn.stmts:
@@ -207,14 +219,12 @@ class RegionLowering:
                             raise Unsupported("put pc/icount")
                         ks = (k, k + 1) if st.args[1].w == 128 else (k,)
                         used.update(ks)
-                        self.dirty.update(ks)
                     elif st.op == "call":
                         h = self.helpers[st.args[0]]
                         if h.state:
                             if h.reads is None or h.writes is None:
                                 raise Unsupported("state helper without declared slots")
                             used.update(h.reads | h.writes)
-                            self.dirty.update(h.writes)
                         if any(w > 64 for w in h.arg_widths) or (h.result_width or 0) > 64:
                             raise Unsupported(f"helper {h.name} with 128-bit values")
                         if len(h.arg_widths) > 8:
@@ -242,7 +252,7 @@ class RegionLowering:
         self.label("entry")
         for k in self.used:
             self.e(f"%s{k} = alloca i64")
-        for nm in ("icount", "budget", "next_pc", "code"):
+        for nm in ("icount", "budget"):
             self.e(f"%{nm} = alloca i64")
         self.e("%args = alloca [8 x i64]")
         if self.native_fn is not None:
@@ -271,31 +281,28 @@ class RegionLowering:
             self._block(blk)
         for lines in self.deferred:
             o.extend(lines)
-        # exit: write back and return
-        self.label("exit")
-        for k in sorted(self.dirty):
-            self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
-        self.e(f"store i64 {self.op('load i64, i64* %icount')}, i64* {self.state_ptr(SLOT_ICOUNT)}")
-        self.e(f"store i64 {self.op('load i64, i64* %next_pc')}, i64* {self.state_ptr(SLOT_PC)}")
+        o.append("}")
+
+    def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
+        """Leave the region with state[pc] = pc and return code `code`. Slots are written
+        through to the state as they are put, so an exit writes only the pc, the count and
+        the budget: guest registers are not live at exits, which keeps big regions cheap for
+        LLVM's register allocator (a write-back at every exit made it quadratic)."""
+        ic = self.op("load i64, i64* %icount")
+        if icount_add:
+            ic = self.op(f"add i64 {ic}, {icount_add}")
+        self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 {pc}, i64* {self.state_ptr(SLOT_PC)}")
         left = self.op("load i64, i64* %budget")
         self.e(f"store i64 {left}, i64* {self.ctx_ptr(CTX_BUDGET)}")
         if self.counter is not None:
             # Loop iterations run in this region (for tier-up decisions): budget spent + 1.
             base = self.op(f"inttoptr i64 {self.ctx_load(CTX_COUNTERS)} to i64*")
             cp = self.op(f"getelementptr i64, i64* {base}, i64 {self.counter}")
-            spent = self.op(f"sub i64 {self.budget0}, {left}")
+            spent = self.op(f"sub i64 {self.op(f'add i64 {self.budget0}, 1')}, {left}")
             cur = self.op(f"load i64, i64* {cp}")
             self.e(f"store i64 {self.op(f'add i64 {cur}, {spent}')}, i64* {cp}")
-        self.e(f"ret i64 {self.op('load i64, i64* %code')}")
-        o.append("}")
-
-    def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
-        """Branch to the exit with state[pc] = pc and return code `code`."""
-        if icount_add:
-            self._add_icount(icount_add)
-        self.e(f"store i64 {pc}, i64* %next_pc")
-        self.e(f"store i64 {code}, i64* %code")
-        self.e("br label %exit")
+        self.e(f"ret i64 {code}")
 
     def _add_icount(self, n: int) -> None:
         cur = self.op("load i64, i64* %icount")
@@ -392,9 +399,12 @@ class RegionLowering:
                 return
             v = self.v(t.target)
             default = self.newlabel()
-            # Only return sites (the instruction after a block that jumps elsewhere, i.e. a
-            # call) are likely targets; the rest goes through the dispatcher.
-            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._to(pc)}" for pc in self.ret_sites)
+            # Likely targets: return sites (the instruction after a block that jumps
+            # elsewhere, i.e. a call) and the region's entries (a hot region made from the
+            # targets of a jump table has them as entries); the rest goes through the
+            # dispatcher.
+            likely = sorted(set(self.ret_sites) | set(self.entry_pcs))
+            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._to(pc)}" for pc in likely)
             self.e(f"switch i64 {v}, label %{default} [{cases}]")
             self.label(default)
             self._leave(v, RET_CONTINUE)
@@ -409,8 +419,6 @@ class RegionLowering:
         self._edge(t.fallthrough)
 
     def _hook(self, insn: Insn, idx: int) -> None:
-        for k in sorted(self.dirty):
-            self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
         ic = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {idx}")
         self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {_c(64, insn.pc)}, i64* {self.state_ptr(SLOT_PC)}")
@@ -419,9 +427,7 @@ class RegionLowering:
         stop, go = self.newlabel(), self.newlabel()
         self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{stop}")
         self.label(stop)
-        # The hook may have written registers before stopping: the exit writes the locals
-        # back, so they must hold what the hook left in the state.
-        self._reload_used()
+        # (the hook may have written registers: the state has them, and exits write no slot)
         self._leave(_c(64, insn.pc), RET_STOPPED, idx)
         self.label(go)
         self._reload_used()
@@ -459,12 +465,12 @@ class RegionLowering:
             k, x = a
             v = self.v(x)
             if x.w == 128:
-                self.store_slot(k, self.op(f"trunc i128 {v} to i64"))
-                self.store_slot(k + 1, self.op(f"trunc i128 {self.op(f'lshr i128 {v}, 64')} to i64"))
+                self.put_slot(k, self.op(f"trunc i128 {v} to i64"))
+                self.put_slot(k + 1, self.op(f"trunc i128 {self.op(f'lshr i128 {v}, 64')} to i64"))
             else:
                 if x.w < 64:
                     v = self.op(f"zext i{x.w} {v} to i64")
-                self.store_slot(k, v)
+                self.put_slot(k, v)
             return
         if op == "load":
             self.vals[d.id] = self._load(self.v(a[0]), d.w)
@@ -573,7 +579,7 @@ class RegionLowering:
             self.e(f"br i1 {ok}, label %{fast}, label %{slow}, !prof !0")
             self.label(fast)
             for k in sorted(h.writes or ()) if h.state else ():
-                self.store_slot(k, self.op(f"load i64, i64* {fs[k]}"))
+                self.put_slot(k, self.op(f"load i64, i64* {fs[k]}"))
             fv = self.op("load i64, i64* %fout")
             fast_end = self.cur
             self.e(f"br label %{done}")
@@ -600,9 +606,7 @@ class RegionLowering:
 
     def _callback(self, name: str, h: Any, args: list[str], widths: list[int]) -> str:
         argp = self._args_array("%args", args, widths)
-        if h.state:
-            for k in sorted(((h.reads or set()) | (h.writes or set())) & set(self.used)):
-                self.e(f"store i64 {self.load_slot(k)}, i64* {self.state_ptr(k)}")
+        # (the state holds every slot already: writes go through)
         f = self.fnptr(CTX_CALL, "i64 (i64*, i64*, i64, i64*)")
         r = self.op(f"call i64 {f}(i64* %ctx, i64* %state, i64 {self.helper_index[name]}, i64* {argp})")
         self._check_status()
