@@ -144,6 +144,7 @@ class RegionLowering:
         self.entries = entries
         self.nslots = nslots
         self.decls: dict[str, str] = {}
+        self._st_ptrs: set[int] = set()
         self.out: list[str] = []
         self._n = 0
         self._lower()
@@ -171,12 +172,14 @@ class RegionLowering:
         return r
 
     def ctx_ptr(self, k: int) -> str:
-        return self.op(f"getelementptr inbounds i64, i64* %ctx, i64 {k}")
+        return f"%cx{k}"  # (computed once in the entry block)
 
     def ctx_load(self, k: int) -> str:
         return self.op(f"load i64, i64* {self.ctx_ptr(k)}")
 
     def state_ptr(self, k: int) -> str:
+        if k in self._st_ptrs:
+            return f"%st{k}"  # (computed once in the entry block)
         return self.op(f"getelementptr inbounds i64, i64* %state, i64 {k}")
 
     def fnptr(self, k: int, sig: str) -> str:
@@ -252,13 +255,19 @@ class RegionLowering:
         self.label("entry")
         for k in self.used:
             self.e(f"%s{k} = alloca i64")
-        for nm in ("icount", "budget"):
+        for nm in ("icount", "budget", "next_pc", "code"):
             self.e(f"%{nm} = alloca i64")
         self.e("%args = alloca [8 x i64]")
         if self.native_fn is not None:
             self.e("%nargs = alloca [8 x i64]")
             self.e(f"%fslots = alloca [{max(self.nslots, 1)} x i64]")
             self.e("%fout = alloca i64")
+        # Pointers to the state's slots and ctx's words, once (less IR for LLVM to read).
+        self._st_ptrs = set(self.used) | {SLOT_ICOUNT, SLOT_PC}
+        for k in sorted(self._st_ptrs):
+            self.e(f"%st{k} = getelementptr inbounds i64, i64* %state, i64 {k}")
+        for k in range(CTX_WORDS):
+            self.e(f"%cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}")
         for k in self.used:
             self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
         self.e(f"store i64 {self.op(f'load i64, i64* {self.state_ptr(SLOT_ICOUNT)}')}, i64* %icount")
@@ -281,28 +290,32 @@ class RegionLowering:
             self._block(blk)
         for lines in self.deferred:
             o.extend(lines)
-        o.append("}")
-
-    def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
-        """Leave the region with state[pc] = pc and return code `code`. Slots are written
-        through to the state as they are put, so an exit writes only the pc, the count and
-        the budget: guest registers are not live at exits, which keeps big regions cheap for
-        LLVM's register allocator (a write-back at every exit made it quadratic)."""
-        ic = self.op("load i64, i64* %icount")
-        if icount_add:
-            ic = self.op(f"add i64 {ic}, {icount_add}")
-        self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
-        self.e(f"store i64 {pc}, i64* {self.state_ptr(SLOT_PC)}")
+        # The one exit: the pc, the count and the budget (slots are in the state already).
+        self.label("exit")
+        self.e(f"store i64 {self.op('load i64, i64* %icount')}, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 {self.op('load i64, i64* %next_pc')}, i64* {self.state_ptr(SLOT_PC)}")
         left = self.op("load i64, i64* %budget")
         self.e(f"store i64 {left}, i64* {self.ctx_ptr(CTX_BUDGET)}")
         if self.counter is not None:
-            # Loop iterations run in this region (for tier-up decisions): budget spent + 1.
+            # Entries plus loop iterations run in this region (for tier-up decisions).
             base = self.op(f"inttoptr i64 {self.ctx_load(CTX_COUNTERS)} to i64*")
             cp = self.op(f"getelementptr i64, i64* {base}, i64 {self.counter}")
             spent = self.op(f"sub i64 {self.op(f'add i64 {self.budget0}, 1')}, {left}")
             cur = self.op(f"load i64, i64* {cp}")
             self.e(f"store i64 {self.op(f'add i64 {cur}, {spent}')}, i64* {cp}")
-        self.e(f"ret i64 {code}")
+        self.e(f"ret i64 {self.op('load i64, i64* %code')}")
+        o.append("}")
+
+    def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
+        """Branch to the exit with state[pc] = pc and return code `code`. Slots are written
+        through to the state as they are put, so the exit writes only the pc, the count and
+        the budget: no guest register is live at an exit, which keeps big regions cheap for
+        LLVM's register allocator (a write-back of every slot at the exit made it quadratic)."""
+        if icount_add:
+            self._add_icount(icount_add)
+        self.e(f"store i64 {pc}, i64* %next_pc")
+        self.e(f"store i64 {code}, i64* %code")
+        self.e("br label %exit")
 
     def _add_icount(self, n: int) -> None:
         cur = self.op("load i64, i64* %icount")
