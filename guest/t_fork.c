@@ -191,7 +191,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(m, "wnohang")) {
         pid_t c = fork();
         if (c == 0) {
-            msleep(200);
+            msleep(600); /* long enough for three polls of a slow (interpreted, loaded) parent */
             _exit(5);
         }
         printf("wnohang at once: %d\n", (int)waitpid(c, &st, WNOHANG));

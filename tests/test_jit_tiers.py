@@ -1,0 +1,99 @@
+"""Tier-up: which code the hot tier recompiles, and what it keeps native.
+
+Expected values are hand-computed from the program (and every slot is compared with the
+reference interpreter's); the dispatch counts are the engine's own native counter, bounded
+by what the program structure allows.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("llvmlite")
+
+from polyvm.engine import jit as J  # noqa: E402
+from polyvm.engine import lower as L  # noqa: E402
+from polyvm.engine.jit import JitEngine  # noqa: E402
+from polyvm.engine.reference import Engine  # noqa: E402
+from polyvm.isa import get_arch  # noqa: E402
+from polyvm.isa.riscv.asm import li, program  # noqa: E402
+from polyvm.memory import PROT_ALL, PROT_READ, PROT_WRITE, AddressSpace  # noqa: E402
+
+ARCH = get_arch("riscv64")
+CODE = 0x10000
+TABLE = 0x20000
+A0 = ARCH.regs["a0"][0]
+
+
+def _switch_loop(n: int) -> tuple[bytes, int, int]:
+    """A jump-table loop, like a bytecode interpreter's: for a1 = n..1, jump through
+    TABLE[a1 & 1] to h0 (a0 += 3) or h1 (a0 += 5), then back. Returns code, h0, h1."""
+    head = [*li("a0", 0), *li("a1", n), *li("s0", TABLE)]
+    loop = ["andi t0, a1, 1", "slli t0, t0, 3", "add t0, t0, s0", "ld t1, 0(t0)", "jalr zero, 0(t1)"]
+    # h0: addi; jal back (+8 skips h1)   h1: addi   back: addi a1; bne a1, zero, loop
+    n_head = len(program(head)) // 4
+    loop_at = n_head
+    h0 = CODE + 4 * (n_head + len(loop))
+    h1 = h0 + 8
+    back_at = (h1 + 4 - CODE) // 4
+    body = [
+        *loop,
+        "addi a0, a0, 3",
+        "jal zero, 8",
+        "addi a0, a0, 5",
+        "addi a1, a1, -1",
+        f"bne a1, zero, {(loop_at - (back_at + 1)) * 4}",
+        "ebreak",
+    ]
+    return program(head + body), h0, h1
+
+
+def _mem(code: bytes, h0: int, h1: int) -> AddressSpace:
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    mem.map(TABLE, 0x1000, PROT_READ | PROT_WRITE)
+    mem.write_raw(TABLE, h0.to_bytes(8, "little") + h1.to_bytes(8, "little"))
+    return mem
+
+
+def _run(eng, slice_blocks: int) -> list[int]:
+    r = ARCH.new_state()
+    r[0] = CODE
+    stop = eng.run(r, slice_blocks)
+    while stop.reason == "budget":
+        stop = eng.run(r, slice_blocks)
+    assert stop.reason == "breakpoint", stop
+    return r
+
+
+def test_jump_table_handlers_join_the_hot_loop(monkeypatch) -> None:
+    """The handlers reached through the jump table have no loop of their own: they turn hot
+    by being entered, and are recompiled together with the loop into one region whose
+    indirect jump switches over them, so the loop stops going through the dispatcher."""
+    monkeypatch.setattr(J, "TIER2_BLOCKS", 1000)
+    n = 100_000
+    code, h0, h1 = _switch_loop(n)
+    ref = _run(Engine(ARCH, _mem(code, h0, h1)), 1_000_000)
+    assert ref[A0] == (n // 2) * (3 + 5)  # by hand: n/2 even and n/2 odd values of a1
+    eng = JitEngine(ARCH, _mem(code, h0, h1), tier="jit", background=False)
+    r = _run(eng, 2000)
+    assert r == ref  # every slot, the instruction count included
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    assert any(h0 in reg.pcs and h1 in reg.pcs for reg in hot), [
+        (hex(reg.entry), [hex(e) for e in reg.pcs]) for reg in hot
+    ]
+    # Before the hot tier each iteration takes two dispatches (loop -> handler -> loop);
+    # after it, none: what is left is the warm-up and one per time slice.
+    assert eng.ctx[L.CTX_DISPATCHES] < n // 10, eng.ctx[L.CTX_DISPATCHES]
+
+
+def test_hot_tier_with_forced_switching_gives_the_same_state(monkeypatch) -> None:
+    """The same program with the hot tier and switching to the interpreter every 7 blocks."""
+    monkeypatch.setattr(J, "TIER2_BLOCKS", 500)
+    n = 20_001
+    code, h0, h1 = _switch_loop(n)
+    ref = _run(Engine(ARCH, _mem(code, h0, h1)), 1_000_000)
+    assert ref[A0] == (n // 2) * 8 + 5  # a1 = n (odd) .. 1: one more odd value
+    eng = JitEngine(ARCH, _mem(code, h0, h1), tier="jit", background=False, switch_every=7)
+    assert _run(eng, 1000) == ref
