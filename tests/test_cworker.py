@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -21,6 +24,7 @@ from polyvm.engine.tcache import TranslationCache, _unseal  # noqa: E402
 from polyvm.isa import get_arch  # noqa: E402
 from polyvm.isa.riscv.asm import li, program  # noqa: E402
 from polyvm.memory import PROT_ALL, AddressSpace  # noqa: E402
+from polyvm.testing.guest import build_guest  # noqa: E402
 
 ARCH = get_arch("riscv64")
 CODE = 0x10000
@@ -130,3 +134,30 @@ def test_bad_module_is_an_error_not_a_crash() -> None:
     job = w.submit(Compiler.get().module_text([J.L.dispatcher_text("pv_test_fn2")], {}), 2)
     _wait([job])
     assert job.error is None and job.obj  # the same worker goes on
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "polyvm", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_cli_run_leaves_hot_code_for_the_next_run(tmp_path) -> None:
+    """`polyvm run` with the worker: the output is the interpreter's; the hot-tier code the
+    worker compiled (during the run or after it exited) is in the cache, and the next run
+    loads it."""
+    exe = build_guest("bench_int")
+    env = dict(os.environ, POLYVM_CACHE_DIR=str(tmp_path / "tc"), POLYVM_JIT_BACKGROUND="1")
+    ref = _cli("run", "--engine", "interp", exe, "0.02", env=env)
+    assert ref.returncode == 0 and ref.stdout
+    first = _cli("run", "--stats", "--engine", "jit", exe, "0.02", env=env)
+    assert (first.returncode, first.stdout) == (0, ref.stdout)
+    cache = TranslationCache(str(tmp_path / "tc"), Compiler.get().host_id)
+    t0 = time.monotonic()
+    while J.T2_OPT not in _cached_opts(cache):
+        assert time.monotonic() - t0 < 120, "no hot-tier code reached the cache"
+        time.sleep(0.1)
+    second = _cli("run", "--stats", "--engine", "jit", exe, "0.02", env=env)
+    assert (second.returncode, second.stdout) == (0, ref.stdout)
+    m = re.search(r"(\d+) loaded from the translation cache", second.stderr)
+    assert m and int(m.group(1)) > 0, second.stderr
