@@ -161,3 +161,42 @@ def test_cli_run_leaves_hot_code_for_the_next_run(tmp_path) -> None:
     assert (second.returncode, second.stdout) == (0, ref.stdout)
     m = re.search(r"(\d+) loaded from the translation cache", second.stderr)
     assert m and int(m.group(1)) > 0, second.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_worker() -> None:
+    """After a host fork (a guest fork), the child must not touch the parent's worker pipes
+    (a parent thread may hold their locks): it starts its own worker, and jobs in flight at
+    the fork end with an error in the child instead of waiting for ever."""
+    w = Compiler.get().worker
+    mod = Compiler.get().module_text([J.L.dispatcher_text("pv_test_fork")], {})
+    job = w.submit(mod, 2)
+    _wait([job])
+    inflight = w.submit(mod, 2)  # (may or may not be done when the fork happens)
+    first_pid = w.proc.pid
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, never return into pytest
+        code = 1
+        try:
+            t0 = time.monotonic()
+            while not inflight.done and time.monotonic() - t0 < 60:
+                time.sleep(0.01)
+            mine = w.submit(mod, 2)
+            while not mine.done and time.monotonic() - t0 < 60:
+                time.sleep(0.01)
+            if inflight.done and mine.done and mine.obj and w.proc.pid != first_pid:
+                code = 0
+        finally:
+            os._exit(code)
+    t0 = time.monotonic()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() - t0 > 120:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _wait([inflight])

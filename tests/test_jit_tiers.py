@@ -97,3 +97,40 @@ def test_hot_tier_with_forced_switching_gives_the_same_state(monkeypatch) -> Non
     assert ref[A0] == (n // 2) * 8 + 5  # a1 = n (odd) .. 1: one more odd value
     eng = JitEngine(ARCH, _mem(code, h0, h1), tier="jit", background=False, switch_every=7)
     assert _run(eng, 1000) == ref
+
+
+def test_code_change_reaches_every_entry_of_a_partly_replaced_region(monkeypatch) -> None:
+    """Hot regions so small (3 blocks) that they replace tier-1 regions only at some of their
+    entries: the replaced regions must still be dropped when their code changes. Rewriting the
+    loop's `andi t0, a1, 1` to `andi t0, a1, 0` sends every iteration to h0 (a0 = 3n)."""
+    monkeypatch.setattr(J, "TIER2_BLOCKS", 500)
+    monkeypatch.setattr(J, "REGION_BLOCKS_T2_MAX", 3)
+    n = 100_000
+    code, h0, h1 = _switch_loop(n)
+    mem = _mem(code, h0, h1)
+    eng = JitEngine(ARCH, mem, tier="jit", background=False)
+    assert _run(eng, 2000)[A0] == (n // 2) * 8
+    andi = program(["andi t0, a1, 1"])
+    at = CODE + code.index(andi)
+    mem.write_raw(at, program(["andi t0, a1, 0"]))
+    changed = mem.read_raw(CODE, len(code))
+    ref = _run(Engine(ARCH, _mem(changed, h0, h1)), 1_000_000)
+    assert ref[A0] == 3 * n
+    assert _run(eng, 2000) == ref
+
+
+def test_a_region_replaced_at_some_entries_is_still_invalidated() -> None:
+    """Region A (entries x, y) replaced at x only by region B: y still runs A, so a store into
+    their page must still drop A's translation of y (no native code is run here; the addresses
+    are never called)."""
+    code, h0, h1 = _switch_loop(10)
+    mem = _mem(code, h0, h1)
+    eng = JitEngine(ARCH, mem, tier="jit", background=False)
+    x, y = CODE, CODE + 0x10
+    pn = CODE >> 12
+    eng._install("pv_00000001a", "pv_00000001a_s", [x, y], {pn}, 0x1000, 1)
+    eng._install("pv_00000002b", "pv_00000002b_s", [x], {pn}, 0x2000, 2)
+    assert eng.pc_region[y].name == "pv_00000001a" and "pv_00000001a" in eng.regions
+    mem.write_raw(y, mem.read_raw(y, 4))  # a store into the code page (same bytes)
+    assert x not in eng.table and y not in eng.table
+    assert x not in eng.pc_region and y not in eng.pc_region

@@ -59,54 +59,85 @@ class Job:
         self.seconds = 0.0
 
 
+class _Proc:
+    """One worker process and what is in flight to it (each worker has its own, so a worker
+    that dies and its replacement never mix their jobs)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lock = threading.Lock()
+        self.sent = threading.Condition(self.lock)
+        self.jobs: dict[int, Job] = {}
+        self.unsent = 0  # submissions not yet written to the pipe
+        self.dead = False  # its output ended (it exited, crashed or was killed)
+        self.out: queue.SimpleQueue = queue.SimpleQueue()
+
+
+# Worker handles inherited through a host fork, kept for ever: freeing them would close (and
+# flush) pipe file objects whose locks a parent thread may have held at the fork.
+_orphans: list[Any] = []
+
+
 class CompileWorker:
     """The main process's handle on its worker (started on first use; one per process)."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-        self.pid = 0
-        self.jobs: dict[int, Job] = {}
+        self.w: _Proc | None = None
         self._next = 0
-        self._lock = threading.Lock()
-        self._out: queue.SimpleQueue | None = None
-        self._unsent = 0
-        self._sent = threading.Condition(self._lock)
         self._atexit = False
         self.deaths = 0  # workers lost (crashed or killed) in this process
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
 
-    def _start(self) -> None:
-        if self.proc is not None and self.pid != os.getpid():
-            # A forked child (a guest fork): the parent's pipes are not ours to use.
-            for f in (self.proc.stdin, self.proc.stdout):
-                try:
-                    if f is not None:
-                        f.close()
-                except OSError:
-                    pass
-            self.jobs = {}
+    def _forked(self) -> None:
+        """In a forked child (a guest fork): the parent's worker, pipes and threads are not
+        ours. Drop them without touching their file objects, and fail the inherited jobs."""
+        w, self.w = self.w, None
+        if w is None:
+            return
+        _orphans.append(w)
+        for f in (w.proc.stdin, w.proc.stdout):
+            try:
+                if f is not None:
+                    os.close(f.fileno())
+            except (OSError, ValueError):
+                pass
+        for job in list(w.jobs.values()):
+            job.error = "made by the parent process's compile worker"
+            job.done = True
+
+    def _start(self) -> _Proc:
         import polyvm
 
         env = dict(os.environ)
         src = os.path.dirname(os.path.dirname(os.path.abspath(polyvm.__file__)))
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "polyvm.engine.cworker"],
+        proc = subprocess.Popen(
+            # -P: never import from the current directory (a guest's --root may be there).
+            [sys.executable, "-P", "-m", "polyvm.engine.cworker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=src,
+            # Its own session: the terminal's Ctrl-C or a guest's kill(0, ...) is not for it.
+            start_new_session=os.name == "posix",
         )
         if not self._atexit:
             atexit.register(self.flush)
             self._atexit = True
-        self.pid = os.getpid()
-        self._unsent = 0
-        self._out = queue.SimpleQueue()
-        threading.Thread(target=self._writer, args=(self.proc, self._out), daemon=True).start()
-        threading.Thread(target=self._reader, args=(self.proc,), daemon=True).start()
+        w = self.w = _Proc(proc)
+        threading.Thread(target=self._writer, args=(w,), daemon=True).start()
+        threading.Thread(target=self._reader, args=(w,), daemon=True).start()
+        return w
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.w.proc if self.w is not None else None
 
     def alive(self) -> bool:
-        return self.proc is not None and self.pid == os.getpid() and self.proc.poll() is None
+        w = self.w
+        return w is not None and not w.dead and w.proc.poll() is None
 
     @property
     def usable(self) -> bool:
@@ -117,43 +148,43 @@ class CompileWorker:
         """Compile `text` at `opt`; with `store` (cache root, host id, regions and page
         hashes) the worker also writes the result to the translation cache. Raises OSError
         if no worker can be started."""
-        if not self.alive():
-            self._start()
+        w = self.w if self.alive() else self._start()
+        assert w is not None
         job = Job()
-        with self._lock:
-            self._next += 1
-            jid = self._next
-            self.jobs[jid] = job
-            self._unsent += 1
-        assert self._out is not None
-        self._out.put({"id": jid, "text": text, "opt": opt, "store": store})
+        self._next += 1
+        jid = self._next
+        with w.lock:
+            w.jobs[jid] = job
+            w.unsent += 1
+        w.out.put({"id": jid, "text": text, "opt": opt, "store": store})
         return job
 
-    def _writer(self, proc: subprocess.Popen, q: queue.SimpleQueue) -> None:
+    def _writer(self, w: _Proc) -> None:
         # Its own thread: a big module fills the pipe while the worker is busy with the last.
         ok = True
         while True:
-            msg = q.get()
+            msg = w.out.get()
             if ok:
                 try:
-                    assert proc.stdin is not None
-                    _send(proc.stdin, msg)
+                    assert w.proc.stdin is not None
+                    _send(w.proc.stdin, msg)
                 except (OSError, ValueError):
                     ok = False
-            with self._lock:
-                self._unsent -= 1
-                self._sent.notify_all()
+            with w.lock:
+                w.unsent -= 1
+                w.sent.notify_all()
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait (at most `timeout` s) until every submission has reached the worker: at exit,
         so that what is still compiling ends up in the cache."""
-        if self.pid != os.getpid():
+        w = self.w
+        if w is None or w.dead:
             return
-        with self._lock:
-            self._sent.wait_for(lambda: self._unsent <= 0, timeout)
+        with w.lock:
+            w.sent.wait_for(lambda: w.unsent <= 0 or w.dead, timeout)
 
-    def _reader(self, proc: subprocess.Popen) -> None:
-        f = proc.stdout
+    def _reader(self, w: _Proc) -> None:
+        f = w.proc.stdout
         while True:
             try:
                 msg = _recv(f) if f is not None else None
@@ -161,16 +192,18 @@ class CompileWorker:
                 msg = None
             if msg is None:
                 break
-            with self._lock:
-                job = self.jobs.pop(msg["id"], None)
+            with w.lock:
+                job = w.jobs.pop(msg["id"], None)
             if job is not None:
                 job.obj, job.obj_name, job.error = msg["obj"], msg["obj_name"], msg["error"]
                 job.seconds = msg["seconds"]
                 job.done = True
         # The worker is gone: whatever it had is lost.
-        with self._lock:
-            lost, self.jobs = list(self.jobs.values()), {}
-            self.deaths += 1
+        with w.lock:
+            w.dead = True
+            lost, w.jobs = list(w.jobs.values()), {}
+            w.sent.notify_all()
+        self.deaths += 1
         for job in lost:
             job.error = "the compile worker exited"
             job.done = True

@@ -681,43 +681,66 @@ class JitEngine:
             background=self.bg_hot,
         )
 
-    def _form_region(self, pc: int | list[int], limit: int, whole: bool = False) -> list[Block]:
+    def _form_region(
+        self, pc: int | list[int], limit: int, whole: bool = False, per_root: int | None = None
+    ) -> list[Block]:
         """Blocks reachable from pc through direct edges, breadth first: first the function's
         own blocks (branches, jumps and the return sites after calls), then the callees.
 
         A first-tier region stops at code that already has a translation (reached through the
         dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
-        stay inside one native function."""
+        stay inside one native function. With several roots (hottest first), each root's own
+        blocks come in turn (up to `per_root` each), then the callees of all of them."""
         roots = [pc] if isinstance(pc, int) else pc
         pc = roots[0]
         blocks: dict[int, Block] = {}
-        local = deque(roots)
         callees: deque[int] = deque()
         fetch = self.mem.fetch
-        while (local or callees) and len(blocks) < limit:
-            p = local.popleft() if local else callees.popleft()
-            if p in blocks or (p != pc and not whole and p in self.table):
-                continue  # already translated: reached through the dispatcher
-            try:
-                b = self._lifted.get(p)
-                if b is None or not self._watched(b):
-                    b = self._lifted[p] = self.arch.lift_block(fetch, p, self.max_insns)
-            except MemoryFault:
-                continue
-            if not b.insns:
-                if p == pc:
-                    return []
-                continue
-            blocks[p] = b
-            t = b.term
-            if t.kind == "branch":
-                local += [t.target.const, t.fallthrough]
-            elif t.kind == "jump" and t.target is not None and t.target.const is not None:
-                if L._is_call(b):
-                    callees.append(t.target.const)
-                    local.append(b.end)  # the return site
-                else:
-                    local.append(t.target.const)
+
+        def walk(local: deque[int], cap: int, into_callees: bool = True) -> bool:
+            """Take blocks from `local` (then `callees`) until cap; False: pc is no code."""
+            while (local or (into_callees and callees)) and len(blocks) < cap:
+                p = local.popleft() if local else callees.popleft()
+                if p in blocks or (p != pc and not whole and p in self.table):
+                    continue  # already translated: reached through the dispatcher
+                try:
+                    b = self._lifted.get(p)
+                    if b is None or not self._watched(b):
+                        b = self._lifted[p] = self.arch.lift_block(fetch, p, self.max_insns)
+                except MemoryFault:
+                    continue
+                if not b.insns:
+                    if p == pc:
+                        return False
+                    continue
+                blocks[p] = b
+                t = b.term
+                if t.kind == "branch":
+                    local += [t.target.const, t.fallthrough]
+                elif t.kind == "jump" and t.target is not None and t.target.const is not None:
+                    if L._is_call(b):
+                        callees.append(t.target.const)
+                        local.append(b.end)  # the return site
+                    else:
+                        local.append(t.target.const)
+            return True
+
+        if len(roots) == 1:
+            return list(blocks.values()) if walk(deque(roots), limit) else []
+        # Several roots: the hottest gets up to per_root blocks of its own, each other one an
+        # equal share of what is left (at least 8), then the callees of all of them.
+        pending: deque[int] = deque()
+        for i, root in enumerate(roots):
+            if len(blocks) >= limit:
+                break
+            share = per_root or limit
+            if i:
+                share = min(share, max(8, (limit - len(blocks)) // (len(roots) - i)))
+            local = deque([root])
+            if not walk(local, min(limit, len(blocks) + share), into_callees=False) and i == 0:
+                return []
+            pending += local
+        walk(pending, limit)
         return list(blocks.values())
 
     def _translate(
@@ -743,7 +766,9 @@ class JitEngine:
             # Hot regions found together become one region entered at each of them: code
             # that runs together (a loop and the handlers its indirect jump reaches, say) then
             # stays in one native function, its indirect jumps switching over the entries.
-            blocks = self._form_region(pcs, min(limit * len(pcs), REGION_BLOCKS_T2_MAX), whole=True)
+            blocks = self._form_region(
+                pcs, min(limit * len(pcs), REGION_BLOCKS_T2_MAX), whole=True, per_root=limit
+            )
             if blocks:
                 have = {b.pc for b in blocks}
                 formed.append((blocks, [p for p in pcs if p in have]))
@@ -911,12 +936,18 @@ class JitEngine:
         for pn in pages:
             self.mem.watch_code(pn << PAGE_SHIFT)
             self.page_regions.setdefault(pn, set()).add(name)
+        replaced = []
         for pc in entries:
             old = self.pc_region.get(pc)
-            if old is not None and old is not r and old.entry == pc:
-                self.regions.pop(old.name, None)  # superseded (e.g. by its hot recompile)
+            if old is not None and old is not r:
+                replaced.append(old)
             self.pc_region[pc] = r
             self._table_set(pc, addr)
+        for old in replaced:
+            # Superseded (e.g. by its hot recompile) once none of its entries leads to it any
+            # more; until then invalidation must still find it.
+            if self.regions.get(old.name) is old and not any(self.pc_region.get(p) is old for p in old.pcs):
+                del self.regions[old.name]
 
     def _executable(self, pn: int) -> bool:
         from polyvm.memory import PROT_EXEC
