@@ -16,6 +16,7 @@ the worker's stdin/stdout, between a process and the child it started.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import pickle
 import queue
@@ -83,7 +84,8 @@ class CompileWorker:
 
     def __init__(self) -> None:
         self.w: _Proc | None = None
-        self._next = 0
+        self._ids = itertools.count(1)  # (next() is atomic: engines of several threads)
+        self._starting = threading.Lock()
         self._atexit = False
         self.deaths = 0  # workers lost (crashed or killed) in this process
         if hasattr(os, "register_at_fork"):
@@ -92,6 +94,7 @@ class CompileWorker:
     def _forked(self) -> None:
         """In a forked child (a guest fork): the parent's worker, pipes and threads are not
         ours. Drop them without touching their file objects, and fail the inherited jobs."""
+        self._starting = threading.Lock()  # (a parent thread may have held it)
         w, self.w = self.w, None
         if w is None:
             return
@@ -148,11 +151,11 @@ class CompileWorker:
         """Compile `text` at `opt`; with `store` (cache root, host id, regions and page
         hashes) the worker also writes the result to the translation cache. Raises OSError
         if no worker can be started."""
-        w = self.w if self.alive() else self._start()
+        with self._starting:
+            w = self.w if self.alive() else self._start()
         assert w is not None
         job = Job()
-        self._next += 1
-        jid = self._next
+        jid = next(self._ids)
         with w.lock:
             w.jobs[jid] = job
             w.unsent += 1
