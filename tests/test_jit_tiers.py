@@ -99,10 +99,12 @@ def test_hot_tier_with_forced_switching_gives_the_same_state(monkeypatch) -> Non
     assert _run(eng, 1000) == ref
 
 
-def test_code_change_reaches_every_entry_of_a_partly_replaced_region(monkeypatch) -> None:
-    """Hot regions so small (3 blocks) that they replace tier-1 regions only at some of their
-    entries: the replaced regions must still be dropped when their code changes. Rewriting the
-    loop's `andi t0, a1, 1` to `andi t0, a1, 0` sends every iteration to h0 (a0 = 3n)."""
+def test_code_change_after_the_hot_tier_with_tiny_hot_regions(monkeypatch) -> None:
+    """Code changed after the hot tier has run, with merged hot regions capped at 3 blocks
+    (hot and first-tier translations of the same code side by side): every translation of the
+    changed page must go. Rewriting the loop's `andi t0, a1, 1` to `andi t0, a1, 0` sends every
+    iteration to h0 (a0 = 3n). (The case of a region replaced at only some of its entries is
+    pinned down directly by the next test: this program's regions do not produce it.)"""
     monkeypatch.setattr(J, "TIER2_BLOCKS", 500)
     monkeypatch.setattr(J, "REGION_BLOCKS_T2_MAX", 3)
     n = 100_000

@@ -8,9 +8,9 @@ Tiers (`JitEngine(tier=...)`):
 * ``auto`` cold code runs on the reference engine (the cheap tier); a block dispatched
   HOT times is compiled with the quick pipeline together with every other block that has
   turned warm (one batched LLVM module).
-  In both, a region that has run TIER2_BLOCKS loop iterations is recompiled by LLVM's
-  optimizing pipeline with bigger regions, and translations found in the persistent cache are
-  used at once.
+  In both, a region entered or looped TIER2_BLOCKS times is recompiled by LLVM's optimizing
+  pipeline (in the compile worker process, `cworker`) together with the regions on their way,
+  as one bigger region; translations found in the persistent cache are used at once.
 * ``aot``  like ``auto`` but expects `polyvm aot` to have filled the cache; whatever it did
   not discover is handled as in ``jit``.
 
@@ -45,7 +45,7 @@ REGION_BLOCKS_T2_MAX = 128  # a hot region formed from several hot entries (LLVM
 T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
 JIT_OPT = 1
-TIER2_BLOCKS = 300_000  # loop iterations (backward edges) a region runs before it is recompiled hot
+TIER2_BLOCKS = 300_000  # entries + loop iterations (backward edges) before a region is recompiled hot
 N_COUNTERS = 4096
 T2_OPT = 2  # the hot tier (see Compiler.compile)
 
