@@ -19,6 +19,7 @@ then loads them on first execution and JIT-compiles whatever was not discovered.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -30,7 +31,7 @@ from polyvm.memory import MemoryFault
 MAX_REGION_BLOCKS = 256
 BATCH = 24
 # The quick pipeline: what runs hot is recompiled at -O2 by the run's own tiering.
-AOT_OPT = 1
+AOT_OPT = 0
 
 
 def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
@@ -67,9 +68,17 @@ def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
     return funcs, exec_ranges
 
 
-def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_REGION_BLOCKS):
+def function_region(
+    arch: Any,
+    mem: Any,
+    start: int,
+    end: int,
+    limit: int = MAX_REGION_BLOCKS,
+    lifted: dict[int, Any] | None = None,
+):
     """The blocks of the function [start, end), its entries (start and return sites) and the
-    addresses outside it that it jumps to or materializes (candidate functions)."""
+    addresses outside it that it jumps to or materializes (candidate functions). `lifted`
+    keeps blocks by pc between calls (discovery lifts what translation then lowers)."""
     blocks: dict[int, Any] = {}
     entries = [start]
     outside: set[int] = set()
@@ -78,10 +87,14 @@ def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_
         pc = work.pop()
         if pc in blocks or not start <= pc < end:
             continue
-        try:
-            b = arch.lift_block(mem.fetch, pc, 64)
-        except MemoryFault:
-            continue
+        b = lifted.get(pc) if lifted is not None else None
+        if b is None:
+            try:
+                b = arch.lift_block(mem.fetch, pc, 64)
+            except MemoryFault:
+                continue
+            if lifted is not None:
+                lifted[pc] = b
         if not b.insns:
             continue
         blocks[pc] = b
@@ -125,17 +138,28 @@ def function_region(arch: Any, mem: Any, start: int, end: int, limit: int = MAX_
     return ordered, [e for e in entries if e in blocks], outside
 
 
-def _progress(done: int, total: int, t0: float, out: Any) -> None:
-    if out is None:
-        return
-    width = 30
-    frac = done / total if total else 1.0
-    bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
-    out.write(f"\rpolyvm aot: [{bar}] {done}/{total} functions, {time.perf_counter() - t0:.1f} s")
-    out.flush()
+class _Progress:
+    """The progress bar on `out` (None: quiet), redrawn at most every 0.2 s and at the end."""
+
+    def __init__(self, total: int, t0: float, out: Any) -> None:
+        self.total, self.t0, self.out, self.done, self.shown = total, t0, out, 0, 0.0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.out is None or (now - self.shown < 0.2 and self.done < self.total):
+            return
+        self.shown = now
+        width = 30
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
+        self.out.write(f"\rpolyvm aot: [{bar}] {self.done}/{self.total} functions, {now - self.t0:.1f} s")
+        self.out.flush()
 
 
-def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[int, int]:
+def _compile_chunk(
+    eng: Any, cache: Any, funcs: list[tuple[int, int]], lifted: dict[int, Any] | None = None
+) -> tuple[int, int]:
     """Compile functions in modules of BATCH regions; returns (regions, blocks) stored."""
 
     comp = eng.compiler
@@ -144,12 +168,12 @@ def _compile_chunk(eng: Any, cache: Any, funcs: list[tuple[int, int]]) -> tuple[
         texts, decls, made = [], {}, []
         nonce = os.urandom(4).hex()
         for start, end in funcs[i : i + BATCH]:
-            blocks, entries, _ = function_region(eng.arch, eng.mem, start, end)
+            blocks, entries, _ = function_region(eng.arch, eng.mem, start, end, lifted=lifted)
             if not blocks:
                 continue
             name = eng._region_name(blocks, AOT_OPT)
             sym = f"{name}_{nonce}"
-            lw = eng.lower_region(sym, name, blocks, entries)
+            lw = eng.lower_region(sym, name, blocks, entries, compact=True)
             if lw is None:
                 continue
             texts.append(lw.text)
@@ -190,10 +214,12 @@ def _data_pointers(mem: Any, exec_ranges: list[tuple[int, int]], align: int) -> 
     return out
 
 
-def find_functions(proc: Any, path: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def find_functions(
+    proc: Any, path: str, lifted: dict[int, Any] | None = None
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Function ranges: ELF symbols and the entry, data words pointing into code, and (to a
     fixed point) direct jump targets found while lifting them. A function without a symbol
-    size ends at the next known function start."""
+    size ends at the next known function start. `lifted` receives the blocks lifted."""
     funcs, exec_ranges = discover(proc, path)
     starts = {a for a, _ in funcs}
     sized = dict(funcs)
@@ -215,7 +241,7 @@ def find_functions(proc: Any, path: str) -> tuple[list[tuple[int, int]], list[tu
             continue
         done.add(a)
         end = _end_of(a, ordered, sized, exec_ranges)
-        _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS)
+        _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS, lifted=lifted)
         for t in outside:
             if t not in starts and t % 2 == 0 and any(s <= t < e for s, e in exec_ranges):
                 try:  # keep only addresses of something that decodes
@@ -254,78 +280,92 @@ def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir:
     if out is not None:
         out.write("polyvm aot: discovering code...")
         out.flush()
-    funcs, exec_ranges = find_functions(proc, path)
-    if out is not None:
-        out.write("\r")
-    total = len(funcs)
-    jobs = jobs or min(os.cpu_count() or 1, 8)
-    _progress(0, total, t0, out)
-    nregions = nblocks = 0
-    if jobs > 1 and hasattr(os, "fork") and total > BATCH:
-        chunks = [funcs[i::jobs] for i in range(jobs)]
-        pids = []
-        rfds = []
-        for chunk in chunks:
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # worker: compile its share, report counts through the pipe
-                os.close(r)
-                status = 1
-                try:
-                    done = [0, 0]
-                    for j in range(0, len(chunk), BATCH):
-                        nr, nb = _compile_chunk(eng, cache, chunk[j : j + BATCH])
-                        done[0] += nr
-                        done[1] += nb
-                        os.write(w, f"{len(chunk[j : j + BATCH])} {nr} {nb}\n".encode())
-                    status = 0
-                finally:
-                    os._exit(status)
-            os.close(w)
-            pids.append(pid)
-            rfds.append(r)
-        finished = 0
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        for r in rfds:
-            sel.register(r, selectors.EVENT_READ)
-        buf = {r: b"" for r in rfds}
-        while sel.get_map():
-            for key, _ in sel.select():
-                data = os.read(key.fd, 4096)
-                if not data:
-                    sel.unregister(key.fd)
-                    os.close(key.fd)
-                    continue
-                buf[key.fd] += data
-                while b"\n" in buf[key.fd]:
-                    line, buf[key.fd] = buf[key.fd].split(b"\n", 1)
-                    nf, nr, nb = (int(x) for x in line.split())
-                    finished += nf
-                    nregions += nr
-                    nblocks += nb
-                    _progress(finished, total, t0, out)
-        failed = 0
-        for pid in pids:
-            _, st = os.waitpid(pid, 0)
-            failed += st != 0
-        if failed:
-            raise RuntimeError(f"{failed} translation worker(s) failed")
-    else:
-        for j in range(0, total, BATCH):
-            nr, nb = _compile_chunk(eng, cache, funcs[j : j + BATCH])
-            nregions += nr
-            nblocks += nb
-            _progress(min(j + BATCH, total), total, t0, out)
+    lifted: dict[int, Any] = {}
+    # The lifted blocks stay alive until translated: with the cycle collector on, each of its
+    # full passes would walk all of them (discovery took 1.5x as long); what aot allocates is
+    # freed by reference counting. Frozen, they also stay shared with the forked workers.
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        funcs, exec_ranges = find_functions(proc, path, lifted)
+        gc.freeze()
+        if out is not None:
+            out.write("\r")
+        progress = _Progress(len(funcs), t0, out)
+        progress.add(0)
+        nregions, nblocks = _translate_all(
+            eng, cache, funcs, lifted, jobs or min(os.cpu_count() or 1, 8), progress
+        )
+    finally:
+        gc.unfreeze()
+        if gc_was:
+            gc.enable()
     if out is not None:
         out.write("\n")
     code_bytes = sum(e - s for s, e in exec_ranges)
     return {
-        "functions": total,
+        "functions": len(funcs),
         "regions": nregions,
         "blocks": nblocks,
         "code_bytes": code_bytes,
         "seconds": time.perf_counter() - t0,
         "cache": cache.dir,
     }
+
+
+def _translate_all(
+    eng: Any, cache: Any, funcs: list[tuple[int, int]], lifted: dict[int, Any], jobs: int, progress: _Progress
+) -> tuple[int, int]:
+    """Compile every function: in `jobs` forked workers where the host has fork (each takes
+    every jobs-th batch and reports counts through a pipe), else here. (regions, blocks)."""
+    total = len(funcs)
+    nregions = nblocks = 0
+    if jobs <= 1 or not hasattr(os, "fork") or total <= BATCH:
+        for j in range(0, total, BATCH):
+            nr, nb = _compile_chunk(eng, cache, funcs[j : j + BATCH], lifted)
+            nregions += nr
+            nblocks += nb
+            progress.add(len(funcs[j : j + BATCH]))
+        return nregions, nblocks
+    import selectors
+
+    batches = [funcs[j : j + BATCH] for j in range(0, total, BATCH)]
+    pids = []
+    sel = selectors.DefaultSelector()
+    for i in range(jobs):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # worker: compile its share, report counts through the pipe
+            os.close(r)
+            status = 1
+            try:
+                for batch in batches[i::jobs]:
+                    nr, nb = _compile_chunk(eng, cache, batch, lifted)
+                    os.write(w, f"{len(batch)} {nr} {nb}\n".encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(w)
+        pids.append(pid)
+        sel.register(r, selectors.EVENT_READ, [b""])
+    while sel.get_map():
+        for key, _ in sel.select():
+            data = os.read(key.fd, 4096)
+            if not data:
+                sel.unregister(key.fd)
+                os.close(key.fd)
+                continue
+            key.data[0] += data
+            while b"\n" in key.data[0]:
+                line, key.data[0] = key.data[0].split(b"\n", 1)
+                nf, nr, nb = (int(x) for x in line.split())
+                nregions += nr
+                nblocks += nb
+                progress.add(nf)
+    failed = 0
+    for pid in pids:
+        _, st = os.waitpid(pid, 0)
+        failed += st != 0
+    if failed:
+        raise RuntimeError(f"{failed} translation worker(s) failed")
+    return nregions, nblocks

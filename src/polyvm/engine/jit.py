@@ -44,7 +44,7 @@ REGION_BLOCKS_T2 = 64
 REGION_BLOCKS_T2_MAX = 128  # a hot region formed from several hot entries (LLVM time grows faster than size)
 T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
-JIT_OPT = 1
+JIT_OPT = 0  # the first tier: the compact form, straight to fast instruction selection
 TIER2_BLOCKS = 300_000  # entries + loop iterations (backward edges) before a region is recompiled hot
 N_COUNTERS = 4096
 T2_OPT = 2  # the hot tier (see Compiler.compile)
@@ -101,7 +101,7 @@ class Compiler:
             f"{self.triple}|{self.cpu}|{self.features}|llvm{ver[0]}.{ver[1]}.{ver[2]}|cg{L.CODEGEN_REV}"
         )
         self.compile_time = 0.0
-        self._dispatch: int | None = None
+        self._runtime: dict[str, int] | None = None
         self._worker: Any = None
 
     @property
@@ -140,7 +140,9 @@ class Compiler:
         t0 = time.perf_counter()
         tms = self.tms
         mod = llvm.parse_assembly(module)
-        if opt <= 1:
+        if opt == 0:
+            tm = tms[0]  # the compact form (no locals to promote): straight to fast isel
+        elif opt == 1:
             tm = tms[0]
             pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
             pm = llvm.create_new_module_pass_manager()
@@ -177,17 +179,23 @@ class Compiler:
             out[n] = self.symbols[n] = a
         return out
 
-    def dispatcher(self) -> int:
-        if self._dispatch is None:
+    def runtime(self) -> dict[str, int]:
+        """Addresses of the runtime module's functions (`lower.runtime_text`: the dispatcher
+        and the compact form's memory accesses), compiled once per host and cached."""
+        if self._runtime is None:
             from polyvm.engine import tcache
 
-            m = self.module_text([L.dispatcher_text()], {})
-            obj = tcache.load_aux(self.host_id, "dispatch", m)
+            m = self.module_text([L.runtime_text()], {})
+            obj = tcache.load_aux(self.host_id, "runtime", m)
             if obj is None:
                 obj = self.compile(m, 2)
-                tcache.store_aux(self.host_id, "dispatch", m, obj)
-            self._dispatch = self.load(obj, ["polyvm_dispatch"])["polyvm_dispatch"]
-        return self._dispatch
+                tcache.store_aux(self.host_id, "runtime", m, obj)
+            names = ["polyvm_dispatch", *(f"polyvm_{k}" for k in L.MEM_FNS)]
+            self._runtime = self.load(obj, names)
+        return self._runtime
+
+    def dispatcher(self) -> int:
+        return self.runtime()["polyvm_dispatch"]
 
 
 class _Region:
@@ -294,7 +302,10 @@ class JitEngine:
             (L.CTX_HOOK, self._cb_hook),
         ):
             self.ctx[k] = ctypes.cast(cb, ctypes.c_void_p).value or 0
-        self._dispatch = _REGION(self.compiler.dispatcher())
+        rt = self.compiler.runtime()
+        for i, k in enumerate(L.MEM_FNS):
+            self.ctx[L.CTX_MEM_FN + i] = rt[f"polyvm_{k}"]
+        self._dispatch = _REGION(rt["polyvm_dispatch"])
         self._rebuild_table()
 
     # ---- stats -------------------------------------------------------------------------
@@ -658,7 +669,7 @@ class JitEngine:
         for p in warm:
             self.heat[p] = 0
         self.heat[pc] = 0
-        return self._translate([pc, *warm[:63]], opt=1, limit=REGION_BLOCKS, background=self.background)
+        return self._translate([pc, *warm[:63]], opt=JIT_OPT, limit=REGION_BLOCKS, background=self.background)
 
     def _maybe_tier2(self) -> None:
         """Recompile the regions that turned hot with the hot tier, together with the ones
@@ -802,7 +813,7 @@ class JitEngine:
             if self.cache is not None and self._load_cached(pc, want=name):
                 continue  # an earlier run compiled exactly this region
             sym = f"{name}_{nonce}"
-            lw = self.lower_region(sym, name, blocks, entries)
+            lw = self.lower_region(sym, name, blocks, entries, compact=opt == 0)
             if lw is None:
                 continue
             for b in blocks:
@@ -895,7 +906,9 @@ class JitEngine:
             self.compile_time += time.perf_counter() - t0
         self._jobs = left
 
-    def lower_region(self, sym: str, name: str, blocks: list[Block], entries: list[int]) -> Any:
+    def lower_region(
+        self, sym: str, name: str, blocks: list[Block], entries: list[int], compact: bool = False
+    ) -> Any:
         """The LLVM text of region `name` as function `sym` (a RegionLowering), or None if
         the native tier cannot translate it."""
         try:
@@ -909,6 +922,7 @@ class JitEngine:
                 counter=_counter_of(name),
                 entries=entries,
                 nslots=self.arch.nslots,
+                compact=compact,
             )
         except L.Unsupported:
             return None

@@ -40,7 +40,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 2
+CODEGEN_REV = 3
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -57,7 +57,9 @@ CTX_CALL = 10  # u64 call(ctx, state, helper_index, args*)
 CTX_HOOK = 11  # u64 hook(ctx, pc, size) -> 0 continue, else stop
 CTX_COUNTERS = 12  # pointer to per-region counters (u64 each)
 CTX_DISPATCHES = 13  # calls made by the dispatcher (statistics)
-CTX_WORDS = 16
+CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form's accesses)
+CTX_WORDS = 24
+MEM_FNS = [f"{k}{w}" for k in ("ld", "st") for w in (8, 16, 32, 64)]
 
 TLB_BITS = 16
 TLB_SIZE = 1 << TLB_BITS
@@ -131,6 +133,7 @@ class RegionLowering:
         counter: int | None = None,
         entries: list[int] | None = None,
         nslots: int = 0,
+        compact: bool = False,
     ) -> None:
         self.name = name
         self.blocks = [b for b in blocks if b.insns]
@@ -143,7 +146,9 @@ class RegionLowering:
         self.counter = counter
         self.entries = entries
         self.nslots = nslots
+        self.compact = compact
         self.decls: dict[str, str] = {}
+        self.fwd: dict[int, str] = {}  # slot -> its current value in this guest block
         self._st_ptrs: set[int] = set()
         self.out: list[str] = []
         self._n = 0
@@ -172,7 +177,8 @@ class RegionLowering:
         return r
 
     def ctx_ptr(self, k: int) -> str:
-        return f"%cx{k}"  # (computed once in the entry block)
+        self._cx_used.add(k)
+        return f"%cx{k}"  # (computed once in the entry block, for the words used)
 
     def ctx_load(self, k: int) -> str:
         return self.op(f"load i64, i64* {self.ctx_ptr(k)}")
@@ -186,16 +192,31 @@ class RegionLowering:
         return self.op(f"inttoptr i64 {self.ctx_load(k)} to {sig}*")
 
     def load_slot(self, k: int) -> str:
-        return self.op(f"load i64, i64* %s{k}")
+        v = self.fwd.get(k)
+        if v is None:
+            src = self.state_ptr(k) if self.compact else f"%s{k}"
+            v = self.fwd[k] = self.op(f"load i64, i64* {src}")
+        return v
 
-    def store_slot(self, k: int, v: str) -> None:
-        self.e(f"store i64 {v}, i64* %s{k}")
+    def reload_slot(self, k: int) -> None:
+        """The state's slot k changed behind the code's back (a helper or hook wrote it,
+        possibly on a conditional path): later reads must load it again."""
+        if not self.compact:
+            self.e(f"store i64 {self.op(f'load i64, i64* {self.state_ptr(k)}')}, i64* %s{k}")
+        self.fwd.pop(k, None)
 
-    def put_slot(self, k: int, v: str) -> None:
+    def put_slot(self, k: int, v: str, *, forward: bool = True) -> None:
         """A guest-visible write: the local (what later reads use) and the state (written
-        through, so no exit has anything to write back)."""
-        self.e(f"store i64 {v}, i64* %s{k}")
+        through, so no exit has anything to write back). Later reads in the same guest block
+        use v directly (less text for LLVM to read) unless the write is on a conditional path.
+        The compact form has no locals: slots live in the state."""
+        if not self.compact:
+            self.e(f"store i64 {v}, i64* %s{k}")
         self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
+        if forward:
+            self.fwd[k] = v
+        else:
+            self.fwd.pop(k, None)
 
     def intrinsic(self, name: str, w: int, nargs: int) -> str:
         full = f"{name}.i{w}"
@@ -253,9 +274,12 @@ class RegionLowering:
         o = self.out
         o.append(f"define i64 @{self.name}(i64* noalias %ctx, i64* noalias %state) {{")
         self.label("entry")
-        for k in self.used:
+        self._cx_used: set[int] = set()
+        self._mem_used: set[str] = set()
+        for k in self.used if not self.compact else ():
             self.e(f"%s{k} = alloca i64")
-        for nm in ("icount", "budget", "next_pc", "code"):
+        self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
+        for nm in ("icount", "budget"):
             self.e(f"%{nm} = alloca i64")
         self.e("%args = alloca [8 x i64]")
         if self.native_fn is not None:
@@ -266,10 +290,9 @@ class RegionLowering:
         self._st_ptrs = set(self.used) | {SLOT_ICOUNT, SLOT_PC}
         for k in sorted(self._st_ptrs):
             self.e(f"%st{k} = getelementptr inbounds i64, i64* %state, i64 {k}")
-        for k in range(CTX_WORDS):
-            self.e(f"%cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}")
+        cx_at = len(o)  # the pointers to the ctx words used go here (known at the end)
         for k in self.used:
-            self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
+            self.reload_slot(k)
         self.e(f"store i64 {self.op(f'load i64, i64* {self.state_ptr(SLOT_ICOUNT)}')}, i64* %icount")
         self.budget0 = self.ctx_load(CTX_BUDGET)
         self.e(f"store i64 {self.budget0}, i64* %budget")
@@ -281,8 +304,7 @@ class RegionLowering:
             if h not in entries:
                 entries.append(h)
         self.entry_pcs = entries
-        cases = " ".join(f"i64 {_c(64, p)}, label %{self.bbs[p]}" for p in entries)
-        self.e(f"switch i64 {pc0}, label %miss [{cases}]")
+        self._switch(pc0, "miss", [(p, self.bbs[p]) for p in entries])
         self.label("miss")
         self._leave(pc0, RET_CONTINUE)
         for blk in self.blocks:
@@ -291,9 +313,20 @@ class RegionLowering:
         for lines in self.deferred:
             o.extend(lines)
         # The one exit: the pc, the count and the budget (slots are in the state already).
+        # Which pc, return code and count adjustment: phis over the blocks that leave.
         self.label("exit")
-        self.e(f"store i64 {self.op('load i64, i64* %icount')}, i64* {self.state_ptr(SLOT_ICOUNT)}")
-        self.e(f"store i64 {self.op('load i64, i64* %next_pc')}, i64* {self.state_ptr(SLOT_PC)}")
+        phis = []
+        for i, nm in enumerate(("pc", "code", "dk")):
+            if nm == "dk" and not any(x[3] for x in self.exits):
+                continue
+            ins = ", ".join(f"[{x[i + 1] if i == 0 else _c(64, x[i + 1])}, %{x[0]}]" for x in self.exits)
+            self.e(f"%x.{nm} = phi i64 {ins}")
+            phis.append(nm)
+        icount = self.op("load i64, i64* %icount")
+        if "dk" in phis:
+            icount = self.op(f"add i64 {icount}, %x.dk")
+        self.e(f"store i64 {icount}, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 %x.pc, i64* {self.state_ptr(SLOT_PC)}")
         left = self.op("load i64, i64* %budget")
         self.e(f"store i64 {left}, i64* {self.ctx_ptr(CTX_BUDGET)}")
         if self.counter is not None:
@@ -303,19 +336,46 @@ class RegionLowering:
             spent = self.op(f"sub i64 {self.op(f'add i64 {self.budget0}, 1')}, {left}")
             cur = self.op(f"load i64, i64* {cp}")
             self.e(f"store i64 {self.op(f'add i64 {cur}, {spent}')}, i64* {cp}")
-        self.e(f"ret i64 {self.op('load i64, i64* %code')}")
+        self.e("ret i64 %x.code")
         o.append("}")
+        pre = [f"  %cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}" for k in sorted(self._cx_used)]
+        for k in sorted(self._mem_used):
+            sig = "i64 (i64*, i64)*" if k.startswith("ld") else "i64 (i64*, i64, i64)*"
+            i = MEM_FNS.index(k)
+            pre += [
+                f"  %mfp.{k} = getelementptr inbounds i64, i64* %ctx, i64 {CTX_MEM_FN + i}",
+                f"  %mfi.{k} = load i64, i64* %mfp.{k}",
+                f"  %mf.{k} = inttoptr i64 %mfi.{k} to {sig}",
+            ]
+        o[cx_at:cx_at] = pre
 
     def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
         """Branch to the exit with state[pc] = pc and return code `code`. Slots are written
         through to the state as they are put, so the exit writes only the pc, the count and
         the budget: no guest register is live at an exit, which keeps big regions cheap for
         LLVM's register allocator (a write-back of every slot at the exit made it quadratic)."""
-        if icount_add:
-            self._add_icount(icount_add)
-        self.e(f"store i64 {pc}, i64* %next_pc")
-        self.e(f"store i64 {code}, i64* %code")
-        self.e("br label %exit")
+        self.e(f"br label %{self._exit_edge(pc, code, icount_add)}")
+
+    def _switch(self, v: str, default: str, cases: list[tuple[int, str]]) -> None:
+        """Branch on the 64-bit value v. The compact form compares in turn: LLVM's fast
+        instruction selector cannot lower a `switch` (it falls back to the slow one)."""
+        if not self.compact:
+            arms = " ".join(f"i64 {_c(64, x)}, label %{lab}" for x, lab in cases)
+            self.e(f"switch i64 {v}, label %{default} [{arms}]")
+            return
+        for i, (x, lab) in enumerate(cases):
+            nxt = self.newlabel() if i < len(cases) - 1 else default
+            self.e(f"br i1 {self.op(f'icmp eq i64 {v}, {_c(64, x)}')}, label %{lab}, label %{nxt}")
+            if nxt != default:
+                self.label(nxt)
+        if not cases:
+            self.e(f"br label %{default}")
+
+    def _exit_edge(self, pc: str, code: int, icount_add: int = 0) -> str:
+        """The exit's label, for the one branch the current block makes to it: state[pc] =
+        pc, return code `code`, icount_add instructions run beyond the count so far."""
+        self.exits.append((self.cur, pc, code, icount_add))
+        return "exit"
 
     def _add_icount(self, n: int) -> None:
         cur = self.op("load i64, i64* %icount")
@@ -345,28 +405,22 @@ class RegionLowering:
         land = self.lands.get(target)
         if land is None:
             land = self.lands[target] = f"T{target:x}"
-            saved, self.out = self.out, []
-            out = self.newlabel()
+            saved, cur, self.out = self.out, self.cur, []
             self.label(land)
             left = self.op(f"sub i64 {self.op('load i64, i64* %budget')}, 1")
             self.e(f"store i64 {left}, i64* %budget")
-            self.e(f"br i1 {self.op(f'icmp sgt i64 {left}, 0')}, label %{self.bbs[target]}, label %{out}")
-            self.label(out)
-            self._leave(_c(64, target), RET_CONTINUE)
+            gt = self.op(f"icmp sgt i64 {left}, 0")
+            self.e(
+                f"br i1 {gt}, label %{self.bbs[target]}, label %{self._exit_edge(_c(64, target), RET_CONTINUE)}"
+            )
             self.deferred.append(self.out)
-            self.out = saved
+            self.out, self.cur = saved, cur
         return land
 
     def _fault_exit(self) -> str:
-        """A block that leaves with RET_FAULT at the current instruction (one per instruction)."""
-        if self.fault_label is None:
-            self.fault_label = lab = self.newlabel()
-            saved, cur, self.out = self.out, self.cur, []
-            self.label(lab)
-            self._leave(_c(64, self.insn.pc), RET_FAULT, self.idx)
-            self.deferred.append(self.out)
-            self.out, self.cur = saved, cur
-        return self.fault_label
+        """The label for the current block's one branch out on a fault at the current
+        instruction: the exit, leaving with RET_FAULT there."""
+        return self._exit_edge(_c(64, self.insn.pc), RET_FAULT, self.idx)
 
     def _check_status(self) -> None:
         st = self.ctx_load(CTX_STATUS)
@@ -377,11 +431,11 @@ class RegionLowering:
     # ---- blocks and instructions ------------------------------------------------------------
     def _block(self, blk: Block) -> None:
         self.vals: dict[int, str] = {}
+        self.fwd = {}
         self.src_pc = blk.pc
         n = len(blk.insns)
         for idx, insn in enumerate(blk.insns):
             self.insn, self.idx = insn, idx
-            self.fault_label: str | None = None
             if self.hooked is not None and self.hooked(insn.pc, insn.size):
                 self._hook(insn, idx)
             for st in insn.stmts:
@@ -417,8 +471,7 @@ class RegionLowering:
             # targets of a jump table has them as entries); the rest goes through the
             # dispatcher.
             likely = sorted(set(self.ret_sites) | set(self.entry_pcs))
-            cases = " ".join(f"i64 {_c(64, pc)}, label %{self._to(pc)}" for pc in likely)
-            self.e(f"switch i64 {v}, label %{default} [{cases}]")
+            self._switch(v, default, [(pc, self._to(pc)) for pc in likely])
             self.label(default)
             self._leave(v, RET_CONTINUE)
             return
@@ -447,7 +500,7 @@ class RegionLowering:
 
     def _reload_used(self) -> None:
         for k in self.used:
-            self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
+            self.reload_slot(k)
 
     def v(self, x: Val) -> str:
         if x.const is not None:
@@ -527,7 +580,20 @@ class RegionLowering:
         addend = self.op(f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
         return self.op(f"inttoptr i64 {self.op(f'add i64 {addr}, {addend}')} to i{w}*")
 
+    def _mem_fn(self, kind: str, w: int) -> str:
+        """The compact form's out-of-line access function (`runtime_text`), called through
+        its pointer in ctx (a direct call in the large code model would cost LLVM's fast
+        instruction selector a fallback to the slow one at every access). The pointer is
+        loaded once, in the entry block."""
+        k = f"{kind}{w}"
+        self._mem_used.add(k)
+        return f"%mf.{k}"
+
     def _load(self, addr: str, w: int) -> str:
+        if self.compact:
+            r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
+            self._check_status()
+            return self.op(f"trunc i64 {r} to i{w}") if w < 64 else r
         ent = self._tlb_entry(addr)
         fast, slow, done = self._tlb_hit(addr, w, ent, 0)
         fv = self.op(f"load i{w}, i{w}* {self._host_ptr(addr, ent, w)}, align 1")
@@ -545,6 +611,13 @@ class RegionLowering:
         return self.op(f"phi i{w} [{fv}, %{fast_end}], [{sv}, %{slow_end}]")
 
     def _store(self, addr: str, val: str, w: int) -> None:
+        if self.compact:
+            wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
+            r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
+            done = self.newlabel()
+            self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}")
+            self.label(done)
+            return
         ent = self._tlb_entry(addr)
         fast, slow, done = self._tlb_hit(addr, w, ent, 1)
         self.e(f"store i{w} {val}, i{w}* {self._host_ptr(addr, ent, w)}, align 1")
@@ -592,7 +665,7 @@ class RegionLowering:
             self.e(f"br i1 {ok}, label %{fast}, label %{slow}, !prof !0")
             self.label(fast)
             for k in sorted(h.writes or ()) if h.state else ():
-                self.put_slot(k, self.op(f"load i64, i64* {fs[k]}"))
+                self.put_slot(k, self.op(f"load i64, i64* {fs[k]}"), forward=False)
             fv = self.op("load i64, i64* %fout")
             fast_end = self.cur
             self.e(f"br label %{done}")
@@ -625,7 +698,7 @@ class RegionLowering:
         self._check_status()
         if h.state:
             for k in sorted(set(h.writes or ()) & set(self.used)):
-                self.store_slot(k, self.op(f"load i64, i64* {self.state_ptr(k)}"))
+                self.reload_slot(k)
         return r
 
     # ---- pure operations -------------------------------------------------------------------
@@ -710,6 +783,74 @@ class RegionLowering:
 
 
 PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'
+
+
+def mem_fn_text(kind: str, w: int) -> str:
+    """`i64 polyvm_ld{w}(ctx, addr)` (the value, zero-extended; on a fault ctx's status is set) or
+    `i64 polyvm_st{w}(ctx, addr, value)` (0, or non-zero on a fault): the software TLB's fast
+    path and the call of the slow path, out of line (in the runtime module, `runtime_text`).
+    The compact form calls these instead of repeating them at every access: a fifth of the
+    text for LLVM to read, select and allocate, for a call per access (cold code: what
+    `polyvm aot` translates)."""
+    field, cb = (0, CTX_SLOW_LD) if kind == "ld" else (1, CTX_SLOW_ST)
+    val = "" if kind == "ld" else ", i64 %v"
+    last = f"%a{w // 8 - 1}" if w > 8 else "%a"
+    lines = [
+        f"define i64 @polyvm_{kind}{w}(i64* %ctx, i64 %a{val}) {{",
+        "entry:",
+        "  %tp = load i64, i64* %ctx",
+        "  %tlb = inttoptr i64 %tp to i64*",
+        f"  %pn = lshr i64 %a, {PAGE_SHIFT}",
+        f"  %ix = and i64 %pn, {TLB_SIZE - 1}",
+        "  %ix4 = shl i64 %ix, 2",
+        "  %ent = getelementptr inbounds i64, i64* %tlb, i64 %ix4",
+        f"  %tagp = getelementptr inbounds i64, i64* %ent, i64 {field}",
+        "  %tag = load i64, i64* %tagp",
+    ]
+    if w > 8:
+        lines.append(f"  {last} = add i64 %a, {w // 8 - 1}")
+    lines += [
+        f"  %last = and i64 {last}, {_PAGE_TAG_MASK}",
+        "  %hit = icmp eq i64 %tag, %last",
+        "  br i1 %hit, label %fast, label %slow, !prof !0",
+        "fast:",
+        "  %adp = getelementptr inbounds i64, i64* %ent, i64 2",
+        "  %ad = load i64, i64* %adp",
+        "  %h = add i64 %a, %ad",
+        f"  %p = inttoptr i64 %h to i{w}*",
+    ]
+    if kind == "ld":
+        lines.append(f"  %x = load i{w}, i{w}* %p, align 1")
+        lines.append(f"  %r = zext i{w} %x to i64" if w < 64 else "  %r = add i64 %x, 0")
+        lines.append("  ret i64 %r")
+    else:
+        if w < 64:
+            lines.append(f"  %vn = trunc i64 %v to i{w}")
+        lines.append(f"  store i{w} {'%vn' if w < 64 else '%v'}, i{w}* %p, align 1")
+        lines.append("  ret i64 0")
+    lines += [
+        "slow:",
+        f"  %fpp = getelementptr inbounds i64, i64* %ctx, i64 {cb}",
+        "  %fi = load i64, i64* %fpp",
+    ]
+    if kind == "ld":
+        lines += [
+            "  %f = inttoptr i64 %fi to i64 (i64*, i64, i64)*",
+            f"  %s = call i64 %f(i64* %ctx, i64 %a, i64 {w // 8})",
+        ]
+    else:
+        lines += [
+            "  %f = inttoptr i64 %fi to i64 (i64*, i64, i64, i64)*",
+            f"  %s = call i64 %f(i64* %ctx, i64 %a, i64 {w // 8}, i64 %v)",
+        ]
+    lines += ["  ret i64 %s", "}"]
+    return "\n".join(lines)
+
+
+def runtime_text() -> str:
+    """The functions native code reaches through ctx and that are compiled once per host:
+    the dispatcher and the compact form's memory accesses."""
+    return "\n".join([dispatcher_text(), *(mem_fn_text(k[:2], int(k[2:])) for k in MEM_FNS)])
 
 
 def dispatcher_text(name: str = "polyvm_dispatch") -> str:

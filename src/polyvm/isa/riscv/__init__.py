@@ -28,7 +28,7 @@ from polyvm.isa.riscv.common import (
     X0_SLOT,
     RVBuilder,
 )
-from polyvm.memory import PAGE_SHIFT, MemoryFault
+from polyvm.memory import PAGE_SHIFT, PAGE_SIZE, MemoryFault
 
 __all__ = [
     "RISCV64",
@@ -140,15 +140,29 @@ class RiscV64(Arch):
         addr = pc
         n = 0
         d16, d32 = decode16.decode, decode32.decode
+        # Bytes from buf_at on, fetched 256 at a time but never past the page's end (access
+        # rights are per page, so this faults exactly where 2-byte fetches would).
+        buf, buf_at = b"", addr
+
+        def chunk(a: int) -> bytes:
+            return fetch(a, min(256, PAGE_SIZE - (a & (PAGE_SIZE - 1))))
+
         while True:
             # Fetch 16 bits at a time so that a 32-bit instruction straddling into an unmapped
             # page faults at the address of its upper half.
             try:
-                h = fetch(addr, 2)
-                word = h[0] | h[1] << 8
+                o = addr - buf_at
+                if not 0 <= o <= len(buf) - 2:
+                    buf, buf_at, o = chunk(addr), addr, 0
+                    if len(buf) < 2:  # (an odd address at a page's last byte)
+                        buf = fetch(addr, 2)
+                word = buf[o] | buf[o + 1] << 8
                 if word & 3 == 3:
-                    h = fetch((addr + 2) & M64, 2)
-                    word |= (h[0] | h[1] << 8) << 16
+                    o += 2
+                    if o > len(buf) - 2:
+                        a2 = (addr + 2) & M64
+                        buf, buf_at, o = chunk(a2), a2, 0
+                    word |= (buf[o] | buf[o + 1] << 8) << 16
                     size = 4
                 else:
                     size = 2
