@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 import time
 from bisect import bisect_right, insort
 from typing import Any
@@ -34,11 +35,15 @@ BATCH = 24
 AOT_OPT = 0
 
 
+def _exec_ranges(mem: Any) -> list[tuple[int, int]]:
+    from polyvm.memory import PROT_EXEC
+
+    return [(s, e) for s, e, p in mem.regions() if p & PROT_EXEC]
+
+
 def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
     """Function ranges (start, end) from the ELF symbols and the entry point alone."""
     from elftools.elf.elffile import ELFFile
-
-    from polyvm.memory import PROT_EXEC
 
     bias = proc.image.bias
     starts: set[int] = {proc.image.entry}
@@ -55,8 +60,7 @@ def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
                     starts.add(a)
                     if sym["st_size"]:
                         sizes[a] = max(sizes.get(a, 0), sym["st_size"])
-    mem = proc.mem
-    exec_ranges = [(s, e) for s, e, p in mem.regions() if p & PROT_EXEC]
+    exec_ranges = _exec_ranges(proc.mem)
     starts = {a for a in starts if any(s <= a < e for s, e in exec_ranges)}
     order = sorted(starts)
     funcs = []
@@ -200,6 +204,8 @@ def _data_pointers(mem: Any, exec_ranges: list[tuple[int, int]], align: int) -> 
 
     from polyvm.memory import PROT_EXEC, PROT_READ
 
+    lo = min((a for a, _ in exec_ranges), default=0)
+    hi = max((b for _, b in exec_ranges), default=0)
     out: set[int] = set()
     for s, e, prot in mem.regions():
         if not prot & PROT_READ or prot & PROT_EXEC or e - s > 64 << 20:
@@ -208,50 +214,68 @@ def _data_pointers(mem: Any, exec_ranges: list[tuple[int, int]], align: int) -> 
             data = mem.read_raw(s, e - s)
         except MemoryFault:
             continue
-        for (v,) in struct.iter_unpack("<Q", data[: len(data) // 8 * 8]):
-            if v % align == 0 and any(a <= v < b for a, b in exec_ranges):
-                out.add(v)
+        words = {v for (v,) in struct.iter_unpack("<Q", data[: len(data) // 8 * 8]) if lo <= v < hi}
+        out.update(v for v in words if v % align == 0 and any(a <= v < b for a, b in exec_ranges))
     return out
 
 
+def _decodes(arch: Any, mem: Any, pcs: list[int]) -> list[int]:
+    """The pcs at which something decodes (candidate function starts worth keeping)."""
+    out = []
+    for pc in pcs:
+        try:
+            if arch.lift_block(mem.fetch, pc, 4).insns:
+                out.append(pc)
+        except MemoryFault:
+            continue
+    return out
+
+
+def _targets(
+    arch: Any,
+    mem: Any,
+    items: list[tuple[int, int]],
+    exec_ranges: list[tuple[int, int]],
+    lifted: dict[int, Any],
+) -> list[int]:
+    """Lift the functions `items` ((start, end) each) and return what they jump to or
+    materialize outside themselves that lies in code and decodes: more function starts."""
+    found: set[int] = set()
+    for a, end in items:
+        _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS, lifted=lifted)
+        found.update(t for t in outside if t % 2 == 0 and any(s <= t < e for s, e in exec_ranges))
+    return _decodes(arch, mem, sorted(found))
+
+
 def find_functions(
-    proc: Any, path: str, lifted: dict[int, Any] | None = None
+    proc: Any, path: str, lifted: dict[int, Any] | None = None, pool: Any = None
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Function ranges: ELF symbols and the entry, data words pointing into code, and (to a
-    fixed point) direct jump targets found while lifting them. A function without a symbol
-    size ends at the next known function start. `lifted` receives the blocks lifted."""
+    fixed point) direct jump targets found while lifting them, in rounds (each round lifts
+    the starts the previous one found, on the `pool`'s workers when given). A function
+    without a symbol size ends at the next known function start. `lifted` receives the
+    blocks lifted here (without a pool)."""
     funcs, exec_ranges = discover(proc, path)
     starts = {a for a, _ in funcs}
     sized = dict(funcs)
     arch, mem = proc.isa, proc.mem
-    for ptr in _data_pointers(mem, exec_ranges, 2):
-        if ptr not in starts:
-            try:  # keep only pointers at something that decodes
-                b = arch.lift_block(mem.fetch, ptr, 4)
-            except MemoryFault:
-                continue
-            if b.insns:
-                starts.add(ptr)
-    work = sorted(starts)
-    ordered = list(work)  # starts, sorted: a function without a size ends at the next one
-    done: set[int] = set()
+    if pool is None:
+        work = _Work(arch, mem, exec_ranges)
+        if lifted is not None:
+            work.lifted = lifted
+        pool = _LocalPool(work)
+    cands = sorted(_data_pointers(mem, exec_ranges, 2) - starts)
+    starts.update(pool.run("decodes", cands))  # keep only pointers at something that decodes
+    ordered = sorted(starts)  # a function without a size ends at the next start
+    pool.partition(ordered)
+    work = ordered
     while work:
-        a = work.pop()
-        if a in done:
-            continue
-        done.add(a)
-        end = _end_of(a, ordered, sized, exec_ranges)
-        _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS, lifted=lifted)
-        for t in outside:
-            if t not in starts and t % 2 == 0 and any(s <= t < e for s, e in exec_ranges):
-                try:  # keep only addresses of something that decodes
-                    if not arch.lift_block(mem.fetch, t, 4).insns:
-                        continue
-                except MemoryFault:
-                    continue
-                starts.add(t)
-                insort(ordered, t)
-                work.append(t)
+        items = [(a, _end_of(a, ordered, sized, exec_ranges)) for a in work]
+        new = sorted(set(pool.run("targets", items)) - starts)
+        for t in new:
+            starts.add(t)
+            insort(ordered, t)
+        work = new
     return [(a, _end_of(a, ordered, sized, exec_ranges)) for a in ordered], exec_ranges
 
 
@@ -263,6 +287,161 @@ def _end_of(a: int, ordered: list[int], sized: dict[int, int], exec_ranges: list
         return min(sized[a], seg_end)
     i = bisect_right(ordered, a)
     return min(ordered[i] if i < len(ordered) else seg_end, seg_end)
+
+
+class _Work:
+    """What the workers of `polyvm aot` share (forked copies): the guest, the engine whose
+    lowering they use, the cache they write and the blocks they lifted."""
+
+    def __init__(
+        self, arch: Any, mem: Any, exec_ranges: list[tuple[int, int]], eng: Any = None, cache: Any = None
+    ) -> None:
+        self.arch, self.mem, self.exec_ranges, self.eng, self.cache = arch, mem, exec_ranges, eng, cache
+        self.lifted: dict[int, Any] = {}
+
+    def do(self, kind: str, items: list[Any], report: Any) -> list[int]:
+        arch, mem = self.arch, self.mem
+        if kind == "decodes":
+            return _decodes(arch, mem, items)
+        if kind == "targets":
+            return _targets(arch, mem, items, self.exec_ranges, self.lifted)
+        assert kind == "compile"
+        for j in range(0, len(items), BATCH):
+            nr, nb = _compile_chunk(self.eng, self.cache, items[j : j + BATCH], self.lifted)
+            report((len(items[j : j + BATCH]), nr, nb))
+        return []
+
+
+class _LocalPool:
+    """The work done in this process (one job, or a host without fork)."""
+
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+
+    def partition(self, starts: list[int]) -> None:
+        pass
+
+    def run(self, kind: str, items: list[Any], progress: Any = None) -> list[int]:
+        return self.work.do(kind, items, progress or (lambda r: None))
+
+    def close(self) -> None:
+        pass
+
+
+class _ForkPool:
+    """Worker processes forked before discovery (so each holds only what it lifted). Each
+    owns a contiguous range of code addresses: it lifts the functions that start there
+    during discovery and then translates them, reusing its lifted blocks. Requests and
+    replies are length-prefixed pickles over pipes; a thread per worker reads the replies."""
+
+    def __init__(self, n: int, work: _Work) -> None:
+        import queue
+
+        from polyvm.engine.cworker import _recv, _send
+
+        self._send = _send
+        self.n = n
+        self.bounds: list[int] = []
+        self.q: Any = queue.SimpleQueue()
+        fds: list[tuple[int, int, int]] = []  # (pid, to the worker, from the worker)
+        for _ in range(n):
+            r1, w1 = os.pipe()
+            r2, w2 = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                status = 1
+                try:
+                    for _, a, b in fds:  # the other workers' pipes (raw fds: no locks)
+                        os.close(a)
+                        os.close(b)
+                    os.close(w1)
+                    os.close(r2)
+                    gc.disable()  # (see aot(): the lifted blocks stay until translated)
+                    with os.fdopen(r1, "rb") as fin, os.fdopen(w2, "wb") as fout:
+                        while (msg := _recv(fin)) is not None:
+                            kind, items = msg
+                            try:
+                                out = work.do(kind, items, lambda r: _send(fout, ("progress", r)))
+                            except Exception as e:  # noqa: BLE001 - reported by the parent
+                                _send(fout, ("error", f"{type(e).__name__}: {e}"))
+                                break
+                            _send(fout, ("end", out))
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(r1)
+            os.close(w2)
+            fds.append((pid, w1, r2))
+        # Threads only once every worker is forked (a fork copies no thread, only its locks).
+        self.pids = [pid for pid, _, _ in fds]
+        self.outs = [os.fdopen(w, "wb") for _, w, _ in fds]
+        self.threads = []
+        for i, (_, _, r) in enumerate(fds):
+            t = threading.Thread(target=self._read, args=(i, os.fdopen(r, "rb"), _recv), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _read(self, i: int, f: Any, recv: Any) -> None:
+        with f:
+            while (msg := recv(f)) is not None:
+                self.q.put((i, msg))
+        self.q.put((i, None))
+
+    def partition(self, starts: list[int]) -> None:
+        """Give each worker an equal share of the function starts, by address."""
+        self.bounds = [starts[k * len(starts) // self.n] for k in range(1, self.n)] if starts else []
+
+    def run(self, kind: str, items: list[Any], progress: Any = None) -> list[int]:
+        """Do `kind` on items in the workers: each gets the items that start in its address
+        range. Translation goes out a batch at a time, and a worker that has done its own
+        takes batches from the end of the longest other queue (function sizes vary)."""
+        from collections import deque
+
+        parts: list[list[Any]] = [[] for _ in range(self.n)]
+        for k, it in enumerate(items):
+            a = it[0] if isinstance(it, tuple) else it
+            parts[bisect_right(self.bounds, a) if self.bounds else k % self.n].append(it)
+        step = BATCH if kind == "compile" else max(1, len(items))
+        queues = [deque(p[j : j + step] for j in range(0, len(p), step)) for p in parts]
+
+        def feed(i: int) -> bool:
+            q = queues[i] if queues[i] else max(queues, key=len)
+            if not q:
+                return False
+            try:
+                self._send(self.outs[i], (kind, q.popleft() if q is queues[i] else q.pop()))
+            except OSError:
+                raise RuntimeError("a translation worker died") from None
+            return True
+
+        waiting = {i for i in range(self.n) if feed(i)}
+        out: list[int] = []
+        while waiting:
+            i, msg = self.q.get()
+            if msg is None:
+                raise RuntimeError("a translation worker died")
+            if msg[0] == "progress":
+                if progress is not None:
+                    progress(msg[1])
+            elif msg[0] == "end":
+                out.extend(msg[1])
+                if not feed(i):
+                    waiting.discard(i)
+            else:
+                raise RuntimeError(f"translation worker: {msg[1]}")
+        return out
+
+    def close(self) -> None:
+        for f in self.outs:
+            try:
+                f.close()
+            except OSError:
+                pass
+        for pid in self.pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir: str | None = None) -> dict:
@@ -280,92 +459,39 @@ def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir:
     if out is not None:
         out.write("polyvm aot: discovering code...")
         out.flush()
-    lifted: dict[int, Any] = {}
+    jobs = jobs or min(os.cpu_count() or 1, 8)
+    work = _Work(proc.isa, proc.mem, _exec_ranges(proc.mem), eng, cache)
     # The lifted blocks stay alive until translated: with the cycle collector on, each of its
     # full passes would walk all of them (discovery took 1.5x as long); what aot allocates is
-    # freed by reference counting. Frozen, they also stay shared with the forked workers.
+    # freed by reference counting.
     gc_was = gc.isenabled()
     gc.disable()
+    pool: Any = _ForkPool(jobs, work) if jobs > 1 and hasattr(os, "fork") else _LocalPool(work)
     try:
-        funcs, exec_ranges = find_functions(proc, path, lifted)
-        gc.freeze()
+        funcs, exec_ranges = find_functions(proc, path, pool=pool)
         if out is not None:
             out.write("\r")
         progress = _Progress(len(funcs), t0, out)
         progress.add(0)
-        nregions, nblocks = _translate_all(
-            eng, cache, funcs, lifted, jobs or min(os.cpu_count() or 1, 8), progress
-        )
+        counts = [0, 0]
+
+        def done(r: tuple[int, int, int]) -> None:
+            counts[0] += r[1]
+            counts[1] += r[2]
+            progress.add(r[0])
+
+        pool.run("compile", funcs, done)
     finally:
-        gc.unfreeze()
+        pool.close()
         if gc_was:
             gc.enable()
     if out is not None:
         out.write("\n")
-    code_bytes = sum(e - s for s, e in exec_ranges)
     return {
         "functions": len(funcs),
-        "regions": nregions,
-        "blocks": nblocks,
-        "code_bytes": code_bytes,
+        "regions": counts[0],
+        "blocks": counts[1],
+        "code_bytes": sum(e - s for s, e in exec_ranges),
         "seconds": time.perf_counter() - t0,
         "cache": cache.dir,
     }
-
-
-def _translate_all(
-    eng: Any, cache: Any, funcs: list[tuple[int, int]], lifted: dict[int, Any], jobs: int, progress: _Progress
-) -> tuple[int, int]:
-    """Compile every function: in `jobs` forked workers where the host has fork (each takes
-    every jobs-th batch and reports counts through a pipe), else here. (regions, blocks)."""
-    total = len(funcs)
-    nregions = nblocks = 0
-    if jobs <= 1 or not hasattr(os, "fork") or total <= BATCH:
-        for j in range(0, total, BATCH):
-            nr, nb = _compile_chunk(eng, cache, funcs[j : j + BATCH], lifted)
-            nregions += nr
-            nblocks += nb
-            progress.add(len(funcs[j : j + BATCH]))
-        return nregions, nblocks
-    import selectors
-
-    batches = [funcs[j : j + BATCH] for j in range(0, total, BATCH)]
-    pids = []
-    sel = selectors.DefaultSelector()
-    for i in range(jobs):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # worker: compile its share, report counts through the pipe
-            os.close(r)
-            status = 1
-            try:
-                for batch in batches[i::jobs]:
-                    nr, nb = _compile_chunk(eng, cache, batch, lifted)
-                    os.write(w, f"{len(batch)} {nr} {nb}\n".encode())
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(w)
-        pids.append(pid)
-        sel.register(r, selectors.EVENT_READ, [b""])
-    while sel.get_map():
-        for key, _ in sel.select():
-            data = os.read(key.fd, 4096)
-            if not data:
-                sel.unregister(key.fd)
-                os.close(key.fd)
-                continue
-            key.data[0] += data
-            while b"\n" in key.data[0]:
-                line, key.data[0] = key.data[0].split(b"\n", 1)
-                nf, nr, nb = (int(x) for x in line.split())
-                nregions += nr
-                nblocks += nb
-                progress.add(nf)
-    failed = 0
-    for pid in pids:
-        _, st = os.waitpid(pid, 0)
-        failed += st != 0
-    if failed:
-        raise RuntimeError(f"{failed} translation worker(s) failed")
-    return nregions, nblocks
