@@ -11,10 +11,15 @@ that point into code (function-pointer tables): together they find code in strip
 Code reached only through computed pointers that no data word holds stays undiscovered.
 
 Each function becomes one native region (entered at the function entry or a return site),
-compiled with the quick pipeline (the run's own tiering recompiles what turns hot at -O2),
-several regions per LLVM module, in parallel worker processes on hosts with `fork`. Modules go into the persistent translation cache (`polyvm.engine.tcache`) with one
-entry per region entry pc, keyed by the code's bytes as the run will map them; `polyvm run`
-then loads them on first execution and JIT-compiles whatever was not discovered.
+compiled in the compact first-tier form (the run's own tiering recompiles what turns hot),
+several regions per LLVM module. On hosts with `fork`, worker processes forked before
+discovery share the work: each owns a range of code addresses, lifts the functions starting
+there (discovery runs in rounds, each lifting the starts the previous round found) and then
+translates them with the blocks it lifted; translation is handed out a batch at a time, and a
+worker done with its range takes batches from the others. Modules go into the persistent
+translation cache (`polyvm.engine.tcache`) with one entry per region entry pc, keyed by the
+code's bytes as the run will map them; `polyvm run` then loads them on first execution and
+JIT-compiles whatever was not discovered.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from polyvm.memory import MemoryFault
 
 MAX_REGION_BLOCKS = 256
 BATCH = 24
-# The quick pipeline: what runs hot is recompiled at -O2 by the run's own tiering.
+# The first tier's compact form: what runs hot is recompiled by the run's own tiering.
 AOT_OPT = 0
 
 

@@ -4,9 +4,9 @@
 Tiers (`JitEngine(tier=...)`):
 
 * ``jit``  every block is compiled before it first runs (regions of up to REGION_BLOCKS
-  blocks found by following direct branches), with the quick pipeline.
+  blocks found by following direct branches), in the compact first-tier form (opt 0).
 * ``auto`` cold code runs on the reference engine (the cheap tier); a block dispatched
-  HOT times is compiled with the quick pipeline together with every other block that has
+  HOT times is compiled in the first-tier form together with every other block that has
   turned warm (one batched LLVM module).
   In both, a region entered or looped TIER2_BLOCKS times is recompiled by LLVM's optimizing
   pipeline (in the compile worker process, `cworker`) together with the regions on their way,
@@ -118,7 +118,7 @@ class Compiler:
         return head + "\n".join(decls.values()) + "\n" + "\n".join(functions) + "\n" + L.PROF_META + "\n"
 
     def _target_machines(self) -> dict[int, Any]:
-        """Target machines by code-generator level: 0 (fast isel) for the quick tier, 2 for the
+        """Target machines by code-generator level: 0 (fast isel) for the first tier, 2 for the
         hot tier."""
         target = self.llvm.Target.from_triple(self.triple)
         return {
@@ -131,26 +131,16 @@ class Compiler:
     def compile(self, module: str, opt: int, *, account: bool = True) -> bytes:
         """LLVM IR module -> native object file bytes.
 
-        opt 1 is the quick tier: SROA (slots into registers), instcombine and simplifycfg,
-        then LLVM's fast instruction selector and register allocator, much cheaper than the
-        optimizing pipeline. opt 2 (hot regions) is LLVM's -O1 pipeline with the optimizing
-        code generator.
+        opt 0 is the first tier: the compact form (`lower.RegionLowering(compact=True)`) goes
+        straight to LLVM's fast instruction selector and register allocator, no IR passes.
+        opt 2 (hot regions) is LLVM's -O1 pipeline with the optimizing code generator.
         """
         llvm = self.llvm
         t0 = time.perf_counter()
         tms = self.tms
         mod = llvm.parse_assembly(module)
-        if opt == 0:
+        if opt < 2:
             tm = tms[0]  # the compact form (no locals to promote): straight to fast isel
-        elif opt == 1:
-            tm = tms[0]
-            pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
-            pm = llvm.create_new_module_pass_manager()
-            pm.add_always_inliner_pass()
-            pm.add_sroa_pass()
-            pm.add_instruction_combine_pass()
-            pm.add_simplify_cfg_pass()
-            pm.run(mod, pb)
         else:
             # The hot tier: LLVM's -O1 pipeline (it cost half as much as -O2 on a large region
             # and gave code of the same size) and the optimizing code generator.
