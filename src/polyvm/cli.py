@@ -111,6 +111,8 @@ def cmd_aot(a: argparse.Namespace) -> int:
         return _err(str(e))
     except OSError as e:
         return _err(f"{a.program}: {e.strerror or e}")
+    except RuntimeError as e:  # a translation worker failed
+        return _err(f"{a.program}: {e}")
     print(
         f"polyvm aot: {a.program}: {st['functions']} functions, {st['regions']} regions "
         f"({st['blocks']} blocks) from {st['code_bytes']} bytes of code in {st['seconds']:.1f} s "

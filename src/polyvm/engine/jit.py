@@ -141,6 +141,13 @@ class Compiler:
         mod = llvm.parse_assembly(module)
         if opt < 2:
             tm = tms[0]  # the compact form (no locals to promote): straight to fast isel
+            if "alwaysinline" in module:
+                # Native FP fast paths: inlined (a direct call in the large code model would
+                # send fast isel to the slow selector at every call site).
+                pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
+                pm = llvm.create_new_module_pass_manager()
+                pm.add_always_inliner_pass()
+                pm.run(mod, pb)
         else:
             # The hot tier: LLVM's -O1 pipeline (it cost half as much as -O2 on a large region
             # and gave code of the same size) and the optimizing code generator.

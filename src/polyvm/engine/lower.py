@@ -762,6 +762,14 @@ class RegionLowering:
             r = self.op(f"{op} i{aw} {x}, {amt}")
             return self.op(f"select i1 {big}, i{aw} 0, i{aw} {r}")
         if op in ("rotl", "rotr"):
+            if self.compact and aw & (aw - 1) == 0:
+                # Two shifts and an or (the funnel-shift intrinsic makes fast isel fall back).
+                k = self.op(f"and i{aw} {y}, {aw - 1}")
+                back = self.op(f"and i{aw} {self.op(f'sub i{aw} {aw}, {k}')}, {aw - 1}")
+                first, second = ("shl", "lshr") if op == "rotl" else ("lshr", "shl")
+                return self.op(
+                    f"or i{aw} {self.op(f'{first} i{aw} {x}, {k}')}, {self.op(f'{second} i{aw} {x}, {back}')}"
+                )
             f = self.intrinsic("llvm.fshl" if op == "rotl" else "llvm.fshr", aw, 3)
             return self.op(f"call i{aw} {f}(i{aw} {x}, i{aw} {x}, i{aw} {y})")
         if aw > 64:

@@ -128,7 +128,11 @@ class _Em:
         return "f32" if ty == F32 else "f64"
 
     def fabs(self, x: ir.Value) -> ir.Value:
-        return self.b.call(self.intrinsic(f"llvm.fabs.{self._fsuffix(x.type)}", x.type, [x.type]), [x])
+        # The sign bit cleared through the integer view: what llvm.fabs does, which LLVM's
+        # fast instruction selector (the first tier) cannot lower without falling back.
+        it = I32 if x.type == F32 else I64
+        w = 32 if x.type == F32 else 64
+        return self.b.bitcast(self.b.and_(self.b.bitcast(x, it), ir.Constant(it, (1 << (w - 1)) - 1)), x.type)
 
     def sqrt(self, x: ir.Value) -> ir.Value:
         return self.b.call(self.intrinsic(f"llvm.sqrt.{self._fsuffix(x.type)}", x.type, [x.type]), [x])
