@@ -63,6 +63,29 @@ def test_compact_region_compiles_without_fallback() -> None:
     assert r.stdout.split() == [str(0x363), "10", "7"]
 
 
+def test_return_to_many_call_sites() -> None:
+    """A function called from six places: its return is an indirect jump over six return
+    sites (a binary search of compares in the compact form), each return must come back to
+    its own site (all six calls counted, then the end reached)."""
+    r = _child(
+        """
+        from polyvm.api import Emulator, PROT_ALL
+        from polyvm.isa.riscv.asm import program
+        BASE = 0x10000
+        calls = [f"jal ra, {(7 - k) * 4}" for k in range(6)]
+        code = program(calls + ["jal zero, 12", "addi s1, s1, 1", "jalr zero, 0(ra)", "addi s2, zero, 7"])
+        emu = Emulator("riscv64", engine="jit")
+        emu.mem_map(BASE, 0x4000, PROT_ALL)
+        emu.mem_write(BASE, code)
+        emu.emu_start(BASE, until=BASE + len(code))
+        print(emu.reg_read("s1"), emu.reg_read("s2"), emu.instructions)
+        """
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    # 6 calls + 6 x (addi, ret) + the jump + the last addi = 20 instructions
+    assert r.stdout.split() == ["6", "7", "20"]
+
+
 def test_the_check_catches_a_fallback() -> None:
     """The harness itself: a `switch` (what the compact form avoids) makes fast isel give up,
     and the child aborts."""
@@ -123,3 +146,29 @@ def test_aot_pool_reports_a_dead_worker() -> None:
             pool.run("decodes", [proc.image.entry + 2 * i for i in range(8)])
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("next_page", [True, False])
+def test_lift_at_a_pages_last_bytes(next_page: bool) -> None:
+    """Lifting fetches up to 256 bytes at a time, never past the page: a 4-byte instruction at
+    an odd address whose upper half starts on the page's last byte still decodes when the next
+    page is there, and faults at the next page's first byte when it is not (what fetching two
+    bytes at a time gives)."""
+    from polyvm.isa.riscv import RISCV64
+    from polyvm.isa.riscv.asm import asm
+    from polyvm.memory import PROT_ALL, AddressSpace
+
+    mem = AddressSpace()
+    mem.map(0x10000, 0x2000 if next_page else 0x1000, PROT_ALL)
+    pc = 0x10FFD
+    word = asm("addi a0, a0, 1")
+    if next_page:
+        mem.write(pc, word.to_bytes(4, "little"))
+    else:
+        mem.write(pc, word.to_bytes(4, "little")[:3])
+    b = RISCV64.lift_block(mem.fetch, pc, 4)
+    if next_page:
+        assert b.insns and b.insns[0].pc == pc and b.insns[0].size == 4
+    else:
+        assert not b.insns and b.term.kind == "exit" and b.term.reason == "fetch_fault"
+        assert b.term.info == 0x11000

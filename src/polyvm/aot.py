@@ -224,15 +224,20 @@ def _data_pointers(mem: Any, exec_ranges: list[tuple[int, int]], align: int) -> 
     return out
 
 
-def _decodes(arch: Any, mem: Any, pcs: list[int]) -> list[int]:
+def _decodes(arch: Any, mem: Any, pcs: list[int], memo: dict[int, bool] | None = None) -> list[int]:
     """The pcs at which something decodes (candidate function starts worth keeping)."""
+    memo = {} if memo is None else memo
     out = []
     for pc in pcs:
-        try:
-            if arch.lift_block(mem.fetch, pc, 4).insns:
-                out.append(pc)
-        except MemoryFault:
-            continue
+        ok = memo.get(pc)
+        if ok is None:
+            try:
+                ok = bool(arch.lift_block(mem.fetch, pc, 4).insns)
+            except MemoryFault:
+                ok = False
+            memo[pc] = ok
+        if ok:
+            out.append(pc)
     return out
 
 
@@ -242,14 +247,16 @@ def _targets(
     items: list[tuple[int, int]],
     exec_ranges: list[tuple[int, int]],
     lifted: dict[int, Any],
+    memo: dict[int, bool] | None = None,
 ) -> list[int]:
     """Lift the functions `items` ((start, end) each) and return what they jump to or
-    materialize outside themselves that lies in code and decodes: more function starts."""
+    materialize outside themselves that lies in code and decodes: more function starts.
+    `memo` keeps what decodes between calls (the same callees come up round after round)."""
     found: set[int] = set()
     for a, end in items:
         _, _, outside = function_region(arch, mem, a, end, limit=MAX_REGION_BLOCKS, lifted=lifted)
         found.update(t for t in outside if t % 2 == 0 and any(s <= t < e for s, e in exec_ranges))
-    return _decodes(arch, mem, sorted(found))
+    return _decodes(arch, mem, sorted(found), memo)
 
 
 def find_functions(
@@ -303,13 +310,14 @@ class _Work:
     ) -> None:
         self.arch, self.mem, self.exec_ranges, self.eng, self.cache = arch, mem, exec_ranges, eng, cache
         self.lifted: dict[int, Any] = {}
+        self.decoded: dict[int, bool] = {}
 
     def do(self, kind: str, items: list[Any], report: Any) -> list[int]:
         arch, mem = self.arch, self.mem
         if kind == "decodes":
-            return _decodes(arch, mem, items)
+            return _decodes(arch, mem, items, self.decoded)
         if kind == "targets":
-            return _targets(arch, mem, items, self.exec_ranges, self.lifted)
+            return _targets(arch, mem, items, self.exec_ranges, self.lifted, self.decoded)
         assert kind == "compile"
         for j in range(0, len(items), BATCH):
             nr, nb = _compile_chunk(self.eng, self.cache, items[j : j + BATCH], self.lifted)
@@ -349,34 +357,15 @@ class _ForkPool:
         self.bounds: list[int] = []
         self.q: Any = queue.SimpleQueue()
         fds: list[tuple[int, int, int]] = []  # (pid, to the worker, from the worker)
-        for _ in range(n):
-            r1, w1 = os.pipe()
-            r2, w2 = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                status = 1
-                try:
-                    for _, a, b in fds:  # the other workers' pipes (raw fds: no locks)
-                        os.close(a)
-                        os.close(b)
-                    os.close(w1)
-                    os.close(r2)
-                    gc.disable()  # (see aot(): the lifted blocks stay until translated)
-                    with os.fdopen(r1, "rb") as fin, os.fdopen(w2, "wb") as fout:
-                        while (msg := _recv(fin)) is not None:
-                            kind, items = msg
-                            try:
-                                out = work.do(kind, items, lambda r: _send(fout, ("progress", r)))
-                            except Exception as e:  # noqa: BLE001 - reported by the parent
-                                _send(fout, ("error", f"{type(e).__name__}: {e}"))
-                                break
-                            _send(fout, ("end", out))
-                    status = 0
-                finally:
-                    os._exit(status)
-            os.close(r1)
-            os.close(w2)
-            fds.append((pid, w1, r2))
+        try:
+            for _ in range(n):
+                fds.append(self._fork(work, fds, _recv, _send))
+        except BaseException:
+            for pid, w, r in fds:  # (EOF stops the workers forked so far)
+                os.close(w)
+                os.close(r)
+                os.waitpid(pid, 0)
+            raise
         # Threads only once every worker is forked (a fork copies no thread, only its locks).
         self.pids = [pid for pid, _, _ in fds]
         self.outs = [os.fdopen(w, "wb") for _, w, _ in fds]
@@ -385,6 +374,45 @@ class _ForkPool:
             t = threading.Thread(target=self._read, args=(i, os.fdopen(r, "rb"), _recv), daemon=True)
             t.start()
             self.threads.append(t)
+
+    @staticmethod
+    def _fork(work: _Work, fds: list[tuple[int, int, int]], recv: Any, send: Any) -> tuple[int, int, int]:
+        """Start one worker serving requests until EOF; (pid, fd to it, fd from it). `fds`:
+        the workers started before (their pipes are closed in the new one)."""
+        pipes: list[int] = []
+        try:
+            pipes += os.pipe()
+            pipes += os.pipe()
+            pid = os.fork()
+        except BaseException:
+            for fd in pipes:
+                os.close(fd)
+            raise
+        r1, w1, r2, w2 = pipes
+        if pid == 0:
+            status = 1
+            try:
+                for _, a, b in fds:  # the other workers' pipes (raw fds: no locks)
+                    os.close(a)
+                    os.close(b)
+                os.close(w1)
+                os.close(r2)
+                gc.disable()  # (see aot(): the lifted blocks stay until translated)
+                with os.fdopen(r1, "rb") as fin, os.fdopen(w2, "wb") as fout:
+                    while (msg := recv(fin)) is not None:
+                        kind, items = msg
+                        try:
+                            out = work.do(kind, items, lambda r: send(fout, ("progress", r)))
+                        except Exception as e:  # noqa: BLE001 - reported by the parent
+                            send(fout, ("error", f"{type(e).__name__}: {e}"))
+                            break
+                        send(fout, ("end", out))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(r1)
+        os.close(w2)
+        return pid, w1, r2
 
     def _read(self, i: int, f: Any, recv: Any) -> None:
         with f:
@@ -470,9 +498,10 @@ def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir:
     # full passes would walk all of them (discovery took 1.5x as long); what aot allocates is
     # freed by reference counting.
     gc_was = gc.isenabled()
-    gc.disable()
-    pool: Any = _ForkPool(jobs, work) if jobs > 1 and hasattr(os, "fork") else _LocalPool(work)
+    pool: Any = None
     try:
+        gc.disable()
+        pool = _ForkPool(jobs, work) if jobs > 1 and hasattr(os, "fork") else _LocalPool(work)
         funcs, exec_ranges = find_functions(proc, path, pool=pool)
         if out is not None:
             out.write("\r")
@@ -487,7 +516,8 @@ def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir:
 
         pool.run("compile", funcs, done)
     finally:
-        pool.close()
+        if pool is not None:
+            pool.close()
         if gc_was:
             gc.enable()
     if out is not None:

@@ -357,12 +357,22 @@ class RegionLowering:
         self.e(f"br label %{self._exit_edge(pc, code, icount_add)}")
 
     def _switch(self, v: str, default: str, cases: list[tuple[int, str]]) -> None:
-        """Branch on the 64-bit value v. The compact form compares in turn: LLVM's fast
-        instruction selector cannot lower a `switch` (it falls back to the slow one)."""
+        """Branch on the 64-bit value v. The compact form compares instead (a binary search,
+        then in turn): LLVM's fast instruction selector cannot lower a `switch` (it falls back
+        to the slow one)."""
         if not self.compact:
             arms = " ".join(f"i64 {_c(64, x)}, label %{lab}" for x, lab in cases)
             self.e(f"switch i64 {v}, label %{default} [{arms}]")
             return
+        cases = sorted(cases)
+        while len(cases) > 4:  # halve: O(log n) compares (a function's many return sites)
+            mid = len(cases) // 2
+            lo, hi = self.newlabel(), self.newlabel()
+            self.e(f"br i1 {self.op(f'icmp ult i64 {v}, {_c(64, cases[mid][0])}')}, label %{lo}, label %{hi}")
+            self.label(lo)
+            self._switch(v, default, cases[:mid])
+            self.label(hi)
+            cases = cases[mid:]
         for i, (x, lab) in enumerate(cases):
             nxt = self.newlabel() if i < len(cases) - 1 else default
             self.e(f"br i1 {self.op(f'icmp eq i64 {v}, {_c(64, x)}')}, label %{lab}, label %{nxt}")

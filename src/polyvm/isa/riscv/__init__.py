@@ -148,8 +148,9 @@ class RiscV64(Arch):
             return fetch(a, min(256, PAGE_SIZE - (a & (PAGE_SIZE - 1))))
 
         while True:
-            # Fetch 16 bits at a time so that a 32-bit instruction straddling into an unmapped
-            # page faults at the address of its upper half.
+            # Halves of an instruction come from the buffer, refilled per halfword as needed,
+            # so that a 32-bit instruction straddling into an unmapped page faults at the
+            # address of its upper half.
             try:
                 o = addr - buf_at
                 if not 0 <= o <= len(buf) - 2:
@@ -162,6 +163,8 @@ class RiscV64(Arch):
                     if o > len(buf) - 2:
                         a2 = (addr + 2) & M64
                         buf, buf_at, o = chunk(a2), a2, 0
+                        if len(buf) < 2:  # (an odd address at a page's last byte)
+                            buf = fetch(a2, 2)
                     word |= (buf[o] | buf[o + 1] << 8) << 16
                     size = 4
                 else:
