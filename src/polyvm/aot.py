@@ -32,7 +32,7 @@ import time
 from bisect import bisect_right, insort
 from typing import Any
 
-from polyvm.memory import MemoryFault
+from polyvm.memory import PROT_EXEC, PROT_READ, MemoryFault
 
 MAX_REGION_BLOCKS = 256
 BATCH = 24
@@ -41,8 +41,6 @@ AOT_OPT = 0
 
 
 def _exec_ranges(mem: Any) -> list[tuple[int, int]]:
-    from polyvm.memory import PROT_EXEC
-
     return [(s, e) for s, e, p in mem.regions() if p & PROT_EXEC]
 
 
@@ -207,8 +205,6 @@ def _data_pointers(mem: Any, exec_ranges: list[tuple[int, int]], align: int) -> 
     pointer tables, vtables, jump tables (the usual static-recompiler heuristic)."""
     import struct
 
-    from polyvm.memory import PROT_EXEC, PROT_READ
-
     lo = min((a for a, _ in exec_ranges), default=0)
     hi = max((b for _, b in exec_ranges), default=0)
     out: set[int] = set()
@@ -260,22 +256,18 @@ def _targets(
 
 
 def find_functions(
-    proc: Any, path: str, lifted: dict[int, Any] | None = None, pool: Any = None
+    proc: Any, path: str, pool: Any = None
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Function ranges: ELF symbols and the entry, data words pointing into code, and (to a
     fixed point) direct jump targets found while lifting them, in rounds (each round lifts
     the starts the previous one found, on the `pool`'s workers when given). A function
-    without a symbol size ends at the next known function start. `lifted` receives the
-    blocks lifted here (without a pool)."""
+    without a symbol size ends at the next known function start."""
     funcs, exec_ranges = discover(proc, path)
     starts = {a for a, _ in funcs}
     sized = dict(funcs)
     arch, mem = proc.isa, proc.mem
     if pool is None:
-        work = _Work(arch, mem, exec_ranges)
-        if lifted is not None:
-            work.lifted = lifted
-        pool = _LocalPool(work)
+        pool = _LocalPool(_Work(arch, mem, exec_ranges))
     cands = sorted(_data_pointers(mem, exec_ranges, 2) - starts)
     starts.update(pool.run("decodes", cands))  # keep only pointers at something that decodes
     ordered = sorted(starts)  # a function without a size ends at the next start
@@ -369,11 +361,12 @@ class _ForkPool:
         # Threads only once every worker is forked (a fork copies no thread, only its locks).
         self.pids = [pid for pid, _, _ in fds]
         self.outs = [os.fdopen(w, "wb") for _, w, _ in fds]
-        self.threads = []
-        for i, (_, _, r) in enumerate(fds):
-            t = threading.Thread(target=self._read, args=(i, os.fdopen(r, "rb"), _recv), daemon=True)
+        self.threads = [
+            threading.Thread(target=self._read, args=(i, os.fdopen(r, "rb"), _recv), daemon=True)
+            for i, (_, _, r) in enumerate(fds)
+        ]
+        for t in self.threads:
             t.start()
-            self.threads.append(t)
 
     @staticmethod
     def _fork(work: _Work, fds: list[tuple[int, int, int]], recv: Any, send: Any) -> tuple[int, int, int]:
@@ -475,6 +468,8 @@ class _ForkPool:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+        for t in self.threads:  # (each ends at its worker's EOF)
+            t.join()
 
 
 def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir: str | None = None) -> dict:

@@ -191,9 +191,6 @@ class Compiler:
             self._runtime = self.load(obj, names)
         return self._runtime
 
-    def dispatcher(self) -> int:
-        return self.runtime()["polyvm_dispatch"]
-
 
 class _Region:
     __slots__ = ("name", "pcs", "pages", "opt", "counter", "addr", "entry")

@@ -31,6 +31,7 @@ reached through `ctx`, so an object file can be cached on disk and loaded by a l
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -571,24 +572,15 @@ class RegionLowering:
         self.vals[d.id] = self._pure(op, d, a)
 
     # ---- memory ----------------------------------------------------------------------------
-    def _tlb_entry(self, addr: str) -> str:
+    def _tlb_hit(self, addr: str, w: int, field: int) -> tuple[str, str, str, str]:
+        """The inline TLB lookup (`_tlb_probe`) and its branch: (entry, fast, slow, done)
+        labels, the code going on in `fast`."""
         tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
-        idx = self.op(f"and i64 {self.op(f'lshr i64 {addr}, {PAGE_SHIFT}')}, {TLB_SIZE - 1}")
-        return self.op(f"getelementptr inbounds i64, i64* {tlb}, i64 {self.op(f'shl i64 {idx}, 2')}")
-
-    def _tlb_hit(self, addr: str, w: int, ent: str, field: int) -> tuple[str, str, str]:
-        tagp = ent if field == 0 else self.op(f"getelementptr inbounds i64, i64* {ent}, i64 {field}")
-        tag = self.op(f"load i64, i64* {tagp}")
-        lastb = self.op(f"add i64 {addr}, {w // 8 - 1}") if w > 8 else addr
-        last = self.op(f"and i64 {lastb}, {_PAGE_TAG_MASK}")
+        ent, hit = _tlb_probe(self.op, tlb, addr, w, field)
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
-        self.e(f"br i1 {self.op(f'icmp eq i64 {tag}, {last}')}, label %{fast}, label %{slow}, !prof !0")
+        self.e(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
-        return fast, slow, done
-
-    def _host_ptr(self, addr: str, ent: str, w: int) -> str:
-        addend = self.op(f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
-        return self.op(f"inttoptr i64 {self.op(f'add i64 {addr}, {addend}')} to i{w}*")
+        return ent, fast, slow, done
 
     def _mem_fn(self, kind: str, w: int) -> str:
         """The compact form's out-of-line access function (`runtime_text`), called through
@@ -604,9 +596,8 @@ class RegionLowering:
             r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
             self._check_status()
             return self.op(f"trunc i64 {r} to i{w}") if w < 64 else r
-        ent = self._tlb_entry(addr)
-        fast, slow, done = self._tlb_hit(addr, w, ent, 0)
-        fv = self.op(f"load i{w}, i{w}* {self._host_ptr(addr, ent, w)}, align 1")
+        ent, fast, slow, done = self._tlb_hit(addr, w, 0)
+        fv = self.op(f"load i{w}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w)}, align 1")
         fast_end = self.cur
         self.e(f"br label %{done}")
         self.label(slow)
@@ -628,9 +619,8 @@ class RegionLowering:
             self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}")
             self.label(done)
             return
-        ent = self._tlb_entry(addr)
-        fast, slow, done = self._tlb_hit(addr, w, ent, 1)
-        self.e(f"store i{w} {val}, i{w}* {self._host_ptr(addr, ent, w)}, align 1")
+        ent, fast, slow, done = self._tlb_hit(addr, w, 1)
+        self.e(f"store i{w} {val}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w)}, align 1")
         self.e(f"br label %{done}")
         self.label(slow)
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
@@ -803,6 +793,27 @@ class RegionLowering:
 PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'
 
 
+def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, field: int) -> tuple[str, str]:
+    """The software TLB lookup for a w-bit access at addr, emitted through `op` (text -> value
+    name): (the entry's pointer, i1 hit). Index (addr >> 12) & (TLB_SIZE - 1); the entry's
+    tag `field` (0 read, 1 write) must equal the page of the access's *last* byte, so an
+    access that crosses a page misses. One text for the hot tier's inline accesses and the
+    first tier's runtime functions."""
+    idx = op(f"and i64 {op(f'lshr i64 {addr}, {PAGE_SHIFT}')}, {TLB_SIZE - 1}")
+    ent = op(f"getelementptr inbounds i64, i64* {tlb}, i64 {op(f'shl i64 {idx}, 2')}")
+    tagp = ent if field == 0 else op(f"getelementptr inbounds i64, i64* {ent}, i64 {field}")
+    tag = op(f"load i64, i64* {tagp}")
+    lastb = op(f"add i64 {addr}, {w // 8 - 1}") if w > 8 else addr
+    last = op(f"and i64 {lastb}, {_PAGE_TAG_MASK}")
+    return ent, op(f"icmp eq i64 {tag}, {last}")
+
+
+def _tlb_host_ptr(op: Callable[[str], str], addr: str, ent: str, w: int) -> str:
+    """The host pointer of a TLB hit: addr plus the entry's addend."""
+    addend = op(f"load i64, i64* {op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
+    return op(f"inttoptr i64 {op(f'add i64 {addr}, {addend}')} to i{w}*")
+
+
 def mem_fn_text(kind: str, w: int) -> str:
     """`i64 polyvm_ld{w}(ctx, addr)` (the value, zero-extended; on a fault ctx's status is set) or
     `i64 polyvm_st{w}(ctx, addr, value)` (0, or non-zero on a fault): the software TLB's fast
@@ -810,58 +821,35 @@ def mem_fn_text(kind: str, w: int) -> str:
     The compact form calls these instead of repeating them at every access: a fifth of the
     text for LLVM to read, select and allocate, for a call per access (cold code: what
     `polyvm aot` translates)."""
-    field, cb = (0, CTX_SLOW_LD) if kind == "ld" else (1, CTX_SLOW_ST)
     val = "" if kind == "ld" else ", i64 %v"
-    last = f"%a{w // 8 - 1}" if w > 8 else "%a"
-    lines = [
-        f"define i64 @polyvm_{kind}{w}(i64* %ctx, i64 %a{val}) {{",
-        "entry:",
-        "  %tp = load i64, i64* %ctx",
-        "  %tlb = inttoptr i64 %tp to i64*",
-        f"  %pn = lshr i64 %a, {PAGE_SHIFT}",
-        f"  %ix = and i64 %pn, {TLB_SIZE - 1}",
-        "  %ix4 = shl i64 %ix, 2",
-        "  %ent = getelementptr inbounds i64, i64* %tlb, i64 %ix4",
-        f"  %tagp = getelementptr inbounds i64, i64* %ent, i64 {field}",
-        "  %tag = load i64, i64* %tagp",
-    ]
-    if w > 8:
-        lines.append(f"  {last} = add i64 %a, {w // 8 - 1}")
-    lines += [
-        f"  %last = and i64 {last}, {_PAGE_TAG_MASK}",
-        "  %hit = icmp eq i64 %tag, %last",
-        "  br i1 %hit, label %fast, label %slow, !prof !0",
-        "fast:",
-        "  %adp = getelementptr inbounds i64, i64* %ent, i64 2",
-        "  %ad = load i64, i64* %adp",
-        "  %h = add i64 %a, %ad",
-        f"  %p = inttoptr i64 %h to i{w}*",
-    ]
+    lines = [f"define i64 @polyvm_{kind}{w}(i64* %ctx, i64 %a{val}) {{", "entry:"]
+    names = itertools.count()
+
+    def op(text: str) -> str:
+        r = f"%t{next(names)}"
+        lines.append(f"  {r} = {text}")
+        return r
+
+    tlb = op(f"inttoptr i64 {op('load i64, i64* %ctx')} to i64*")  # (CTX_TLB is word 0)
+    ent, hit = _tlb_probe(op, tlb, "%a", w, 0 if kind == "ld" else 1)
+    lines += [f"  br i1 {hit}, label %fast, label %slow, !prof !0", "fast:"]
+    p = _tlb_host_ptr(op, "%a", ent, w)
     if kind == "ld":
-        lines.append(f"  %x = load i{w}, i{w}* %p, align 1")
-        lines.append(f"  %r = zext i{w} %x to i64" if w < 64 else "  %r = add i64 %x, 0")
-        lines.append("  ret i64 %r")
+        x = op(f"load i{w}, i{w}* {p}, align 1")
+        lines.append(f"  ret i64 {op(f'zext i{w} {x} to i64') if w < 64 else x}")
     else:
-        if w < 64:
-            lines.append(f"  %vn = trunc i64 %v to i{w}")
-        lines.append(f"  store i{w} {'%vn' if w < 64 else '%v'}, i{w}* %p, align 1")
-        lines.append("  ret i64 0")
-    lines += [
-        "slow:",
-        f"  %fpp = getelementptr inbounds i64, i64* %ctx, i64 {cb}",
-        "  %fi = load i64, i64* %fpp",
-    ]
-    if kind == "ld":
-        lines += [
-            "  %f = inttoptr i64 %fi to i64 (i64*, i64, i64)*",
-            f"  %s = call i64 %f(i64* %ctx, i64 %a, i64 {w // 8})",
-        ]
-    else:
-        lines += [
-            "  %f = inttoptr i64 %fi to i64 (i64*, i64, i64, i64)*",
-            f"  %s = call i64 %f(i64* %ctx, i64 %a, i64 {w // 8}, i64 %v)",
-        ]
-    lines += ["  ret i64 %s", "}"]
+        v = op(f"trunc i64 %v to i{w}") if w < 64 else "%v"
+        lines += [f"  store i{w} {v}, i{w}* {p}, align 1", "  ret i64 0"]
+    lines.append("slow:")
+    cb, sig, extra = (
+        (CTX_SLOW_LD, "i64 (i64*, i64, i64)*", "")
+        if kind == "ld"
+        else (CTX_SLOW_ST, "i64 (i64*, i64, i64, i64)*", ", i64 %v")
+    )
+    fp = op(f"getelementptr inbounds i64, i64* %ctx, i64 {cb}")
+    f = op(f"inttoptr i64 {op(f'load i64, i64* {fp}')} to {sig}")
+    r = op(f"call i64 {f}(i64* %ctx, i64 %a, i64 {w // 8}{extra})")
+    lines += [f"  ret i64 {r}", "}"]
     return "\n".join(lines)
 
 

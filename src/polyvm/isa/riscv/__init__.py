@@ -141,11 +141,12 @@ class RiscV64(Arch):
         n = 0
         d16, d32 = decode16.decode, decode32.decode
         # Bytes from buf_at on, fetched 256 at a time but never past the page's end (access
-        # rights are per page, so this faults exactly where 2-byte fetches would).
+        # rights are per page, so this faults exactly where 2-byte fetches would); at least
+        # two, which at an odd page's last byte reaches into the next page as a 2-byte fetch.
         buf, buf_at = b"", addr
 
         def chunk(a: int) -> bytes:
-            return fetch(a, min(256, PAGE_SIZE - (a & (PAGE_SIZE - 1))))
+            return fetch(a, max(2, min(256, PAGE_SIZE - (a & (PAGE_SIZE - 1)))))
 
         while True:
             # Halves of an instruction come from the buffer, refilled per halfword as needed,
@@ -155,16 +156,12 @@ class RiscV64(Arch):
                 o = addr - buf_at
                 if not 0 <= o <= len(buf) - 2:
                     buf, buf_at, o = chunk(addr), addr, 0
-                    if len(buf) < 2:  # (an odd address at a page's last byte)
-                        buf = fetch(addr, 2)
                 word = buf[o] | buf[o + 1] << 8
                 if word & 3 == 3:
                     o += 2
                     if o > len(buf) - 2:
                         a2 = (addr + 2) & M64
                         buf, buf_at, o = chunk(a2), a2, 0
-                        if len(buf) < 2:  # (an odd address at a page's last byte)
-                            buf = fetch(a2, 2)
                     word |= (buf[o] | buf[o + 1] << 8) << 16
                     size = 4
                 else:
