@@ -83,7 +83,7 @@ def _cached_opts(cache: TranslationCache) -> list[int]:
 def test_hot_tier_compiles_in_the_worker_and_caches(tmp_path, monkeypatch) -> None:
     """A hot loop is recompiled by the worker while the run goes on; the result is the
     interpreter's, the hot code gets installed, and the worker wrote it to the cache."""
-    monkeypatch.setattr(J, "TIER2_BLOCKS", 2000)
+    monkeypatch.setattr(J, "TIER2_INSNS", 10000)
     code = _loop(400_000, 3)
     cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
     eng = JitEngine(ARCH, _mem(code), tier="jit", cache=cache, background=None)

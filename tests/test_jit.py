@@ -60,7 +60,7 @@ def _tiny_tier_thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
         import polyvm.engine.jit as J
 
         monkeypatch.setattr(J, "HOT", 2)
-        monkeypatch.setattr(J, "TIER2_BLOCKS", 40)
+        monkeypatch.setattr(J, "TIER2_INSNS", 200)
 
 
 def emulator(engine: Any, code: bytes = b"", code_size: int = 0x4000) -> Emulator:

@@ -71,7 +71,7 @@ def test_jump_table_handlers_join_the_hot_loop(monkeypatch) -> None:
     """The handlers reached through the jump table have no loop of their own: they turn hot
     by being entered, and are recompiled together with the loop into one region whose
     indirect jump switches over them, so the loop stops going through the dispatcher."""
-    monkeypatch.setattr(J, "TIER2_BLOCKS", 1000)
+    monkeypatch.setattr(J, "TIER2_INSNS", 5000)
     n = 100_000
     code, h0, h1 = _switch_loop(n)
     ref = _run(Engine(ARCH, _mem(code, h0, h1)), 1_000_000)
@@ -90,7 +90,7 @@ def test_jump_table_handlers_join_the_hot_loop(monkeypatch) -> None:
 
 def test_hot_tier_with_forced_switching_gives_the_same_state(monkeypatch) -> None:
     """The same program with the hot tier and switching to the interpreter every 7 blocks."""
-    monkeypatch.setattr(J, "TIER2_BLOCKS", 500)
+    monkeypatch.setattr(J, "TIER2_INSNS", 2500)
     n = 20_001
     code, h0, h1 = _switch_loop(n)
     ref = _run(Engine(ARCH, _mem(code, h0, h1)), 1_000_000)
@@ -105,7 +105,7 @@ def test_code_change_after_the_hot_tier_with_tiny_hot_regions(monkeypatch) -> No
     changed page must go. Rewriting the loop's `andi t0, a1, 1` to `andi t0, a1, 0` sends every
     iteration to h0 (a0 = 3n). (The case of a region replaced at only some of its entries is
     pinned down directly by the next test: this program's regions do not produce it.)"""
-    monkeypatch.setattr(J, "TIER2_BLOCKS", 500)
+    monkeypatch.setattr(J, "TIER2_INSNS", 2500)
     monkeypatch.setattr(J, "REGION_BLOCKS_T2_MAX", 3)
     n = 100_000
     code, h0, h1 = _switch_loop(n)

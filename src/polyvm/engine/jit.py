@@ -8,7 +8,7 @@ Tiers (`JitEngine(tier=...)`):
 * ``auto`` cold code runs on the reference engine (the cheap tier); a block dispatched
   HOT times is compiled in the first-tier form together with every other block that has
   turned warm (one batched LLVM module).
-  In both, a region entered or looped TIER2_BLOCKS times is recompiled by LLVM's optimizing
+  In both, a region that has run TIER2_INSNS instructions is recompiled by LLVM's optimizing
   pipeline (in the compile worker process, `cworker`) together with the regions on their way,
   as one bigger region; translations found in the persistent cache are used at once.
 * ``aot``  like ``auto`` but expects `polyvm aot` to have filled the cache; whatever it did
@@ -35,18 +35,22 @@ from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
 from polyvm.engine.tcache import TranslationCache
 from polyvm.ir import Block
-from polyvm.isa import SLOT_PC, Arch
-from polyvm.memory import PAGE_SHIFT, MemoryFault
+from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
+from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFault
 
 M64 = (1 << 64) - 1
 REGION_BLOCKS = 32
-REGION_BLOCKS_T2 = 64
-REGION_BLOCKS_T2_MAX = 128  # a hot region formed from several hot entries (LLVM time grows faster than size)
+REGION_BLOCKS_T2 = int(os.environ.get("XT2", 64))
+REGION_BLOCKS_T2_MAX = int(
+    os.environ.get("XT2M", 128)
+)  # a hot region formed from several hot entries (LLVM time grows faster than size)
 T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
 JIT_OPT = 0  # the first tier: the compact form, straight to fast instruction selection
-TIER2_BLOCKS = 300_000  # entries + loop iterations (backward edges) before a region is recompiled hot
+TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled hot
+BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 N_COUNTERS = 4096
+FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
@@ -103,6 +107,15 @@ class Compiler:
         self.compile_time = 0.0
         self._runtime: dict[str, int] | None = None
         self._worker: Any = None
+        # POLYVM_PERF_MAP=1: name the native code for `perf` (/tmp/perf-PID.map, like QEMU's
+        # -perfmap); function sizes come from each loaded object's symbol table.
+        self._perf_map: Any = None
+        self._perf_sizes: dict[str, int] = {}
+        if os.environ.get("POLYVM_PERF_MAP", "0") not in ("", "0"):
+            try:
+                self._perf_map = open(f"/tmp/perf-{os.getpid()}.map", "a", buffering=1)  # noqa: SIM115
+            except OSError:
+                pass
 
     @property
     def worker(self) -> Any:
@@ -168,13 +181,23 @@ class Compiler:
             self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
             self.ee.finalize_object()
             self.objects.add(key)
+            if self._perf_map is not None:
+                self._perf_sizes.update(_function_sizes(obj))
         out = {}
         for n in names:
             a = self.ee.get_function_address(n)
             if not a:
                 raise RuntimeError(f"symbol {n} missing from translated object")
             out[n] = self.symbols[n] = a
+            if not n.startswith("pv_"):
+                self.perf_note(a, n)
         return out
+
+    def perf_note(self, addr: int, name: str, label: str | None = None) -> None:
+        """One line of the perf map (when POLYVM_PERF_MAP is set): native code at addr."""
+        size = self._perf_sizes.get(name)
+        if self._perf_map is not None and size:
+            self._perf_map.write(f"{addr:x} {size:x} {label or name}\n")
 
     def runtime(self) -> dict[str, int]:
         """Addresses of the runtime module's functions (`lower.runtime_text`: the dispatcher
@@ -275,6 +298,8 @@ class JitEngine:
         self.native_blocks = 0
         self._pending: BaseException | None = None
         self._returns = 0
+        self._slice_start = 0  # the count when run() began, and its time slice (instructions)
+        self._slice = 0
         self._jobs: list[tuple[Any, list, int, dict[int, str | None], int]] = []
         self._pending_pcs: set[int] = set()
         self._flushes = 0
@@ -421,30 +446,36 @@ class JitEngine:
             del self._tlb_pages[pn]
 
     def _fill(self, addr: int) -> None:
+        """Software-TLB entries for the page of addr (just accessed through the slow path) and
+        up to FILL_PAGES - 1 pages after it in the same mapping: code streaming through fresh
+        memory then leaves native code once per FILL_PAGES pages, not once per page."""
         mem = self.mem
         if mem.hooks:
             return
         pn = (addr & M64) >> PAGE_SHIFT
-        rpage = mem._rpages.get(pn)
-        if rpage is None:
+        sp = mem._find(pn)
+        if sp is None or not sp.prot & PROT_READ:
             return
-        keep = self._tlb_pages.get(pn)
-        if keep is None:
-            try:
-                keep = ctypes.c_char.from_buffer(rpage)
-            except (TypeError, ValueError):
-                return
+        try:
+            # (holds the host buffer exported while native code may use its address)
+            keep = ctypes.c_char.from_buffer(sp.buf, sp.off + ((pn - sp.start) << PAGE_SHIFT))
+        except (TypeError, ValueError):
+            return
         host = ctypes.addressof(keep)
-        tlb = self.tlb
-        i = (pn & (L.TLB_SIZE - 1)) * L.TLB_ENTRY_WORDS
-        old = tlb[i] if tlb[i] != L.EMPTY_PC else tlb[i + 1]
-        if old != L.EMPTY_PC and old >> PAGE_SHIFT != pn:
-            self._tlb_pages.pop(old >> PAGE_SHIFT, None)
-        base = pn << PAGE_SHIFT
-        tlb[i] = base
-        tlb[i + 1] = base if mem._wpages.get(pn) is not None else L.EMPTY_PC
-        tlb[i + 2] = (host - base) & M64
-        self._tlb_pages[pn] = keep
+        writable = bool(sp.prot & PROT_WRITE)
+        code = mem._code_pages
+        tlb, pages = self.tlb, self._tlb_pages
+        for p in range(pn, min(pn + FILL_PAGES, sp.end)):
+            i = (p & (L.TLB_SIZE - 1)) * L.TLB_ENTRY_WORDS
+            old = tlb[i] if tlb[i] != L.EMPTY_PC else tlb[i + 1]
+            if old != L.EMPTY_PC and old >> PAGE_SHIFT != p:
+                pages.pop(old >> PAGE_SHIFT, None)
+            base = p << PAGE_SHIFT
+            tlb[i] = base
+            tlb[i + 1] = base if writable and p not in code else L.EMPTY_PC
+            tlb[i + 2] = (host - base) & M64
+            host += 1 << PAGE_SHIFT
+            pages[p] = keep
 
     # ---- callbacks from native code ---------------------------------------------------------
     def _fail(self, e: BaseException) -> int:
@@ -544,9 +575,18 @@ class JitEngine:
             r[:] = st[:n]
             self._cur = None
 
+    def _left(self) -> int:
+        """Instructions left in the time slice."""
+        return self._slice - ((self.st[SLOT_ICOUNT] - self._slice_start) & M64)
+
     def _run(self, max_blocks: int) -> Stop:
         ctx, st = self.ctx, self.st
-        ctx[L.CTX_BUDGET] = max_blocks
+        # The time slice, in instructions (native code compares the count with ctx's limit
+        # at every dispatch and backward edge): BLOCK_INSNS per block asked for.
+        self._slice_start = st[SLOT_ICOUNT]
+        self._slice = max(1, max_blocks) * BLOCK_INSNS
+        limit = (self._slice_start + self._slice) & M64
+        ctx[L.CTX_LIMIT] = limit
         every = self.switch_every
         while True:
             if self._jobs:
@@ -554,17 +594,15 @@ class JitEngine:
             if self._table_dirty:
                 self._rebuild_table()
             if every:
-                # Forced switching (tests): at most `every` blocks natively, then `every`
-                # on the interpreter, alternating.
-                left = ctx[L.CTX_BUDGET]
-                ctx[L.CTX_BUDGET] = min(left, every)
+                # Forced switching (tests): at most `every` blocks' worth natively, then
+                # `every` blocks on the interpreter, alternating.
+                ctx[L.CTX_LIMIT] = (st[SLOT_ICOUNT] + min(self._left(), every * BLOCK_INSNS)) & M64
                 code = self._dispatch(self._ctx_addr, self._st_addr)
-                used = min(left, every) - _signed(ctx[L.CTX_BUDGET])
-                ctx[L.CTX_BUDGET] = left - used
+                ctx[L.CTX_LIMIT] = limit
                 if code == L.RET_BUDGET:
-                    if _signed(ctx[L.CTX_BUDGET]) <= 0:
+                    if self._left() <= 0:
                         return Stop("budget", st[SLOT_PC])
-                    stop = self._interp_blocks(min(every, _signed(ctx[L.CTX_BUDGET])))
+                    stop = self._interp_blocks(every)
                     if stop is not None:
                         return stop
                     continue
@@ -630,13 +668,11 @@ class JitEngine:
 
     def _interp_blocks(self, n: int) -> Stop | None:
         """Run up to n blocks on the reference engine (the cold tier), on the same state."""
-        ctx = self.ctx
         self._cur_sync_hooks = True
         stop = self.interp.run(self.st, n)  # type: ignore[arg-type]
-        ctx[L.CTX_BUDGET] = _signed(ctx[L.CTX_BUDGET]) - n
         if stop.reason != "budget":
             return stop
-        if _signed(ctx[L.CTX_BUDGET]) <= 0:
+        if self._left() <= 0:
             return Stop("budget", self.st[SLOT_PC])
         return None
 
@@ -670,10 +706,10 @@ class JitEngine:
         on their way (a sixteenth of the way there): code that runs together, such as the
         handlers an interpreter loop's jump table reaches, then becomes one region."""
         cand = [r for r in self.regions.values() if r.opt < T2_OPT and r.entry not in self._pending_pcs]
-        if not any(self.counters[r.counter] >= TIER2_BLOCKS for r in cand):
+        if not any(self.counters[r.counter] >= TIER2_INSNS for r in cand):
             return
         batch = sorted(
-            (r for r in cand if self.counters[r.counter] >= TIER2_BLOCKS // 16),
+            (r for r in cand if self.counters[r.counter] >= TIER2_INSNS // 16),
             key=lambda r: -self.counters[r.counter],
         )[:T2_ROOTS]
         for r in batch:
@@ -913,7 +949,7 @@ class JitEngine:
                 self.helper_index,
                 native_fn=self._native_fn if self.native_emit is not None else None,
                 hooked=self._hooked if self.code_hooks else None,
-                counter=_counter_of(name),
+                counter=_counter_of(name) if compact else None,  # (hot code tiers up no further)
                 entries=entries,
                 nslots=self.arch.nslots,
                 compact=compact,
@@ -940,6 +976,7 @@ class JitEngine:
         pc it was made for; the others are loop heads and return sites)."""
         r = _Region(name, entries[0], list(entries), pages, opt, _counter_of(name))
         r.addr = addr
+        self.compiler.perf_note(addr, sym, f"{self.arch.name}:{entries[0]:#x}/opt{opt}/{len(entries)}e/{sym}")
         self.regions[name] = r
         for pn in pages:
             self.mem.watch_code(pn << PAGE_SHIFT)
@@ -958,8 +995,6 @@ class JitEngine:
                 del self.regions[old.name]
 
     def _executable(self, pn: int) -> bool:
-        from polyvm.memory import PROT_EXEC
-
         return bool((self.mem.prot_at(pn << PAGE_SHIFT) or 0) & PROT_EXEC)
 
     def _native_fn(self, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
@@ -1003,6 +1038,24 @@ class JitEngine:
         self.regions_loaded += 1
         self.compile_time += time.perf_counter() - t0
         return True
+
+
+def _function_sizes(obj: bytes) -> dict[str, int]:
+    """Function symbol -> size in an ELF object (empty for other formats or a bad file)."""
+    import io
+
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        elf = ELFFile(io.BytesIO(obj))
+        tab = elf.get_section_by_name(".symtab")
+        return (
+            {s.name: s["st_size"] for s in tab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
+            if tab is not None
+            else {}
+        )
+    except Exception:  # noqa: BLE001 - a debugging aid: a Mach-O/COFF object names nothing
+        return {}
 
 
 def _pages_of(blocks: list[Block]) -> set[int]:
@@ -1078,10 +1131,6 @@ def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) ->
 def _counter_of(name: str) -> int:
     """A region's tier-up counter: from its name, so cached objects agree across runs."""
     return int(name[3:11], 16) % N_COUNTERS
-
-
-def _signed(x: int) -> int:
-    return x - (1 << 64) if x >> 63 else x
 
 
 def make_engine(arch: Arch, mem: Any, engine: str = "auto", **kw: Any) -> Any:

@@ -9,12 +9,16 @@ region without leaving native code.
 
 Slots the region uses are copied into `alloca`s on entry, so LLVM (SROA) keeps guest
 registers in host registers across the region's loops, and every put is also written through
-to the state: the state is always current, an exit writes only the pc, the instruction count
-and the budget, and no guest register is live at an exit (a write-back at every exit made
-LLVM's register coalescer and allocator quadratic in big regions, and every dispatch pay a
-full epilogue). The instruction count is a local; each exit stores it exactly (a fault at the
-k-th instruction of a block stores the block's start count + k, the IR's precise-exception
-rule guaranteeing that the slots then hold the state before that instruction).
+to the state: the state is always current, an exit writes only the pc and the instruction
+count, and no guest register is live at an exit (a write-back at every exit made LLVM's
+register coalescer and allocator quadratic in big regions, and every dispatch pay a full
+epilogue). The instruction count is a local; each exit stores it exactly (a fault at the k-th
+instruction of a block stores the block's start count + k, the IR's precise-exception rule
+guaranteeing that the slots then hold the state before that instruction).
+
+Time slices: the dispatcher and every backward edge compare the count with ctx's limit
+(CTX_LIMIT) and return RET_BUDGET once it is reached, so the count is the only value a loop
+carries for bookkeeping.
 
 Memory goes through a software TLB in `ctx`: the inline fast path is an index, a tag compare
 and a host load or store; a miss (or a store to a page holding code, or an access crossing a
@@ -41,11 +45,11 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 3
+CODEGEN_REV = 4
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
-CTX_BUDGET = 1  # blocks left before returning RET_BUDGET (signed)
+CTX_LIMIT = 1  # the time slice: stop (RET_BUDGET) at a budget point once state[icount] reaches it
 CTX_STATUS = 2  # set non-zero by a callback that failed (fault, trap, hook stop)
 CTX_EXIT_REASON = 3  # exit reason id | (has_info << 8)
 CTX_EXIT_RESUME = 4
@@ -280,8 +284,7 @@ class RegionLowering:
         for k in self.used if not self.compact else ():
             self.e(f"%s{k} = alloca i64")
         self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
-        for nm in ("icount", "budget"):
-            self.e(f"%{nm} = alloca i64")
+        self.e("%icount = alloca i64")
         self.e("%args = alloca [8 x i64]")
         if self.native_fn is not None:
             self.e("%nargs = alloca [8 x i64]")
@@ -294,13 +297,12 @@ class RegionLowering:
         cx_at = len(o)  # the pointers to the ctx words used go here (known at the end)
         for k in self.used:
             self.reload_slot(k)
-        self.e(f"store i64 {self.op(f'load i64, i64* {self.state_ptr(SLOT_ICOUNT)}')}, i64* %icount")
-        self.budget0 = self.ctx_load(CTX_BUDGET)
-        self.e(f"store i64 {self.budget0}, i64* %budget")
+        self.icount0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 {self.icount0}, i64* %icount")
         pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
         entries = list(self.bbs) if self.entries is None else [p for p in self.entries if p in self.bbs]
         # Loop heads (targets of backward edges) are entries too: backward edges are where the
-        # budget is charged, so a time slice that ends in a loop resumes at an entry.
+        # time slice is checked, so a slice that ends in a loop resumes at an entry.
         for h in sorted(self.loop_heads):
             if h not in entries:
                 entries.append(h)
@@ -313,7 +315,7 @@ class RegionLowering:
             self._block(blk)
         for lines in self.deferred:
             o.extend(lines)
-        # The one exit: the pc, the count and the budget (slots are in the state already).
+        # The one exit: the pc and the count (slots are in the state already).
         # Which pc, return code and count adjustment: phis over the blocks that leave.
         self.label("exit")
         phis = []
@@ -328,13 +330,11 @@ class RegionLowering:
             icount = self.op(f"add i64 {icount}, %x.dk")
         self.e(f"store i64 {icount}, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 %x.pc, i64* {self.state_ptr(SLOT_PC)}")
-        left = self.op("load i64, i64* %budget")
-        self.e(f"store i64 {left}, i64* {self.ctx_ptr(CTX_BUDGET)}")
         if self.counter is not None:
-            # Entries plus loop iterations run in this region (for tier-up decisions).
+            # Instructions run in this region (for tier-up decisions).
             base = self.op(f"inttoptr i64 {self.ctx_load(CTX_COUNTERS)} to i64*")
             cp = self.op(f"getelementptr i64, i64* {base}, i64 {self.counter}")
-            spent = self.op(f"sub i64 {self.op(f'add i64 {self.budget0}, 1')}, {left}")
+            spent = self.op(f"sub i64 {icount}, {self.icount0}")
             cur = self.op(f"load i64, i64* {cp}")
             self.e(f"store i64 {self.op(f'add i64 {cur}, {spent}')}, i64* {cp}")
         self.e("ret i64 %x.code")
@@ -352,8 +352,8 @@ class RegionLowering:
 
     def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
         """Branch to the exit with state[pc] = pc and return code `code`. Slots are written
-        through to the state as they are put, so the exit writes only the pc, the count and
-        the budget: no guest register is live at an exit, which keeps big regions cheap for
+        through to the state as they are put, so the exit writes only the pc and the count:
+        no guest register is live at an exit, which keeps big regions cheap for
         LLVM's register allocator (a write-back of every slot at the exit made it quadratic)."""
         self.e(f"br label %{self._exit_edge(pc, code, icount_add)}")
 
@@ -402,15 +402,18 @@ class RegionLowering:
 
     def _to(self, target: int) -> str | None:
         """The label to branch to for `target` from the current block: a backward edge goes
-        through the budget check, a forward one straight to the block (every cycle has a
+        through the time-slice check, a forward one straight to the block (every cycle has a
         backward edge, so loops still end their time slice)."""
         if target not in self.bbs:
             return None
         return self._landing(target) if target <= self.src_pc else self.bbs[target]
 
     def _landing(self, target: int) -> str | None:
-        """The block that enters region block `target` from inside: it charges one block of
-        budget and leaves (to the dispatcher, which returns RET_BUDGET) when it is spent."""
+        """The block that enters region block `target` from inside: it leaves (to the
+        dispatcher, which returns RET_BUDGET) once the count has reached ctx's limit. The
+        count is the only value the check needs (a block budget of its own, decremented at
+        every backward edge, cost a fifth of bench_int's hot loops' time: one more value
+        carried around every loop, which LLVM kept on the stack)."""
         if target not in self.bbs:
             return None
         land = self.lands.get(target)
@@ -418,12 +421,13 @@ class RegionLowering:
             land = self.lands[target] = f"T{target:x}"
             saved, cur, self.out = self.out, self.cur, []
             self.label(land)
-            left = self.op(f"sub i64 {self.op('load i64, i64* %budget')}, 1")
-            self.e(f"store i64 {left}, i64* %budget")
+            # (a signed difference: a count near 2**64 set through the API still stops)
+            left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
             gt = self.op(f"icmp sgt i64 {left}, 0")
-            self.e(
-                f"br i1 {gt}, label %{self.bbs[target]}, label %{self._exit_edge(_c(64, target), RET_CONTINUE)}"
-            )
+            # (weighted: without it LLVM takes every loop for one that runs twice, and keeps
+            # the count and the ctx and state pointers on the stack in the hot loops)
+            ex = self._exit_edge(_c(64, target), RET_CONTINUE)
+            self.e(f"br i1 {gt}, label %{self.bbs[target]}, label %{ex}, !prof !0")
             self.deferred.append(self.out)
             self.out, self.cur = saved, cur
         return land
@@ -436,7 +440,7 @@ class RegionLowering:
     def _check_status(self) -> None:
         st = self.ctx_load(CTX_STATUS)
         ok = self.newlabel()
-        self.e(f"br i1 {self.op(f'icmp eq i64 {st}, 0')}, label %{ok}, label %{self._fault_exit()}")
+        self.e(f"br i1 {self.op(f'icmp eq i64 {st}, 0')}, label %{ok}, label %{self._fault_exit()}, !prof !0")
         self.label(ok)
 
     # ---- blocks and instructions ------------------------------------------------------------
@@ -502,7 +506,7 @@ class RegionLowering:
         f = self.fnptr(CTX_HOOK, "i64 (i64*, i64, i64)")
         r = self.op(f"call i64 {f}(i64* %ctx, i64 {_c(64, insn.pc)}, i64 {insn.size})")
         stop, go = self.newlabel(), self.newlabel()
-        self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{stop}")
+        self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{stop}, !prof !0")
         self.label(stop)
         # (the hook may have written registers: the state has them, and exits write no slot)
         self._leave(_c(64, insn.pc), RET_STOPPED, idx)
@@ -616,7 +620,9 @@ class RegionLowering:
             wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
             r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
             done = self.newlabel()
-            self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}")
+            self.e(
+                f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
+            )
             self.label(done)
             return
         ent, fast, slow, done = self._tlb_hit(addr, w, 1)
@@ -626,7 +632,9 @@ class RegionLowering:
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
         f = self.fnptr(CTX_SLOW_ST, "i64 (i64*, i64, i64, i64)")
         r = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}, i64 {wide})")
-        self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}")
+        self.e(
+            f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
+        )
         self.label(done)
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -790,7 +798,7 @@ class RegionLowering:
         raise Unsupported(f"IR op {op}")
 
 
-PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'
+PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'  # the first way is the likely one
 
 
 def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, field: int) -> tuple[str, str]:
@@ -860,22 +868,23 @@ def runtime_text() -> str:
 
 
 def dispatcher_text(name: str = "polyvm_dispatch") -> str:
-    """`i64 dispatch(ctx, state)`: run translations until one returns non-zero, the budget is
-    spent (RET_BUDGET) or the next pc has no translation (RET_MISS)."""
+    """`i64 dispatch(ctx, state)`: run translations until one returns non-zero, the count
+    reaches ctx's limit (RET_BUDGET) or the next pc has no translation (RET_MISS)."""
     return f"""
 define i64 @{name}(i64* %ctx, i64* %state) {{
 entry:
-  %bp = getelementptr i64, i64* %ctx, i64 {CTX_BUDGET}
+  %bp = getelementptr i64, i64* %ctx, i64 {CTX_LIMIT}
+  %icp = getelementptr i64, i64* %state, i64 {SLOT_ICOUNT}
   %tp = getelementptr i64, i64* %ctx, i64 {CTX_TABLE}
   %mp = getelementptr i64, i64* %ctx, i64 {CTX_TABLE_MASK}
   br label %loop
 loop:
-  %left = load i64, i64* %bp
+  %limit = load i64, i64* %bp
+  %ic = load i64, i64* %icp
+  %left = sub i64 %limit, %ic
   %pos = icmp sgt i64 %left, 0
   br i1 %pos, label %go, label %budget
 go:
-  %left1 = sub i64 %left, 1
-  store i64 %left1, i64* %bp
   %pc = load i64, i64* %state
   %ti = load i64, i64* %tp
   %table = inttoptr i64 %ti to i64*
@@ -914,9 +923,6 @@ found:
 out:
   ret i64 %r
 miss:
-  %l2 = load i64, i64* %bp
-  %l3 = add i64 %l2, 1
-  store i64 %l3, i64* %bp
   ret i64 {RET_MISS}
 budget:
   ret i64 {RET_BUDGET}

@@ -169,7 +169,10 @@ class DecodeTable:
         self.patterns: list[Pattern] = []
         self._parse(text)
         for p in self.patterns:
-            p.extract = self._compile_extract(p)
+            for name in p.args:
+                if not name.isidentifier():
+                    raise DecodeError(f"line {p.line}: argument name {name!r} is not an identifier")
+            p.extract = self._lazy_extract(p)
             if handlers is not None:
                 fn = handlers.get("trans_" + p.name.replace(".", "_"))
                 if fn is None:
@@ -331,14 +334,22 @@ class DecodeTable:
         return f
 
     # ---- code generation -----------------------------------------------------------------
+    def _lazy_extract(self, p: Pattern) -> Callable[[int], Args]:
+        """p's extractor, compiled when p first decodes something (a program uses a few of
+        the hundreds of patterns: compiling them all cost a fifth of a warm start)."""
+
+        def first(insn: int) -> Args:
+            p.extract = self._compile_extract(p)
+            return p.extract(insn)
+
+        return first
+
     def _compile_extract(self, p: Pattern) -> Callable[[int], Args]:
         env: dict[str, Any] = {"_Args": Args}
         for name, fn in self.functions.items():
             env[f"_fn_{name}"] = fn
         items = []
         for name, a in p.args.items():
-            if not name.isidentifier():
-                raise DecodeError(f"line {p.line}: argument name {name!r} is not an identifier")
             items.append(f"{name}={a!r}" if isinstance(a, int) else f"{name}={a.expr('i')}")
         src = f"def extract(i):\n    return _Args({', '.join(items)})\n"
         exec(compile(src, f"<decode {p.name}>", "exec"), env)
