@@ -40,7 +40,7 @@ from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFa
 
 M64 = (1 << 64) - 1
 REGION_BLOCKS = 32
-REGION_BLOCKS_T2 = int(os.environ.get("XT2", 64))
+REGION_BLOCKS_T2 = 64
 REGION_BLOCKS_T2_MAX = int(
     os.environ.get("XT2M", 128)
 )  # a hot region formed from several hot entries (LLVM time grows faster than size)
