@@ -41,9 +41,7 @@ from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFa
 M64 = (1 << 64) - 1
 REGION_BLOCKS = 32
 REGION_BLOCKS_T2 = 64
-REGION_BLOCKS_T2_MAX = int(
-    os.environ.get("XT2M", 128)
-)  # a hot region formed from several hot entries (LLVM time grows faster than size)
+REGION_BLOCKS_T2_MAX = 128  # a hot region formed from several hot entries (LLVM time grows faster than size)
 T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
 JIT_OPT = 0  # the first tier: the compact form, straight to fast instruction selection
