@@ -200,3 +200,52 @@ def test_a_forked_child_gets_its_own_worker() -> None:
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
     _wait([inflight])
+
+
+def test_auto_tier_leaves_what_it_interpreted_to_the_cache(tmp_path) -> None:
+    """`auto` runs code that is not hot on its interpreter; at the end of the run (`finish`) the
+    compile worker translates those blocks into the cache, so a second engine on the same code
+    starts them natively (its interpreter translates nothing) with the same result."""
+    code = _loop(5, 3)  # 5 iterations: never hot, all interpreted
+    ref = _reference(code)
+    assert ref[A0] == 15
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)
+    assert _run(eng) == ref
+    assert eng.interp.cache and not eng.table  # (all on the interpreter)
+    # A fork's child only leaves a job file; the next engine to finish with `submit` (the top
+    # process) hands every job file to the worker.
+    assert eng.finish(submit=False) is None
+    assert len([n for n in os.listdir(cache.dir) if n.startswith("job-")]) == 1
+    other = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)  # (ran nothing)
+    job = other.finish()
+    assert job is not None
+    _wait([job])
+    assert job.error is None
+    assert not [n for n in os.listdir(cache.dir) if n.startswith("job-")]  # the worker took it
+    assert set(_cached_opts(cache)) == {J.JIT_OPT}
+    cache2 = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng2 = JitEngine(ARCH, _mem(code), tier="auto", cache=cache2)
+    assert _run(eng2) == ref  # every slot, the instruction count included
+    assert eng2.regions_loaded > 0 and not eng2.interp.cache
+    assert eng2.finish() is None  # nothing left to send
+
+
+def test_finish_sends_nothing_without_a_cache_or_for_other_tiers(tmp_path) -> None:
+    code = _loop(5, 3)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=None)
+    _run(eng)
+    assert eng.finish() is None
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", cache=cache)
+    _run(eng)
+    assert eng.finish() is None
+
+
+def test_a_bad_job_file_is_dropped(tmp_path) -> None:
+    """A job file that is not a job (truncated, garbage) is deleted and changes nothing."""
+    bad = tmp_path / "job-x"
+    bad.write_bytes(b"\x80\x05not a pickle")
+    J.translate_job(str(bad))
+    assert os.listdir(tmp_path) == []  # (claimed, then deleted)
+    J.translate_job(str(bad))  # a job another worker took first: nothing to do

@@ -151,6 +151,14 @@ class CompileWorker:
         """Compile `text` at `opt`; with `store` (cache root, host id, regions and page
         hashes) the worker also writes the result to the translation cache. Raises OSError
         if no worker can be started."""
+        return self._put({"text": text, "opt": opt, "store": store})
+
+    def submit_job(self, path: str) -> Job:
+        """Translate the job file at `path` into the cache (`jit.translate_job`): work that
+        nobody waits for, done after everything submitted before it."""
+        return self._put({"job": path})
+
+    def _put(self, msg: dict[str, Any]) -> Job:
         with self._starting:
             w = self.w if self.alive() else self._start()
         assert w is not None
@@ -159,7 +167,7 @@ class CompileWorker:
         with w.lock:
             w.jobs[jid] = job
             w.unsent += 1
-        w.out.put({"id": jid, "text": text, "opt": opt, "store": store})
+        w.out.put({"id": jid, **msg})
         return job
 
     def _writer(self, w: _Proc) -> None:
@@ -244,6 +252,10 @@ def _read_all(inp: BinaryIO, q: queue.SimpleQueue) -> None:
             return
 
 
+class _NoReply(Exception):
+    """A job with no object to send back."""
+
+
 def main() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies goes to the pipe
@@ -260,12 +272,19 @@ def main() -> None:
         t0 = time.perf_counter()
         obj = name = err = None
         try:
+            if "job" in req:
+                from polyvm.engine.jit import translate_job
+
+                translate_job(req["job"])
+                raise _NoReply
             obj = comp.compile(req["text"], req["opt"], account=False)
             if req.get("store") and os.path.isdir(req["store"]["root"]):
                 try:
                     name = _store(req["store"], obj)
                 except OSError:
                     name = None
+        except _NoReply:
+            pass
         except Exception as e:  # noqa: BLE001 - reported to the engine, which stays on its code
             err = f"{type(e).__name__}: {e}"
         if replying:

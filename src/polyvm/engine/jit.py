@@ -21,9 +21,12 @@ forces that (tests).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
+import pickle
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,6 +51,7 @@ JIT_OPT = 0  # the first tier: the compact form, straight to fast instruction se
 TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled hot
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 N_COUNTERS = 4096
+FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
 
@@ -92,7 +96,7 @@ class Compiler:
         self.data_layout = str(self.tms[2].target_data)
         self.ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tms[2])
         self.symbols: dict[str, int] = {}
-        self.objects: set[bytes] = set()  # sha256 of the object files loaded
+        self.objects: set[bytes] = set()  # the object files loaded (bytes hash once per object)
         self.obj_bytes: dict[str, bytes] = {}  # cached objects made here (to rewrite bad files)
         # region name -> (symbol, address, cached object name or None, entry pcs), for code
         # loaded in this process
@@ -174,11 +178,10 @@ class Compiler:
         """Load an object (once per process) and return the addresses of `names` in it."""
         if all(n in self.symbols for n in names):
             return {n: self.symbols[n] for n in names}
-        key = hashlib.sha256(obj).digest()
-        if key not in self.objects:
+        if obj not in self.objects:
             self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
             self.ee.finalize_object()
-            self.objects.add(key)
+            self.objects.add(obj)
             if self._perf_map is not None:
                 self._perf_sizes.update(_function_sizes(obj))
         out = {}
@@ -674,6 +677,65 @@ class JitEngine:
             return Stop("budget", self.st[SLOT_PC])
         return None
 
+    def finish(self, *, submit: bool = True) -> Any:
+        """The run is over (the end of `Process.run`). With the `auto` tier and a cache, the
+        blocks that only the interpreter ran are written (their pcs and code pages) to a job
+        file in the cache directory, and with `submit` every job file there goes to the compile
+        worker, which translates them (first tier) into the cache after the run has exited:
+        the next run of the program starts them on native code instead of translating them
+        into Python again (0.9 s of a 2.1 s busybox `sh -c` run before this). A fork's child
+        only writes its file (`submit=False`): the top process hands them all to one worker,
+        rather than each child starting its own. Returns the last job sent (None: none)."""
+        cache = self.cache
+        if (
+            self.tier != "auto"
+            or cache is None
+            or not cache.enabled
+            or self.code_hooks
+            or self.mem.hooks
+            or not self.compiler.worker.usable
+        ):
+            return None
+        pcs = sorted(pc for pc in self.interp.cache if pc not in self.table and pc not in self._no_native)
+        if pcs:
+            pcs = pcs[:FINISH_BLOCKS]
+            pages = {}
+            for pn in sorted({pc >> PAGE_SHIFT for pc in pcs} | {(pc >> PAGE_SHIFT) + 1 for pc in pcs}):
+                if self._executable(pn):
+                    try:
+                        pages[pn] = self.mem.read_raw(pn << PAGE_SHIFT, 1 << PAGE_SHIFT)
+                    except MemoryFault:
+                        pass
+            job = {
+                "arch": self.arch.name,
+                "pages": pages,
+                "pcs": pcs,
+                "root": cache.root,
+                "host_id": cache.host_id,
+            }
+            path = None
+            try:
+                fd, path = tempfile.mkstemp(prefix="job-", dir=cache.dir)
+                with os.fdopen(fd, "wb") as f:
+                    pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
+            except OSError:
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+        if not submit:
+            return None
+        try:
+            # (files: the messages stay small, so exiting never waits for the worker to read)
+            names = sorted(n for n in os.listdir(cache.dir) if n.startswith("job-") and "." not in n)
+            sent = None
+            for name in names:
+                sent = self.compiler.worker.submit_job(os.path.join(cache.dir, name))
+            if sent is not None:
+                self.compiler.worker.flush()
+            return sent
+        except OSError:
+            return None
+
     # ---- translation ---------------------------------------------------------------------
     def _enter(self, pc: int) -> bool:
         """Make a translation for pc available if the tier wants one now; True if it did."""
@@ -707,7 +769,7 @@ class JitEngine:
         if not any(self.counters[r.counter] >= TIER2_INSNS for r in cand):
             return
         batch = sorted(
-            (r for r in cand if self.counters[r.counter] >= TIER2_INSNS // 16),
+            (r for r in cand if self.counters[r.counter] >= TIER2_INSNS // 64),
             key=lambda r: -self.counters[r.counter],
         )[:T2_ROOTS]
         for r in batch:
@@ -1036,6 +1098,37 @@ class JitEngine:
         self.regions_loaded += 1
         self.compile_time += time.perf_counter() - t0
         return True
+
+
+def translate_job(path: str) -> None:
+    """The compile worker's side of `JitEngine.finish`: translate the job file's blocks (first
+    tier) into the translation cache, over a memory holding only the code pages the job
+    carries. The file is deleted; a bad one is ignored."""
+    taken = f"{path}.{os.getpid()}"  # (claimed first: another run's worker may be sent it too)
+    try:
+        os.rename(path, taken)
+    except OSError:
+        return
+    try:
+        with open(taken, "rb") as f:
+            job = pickle.load(f)  # noqa: S301 - written by our own engine, in our cache dir
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+        return
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(taken)
+    from polyvm.isa import get_arch
+    from polyvm.memory import AddressSpace
+
+    mem = AddressSpace()
+    for pn, data in job["pages"].items():
+        mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
+        mem.write_raw(pn << PAGE_SHIFT, data)
+    cache = TranslationCache(job["root"], job["host_id"], max_bytes=1 << 62)
+    if cache.host_id != Compiler.get().host_id:
+        return
+    eng = JitEngine(get_arch(job["arch"]), mem, tier="jit", cache=cache, background=False)
+    eng._translate(job["pcs"], opt=JIT_OPT, limit=REGION_BLOCKS)
 
 
 def _function_sizes(obj: bytes) -> dict[str, int]:

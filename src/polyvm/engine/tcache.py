@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from polyvm import __version__
@@ -97,8 +98,23 @@ class TranslationCache:
             self._index = set()
         self.rejected = 0  # corrupt or stale entries seen
         self.evicted = 0
+        # Objects read (and checked) in this process, by name: a module holds many regions,
+        # each looked up on its own.
+        self._objs: dict[str, bytes] = {}
         if self.enabled:
             self._trim(max_bytes if max_bytes is not None else _max_bytes())
+            self._drop_stale_jobs()
+
+    def _drop_stale_jobs(self) -> None:
+        """Delete job files (`JitEngine.finish`) no compile worker took within an hour."""
+        old = time.time() - 3600
+        try:
+            with os.scandir(self.dir) as it:
+                for e in it:
+                    if e.name.startswith("job-") and e.stat().st_mtime < old:
+                        os.unlink(e.path)
+        except OSError:
+            pass
 
     def _trim(self, limit: int) -> None:
         """Keep this host's part of the cache under `limit` bytes: delete the least recently
@@ -168,11 +184,14 @@ class TranslationCache:
                     hashes[p] = self.page_hash(mem, p)
                 if hashes[p] != ph:
                     return None  # the code changed: stale (a new translation replaces it)
-            bad = os.path.join(self.obj_dir, ent["obj"] + ".o")
-            with open(bad, "rb") as f:
-                obj = _unseal(f.read())
+            obj = self._objs.get(ent["obj"])
             if obj is None:
-                raise ValueError("corrupt object")
+                bad = os.path.join(self.obj_dir, ent["obj"] + ".o")
+                with open(bad, "rb") as f:
+                    obj = _unseal(f.read())
+                if obj is None:
+                    raise ValueError("corrupt object")
+                self._objs[ent["obj"]] = obj
             return ent, obj
         except (OSError, ValueError, KeyError, TypeError):
             # Corrupt or unreadable: forget it; the next translation writes a good one.

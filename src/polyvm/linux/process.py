@@ -515,6 +515,9 @@ class Process:
                 self.diag(f"polyvm: internal error in forked child {self.pid}: {type(e).__name__}: {e}")
                 os._exit(EXIT_DEADLOCK)
             raise
+        finish = getattr(self.engine, "finish", None)
+        if finish is not None:
+            finish(submit=not self.forked)  # (work for the next run, e.g. for its cache)
         if self.forked:
             self._exit_host()
         return self.exit_status
