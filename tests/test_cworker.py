@@ -245,7 +245,15 @@ def test_finish_sends_nothing_without_a_cache_or_for_other_tiers(tmp_path) -> No
 def test_a_bad_job_file_is_dropped(tmp_path) -> None:
     """A job file that is not a job (truncated, garbage) is deleted and changes nothing."""
     bad = tmp_path / "job-x"
-    bad.write_bytes(b"\x80\x05not a pickle")
+    bad.write_bytes(b"\xffnot a job")
     J.translate_job(str(bad))
     assert os.listdir(tmp_path) == []  # (claimed, then deleted)
     J.translate_job(str(bad))  # a job another worker took first: nothing to do
+    import marshal
+
+    wrong = tmp_path / "job-y"  # well formed, wrong contents
+    wrong.write_bytes(
+        marshal.dumps({"arch": "riscv64", "pages": {1: b"short"}, "pcs": [4096], "root": "", "host_id": ""})
+    )
+    J.translate_job(str(wrong))
+    assert os.listdir(tmp_path) == []

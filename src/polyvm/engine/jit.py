@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import marshal
 import os
-import pickle
 import tempfile
 import time
 from collections import deque
@@ -717,7 +717,8 @@ class JitEngine:
             try:
                 fd, path = tempfile.mkstemp(prefix="job-", dir=cache.dir)
                 with os.fdopen(fd, "wb") as f:
-                    pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
+                    # (marshal, not pickle: reading a job file can never run code)
+                    marshal.dump(job, f)
             except OSError:
                 if path is not None:
                     with contextlib.suppress(OSError):
@@ -1111,8 +1112,10 @@ def translate_job(path: str) -> None:
         return
     try:
         with open(taken, "rb") as f:
-            job = pickle.load(f)  # noqa: S301 - written by our own engine, in our cache dir
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+            job = marshal.load(f)
+        pages, pcs = dict(job["pages"]), [int(pc) for pc in job["pcs"]]
+        arch_name, root, host_id = str(job["arch"]), str(job["root"]), str(job["host_id"])
+    except (OSError, EOFError, ValueError, TypeError, KeyError):
         return
     finally:
         with contextlib.suppress(OSError):
@@ -1121,14 +1124,16 @@ def translate_job(path: str) -> None:
     from polyvm.memory import AddressSpace
 
     mem = AddressSpace()
-    for pn, data in job["pages"].items():
+    for pn, data in pages.items():
+        if not isinstance(pn, int) or not isinstance(data, bytes) or len(data) != 1 << PAGE_SHIFT:
+            return
         mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
         mem.write_raw(pn << PAGE_SHIFT, data)
-    cache = TranslationCache(job["root"], job["host_id"], max_bytes=1 << 62)
-    if cache.host_id != Compiler.get().host_id:
+    if host_id != Compiler.get().host_id:
         return
-    eng = JitEngine(get_arch(job["arch"]), mem, tier="jit", cache=cache, background=False)
-    eng._translate(job["pcs"], opt=JIT_OPT, limit=REGION_BLOCKS)
+    cache = TranslationCache(root, host_id, max_bytes=1 << 62)
+    eng = JitEngine(get_arch(arch_name), mem, tier="jit", cache=cache, background=False)
+    eng._translate(pcs, opt=JIT_OPT, limit=REGION_BLOCKS)
 
 
 def _function_sizes(obj: bytes) -> dict[str, int]:
