@@ -34,7 +34,10 @@ def main() -> int:
     ap.add_argument("--args", default="", help="arguments for the --aot program's run (one string)")
     a = ap.parse_args()
 
+    from polyvm.testing import byte_compile
     from polyvm.testing.guest import build_guest
+
+    byte_compile()  # (polyvm timed as installed, not compiling its own sources)
 
     hello = build_guest("hello")
     qemu = shutil.which("qemu-riscv64")
