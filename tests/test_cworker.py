@@ -215,7 +215,7 @@ def test_auto_tier_leaves_what_it_interpreted_to_the_cache(tmp_path) -> None:
     assert eng.interp.cache and not eng.table  # (all on the interpreter)
     # A fork's child only leaves a job file; the next engine to finish with `submit` (the top
     # process) hands every job file to the worker.
-    assert eng.finish(submit=False) is None
+    eng.finish(submit=False)
     assert len([n for n in os.listdir(cache.dir) if n.startswith("job-")]) == 1
     other = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)  # (ran nothing)
     job = other.finish()
@@ -231,15 +231,31 @@ def test_auto_tier_leaves_what_it_interpreted_to_the_cache(tmp_path) -> None:
     assert eng2.finish() is None  # nothing left to send
 
 
-def test_finish_sends_nothing_without_a_cache_or_for_other_tiers(tmp_path) -> None:
+def test_finish_sends_nothing_without_a_cache_or_when_all_ran_natively(tmp_path) -> None:
+    """No cache: no job. `jit` with forced switching: the interpreter ran blocks too, but each
+    has a translation already, so there is nothing to hand on."""
     code = _loop(5, 3)
     eng = JitEngine(ARCH, _mem(code), tier="auto", cache=None)
     _run(eng)
-    assert eng.finish() is None
+    assert eng.interp.cache and eng.finish() is None
     cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
-    eng = JitEngine(ARCH, _mem(code), tier="jit", cache=cache)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", cache=cache, switch_every=1)
     _run(eng)
+    assert eng.interp.cache  # (switching ran blocks on the interpreter too)
     assert eng.finish() is None
+    assert not [n for n in os.listdir(cache.dir) if "job-" in n]
+
+
+def test_a_forked_child_leaves_what_its_parent_interpreted(tmp_path) -> None:
+    """After `forked()` (the Linux layer calls it in a fork's child) the blocks interpreted
+    before are the parent's: the child's `finish` writes no job for them."""
+    code = _loop(5, 3)
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)
+    _run(eng)
+    eng.forked()
+    assert eng.finish(submit=False) is None
+    assert not [n for n in os.listdir(cache.dir) if "job-" in n]
 
 
 def test_a_bad_job_file_is_dropped(tmp_path) -> None:
@@ -251,9 +267,9 @@ def test_a_bad_job_file_is_dropped(tmp_path) -> None:
     J.translate_job(str(bad))  # a job another worker took first: nothing to do
     import marshal
 
-    wrong = tmp_path / "job-y"  # well formed, wrong contents
-    wrong.write_bytes(
-        marshal.dumps({"arch": "riscv64", "pages": {1: b"short"}, "pcs": [4096], "root": "", "host_id": ""})
-    )
+    root = tmp_path / "cache"
+    wrong = tmp_path / "job-y"  # well formed, but a page of the wrong size
+    job = {"arch": "riscv64", "pages": {1: b"short"}, "pcs": [4096], "root": str(root)}
+    wrong.write_bytes(marshal.dumps({**job, "host_id": Compiler.get().host_id}))
     J.translate_job(str(wrong))
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == [] and not root.exists()

@@ -147,14 +147,15 @@ def cmd_cache(a: argparse.Namespace) -> int:
 def cmd_run(a: argparse.Namespace) -> int:
     # Start-up makes many objects and no garbage cycles: no collections while loading; then
     # what loading made is left out of later collections (gc.freeze), which run less often.
-    threshold = gc.get_threshold()
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
     gc.disable()
     try:
         return _cmd_run(a)
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def _cmd_run(a: argparse.Namespace) -> int:

@@ -96,7 +96,8 @@ class Compiler:
         self.data_layout = str(self.tms[2].target_data)
         self.ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tms[2])
         self.symbols: dict[str, int] = {}
-        self.objects: set[bytes] = set()  # the object files loaded (bytes hash once per object)
+        self.objects: set[bytes] = set()  # sha256 of the object files loaded
+        self._recent: list[bytes] = []
         self.obj_bytes: dict[str, bytes] = {}  # cached objects made here (to rewrite bad files)
         # region name -> (symbol, address, cached object name or None, entry pcs), for code
         # loaded in this process
@@ -178,12 +179,17 @@ class Compiler:
         """Load an object (once per process) and return the addresses of `names` in it."""
         if all(n in self.symbols for n in names):
             return {n: self.symbols[n] for n in names}
-        if obj not in self.objects:
-            self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
-            self.ee.finalize_object()
-            self.objects.add(obj)
-            if self._perf_map is not None:
-                self._perf_sizes.update(_function_sizes(obj))
+        if not any(obj is o for o in self._recent):
+            # (a module holds many regions, loaded one at a time from the same bytes: the
+            # last few objects are recognised without hashing them again)
+            self._recent = [obj, *self._recent[:7]]
+            key = hashlib.sha256(obj).digest()
+            if key not in self.objects:
+                self.ee.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+                self.ee.finalize_object()
+                self.objects.add(key)
+                if self._perf_map is not None:
+                    self._perf_sizes.update(_function_sizes(obj))
         out = {}
         for n in names:
             a = self.ee.get_function_address(n)
@@ -301,6 +307,7 @@ class JitEngine:
         self._returns = 0
         self._slice_start = 0  # the count when run() began, and its time slice (instructions)
         self._slice = 0
+        self._inherited: set[int] = set()  # interpreted before a fork (see `forked`)
         self._jobs: list[tuple[Any, list, int, dict[int, str | None], int]] = []
         self._pending_pcs: set[int] = set()
         self._flushes = 0
@@ -603,7 +610,7 @@ class JitEngine:
                 if code == L.RET_BUDGET:
                     if self._left() <= 0:
                         return Stop("budget", st[SLOT_PC])
-                    stop = self._interp_blocks(every)
+                    stop = self._interp_blocks(min(every, self._left()))
                     if stop is not None:
                         return stop
                     continue
@@ -696,7 +703,8 @@ class JitEngine:
             or not self.compiler.worker.usable
         ):
             return None
-        pcs = sorted(pc for pc in self.interp.cache if pc not in self.table and pc not in self._no_native)
+        skip = self.table.keys() | self._no_native | self._pending_pcs | self._inherited
+        pcs = sorted(pc for pc in self.interp.cache if pc not in skip)
         if pcs:
             pcs = pcs[:FINISH_BLOCKS]
             pages = {}
@@ -715,10 +723,12 @@ class JitEngine:
             }
             path = None
             try:
-                fd, path = tempfile.mkstemp(prefix="job-", dir=cache.dir)
+                # Written under another name, then renamed: a job file is whole once listed.
+                fd, path = tempfile.mkstemp(prefix=".tmpjob-", dir=cache.dir)
                 with os.fdopen(fd, "wb") as f:
                     # (marshal, not pickle: reading a job file can never run code)
                     marshal.dump(job, f)
+                os.replace(path, os.path.join(cache.dir, "job-" + os.path.basename(path)[8:]))
             except OSError:
                 if path is not None:
                     with contextlib.suppress(OSError):
@@ -736,6 +746,11 @@ class JitEngine:
             return sent
         except OSError:
             return None
+
+    def forked(self) -> None:
+        """In a fork's child (the Linux layer calls it): what the interpreter ran so far was
+        the parent's, whose `finish` hands it on."""
+        self._inherited = set(self.interp.cache)
 
     # ---- translation ---------------------------------------------------------------------
     def _enter(self, pc: int) -> bool:
@@ -764,7 +779,7 @@ class JitEngine:
 
     def _maybe_tier2(self) -> None:
         """Recompile the regions that turned hot with the hot tier, together with the ones
-        on their way (a sixteenth of the way there): code that runs together, such as the
+        on their way (a sixty-fourth of the way there): code that runs together, such as the
         handlers an interpreter loop's jump table reaches, then becomes one region."""
         cand = [r for r in self.regions.values() if r.opt < T2_OPT and r.entry not in self._pending_pcs]
         if not any(self.counters[r.counter] >= TIER2_INSNS for r in cand):

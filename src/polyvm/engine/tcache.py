@@ -19,6 +19,7 @@ oldest ones beyond it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -78,11 +79,14 @@ def _unseal(data: bytes) -> bytes | None:
     return payload
 
 
+_OBJ_MEMO_BYTES = 64 << 20  # objects kept in memory after a lookup read them (per cache)
+
+
 class TranslationCache:
     """One host's part of the on-disk cache (see the module docstring)."""
 
     def __init__(self, root: str, host_id: str, max_bytes: int | None = None) -> None:
-        self.root = root
+        self.root = root = os.path.abspath(root)  # (the compile worker runs elsewhere)
         self.host_id = host_id
         self.host = hashlib.sha256(f"polyvm {__version__}|{host_id}".encode()).hexdigest()[:20]
         self.dir = os.path.join(root, "v1", self.host)
@@ -111,8 +115,10 @@ class TranslationCache:
         try:
             with os.scandir(self.dir) as it:
                 for e in it:
-                    if e.name.startswith("job-") and e.stat().st_mtime < old:
-                        os.unlink(e.path)
+                    if e.name.startswith(("job-", ".tmpjob-")):
+                        with contextlib.suppress(OSError):
+                            if e.stat().st_mtime < old:
+                                os.unlink(e.path)
         except OSError:
             pass
 
@@ -191,6 +197,8 @@ class TranslationCache:
                     obj = _unseal(f.read())
                 if obj is None:
                     raise ValueError("corrupt object")
+                if sum(map(len, self._objs.values())) > _OBJ_MEMO_BYTES:
+                    self._objs.clear()
                 self._objs[ent["obj"]] = obj
             return ent, obj
         except (OSError, ValueError, KeyError, TypeError):

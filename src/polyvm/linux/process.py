@@ -24,6 +24,7 @@ reaped, as timeout(1) ends the whole job. A child inherits the run's deadline.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -517,7 +518,9 @@ class Process:
             raise
         finish = getattr(self.engine, "finish", None)
         if finish is not None:
-            finish(submit=not self.forked)  # (work for the next run, e.g. for its cache)
+            # (work for the next run, e.g. for its cache: never a reason for this run to fail)
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                finish(submit=not self.forked)
         if self.forked:
             self._exit_host()
         return self.exit_status
@@ -749,6 +752,9 @@ class Process:
     def _after_fork_child(self, t: Thread, vfork_fd: int) -> None:
         """Reset per-process and per-thread state as Linux does for a fork's child."""
         self.forked = True
+        forked = getattr(self.engine, "forked", None)
+        if forked is not None:
+            forked()  # (what the parent's engine had is the parent's)
         self.gpu = None  # a GPU context does not survive fork: the child opens its own
         self.pid = os.getpid()
         self.ppid = os.getppid()
