@@ -183,8 +183,11 @@ int main(int argc, char **argv) {
         pid_t sp;
         char *sargs[] = {"hello", "spawned", NULL};
         int rc = posix_spawn(&sp, prog, NULL, NULL, sargs, environ);
+        /* (reported after the wait: the spawned child runs alongside, and its output would
+         * race this line) */
+        pid_t w = waitpid(sp, &st, 0);
         printf("posix_spawn: %d\n", rc);
-        show("spawned", waitpid(sp, &st, 0), sp, st);
+        show("spawned", w, sp, st);
         rc = posix_spawn(&sp, "/nonexistent/prog", NULL, NULL, sargs, environ);
         printf("posix_spawn missing: %d\n", rc);
         if (rc == 0) waitpid(sp, &st, 0);

@@ -78,8 +78,8 @@ def test_fork_execve_vfork_posix_spawn(tmp_path: Path) -> None:
         "exec missing: pid ok 1 exited 127\n"
         "hello from riscv64 with 1 args\n"  # vfork: the parent waits for the child's execve
         "vfork exec: pid ok 1 exited 3\n"
-        "posix_spawn: 0\n"
         "hello from riscv64 with 2 args\narg[1]=spawned\n"
+        "posix_spawn: 0\n"  # (printed after the wait: the spawned child's output comes first)
         "spawned: pid ok 1 exited 3\n"
         "posix_spawn missing: 2\n"  # musl reports the child's execve error through a pipe
     )
