@@ -252,10 +252,6 @@ def _read_all(inp: BinaryIO, q: queue.SimpleQueue) -> None:
             return
 
 
-class _NoReply(Exception):
-    """A job with no object to send back."""
-
-
 def main() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies goes to the pipe
@@ -275,16 +271,14 @@ def main() -> None:
             if "job" in req:
                 from polyvm.engine.jit import translate_job
 
-                translate_job(req["job"])
-                raise _NoReply
-            obj = comp.compile(req["text"], req["opt"], account=False)
-            if req.get("store") and os.path.isdir(req["store"]["root"]):
-                try:
-                    name = _store(req["store"], obj)
-                except OSError:
-                    name = None
-        except _NoReply:
-            pass
+                translate_job(req["job"])  # (the reply only says it is done)
+            else:
+                obj = comp.compile(req["text"], req["opt"], account=False)
+                if req.get("store") and os.path.isdir(req["store"]["root"]):
+                    try:
+                        name = _store(req["store"], obj)
+                    except OSError:
+                        name = None
         except Exception as e:  # noqa: BLE001 - reported to the engine, which stays on its code
             err = f"{type(e).__name__}: {e}"
         if replying:

@@ -200,6 +200,10 @@ class Compiler:
                 self.perf_note(a, n)
         return out
 
+    @property
+    def perf_map_on(self) -> bool:
+        return self._perf_map is not None
+
     def perf_note(self, addr: int, name: str, label: str | None = None) -> None:
         """One line of the perf map (when POLYVM_PERF_MAP is set): native code at addr."""
         size = self._perf_sizes.get(name)
@@ -1052,7 +1056,10 @@ class JitEngine:
         pc it was made for; the others are loop heads and return sites)."""
         r = _Region(name, entries[0], list(entries), pages, opt, _counter_of(name))
         r.addr = addr
-        self.compiler.perf_note(addr, sym, f"{self.arch.name}:{entries[0]:#x}/opt{opt}/{len(entries)}e/{sym}")
+        if self.compiler.perf_map_on:
+            self.compiler.perf_note(
+                addr, sym, f"{self.arch.name}:{entries[0]:#x}/opt{opt}/{len(entries)}e/{sym}"
+            )
         self.regions[name] = r
         for pn in pages:
             self.mem.watch_code(pn << PAGE_SHIFT)
