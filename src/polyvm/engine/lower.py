@@ -7,14 +7,19 @@ returns `switch` over the region's blocks first), and anything else returns to t
 (`dispatcher_text`), which looks the next pc up in a native hash table and calls the next
 region without leaving native code.
 
-Slots the region uses are copied into `alloca`s on entry, so LLVM (SROA) keeps guest
-registers in host registers across the region's loops, and every put is also written through
-to the state: the state is always current, an exit writes only the pc and the instruction
-count, and no guest register is live at an exit (a write-back at every exit made LLVM's
-register coalescer and allocator quadratic in big regions, and every dispatch pay a full
-epilogue). The instruction count is a local; each exit stores it exactly (a fault at the k-th
-instruction of a block stores the block's start count + k, the IR's precise-exception rule
-guaranteeing that the slots then hold the state before that instruction).
+Guest registers live in the state array, in both tiers: a get loads its slot (once per guest
+block: later gets in the block reuse the value) and every put stores it, so the state is always
+current, an exit writes only the pc and the instruction count, and no guest register is live
+at an exit. (Until CODEGEN_REV 5 the hot tier copied the slots a region uses into `alloca`s,
+which SROA turned into values live across the whole region: for LLVM's greedy register
+allocator and coalescer, dozens of live ranges over hundreds of blocks, half of the hot tier's
+compile time, for no run-time difference measurable here — the allocator spilled most of them
+in big regions anyway, and loads of the state hit the L1 cache. Before that, a write-back of
+every slot at every exit made the coalescer and allocator quadratic.) The instruction count is
+a local; each exit stores it exactly (a fault at the k-th instruction of a block stores the
+block's start count + k, the IR's precise-exception rule guaranteeing that the slots then hold
+the state before that instruction). A hot region gives each exit a block of its own; the
+compact form shares one.
 
 Time slices: the dispatcher and every backward edge compare the count with ctx's limit
 (CTX_LIMIT) and return RET_BUDGET once it is reached, so the count is the only value a loop
@@ -45,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 4
+CODEGEN_REV = 5
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -199,24 +204,18 @@ class RegionLowering:
     def load_slot(self, k: int) -> str:
         v = self.fwd.get(k)
         if v is None:
-            src = self.state_ptr(k) if self.compact else f"%s{k}"
-            v = self.fwd[k] = self.op(f"load i64, i64* {src}")
+            v = self.fwd[k] = self.op(f"load i64, i64* {self.state_ptr(k)}")
         return v
 
     def reload_slot(self, k: int) -> None:
         """The state's slot k changed behind the code's back (a helper or hook wrote it,
         possibly on a conditional path): later reads must load it again."""
-        if not self.compact:
-            self.e(f"store i64 {self.op(f'load i64, i64* {self.state_ptr(k)}')}, i64* %s{k}")
         self.fwd.pop(k, None)
 
     def put_slot(self, k: int, v: str, *, forward: bool = True) -> None:
-        """A guest-visible write: the local (what later reads use) and the state (written
-        through, so no exit has anything to write back). Later reads in the same guest block
-        use v directly (less text for LLVM to read) unless the write is on a conditional path.
-        The compact form has no locals: slots live in the state."""
-        if not self.compact:
-            self.e(f"store i64 {v}, i64* %s{k}")
+        """A guest-visible write, to the state: slots live there, not in locals, so no exit
+        has anything to write back. Later reads in the same guest block use v directly (less
+        text for LLVM to read) unless the write is on a conditional path."""
         self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
         if forward:
             self.fwd[k] = v
@@ -281,8 +280,6 @@ class RegionLowering:
         self.label("entry")
         self._cx_used: set[int] = set()
         self._mem_used: set[str] = set()
-        for k in self.used if not self.compact else ():
-            self.e(f"%s{k} = alloca i64")
         self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
         self.e("%icount = alloca i64")
         self.e("%args = alloca [8 x i64]")
@@ -295,8 +292,6 @@ class RegionLowering:
         for k in sorted(self._st_ptrs):
             self.e(f"%st{k} = getelementptr inbounds i64, i64* %state, i64 {k}")
         cx_at = len(o)  # the pointers to the ctx words used go here (known at the end)
-        for k in self.used:
-            self.reload_slot(k)
         self.icount0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {self.icount0}, i64* %icount")
         pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
@@ -315,8 +310,24 @@ class RegionLowering:
             self._block(blk)
         for lines in self.deferred:
             o.extend(lines)
-        # The one exit: the pc and the count (slots are in the state already).
-        # Which pc, return code and count adjustment: phis over the blocks that leave.
+        if self.exits:
+            self._shared_exit()
+        o.append("}")
+        pre = [f"  %cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}" for k in sorted(self._cx_used)]
+        for k in sorted(self._mem_used):
+            sig = "i64 (i64*, i64)*" if k.startswith("ld") else "i64 (i64*, i64, i64)*"
+            i = MEM_FNS.index(k)
+            pre += [
+                f"  %mfp.{k} = getelementptr inbounds i64, i64* %ctx, i64 {CTX_MEM_FN + i}",
+                f"  %mfi.{k} = load i64, i64* %mfp.{k}",
+                f"  %mf.{k} = inttoptr i64 %mfi.{k} to {sig}",
+            ]
+        o[cx_at:cx_at] = pre
+
+    def _shared_exit(self) -> None:
+        """The compact form's one exit: the pc and the count (slots are in the state
+        already). Which pc, return code and count adjustment: phis over the blocks that leave
+        (the fast register allocator handles them cheaply; hot regions use `_exit_block`)."""
         self.label("exit")
         phis = []
         for i, nm in enumerate(("pc", "code", "dk")):
@@ -330,25 +341,18 @@ class RegionLowering:
             icount = self.op(f"add i64 {icount}, %x.dk")
         self.e(f"store i64 {icount}, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 %x.pc, i64* {self.state_ptr(SLOT_PC)}")
+        self._count_run(icount)
+        self.e("ret i64 %x.code")
+
+    def _count_run(self, icount: str) -> None:
+        """Add the instructions run in this region (count now `icount`) to its counter, for
+        tier-up decisions."""
         if self.counter is not None:
-            # Instructions run in this region (for tier-up decisions).
             base = self.op(f"inttoptr i64 {self.ctx_load(CTX_COUNTERS)} to i64*")
             cp = self.op(f"getelementptr i64, i64* {base}, i64 {self.counter}")
             spent = self.op(f"sub i64 {icount}, {self.icount0}")
             cur = self.op(f"load i64, i64* {cp}")
             self.e(f"store i64 {self.op(f'add i64 {cur}, {spent}')}, i64* {cp}")
-        self.e("ret i64 %x.code")
-        o.append("}")
-        pre = [f"  %cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}" for k in sorted(self._cx_used)]
-        for k in sorted(self._mem_used):
-            sig = "i64 (i64*, i64)*" if k.startswith("ld") else "i64 (i64*, i64, i64)*"
-            i = MEM_FNS.index(k)
-            pre += [
-                f"  %mfp.{k} = getelementptr inbounds i64, i64* %ctx, i64 {CTX_MEM_FN + i}",
-                f"  %mfi.{k} = load i64, i64* %mfp.{k}",
-                f"  %mf.{k} = inttoptr i64 %mfi.{k} to {sig}",
-            ]
-        o[cx_at:cx_at] = pre
 
     def _leave(self, pc: str, code: int, icount_add: int = 0) -> None:
         """Branch to the exit with state[pc] = pc and return code `code`. Slots are written
@@ -385,8 +389,28 @@ class RegionLowering:
     def _exit_edge(self, pc: str, code: int, icount_add: int = 0) -> str:
         """The exit's label, for the one branch the current block makes to it: state[pc] =
         pc, return code `code`, icount_add instructions run beyond the count so far."""
+        if not self.compact:
+            return self._exit_block(pc, code, icount_add)
         self.exits.append((self.cur, pc, code, icount_add))
         return "exit"
+
+    def _exit_block(self, pc: str, code: int, icount_add: int) -> str:
+        """A block of its own for one exit of a hot region: it stores the pc and the count
+        and returns. (One exit block shared by all, with phis of the pc and code over
+        hundreds of edges, cost LLVM's register coalescer more than the small blocks do.)"""
+        lab = self.newlabel()
+        saved, cur, self.out = self.out, self.cur, []
+        self.label(lab)
+        icount = self.op("load i64, i64* %icount")
+        if icount_add:
+            icount = self.op(f"add i64 {icount}, {icount_add}")
+        self.e(f"store i64 {icount}, i64* {self.state_ptr(SLOT_ICOUNT)}")
+        self.e(f"store i64 {pc}, i64* {self.state_ptr(SLOT_PC)}")
+        self._count_run(icount)
+        self.e(f"ret i64 {_c(64, code)}")
+        self.deferred.append(self.out)
+        self.out, self.cur = saved, cur
+        return lab
 
     def _add_icount(self, n: int) -> None:
         cur = self.op("load i64, i64* %icount")
