@@ -712,7 +712,8 @@ def _with_nx_shortcut(
     check: host op, range test of z -> fast | zero (mul/div/fma; else exact)
     zero:  exactly-zero test (an operand is 0) -> fast | exact
     fast:  nothing more: ok, result z, flags 0 -> join
-    exact: the straight-line exact path (ok, result, flags as without the shortcut) -> join
+    exact: a call of the straight-line exact path (ok, result, flags as without the shortcut;
+           `_exact_call`) -> join
     Testing NX first keeps the shortcut's cost to a bit test where NX is clear (code that never
     rounds), and no branch weights: the exact path must not be treated as cold (its spills)."""
     b = em.b
