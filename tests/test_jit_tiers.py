@@ -136,3 +136,25 @@ def test_a_region_replaced_at_some_entries_is_still_invalidated() -> None:
     mem.write_raw(y, mem.read_raw(y, 4))  # a store into the code page (same bytes)
     assert x not in eng.table and y not in eng.table
     assert x not in eng.pc_region and y not in eng.pc_region
+
+
+@pytest.mark.parametrize("opt", [J.JIT_OPT, J.T2_OPT])
+def test_region_called_at_a_pc_it_has_no_entry_for(opt: int) -> None:
+    """A region called with state[pc] that is none of its entries runs nothing and returns
+    RET_MISS (the dispatcher hands it to the engine, which translates that pc), with the
+    state untouched: RET_CONTINUE there would send the dispatcher round the same pc forever."""
+    code, h0, h1 = _switch_loop(10)
+    eng = JitEngine(ARCH, _mem(code, h0, h1), tier="jit", background=False)
+    assert eng._translate([CODE], opt=opt, limit=8)
+    region = eng.pc_region[CODE]
+    outside = CODE + 4  # an instruction inside the first block: no region is entered there
+    assert outside not in region.pcs
+    import ctypes
+
+    eng.st[0] = outside
+    eng.st[1] = 1234
+    before = list(eng.st)
+    eng.ctx[L.CTX_LIMIT] = 1 << 40
+    fn = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)(region.addr)
+    assert fn(eng._ctx_addr, eng._st_addr) == L.RET_MISS
+    assert list(eng.st) == before

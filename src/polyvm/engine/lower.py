@@ -80,7 +80,7 @@ EMPTY_PC = (1 << 64) - 1  # hash-table key of an empty pair; a TLB tag that neve
 RET_CONTINUE = 0  # (regions only) continue at state[pc]
 RET_BUDGET = 1
 RET_FAULT = 2  # a callback failed: the engine holds the exception; state is before the insn
-RET_MISS = 3  # (dispatcher) no translation for state[pc]
+RET_MISS = 3  # no translation for state[pc] (the dispatcher; a region called at a non-entry)
 RET_EXIT = 4  # an exit terminator: ctx holds reason, resume, info; state[pc] is the insn
 RET_STOPPED = 5  # a code hook asked to stop before the instruction at state[pc]
 
@@ -304,7 +304,9 @@ class RegionLowering:
         self.entry_pcs = entries
         self._switch(pc0, "miss", [(p, self.bbs[p]) for p in entries])
         self.label("miss")
-        self._leave(pc0, RET_CONTINUE)
+        # (a pc that is not an entry: the dispatcher returns it to the engine, which makes a
+        # translation for it; RET_CONTINUE would send the dispatcher round again, no progress)
+        self._leave(pc0, RET_MISS)
         for blk in self.blocks:
             self.label(self.bbs[blk.pc])
             self._block(blk)
