@@ -7,6 +7,8 @@ by what the program structure allows.
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
 pytest.importorskip("llvmlite")
@@ -149,8 +151,6 @@ def test_region_called_at_a_pc_it_has_no_entry_for(opt: int) -> None:
     region = eng.pc_region[CODE]
     outside = CODE + 4  # an instruction inside the first block: no region is entered there
     assert outside not in region.pcs
-    import ctypes
-
     eng.st[0] = outside
     eng.st[1] = 1234
     before = list(eng.st)
