@@ -99,7 +99,7 @@ class OneBlock(ToyArch):
         self.build = build
         self.nslots = nslots
 
-    def lift_block(self, fetch, pc, max_insns):
+    def lift_block(self, fetch, pc, max_insns, stop_before=None):
         b = Builder(pc, HELPERS)
         if pc != 0x1000:
             b.exit("halt", pc, pc)
@@ -237,7 +237,7 @@ class Insns(ToyArch):
         self.builds = builds
         self.nslots = nslots
 
-    def lift_block(self, fetch, pc, max_insns):
+    def lift_block(self, fetch, pc, max_insns, stop_before=None):
         b = Builder(pc, HELPERS)
         if pc != 0x1000:
             b.exit("halt", pc, pc)
@@ -420,7 +420,7 @@ def test_exits_retire_as_documented(kind: str) -> None:
     an illegal instruction at the start of a block retires nothing; sync_icache continues."""
 
     class A(ToyArch):
-        def lift_block(self, fetch, pc, max_insns):
+        def lift_block(self, fetch, pc, max_insns, stop_before=None):
             b = Builder(pc, HELPERS)
             if pc == 0x1000:
                 b.begin(pc, 4)
@@ -457,7 +457,7 @@ def test_precise_fault_keeps_earlier_writes(kind: str) -> None:
     """A fault in the 2nd instruction leaves the 1st instruction's effects and the right pc."""
 
     class A(ToyArch):
-        def lift_block(self, fetch, pc, max_insns):
+        def lift_block(self, fetch, pc, max_insns, stop_before=None):
             b = Builder(pc, HELPERS)
             b.begin(pc, 4)
             b.put(2, b.add(b.get(2), b.const(1, 64)))
@@ -484,7 +484,7 @@ def test_precise_fault_keeps_earlier_writes(kind: str) -> None:
 
 def _loop_arch(helper_name: str, helpers: HelperRegistry = HELPERS):
     class A(ToyArch):
-        def lift_block(self, fetch, pc, max_insns):
+        def lift_block(self, fetch, pc, max_insns, stop_before=None):
             b = Builder(pc, HELPERS)
             if pc != 0x1000:
                 b.exit("halt", pc, pc)
@@ -567,7 +567,7 @@ def test_trap_resume_when_the_translation_is_reused() -> None:
     from polyvm.engine.jit import JitEngine
 
     class A(ToyArch):
-        def lift_block(self, fetch, pc, max_insns):
+        def lift_block(self, fetch, pc, max_insns, stop_before=None):
             b = Builder(pc, HELPERS)
             if pc not in (0x1000, 0x1004):
                 b.exit("halt", pc, pc)

@@ -613,6 +613,31 @@ def test_hooks_added_from_a_hook(engine: str) -> None:
     assert len([x for x in want if x[0] == "mem"]) == 12 - 2
 
 
+@pytest.mark.parametrize("engine", ALL)
+def test_register_written_by_a_code_hook_reaches_the_instruction(engine: str) -> None:
+    """A code hook runs before its instruction, and a register it writes is what that
+    instruction reads, as in Unicorn — even when the instruction before put a constant in that
+    register (the IR reads a constant put earlier in a block back as the constant, so blocks
+    end before hooked instructions). By hand: the loop runs 40 times, `addi a1, zero, 1` then
+    the hook sets a1 = 7 before `add a0, a0, a1`: a0 = 40 * 7 = 280 (40 without the write)."""
+    code = program(
+        li("a0", 0)
+        + li("t0", 40)
+        + ["addi a1, zero, 1", "add a0, a0, a1", "addi t0, t0, -1", "bne t0, zero, -12", "addi s2, zero, 7"]
+    )
+    add_at = BASE + len(program(li("a0", 0) + li("t0", 40))) + 4
+    emu = emulator(engine, code)
+
+    def hook(e: Emulator, pc: int, size: int, d: Any) -> None:
+        if pc == add_at:
+            e.reg_write("a1", 7)
+
+    emu.hook_add("code", hook, add_at, add_at)
+    run(emu, BASE, BASE + len(code))
+    assert emu.reg_read("a0") == 280
+    assert emu.reg_read("s2") == 7 and emu.reg_read("pc") == BASE + len(code)
+
+
 @pytest.mark.parametrize("engine", NATIVE)
 def test_until_and_hook_ranges_change_between_runs(engine: str) -> None:
     """emu_start(until=...) at different addresses on the same (translated) code, then hooks

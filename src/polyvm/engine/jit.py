@@ -817,6 +817,8 @@ class JitEngine:
         blocks: dict[int, Block] = {}
         callees: deque[int] = deque()
         fetch = self.mem.fetch
+        # (with code hooks, blocks end before hooked instructions: see `Arch.lift_block`)
+        stop = (lambda a: self._hooked(a, 1)) if self.code_hooks else None
 
         def walk(local: deque[int], cap: int, into_callees: bool = True) -> bool:
             """Take blocks from `local` (then `callees`) until cap; False: pc is no code."""
@@ -827,7 +829,7 @@ class JitEngine:
                 try:
                     b = self._lifted.get(p)
                     if b is None or not self._watched(b):
-                        b = self._lifted[p] = self.arch.lift_block(fetch, p, self.max_insns)
+                        b = self._lifted[p] = self.arch.lift_block(fetch, p, self.max_insns, stop)
                 except MemoryFault:
                     continue
                 if not b.insns:

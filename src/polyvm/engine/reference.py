@@ -320,7 +320,7 @@ class Engine:
     # ---- translation -------------------------------------------------------------------
     def _compile(self, pc: int, cache: dict, max_insns: int) -> Callable[[list[int]], int]:
         t0 = time.perf_counter()
-        block = self.arch.lift_block(self.mem.fetch, pc, max_insns)
+        block = self.arch.lift_block(self.mem.fetch, pc, max_insns, self._lift_stop())
         fn, cb = self.codegen(block, allow_loop=max_insns > 1)
         self._install(cache, pc, fn, cb)
         if max_insns > 1 and self.regions:
@@ -365,6 +365,13 @@ class Engine:
 
     def _hooks_for(self, pc: int, size: int) -> list[Callable]:
         return [cb for b, e, cb in self.code_hooks if b <= pc <= e]
+
+    def _lift_stop(self) -> Callable[[int], bool] | None:
+        """With code hooks: blocks end before hooked instructions (`Arch.lift_block`)."""
+        hooks = self.code_hooks
+        if not hooks:
+            return None
+        return lambda pc: any(b <= pc <= e for b, e, _ in hooks)
 
     def codegen(self, block: Block | list[Block], allow_loop: bool = True) -> tuple[Callable, CompiledBlock]:
         """Python source for a block (or a region of blocks), compiled.
@@ -532,7 +539,11 @@ class Engine:
             if pc in blocks or not (lo <= pc < hi):
                 continue
             try:
-                b = latch if pc == latch.pc else self.arch.lift_block(self.mem.fetch, pc, self.max_insns)
+                b = (
+                    latch
+                    if pc == latch.pc
+                    else self.arch.lift_block(self.mem.fetch, pc, self.max_insns, self._lift_stop())
+                )
             except MemoryFault:
                 continue
             if not b.insns:

@@ -26,8 +26,18 @@ class Arch:
     def new_state(self) -> list[int]:
         return [0] * self.nslots
 
-    def lift_block(self, fetch: Callable[[int, int], bytes], pc: int, max_insns: int) -> Block:
-        """Lift instructions from `pc` until a terminator or `max_insns`.
+    def lift_block(
+        self,
+        fetch: Callable[[int, int], bytes],
+        pc: int,
+        max_insns: int,
+        stop_before: Callable[[int], bool] | None = None,
+    ) -> Block:
+        """Lift instructions from `pc` until a terminator or `max_insns`, or (`stop_before`)
+        before an instruction whose address it accepts, other than the first: engines end
+        blocks before code-hooked instructions, so that a hook's register writes reach the
+        instruction (within a block, the IR reads back a constant put earlier as that
+        constant, which would skip a write made by a hook in between).
 
         `fetch(addr, n)` returns instruction bytes or raises MemoryFault. A fetch fault or an
         undecodable instruction after the first ends the block before it; at the first one the

@@ -134,7 +134,13 @@ class RiscV64(Arch):
 
         return fpnative.native_consts(name, consts)
 
-    def lift_block(self, fetch: Callable[[int, int], bytes], pc: int, max_insns: int) -> Block:
+    def lift_block(
+        self,
+        fetch: Callable[[int, int], bytes],
+        pc: int,
+        max_insns: int,
+        stop_before: Callable[[int], bool] | None = None,
+    ) -> Block:
         b = RVBuilder(pc, HELPERS)
         page = pc >> PAGE_SHIFT
         addr = pc
@@ -189,6 +195,8 @@ class RiscV64(Arch):
             # A block may run on into the next page (the engine watches every page a block
             # spans), but not further: that bounds what one store must invalidate.
             if b.done or n >= max_insns or (addr >> PAGE_SHIFT) - page > 1:
+                break
+            if stop_before is not None and stop_before(addr):
                 break
         return b.finish()
 
