@@ -231,17 +231,20 @@ def test_auto_tier_leaves_what_it_interpreted_to_the_cache(tmp_path) -> None:
     assert eng2.finish() is None  # nothing left to send
 
 
-def test_finish_sends_nothing_without_a_cache_or_when_all_ran_natively(tmp_path) -> None:
-    """No cache: no job. `jit` with forced switching: the interpreter ran blocks too, but each
-    has a translation already, so there is nothing to hand on."""
+def test_finish_sends_nothing_without_a_cache_or_when_all_ran_natively(tmp_path, monkeypatch) -> None:
+    """No cache: no job. `auto` translating every block at its first dispatch, with forced
+    switching: the interpreter ran blocks too, but each has a translation already, so there is
+    nothing to hand on."""
     code = _loop(5, 3)
     eng = JitEngine(ARCH, _mem(code), tier="auto", cache=None)
     _run(eng)
     assert eng.interp.cache and eng.finish() is None
+    monkeypatch.setattr(J, "HOT", 1)
     cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
-    eng = JitEngine(ARCH, _mem(code), tier="jit", cache=cache, switch_every=1)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=cache, switch_every=1)
     _run(eng)
     assert eng.interp.cache  # (switching ran blocks on the interpreter too)
+    assert set(eng.interp.cache) <= eng.table.keys()
     assert eng.finish() is None
     assert not [n for n in os.listdir(cache.dir) if "job-" in n]
 

@@ -368,10 +368,7 @@ class Engine:
 
     def _lift_stop(self) -> Callable[[int], bool] | None:
         """With code hooks: blocks end before hooked instructions (`Arch.lift_block`)."""
-        hooks = self.code_hooks
-        if not hooks:
-            return None
-        return lambda pc: any(b <= pc <= e for b, e, _ in hooks)
+        return (lambda pc: bool(self._hooks_for(pc, 1))) if self.code_hooks else None
 
     def codegen(self, block: Block | list[Block], allow_loop: bool = True) -> tuple[Callable, CompiledBlock]:
         """Python source for a block (or a region of blocks), compiled.

@@ -756,6 +756,9 @@ def _with_nx_shortcut(
     return ok, res, {FFLAGS_SLOT: flags}
 
 
+_EXACT_IDS: dict[tuple[object, tuple[str, ...]], int] = {}  # (builder, arg types) -> its number
+
+
 def _exact_call(
     em: _Em,
     build: Callable[[_Em, list[ir.Value]], tuple[ir.Value, ir.Value, ir.Value | None]],
@@ -767,13 +770,12 @@ def _exact_call(
     instructions or more, which every call site inlined used to repeat (half of LLVM's time
     on a floating-point program's hot regions went to InstCombine over those copies)."""
     b = em.b
-    made: dict[tuple[object, tuple[str, ...]], ir.Function] = b.module.__dict__.setdefault("_pv_exact", {})
     key = (build, tuple(str(a.type) for a in args))
-    fn = made.get(key)
+    name = f"{b.function.name}.x{_EXACT_IDS.setdefault(key, len(_EXACT_IDS))}"
+    fn = b.module.globals.get(name)
     if fn is None:
         ret = ir.LiteralStructType([I1, I64, I64])
-        name = f"{b.function.name}.x{len(made)}"
-        fn = made[key] = ir.Function(b.module, ir.FunctionType(ret, [a.type for a in args]), name=name)
+        fn = ir.Function(b.module, ir.FunctionType(ret, [a.type for a in args]), name=name)
         fn.linkage = "internal"
         fn.attributes.add("noinline")
         xb = ir.IRBuilder(fn.append_basic_block("entry"))
