@@ -103,6 +103,10 @@ class AddressSpace:
         self.page_listeners: list[Callable[[int, int], None]] = []
         # Memory hooks (API): called as hook(access, addr, size, value) on every access.
         self.hooks: list[Callable[[str, int, int, int], None]] = []
+        # (before, after) the hooks of one access, set by an engine that keeps the CPU state
+        # in an array of its own: it makes the caller's registers current for the hooks, and
+        # takes back what they wrote.
+        self.hook_sync: tuple[Callable[[], None], Callable[[], None]] | None = None
         self._make_fast()
 
     # ---- mapping -------------------------------------------------------------------------
@@ -418,16 +422,27 @@ class AddressSpace:
         addr &= ADDR_MASK
         self._check(addr, size, "r", PROT_READ)
         value = int.from_bytes(self.read_raw(addr, size), "little")
-        for h in self.hooks:
-            h("r", addr, size, value)
+        if self.hooks:
+            self._call_hooks("r", addr, size, value)
         return value
 
     def _slow_store(self, addr: int, size: int, value: int) -> None:
         addr &= ADDR_MASK
         self._check(addr, size, "w", PROT_WRITE)
-        for h in self.hooks:
-            h("w", addr, size, value)
+        if self.hooks:
+            self._call_hooks("w", addr, size, value)
         self.write_raw(addr, (value & ((1 << (size * 8)) - 1)).to_bytes(size, "little"))
+
+    def _call_hooks(self, access: str, addr: int, size: int, value: int) -> None:
+        sync = self.hook_sync
+        if sync is not None:
+            sync[0]()
+        try:
+            for h in list(self.hooks):
+                h(access, addr, size, value)
+        finally:
+            if sync is not None:
+                sync[1]()
 
     def _make_fast(self) -> None:
         rp, wp = self._rpages, self._wpages

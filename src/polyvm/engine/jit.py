@@ -266,6 +266,9 @@ class JitEngine:
         self.interp = Interp(arch, mem, max_insns=max_insns)
         mem.on_code_write = self.invalidate_page
         mem.page_listeners.append(self._on_pages)
+        # Memory hooks (API) read and write registers in the caller's state list: current
+        # around each access's hooks (native code stores the pc and count first).
+        mem.hook_sync = (self._sync_out, self._sync_in)
         self.switch_every = switch_every
         # Background compilation in the compile worker process (cworker) while the guest runs
         # on the code it has. None (default): hot-tier recompiles go there when the host has a
@@ -569,6 +572,11 @@ class JitEngine:
     def request_stop(self) -> None:
         raise HookStop()
 
+    @property
+    def _instrumented(self) -> bool:
+        """Hooks are installed: translations made now call them (and are never cached)."""
+        return bool(self.code_hooks or self.mem.hooks)
+
     def _hooked(self, pc: int, size: int) -> bool:
         return any(b <= pc <= e for b, e, _ in self.code_hooks)
 
@@ -819,6 +827,8 @@ class JitEngine:
         fetch = self.mem.fetch
         # (with code hooks, blocks end before hooked instructions: see `Arch.lift_block`)
         stop = (lambda a: self._hooked(a, 1)) if self.code_hooks else None
+        # (with memory hooks, blocks of one instruction: see `reference.Engine._compile`)
+        max_insns = 1 if self.mem.hooks else self.max_insns
 
         def walk(local: deque[int], cap: int, into_callees: bool = True) -> bool:
             """Take blocks from `local` (then `callees`) until cap; False: pc is no code."""
@@ -829,7 +839,7 @@ class JitEngine:
                 try:
                     b = self._lifted.get(p)
                     if b is None or not self._watched(b):
-                        b = self._lifted[p] = self.arch.lift_block(fetch, p, self.max_insns, stop)
+                        b = self._lifted[p] = self.arch.lift_block(fetch, p, max_insns, stop)
                 except MemoryFault:
                     continue
                 if not b.insns:
@@ -916,7 +926,7 @@ class JitEngine:
                 sym, addr, obj_name, ents = known[name]
                 self._install(name, sym, ents, pages, addr, opt)
                 obj = self.compiler.obj_bytes.get(obj_name) if obj_name is not None else None
-                if obj is not None and self.cache is not None and not self.code_hooks:
+                if obj is not None and self.cache is not None and not self._instrumented:
                     if self.cache.store_object(obj) == obj_name:  # (re)written if it went bad
                         self.cache.store_entry(self.mem, ents, sym, obj_name, opt, sorted(pages))
                 continue
@@ -943,7 +953,7 @@ class JitEngine:
             if (
                 self.cache is not None
                 and self.cache.enabled
-                and not self.code_hooks
+                and not self._instrumented
                 and all(h is not None for h in hashes.values())
             ):
                 # The worker writes the cache itself: a run that ends first still leaves it.
@@ -981,7 +991,7 @@ class JitEngine:
         compile worker already cached the object under."""
         known = self.compiler.regions
         addrs = self.compiler.load(obj, [m[1] for m in made])
-        use_cache = self.cache is not None and not self.code_hooks
+        use_cache = self.cache is not None and not self._instrumented
         obj_name = stored
         if obj_name is None and use_cache:
             obj_name = self.cache.store_object(obj)
@@ -1031,6 +1041,7 @@ class JitEngine:
                 self.helper_index,
                 native_fn=self._native_fn if self.native_emit is not None else None,
                 hooked=self._hooked if self.code_hooks else None,
+                mem_hooks=bool(self.mem.hooks),
                 counter=_counter_of(name) if compact else None,  # (hot code tiers up no further)
                 entries=entries,
                 nslots=self.arch.nslots,
@@ -1042,6 +1053,8 @@ class JitEngine:
     def _region_name(self, blocks: list[Block], opt: int, entries: list[int] | None = None) -> str:
         h = hashlib.sha256()
         h.update(f"{self.arch.name}|{opt}|{bool(self.code_hooks)}|".encode())
+        if self.mem.hooks:
+            h.update(b"memory hooks|")  # (instrumented: other code)
         if entries is not None and len(entries) > 1:
             h.update(repr(sorted(entries)).encode())  # more entries: other code
         for b in blocks:
@@ -1088,7 +1101,7 @@ class JitEngine:
     def _load_cached(self, pc: int, want: str | None = None) -> bool:
         """Install the cached translation entered at pc if the cache has one for this code
         (with `want`, only if it is that region: a hot recompile made by an earlier run)."""
-        if self.code_hooks or (want is None and pc in self._not_cached):
+        if self._instrumented or (want is None and pc in self._not_cached):
             return False
         t0 = time.perf_counter()
         hashes = self._page_hashes

@@ -140,6 +140,7 @@ class RegionLowering:
         *,
         native_fn: NativeFn | None = None,
         hooked: Callable[[int, int], bool] | None = None,
+        mem_hooks: bool = False,
         counter: int | None = None,
         entries: list[int] | None = None,
         nslots: int = 0,
@@ -153,6 +154,7 @@ class RegionLowering:
         self.helper_index = helper_index
         self.native_fn = native_fn
         self.hooked = hooked
+        self.mem_hooks = mem_hooks
         self.counter = counter
         self.entries = entries
         self.nslots = nslots
@@ -276,7 +278,10 @@ class RegionLowering:
             self.loop_heads.update(x for x in targets if x in self.bbs and x <= blk.pc)
         self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
         o = self.out
-        o.append(f"define i64 @{self.name}(i64* noalias %ctx, i64* noalias %state) {{")
+        # Hooks (code hooks, memory hooks) read and write the state behind LLVM's back, through
+        # callbacks that are not passed it: then the state pointer must not be `noalias`.
+        alias = "" if self.hooked is not None or self.mem_hooks else "noalias "
+        o.append(f"define i64 @{self.name}(i64* noalias %ctx, i64* {alias}%state) {{")
         self.label("entry")
         self._cx_used: set[int] = set()
         self._mem_used: set[str] = set()
@@ -479,6 +484,10 @@ class RegionLowering:
             self.insn, self.idx = insn, idx
             if self.hooked is not None and self.hooked(insn.pc, insn.size):
                 self._hook(insn, idx)
+            elif self.mem_hooks:
+                # Memory hooks read the pc and the count from the state (blocks are of one
+                # instruction then, so registers reach the state before it as they are).
+                self._store_pc_count(insn, idx)
             for st in insn.stmts:
                 self._stmt(st)
         t = blk.term
@@ -525,10 +534,13 @@ class RegionLowering:
         self.label(no)
         self._edge(t.fallthrough)
 
-    def _hook(self, insn: Insn, idx: int) -> None:
+    def _store_pc_count(self, insn: Insn, idx: int) -> None:
         ic = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {idx}")
         self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {_c(64, insn.pc)}, i64* {self.state_ptr(SLOT_PC)}")
+
+    def _hook(self, insn: Insn, idx: int) -> None:
+        self._store_pc_count(insn, idx)
         f = self.fnptr(CTX_HOOK, "i64 (i64*, i64, i64)")
         r = self.op(f"call i64 {f}(i64* %ctx, i64 {_c(64, insn.pc)}, i64 {insn.size})")
         stop, go = self.newlabel(), self.newlabel()

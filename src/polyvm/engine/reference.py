@@ -320,6 +320,11 @@ class Engine:
     # ---- translation -------------------------------------------------------------------
     def _compile(self, pc: int, cache: dict, max_insns: int) -> Callable[[list[int]], int]:
         t0 = time.perf_counter()
+        if getattr(self.mem, "hooks", None):
+            # Memory hooks see the registers, pc and count as they are before the accessing
+            # instruction, and what they write is what the next instruction reads: blocks of
+            # one instruction (whose locals are loaded on entry), the pc stored at each.
+            max_insns = 1
         block = self.arch.lift_block(self.mem.fetch, pc, max_insns, self._lift_stop())
         fn, cb = self.codegen(block, allow_loop=max_insns > 1)
         self._install(cache, pc, fn, cb)
@@ -452,6 +457,8 @@ class Engine:
         lines = ["def blk(r):"]
         if reload:
             lines.append("    " + reload)
+        if kind == "block" and getattr(self.mem, "hooks", None):
+            lines.append(f"    r[{SLOT_PC}] = {first.pc}")  # (for memory hooks: see _compile)
         if kind == "loop":
             lines += ["    c = 0", "    while True:"]
             ind = " " * 8
