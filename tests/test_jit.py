@@ -678,6 +678,28 @@ def test_memory_hooks_see_and_set_the_registers_of_their_instruction(engine: str
     assert emu.reg_read("a2") == n and emu.reg_read("s2") == 7
 
 
+@pytest.mark.parametrize("engine", ALL)
+def test_emu_stop_in_a_memory_hook_stops_after_the_instruction(engine: str) -> None:
+    """emu_stop() in a memory hook: the accessing instruction completes and the next one does
+    not start (it used to be ignored until the run's end); emu_start from there goes on. By
+    hand: the store of iteration 2500 of 3000 stops with a1 = 2500, t0 = 3000 - 2499, the pc
+    after the `sd`, n0 + 2499 * 4 + 2 instructions; resumed: a1 = 3000, n0 + 12000 + 1."""
+    n = 3000
+    head = program(li("s0", DATA) + li("t0", n))
+    n0 = len(head) // 4
+    body = ["addi a1, a1, 1", "sd a1, 0(s0)", "addi t0, t0, -1", "bne t0, zero, -12", "addi s2, zero, 7"]
+    code = program(li("s0", DATA) + li("t0", n) + body)
+    sd_pc = BASE + len(head) + 4
+    emu = emulator(engine, code)
+    emu.hook_add("mem_write", lambda e, acc, addr, size, value, d: e.emu_stop() if value == 2500 else None)
+    st = run(emu, BASE, BASE + len(code))
+    assert (st.reason, emu.reg_read("pc")) == ("stopped", sd_pc + 4)
+    assert (emu.reg_read("a1"), emu.reg_read("t0"), emu.instructions) == (2500, n - 2499, n0 + 2499 * 4 + 2)
+    st = run(emu, sd_pc + 4, BASE + len(code))
+    assert (st.reason, emu.reg_read("pc")) == ("stopped", BASE + len(code))
+    assert (emu.reg_read("a1"), emu.reg_read("s2"), emu.instructions) == (n, 7, n0 + n * 4 + 1)
+
+
 @pytest.mark.parametrize("engine", NATIVE)
 def test_until_and_hook_ranges_change_between_runs(engine: str) -> None:
     """emu_start(until=...) at different addresses on the same (translated) code, then hooks

@@ -183,6 +183,11 @@ class _Machine:
             def mem(access: str, addr: int, size: int, value: int, h: _Hook = h, want: str = want) -> None:
                 if access == want and h.live and h.begin <= addr <= h.end:
                     h.cb(self, access, addr, size, value, h.user_data)
+                    if self._stop:
+                        # emu_stop: the accessing instruction completes, the next does not start.
+                        stop_after = getattr(self.engine, "request_stop_after", None)
+                        if stop_after is not None:
+                            stop_after()
 
             h.wrapped = mem
             self.mem.hooks.append(mem)
@@ -226,6 +231,9 @@ class Emulator(_Machine):
         emu_stop(). Faults and illegal instructions raise EmulatorError with the state kept."""
         self.state[SLOT_PC] = begin
         self._stop = False
+        stop_after = getattr(self.engine, "request_stop_after", None)
+        if stop_after is not None:
+            stop_after(False)  # (a request a previous run ended before)
         deadline = time.monotonic() + timeout if timeout else None
         until_hook = None
         if until is not None:
@@ -251,6 +259,8 @@ class Emulator(_Machine):
                 else:
                     stop = self.engine.run(self.state, 1000)
                 if stop.reason == "budget":
+                    if self._stop:
+                        return Stop("stopped", self.state[SLOT_PC])
                     if deadline is not None and time.monotonic() > deadline:
                         return Stop("timeout", self.state[SLOT_PC])
                     continue

@@ -572,6 +572,11 @@ class JitEngine:
     def request_stop(self) -> None:
         raise HookStop()
 
+    def request_stop_after(self, on: bool = True) -> None:
+        """As `reference.Engine.request_stop_after` (memory-hooked native code checks ctx)."""
+        self.ctx[L.CTX_STOP_NEXT] = int(on)
+        self.interp.request_stop_after(on)
+
     @property
     def _instrumented(self) -> bool:
         """Hooks are installed: translations made now call them (and are never cached)."""

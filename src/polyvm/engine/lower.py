@@ -67,6 +67,7 @@ CTX_CALL = 10  # u64 call(ctx, state, helper_index, args*)
 CTX_HOOK = 11  # u64 hook(ctx, pc, size) -> 0 continue, else stop
 CTX_COUNTERS = 12  # pointer to per-region counters (u64 each)
 CTX_DISPATCHES = 13  # calls made by the dispatcher (statistics)
+CTX_STOP_NEXT = 14  # non-zero: a memory hook asked to stop; checked before each instruction then
 CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form's accesses)
 CTX_WORDS = 24
 MEM_FNS = [f"{k}{w}" for k in ("ld", "st") for w in (8, 16, 32, 64)]
@@ -487,6 +488,7 @@ class RegionLowering:
             elif self.mem_hooks:
                 # Memory hooks read the pc and the count from the state (blocks are of one
                 # instruction then, so registers reach the state before it as they are).
+                self._stop_check(insn, idx)
                 self._store_pc_count(insn, idx)
             for st in insn.stmts:
                 self._stmt(st)
@@ -538,6 +540,17 @@ class RegionLowering:
         ic = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {idx}")
         self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {_c(64, insn.pc)}, i64* {self.state_ptr(SLOT_PC)}")
+
+    def _stop_check(self, insn: Insn, idx: int) -> None:
+        """(Memory-hooked code) stop before this instruction if a hook asked to (emu_stop in
+        a memory hook: the accessing instruction completes, the next one does not start)."""
+        stop, go = self.newlabel(), self.newlabel()
+        req = self.ctx_load(CTX_STOP_NEXT)
+        self.e(f"br i1 {self.op(f'icmp eq i64 {req}, 0')}, label %{go}, label %{stop}, !prof !0")
+        self.label(stop)
+        self.e(f"store i64 0, i64* {self.ctx_ptr(CTX_STOP_NEXT)}")
+        self._leave(_c(64, insn.pc), RET_STOPPED, idx)
+        self.label(go)
 
     def _hook(self, insn: Insn, idx: int) -> None:
         self._store_pc_count(insn, idx)

@@ -200,6 +200,9 @@ class Engine:
         # checked when the dispatcher finds no translation for the pc, so they are never
         # cached; the caller also puts a code hook on them for blocks that run through them.
         self.breakpoints: set[int] = set()
+        # Set by `request_stop_after` (emu_stop in a memory hook): memory-hooked blocks check
+        # it first and stop before their instruction.
+        self._stop_next = [False]
         mem.on_code_write = self.invalidate_page
 
     # ---- cache management --------------------------------------------------------------
@@ -235,6 +238,11 @@ class Engine:
     def request_stop(self) -> None:
         """From a hook: stop before the current instruction (Unicorn's emu_stop)."""
         raise HookStop()
+
+    def request_stop_after(self, on: bool = True) -> None:
+        """From a memory hook: let the accessing instruction complete, then stop (Unicorn's
+        emu_stop there); False withdraws a request that did not take effect."""
+        self._stop_next[0] = on
 
     # ---- running -----------------------------------------------------------------------
     def run(self, r: list[int], max_blocks: int) -> Stop:
@@ -458,7 +466,11 @@ class Engine:
         if reload:
             lines.append("    " + reload)
         if kind == "block" and getattr(self.mem, "hooks", None):
-            lines.append(f"    r[{SLOT_PC}] = {first.pc}")  # (for memory hooks: see _compile)
+            # (memory hooks: see _compile; and a hook's emu_stop takes effect here)
+            env["_sn"] = self._stop_next
+            k = self._exit_index(("stopped", first.pc, first.pc, None))
+            lines.append(f"    if _sn[0]: _sn[0] = False; return ~{k}")
+            lines.append(f"    r[{SLOT_PC}] = {first.pc}")
         if kind == "loop":
             lines += ["    c = 0", "    while True:"]
             ind = " " * 8
