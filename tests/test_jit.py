@@ -679,6 +679,54 @@ def test_memory_hooks_see_and_set_the_registers_of_their_instruction(engine: str
 
 
 @pytest.mark.parametrize("engine", ALL)
+def test_memory_hook_state_matches_unicorn(engine: str) -> None:
+    """The same loop and hooks under Unicorn (the oracle): what the hooks see (pc, registers)
+    and the registers at the end agree. (Unicorn passes 0 as a read hook's value: not compared.)"""
+    unicorn = pytest.importorskip("unicorn")
+    from unicorn import riscv_const as R
+
+    code = program(
+        li("s0", DATA)
+        + li("t0", 50)
+        + ["addi a1, a1, 3", "sd a1, 8(s0)", "ld a2, 8(s0)", "add a3, a3, a4", "addi t0, t0, -1"]
+        + ["bne t0, zero, -20", "sub s2, a3, a2"]
+    )
+    regs = {"a1": R.UC_RISCV_REG_A1, "a2": R.UC_RISCV_REG_A2, "a3": R.UC_RISCV_REG_A3, "a4": R.UC_RISCV_REG_A4}
+    regs |= {"pc": R.UC_RISCV_REG_PC, "s2": R.UC_RISCV_REG_S2, "t0": R.UC_RISCV_REG_T0}
+
+    def hooks(read, write):  # (read(name), write(name, value)) -> hook callbacks
+        def on_write(*a: Any) -> None:
+            seen.append(("w", read("pc"), read("a1"), read("a3"), a[4]))
+
+        def on_read(*a: Any) -> None:
+            seen.append(("r", read("pc"), read("a1"), read("a2"), read("a4")))
+            write("a4", read("a1") * 7 + 1)
+            write("a2", 99)
+
+        return on_write, on_read
+
+    seen: list[tuple] = []
+    uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV64)
+    uc.mem_map(BASE, 0x4000)
+    uc.mem_map(DATA, 0x4000)
+    uc.mem_write(BASE, code)
+    w, r = hooks(lambda k: uc.reg_read(regs[k]), lambda k, v: uc.reg_write(regs[k], v))
+    uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, w)
+    uc.hook_add(unicorn.UC_HOOK_MEM_READ, r)
+    uc.emu_start(BASE, BASE + len(code))
+    want, want_regs = seen, {k: uc.reg_read(v) for k, v in regs.items()}
+
+    seen = []
+    emu = emulator(engine, code)
+    w, r = hooks(emu.reg_read, emu.reg_write)
+    emu.hook_add("mem_write", w)
+    emu.hook_add("mem_read", r)
+    run(emu, BASE, BASE + len(code))
+    assert seen == want and len(seen) == 100
+    assert {k: emu.reg_read(k) for k in regs} == want_regs
+
+
+@pytest.mark.parametrize("engine", ALL)
 def test_emu_stop_in_a_memory_hook_stops_after_the_instruction(engine: str) -> None:
     """emu_stop() in a memory hook: the accessing instruction completes and the next one does
     not start (it used to be ignored until the run's end); emu_start from there goes on. By
