@@ -691,7 +691,12 @@ def test_memory_hook_state_matches_unicorn(engine: str) -> None:
         + ["addi a1, a1, 3", "sd a1, 8(s0)", "ld a2, 8(s0)", "add a3, a3, a4", "addi t0, t0, -1"]
         + ["bne t0, zero, -20", "sub s2, a3, a2"]
     )
-    regs = {"a1": R.UC_RISCV_REG_A1, "a2": R.UC_RISCV_REG_A2, "a3": R.UC_RISCV_REG_A3, "a4": R.UC_RISCV_REG_A4}
+    regs = {
+        "a1": R.UC_RISCV_REG_A1,
+        "a2": R.UC_RISCV_REG_A2,
+        "a3": R.UC_RISCV_REG_A3,
+        "a4": R.UC_RISCV_REG_A4,
+    }
     regs |= {"pc": R.UC_RISCV_REG_PC, "s2": R.UC_RISCV_REG_S2, "t0": R.UC_RISCV_REG_T0}
 
     def hooks(read, write):  # (read(name), write(name, value)) -> hook callbacks
