@@ -304,7 +304,7 @@ class RegionLowering:
         entries = list(self.bbs) if self.entries is None else [p for p in self.entries if p in self.bbs]
         # Loop heads (targets of backward edges) are entries too: backward edges are where the
         # time slice is checked, so a slice that ends in a loop resumes at an entry.
-        for h in sorted(self.loop_heads):
+        for h in sorted(self.loop_heads | set(self.ret_sites)):
             if h not in entries:
                 entries.append(h)
         self.entry_pcs = entries
