@@ -104,6 +104,43 @@ def test_hot_tier_compiles_in_the_worker_and_caches(tmp_path, monkeypatch) -> No
     assert eng2.regions_loaded > 0
 
 
+def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypatch) -> None:
+    """The worker sends a hot module twice: compiled the first tier's way (its functions
+    renamed), then optimized. The engine installs the quick regions at once and replaces them
+    with the optimized ones; the guest's result is the interpreter's throughout."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 10000)
+    code = _loop(400_000, 11)  # (code no other test compiles in this process)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None)
+    eng.bg_hot = True
+    r = ARCH.new_state()
+    r[0] = CODE
+    stop = eng.run(r, 1000)
+    while not eng._jobs and stop.reason == "budget":
+        stop = eng.run(r, 1000)
+    assert eng._jobs, "no hot recompile was sent to the worker"
+    job, made, *_ = eng._jobs[0]
+    _wait([job])
+    assert job.quick_obj is not None and job.obj is not None
+    for _name, sym, *_ in made:
+        assert f"{sym}q".encode() in job.quick_obj and f"{sym}q".encode() not in job.obj
+    job.done = False  # (as if the optimized object were still on its way)
+    eng._poll_jobs()
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    assert hot and job.quick_obj is None
+    assert not any(reg.name in eng.compiler.regions for reg in hot)  # quick: installed only
+    quick_addrs = {pc: eng.table[pc] for reg in hot for pc in reg.pcs}
+    for _ in range(5):
+        stop = eng.run(r, 1000)
+    job.done = True
+    eng._poll_jobs()
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    assert hot and all(reg.name in eng.compiler.regions for reg in hot)
+    assert all(eng.table[pc] != a for pc, a in quick_addrs.items())
+    while stop.reason == "budget":
+        stop = eng.run(r, 100_000)
+    assert stop.reason == "breakpoint" and r == _reference(code)
+
+
 def test_a_killed_worker_loses_only_its_jobs() -> None:
     """Kill the worker while it compiles: the job ends with an error, the guest runs on the
     code it has (same result), and the next submission starts a new worker."""

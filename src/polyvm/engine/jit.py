@@ -54,6 +54,7 @@ N_COUNTERS = 4096
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
+HOT_QUICK = True  # hot modules from the compile worker come twice: quick first (cworker.submit)
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(
@@ -967,8 +968,11 @@ class JitEngine:
                     "host_id": self.cache.host_id,
                     "regions": [(m[2], m[1], opt, {p: hashes[p] for p in sorted(m[3])}) for m in made],
                 }
+            # A hot module comes back twice: first compiled the first tier's way (in a tenth
+            # of the time), then optimized; the quick code runs until the optimized arrives.
+            quick = [m[1] for m in made] if opt >= T2_OPT and HOT_QUICK else None
             try:
-                job = self.compiler.worker.submit(text, opt, store)
+                job = self.compiler.worker.submit(text, opt, store, quick)
             except OSError:
                 job = None  # no worker process here: compile in place
             if job is not None:
@@ -991,11 +995,17 @@ class JitEngine:
         made: list[tuple[str, str, list[int], set[int]]],
         opt: int,
         stored: str | None = None,
+        quick: bool = False,
     ) -> None:
         """Load a compiled module and install (and cache) its regions; `stored`: the name the
-        compile worker already cached the object under."""
+        compile worker already cached the object under; `quick`: a hot module's quick version
+        (installed only, until the optimized one replaces it)."""
         known = self.compiler.regions
         addrs = self.compiler.load(obj, [m[1] for m in made])
+        if quick:
+            for name, sym, entries, pages in made:
+                self._install(name, sym, entries, pages, addrs[sym], opt)
+            return
         use_cache = self.cache is not None and not self._instrumented
         obj_name = stored
         if obj_name is None and use_cache:
@@ -1015,23 +1025,30 @@ class JitEngine:
         for entry in self._jobs:
             job, made, opt, hashes, flushes = entry
             if not job.done:
+                quick, job.quick_obj = job.quick_obj, None
+                if quick is not None and flushes == self._flushes and self._unchanged(hashes):
+                    t0 = time.perf_counter()
+                    self._finish(quick, [(n, s + "q", e, p) for n, s, e, p in made], opt, quick=True)
+                    self.compile_time += time.perf_counter() - t0
                 left.append(entry)
                 continue
             self.bg_compile_time += job.seconds
             self._pending_pcs.difference_update(e for m in made for e in m[2])
             if job.error is not None or job.obj is None or flushes != self._flushes:
                 continue
-            # The code must still be there, unchanged and executable (nothing watched these
-            # pages while LLVM worked).
-            if any(
-                TranslationCache.page_hash(self.mem, pn) != h or not self._executable(pn)
-                for pn, h in hashes.items()
-            ):
+            if not self._unchanged(hashes):
                 continue
             t0 = time.perf_counter()
             self._finish(job.obj, made, opt, stored=job.obj_name)
             self.compile_time += time.perf_counter() - t0
         self._jobs = left
+
+    def _unchanged(self, hashes: dict[int, str | None]) -> bool:
+        """The code a background compile was made from is still there, unchanged and
+        executable (nothing watched these pages while LLVM worked)."""
+        return all(
+            TranslationCache.page_hash(self.mem, pn) == h and self._executable(pn) for pn, h in hashes.items()
+        )
 
     def lower_region(
         self, sym: str, name: str, blocks: list[Block], entries: list[int], compact: bool = False
