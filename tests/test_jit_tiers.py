@@ -158,3 +158,40 @@ def test_region_called_at_a_pc_it_has_no_entry_for(opt: int) -> None:
     fn = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)(region.addr)
     assert fn(eng._ctx_addr, eng._st_addr) == L.RET_MISS
     assert list(eng.st) == before
+
+
+def test_a_callee_in_another_region_returns_into_its_callers_region() -> None:
+    """Return sites are region entries: g, translated on its own (first reached through an
+    indirect call), returns from f's direct call into f's region, instead of missing there and
+    compiling a near copy of f from the return site on (f's `ret` is placed before the return
+    site, so the site is no loop head either). By hand: a0 = 1 + 1 + 100."""
+    code = program(
+        [
+            "addi zero, zero, 0",  # 0
+            "addi zero, zero, 0",  # 4
+            "jalr ra, 0(t1)",  # 8: call g (t1 = g from the start: an indirect call)
+            "jal ra, 16",  # 12: call f
+            "ebreak",  # 16
+            "addi ra, s1, 0",  # 20: f's epilogue
+            "jalr zero, 0(ra)",  # 24: ret
+            "addi s1, ra, 0",  # 28: f
+            "jal ra, 16",  # 32: call g (direct; g has a translation, so not taken in)
+            "addi a0, a0, 100",  # 36: the return site
+            "jal zero, -20",  # 40: to the epilogue
+            "addi zero, zero, 0",  # 44
+            "addi a0, a0, 1",  # 48: g
+            "jalr zero, 0(ra)",  # 52: ret
+        ]
+    )
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    eng = JitEngine(ARCH, mem, tier="jit", background=False)
+    r = ARCH.new_state()
+    r[0] = CODE
+    r[ARCH.regs["t1"][0]] = CODE + 48
+    assert eng.run(r, 1000).reason == "breakpoint"
+    assert r[A0] == 102
+    ret_site = CODE + 36
+    assert eng.pc_region[ret_site].entry == CODE + 12  # the region made for `jal ra, f`
+    assert not any(reg.entry == ret_site for reg in eng.regions.values())
