@@ -247,3 +247,24 @@ def test_cache_size_is_bounded(tmp_path) -> None:
     assert cache.evicted > 0 and sum(os.path.getsize(p) for p in left) <= bound
     eng, r = _engine(_sum_loop(13, 24), cache)  # evicted or not, the result is right
     assert _run(eng, r) == 13 * 24
+
+
+def test_aot_reads_function_symbols_of_both_elf_classes() -> None:
+    """`polyvm aot`'s symbol reader: STT_FUNC symbols with a value, from raw Elf64_Sym and
+    Elf32_Sym tables (layouts from the ELF specification), either byte order."""
+    import struct
+
+    from polyvm.aot import _func_symbols
+
+    # (name, info, other, shndx, value, size); info: bind << 4 | type (FUNC = 2, OBJECT = 1)
+    syms = [
+        (0, 0, 0, 0, 0, 0),
+        (1, 0x12, 0, 1, 0x1000, 64),
+        (5, 0x11, 0, 2, 0x2000, 8),
+        (9, 0x02, 0, 1, 0x1040, 0),
+    ]
+    for e in "<>":
+        raw64 = b"".join(struct.pack(e + "IBBHQQ", *s) for s in syms)
+        assert _func_symbols(raw64, 64, e == "<") == [(0x1000, 64), (0x1040, 0)]
+        raw32 = b"".join(struct.pack(e + "IIIBBH", n, v, z, i, o, x) for n, i, o, x, v, z in syms)
+        assert _func_symbols(raw32, 32, e == "<") == [(0x1000, 64), (0x1040, 0)]

@@ -44,6 +44,24 @@ def _exec_ranges(mem: Any) -> list[tuple[int, int]]:
     return [(s, e) for s, e, p in mem.regions() if p & PROT_EXEC]
 
 
+def _func_symbols(data: bytes, elfclass: int, little: bool) -> list[tuple[int, int]]:
+    """(value, size) of the STT_FUNC symbols with a value in a symbol table's raw bytes.
+    (Read with struct: pyelftools' per-symbol parsing took a second for 10,000 symbols.)"""
+    import struct
+
+    e = "<" if little else ">"
+    if elfclass == 64:  # Elf64_Sym: name, info, other, shndx, value, size
+        st, info_i, value_i, size_i = struct.Struct(e + "IBBHQQ"), 1, 4, 5
+    else:  # Elf32_Sym: name, value, size, info, other, shndx
+        st, info_i, value_i, size_i = struct.Struct(e + "IIIBBH"), 3, 1, 2
+    n = len(data) // st.size
+    return [
+        (t[value_i], t[size_i])
+        for t in st.iter_unpack(data[: n * st.size])
+        if t[info_i] & 0xF == 2 and t[value_i]  # STT_FUNC
+    ]
+
+
 def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
     """Function ranges (start, end) from the ELF symbols and the entry point alone."""
     from elftools.elf.elffile import ELFFile
@@ -57,12 +75,11 @@ def discover(proc: Any, path: str) -> tuple[list[tuple[int, int]], Any]:
             sec = elf.get_section_by_name(name)
             if sec is None:
                 continue
-            for sym in sec.iter_symbols():
-                if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"]:
-                    a = sym["st_value"] + bias
-                    starts.add(a)
-                    if sym["st_size"]:
-                        sizes[a] = max(sizes.get(a, 0), sym["st_size"])
+            for value, size in _func_symbols(sec.data(), elf.elfclass, elf.little_endian):
+                a = value + bias
+                starts.add(a)
+                if size:
+                    sizes[a] = max(sizes.get(a, 0), size)
     exec_ranges = _exec_ranges(proc.mem)
     starts = {a for a in starts if any(s <= a < e for s, e in exec_ranges)}
     order = sorted(starts)
