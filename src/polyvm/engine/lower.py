@@ -304,7 +304,12 @@ class RegionLowering:
         entries = list(self.bbs) if self.entries is None else [p for p in self.entries if p in self.bbs]
         # Loop heads (targets of backward edges) are entries too: backward edges are where the
         # time slice is checked, so a slice that ends in a loop resumes at an entry.
-        for h in sorted(self.loop_heads | set(self.ret_sites)):
+        # In the first tier, return sites too: a callee compiled in another region returns
+        # there (a miss would compile a near copy of this region from the return site on). Not
+        # in hot regions, where a return site inside a loop would give the loop a second entry
+        # (irreducible: LLVM's loop passes leave it alone).
+        heads = self.loop_heads | set(self.ret_sites) if self.compact else self.loop_heads
+        for h in sorted(heads):
             if h not in entries:
                 entries.append(h)
         self.entry_pcs = entries
