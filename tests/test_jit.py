@@ -4,8 +4,9 @@ Self-modifying and generated code, invalidation by munmap/mprotect, precise faul
 in the middle of a block, IEEE results and flags (rounding modes, frm, fflags, NaN boxing) on
 random FP instruction sequences, code and memory hooks from the Python API, emu_stop, and time
 slices (block budgets). Every test runs on the reference interpreter and on the native engines:
-the JIT (`jit`), the tiered `auto` engine and the JIT forced to hand the state over to the
-interpreter every N blocks (`switchN`). Expected values are hand-computed where a test says so;
+the JIT (`jit`), the tiered `auto` engine, the JIT forced to hand the state over to the
+interpreter every N blocks (`switchN`) and the hot tier compiled in place with tiny thresholds
+(`hot-sync`). Expected values are hand-computed where a test says so;
 otherwise the interpreter's results, themselves checked against Unicorn (test_diff_unicorn.py)
 and hand-written expectations elsewhere, are the reference.
 """
@@ -48,6 +49,9 @@ ENGINES: dict[str, Any] = {
     # background thread, results installed whenever they are ready
     "auto-t2": "auto",
     "auto-bg": _jit(tier="auto", background=True),
+    # the hot tier compiled in the run's own process, at once (tiny thresholds too): hot code
+    # runs in every test, whatever the compile worker's speed
+    "hot-sync": _jit(tier="jit", background=False),
 }
 ALL = list(ENGINES)
 NATIVE = [e for e in ALL if e != "interp"]
@@ -56,7 +60,7 @@ NATIVE = [e for e in ALL if e != "interp"]
 @pytest.fixture(autouse=True)
 def _tiny_tier_thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     callspec = getattr(request.node, "callspec", None)
-    if callspec is not None and callspec.params.get("engine") in ("auto-t2", "auto-bg"):
+    if callspec is not None and callspec.params.get("engine") in ("auto-t2", "auto-bg", "hot-sync"):
         import polyvm.engine.jit as J
 
         monkeypatch.setattr(J, "HOT", 2)
@@ -643,7 +647,7 @@ def test_memory_hooks_see_and_set_the_registers_of_their_instruction(engine: str
     """A memory hook sees the registers, pc and instruction count as they are before the
     accessing instruction, and a register it writes is what the next instruction reads (the
     accessing instruction's own result wins), as in Unicorn — on every engine, the hot tier
-    included (`auto-t2`: 3000 iterations turn the loop hot). Until this was fixed every engine
+    included (`hot-sync`: most hooks run from hot code there). Until this was fixed every engine
     showed a hook the state at the start of the block or run (pc and count of the block's
     start, registers written since missing) and dropped its writes. By hand, i = 1..N: the
     store hook sees a1 = i at the `sd`, the load hook sees it at the `ld` and sets
@@ -665,6 +669,12 @@ def test_memory_hooks_see_and_set_the_registers_of_their_instruction(engine: str
         seen.append(("r", e.reg_read("pc"), e.instructions, e.reg_read("a1"), value))
         e.reg_write("a4", 1000 + e.reg_read("a1"))
         e.reg_write("a2", 5)
+        regions = getattr(e.engine, "regions", None)  # (the JIT's: a dict of regions)
+        hot.append(isinstance(regions, dict) and any(reg.opt == T2_OPT for reg in regions.values()))
+
+    from polyvm.engine.jit import T2_OPT
+
+    hot: list[bool] = []
 
     emu.hook_add("mem_write", on_write)
     emu.hook_add("mem_read", on_read)
@@ -676,6 +686,8 @@ def test_memory_hooks_see_and_set_the_registers_of_their_instruction(engine: str
     assert seen == want
     assert emu.reg_read("a3") == n * 1000 + n * (n + 1) // 2
     assert emu.reg_read("a2") == n and emu.reg_read("s2") == 7
+    if engine == "hot-sync":
+        assert sum(hot) > n // 2  # (hot regions were installed for most of the run)
 
 
 @pytest.mark.parametrize("engine", ALL)
@@ -748,7 +760,9 @@ def test_emu_stop_in_a_memory_hook_stops_after_the_instruction(engine: str) -> N
     st = run(emu, BASE, BASE + len(code))
     assert (st.reason, emu.reg_read("pc")) == ("stopped", sd_pc + 4)
     assert (emu.reg_read("a1"), emu.reg_read("t0"), emu.instructions) == (2500, n - 2499, n0 + 2499 * 4 + 2)
-    st = run(emu, sd_pc + 4, BASE + len(code))
+    # The stop was for that run only: a step runs the next instruction (it used to stop again).
+    assert emu.step() is None and (emu.reg_read("pc"), emu.reg_read("t0")) == (sd_pc + 8, n - 2500)
+    st = run(emu, sd_pc + 8, BASE + len(code))
     assert (st.reason, emu.reg_read("pc")) == ("stopped", BASE + len(code))
     assert (emu.reg_read("a1"), emu.reg_read("s2"), emu.instructions) == (n, 7, n0 + n * 4 + 1)
 

@@ -251,20 +251,20 @@ def test_cache_size_is_bounded(tmp_path) -> None:
 
 def test_aot_reads_function_symbols_of_both_elf_classes() -> None:
     """`polyvm aot`'s symbol reader: STT_FUNC symbols with a value, from raw Elf64_Sym and
-    Elf32_Sym tables (layouts from the ELF specification), either byte order."""
-    import struct
-
+    Elf32_Sym tables, either byte order. The entries are laid out field by field from the ELF
+    specification (Elf64_Sym: name 4, info 1, other 1, shndx 2, value 8, size 8 bytes;
+    Elf32_Sym: name 4, value 4, size 4, info 1, other 1, shndx 2)."""
     from polyvm.aot import _func_symbols
 
-    # (name, info, other, shndx, value, size); info: bind << 4 | type (FUNC = 2, OBJECT = 1)
-    syms = [
-        (0, 0, 0, 0, 0, 0),
-        (1, 0x12, 0, 1, 0x1000, 64),
-        (5, 0x11, 0, 2, 0x2000, 8),
-        (9, 0x02, 0, 1, 0x1040, 0),
-    ]
-    for e in "<>":
-        raw64 = b"".join(struct.pack(e + "IBBHQQ", *s) for s in syms)
-        assert _func_symbols(raw64, 64, e == "<") == [(0x1000, 64), (0x1040, 0)]
-        raw32 = b"".join(struct.pack(e + "IIIBBH", n, v, z, i, o, x) for n, i, o, x, v, z in syms)
-        assert _func_symbols(raw32, 32, e == "<") == [(0x1000, 64), (0x1040, 0)]
+    # (name, info, shndx, value, size); info = bind << 4 | type (FUNC = 2, OBJECT = 1)
+    syms = [(0, 0, 0, 0, 0), (1, 0x12, 1, 0x1000, 64), (5, 0x11, 2, 0x2000, 8), (9, 0x02, 1, 0x1040, 0)]
+    for order in ("little", "big"):
+
+        def f(v: int, n: int, order: str = order) -> bytes:
+            return v.to_bytes(n, order)
+
+        raw64 = b"".join(f(n, 4) + f(i, 1) + f(0, 1) + f(x, 2) + f(v, 8) + f(z, 8) for n, i, x, v, z in syms)
+        raw32 = b"".join(f(n, 4) + f(v, 4) + f(z, 4) + f(i, 1) + f(0, 1) + f(x, 2) for n, i, x, v, z in syms)
+        assert len(raw64) == 4 * 24 and len(raw32) == 4 * 16
+        assert _func_symbols(raw64, 64, order == "little") == [(0x1000, 64), (0x1040, 0)]
+        assert _func_symbols(raw32, 32, order == "little") == [(0x1000, 64), (0x1040, 0)]

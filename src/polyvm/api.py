@@ -275,12 +275,18 @@ class Emulator(_Machine):
                     continue
                 raise EmulatorError(stop)
         finally:
+            if stop_after is not None:
+                stop_after(False)  # (a request the run ended before taking)
             if until_hook is not None:
                 self.engine.breakpoints.discard(until)
                 self.engine.remove_code_hook(until_hook)
 
     def step(self) -> Stop | None:
         """Execute one instruction (the single-step debugger). None when it completed."""
+        self._stop = False  # (an emu_stop of an earlier run is not for this step)
+        stop_after = getattr(self.engine, "request_stop_after", None)
+        if stop_after is not None:
+            stop_after(False)
         return self.engine.step(self.state)
 
 

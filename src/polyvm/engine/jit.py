@@ -673,6 +673,7 @@ class JitEngine:
                 raise e
             if code == L.RET_STOPPED:
                 ctx[L.CTX_STATUS] = 0
+                self.request_stop_after(False)  # (taken: the interpreter's flag too)
                 e, self._pending = self._pending, None
                 if e is not None and not isinstance(e, HookStop):
                     raise e
@@ -697,6 +698,8 @@ class JitEngine:
         self._cur_sync_hooks = True
         stop = self.interp.run(self.st, n)  # type: ignore[arg-type]
         if stop.reason != "budget":
+            if stop.reason == "stopped":
+                self.request_stop_after(False)  # (a memory hook's stop taken there: ctx's too)
             return stop
         if self._left() <= 0:
             return Stop("budget", self.st[SLOT_PC])
@@ -1025,7 +1028,9 @@ class JitEngine:
         for entry in self._jobs:
             job, made, opt, hashes, flushes = entry
             if not job.done:
-                quick, job.quick_obj = job.quick_obj, None
+                quick = job.quick_obj
+                if quick is not None:
+                    job.quick_obj = None  # (cleared only once read: the reader thread sets it)
                 if quick is not None and flushes == self._flushes and self._unchanged(hashes):
                     t0 = time.perf_counter()
                     self._finish(quick, [(n, s + "q", e, p) for n, s, e, p in made], opt, quick=True)

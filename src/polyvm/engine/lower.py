@@ -488,12 +488,13 @@ class RegionLowering:
         n = len(blk.insns)
         for idx, insn in enumerate(blk.insns):
             self.insn, self.idx = insn, idx
+            if self.mem_hooks:
+                self._stop_check(insn, idx)  # (an emu_stop in a memory hook: before any hook)
             if self.hooked is not None and self.hooked(insn.pc, insn.size):
                 self._hook(insn, idx)
             elif self.mem_hooks:
                 # Memory hooks read the pc and the count from the state (blocks are of one
                 # instruction then, so registers reach the state before it as they are).
-                self._stop_check(insn, idx)
                 self._store_pc_count(insn, idx)
             for st in insn.stmts:
                 self._stmt(st)
