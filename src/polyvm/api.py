@@ -157,6 +157,13 @@ class _Machine:
         return self.state[SLOT_ICOUNT]
 
     # ---- hooks -------------------------------------------------------------------------
+    def _stop_after(self, on: bool) -> None:
+        """Ask the engine to stop before the next instruction (emu_stop in a memory hook), or
+        withdraw the request (engines without `request_stop_after` stop at slice ends)."""
+        request = getattr(self.engine, "request_stop_after", None)
+        if request is not None:
+            request(on)
+
     def hook_add(self, kind: str, cb: Callable, begin: int = 1, end: int = 0, user_data: Any = None) -> _Hook:
         """kind: "code" cb(emu, pc, size, user_data); "mem_read"/"mem_write"
         cb(emu, access, addr, size, value, user_data); "syscall" cb(emu, user_data).
@@ -185,9 +192,7 @@ class _Machine:
                     h.cb(self, access, addr, size, value, h.user_data)
                     if self._stop:
                         # emu_stop: the accessing instruction completes, the next does not start.
-                        stop_after = getattr(self.engine, "request_stop_after", None)
-                        if stop_after is not None:
-                            stop_after()
+                        self._stop_after(True)
 
             h.wrapped = mem
             self.mem.hooks.append(mem)
@@ -231,9 +236,7 @@ class Emulator(_Machine):
         emu_stop(). Faults and illegal instructions raise EmulatorError with the state kept."""
         self.state[SLOT_PC] = begin
         self._stop = False
-        stop_after = getattr(self.engine, "request_stop_after", None)
-        if stop_after is not None:
-            stop_after(False)  # (a request a previous run ended before)
+        self._stop_after(False)  # (a request a previous run ended before)
         deadline = time.monotonic() + timeout if timeout else None
         until_hook = None
         if until is not None:
@@ -275,8 +278,7 @@ class Emulator(_Machine):
                     continue
                 raise EmulatorError(stop)
         finally:
-            if stop_after is not None:
-                stop_after(False)  # (a request the run ended before taking)
+            self._stop_after(False)  # (a request the run ended before taking)
             if until_hook is not None:
                 self.engine.breakpoints.discard(until)
                 self.engine.remove_code_hook(until_hook)
@@ -284,9 +286,7 @@ class Emulator(_Machine):
     def step(self) -> Stop | None:
         """Execute one instruction (the single-step debugger). None when it completed."""
         self._stop = False  # (an emu_stop of an earlier run is not for this step)
-        stop_after = getattr(self.engine, "request_stop_after", None)
-        if stop_after is not None:
-            stop_after(False)
+        self._stop_after(False)
         return self.engine.step(self.state)
 
 

@@ -156,7 +156,7 @@ class CompileWorker:
         hashes) the worker also writes the result to the translation cache. With `quick` (the
         module's function names), the worker first compiles the same module the first tier's
         way (fast instruction selection, no IR passes: a tenth of the optimizing pipeline's
-        time, code about half as fast), its functions renamed `<name>q`, and sends that
+        time, code 1.4 to 3 times slower), its functions renamed `<name>q`, and sends that
         (`Job.quick_obj`, never cached) before the optimized object. Raises OSError if no
         worker can be started."""
         return self._put({"text": text, "opt": opt, "store": store, "quick": quick})

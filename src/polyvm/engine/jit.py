@@ -54,7 +54,6 @@ N_COUNTERS = 4096
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
-HOT_QUICK = True  # hot modules from the compile worker come twice: quick first (cworker.submit)
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(
@@ -973,7 +972,7 @@ class JitEngine:
                 }
             # A hot module comes back twice: first compiled the first tier's way (in a tenth
             # of the time), then optimized; the quick code runs until the optimized arrives.
-            quick = [m[1] for m in made] if opt >= T2_OPT and HOT_QUICK else None
+            quick = [m[1] for m in made] if opt >= T2_OPT else None
             try:
                 job = self.compiler.worker.submit(text, opt, store, quick)
             except OSError:
