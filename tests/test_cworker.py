@@ -141,6 +141,30 @@ def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypat
     assert stop.reason == "breakpoint" and r == _reference(code)
 
 
+def test_the_worker_starts_with_the_first_compile_in_place(monkeypatch) -> None:
+    """With hot code going to the worker, the worker is started at the first first-tier
+    compile (it comes up while the guest's process compiles), before any hot module is sent;
+    not in a fork's child, and not when hot code is compiled in place."""
+    from polyvm.engine.cworker import CompileWorker
+
+    monkeypatch.setattr(J, "TIER2_INSNS", 1 << 60)  # (no hot module: nothing is submitted)
+    started = []
+    for bg_hot, child in ((True, False), (True, True), (False, False)):
+        w = CompileWorker()
+        monkeypatch.setattr(Compiler.get(), "_worker", w)
+        eng = JitEngine(ARCH, _mem(_loop(1000, 13 + len(started))), tier="jit", background=False)
+        eng.bg_hot = bg_hot
+        if child:
+            eng.forked()
+        assert not w.alive()
+        assert _run(eng)[A0] == 1000 * (13 + len(started))
+        assert not eng._jobs and eng.regions_compiled > 0
+        started.append(w.alive())
+        if w.proc is not None:
+            w.proc.kill()
+    assert started == [True, False, False]
+
+
 def test_a_killed_worker_loses_only_its_jobs() -> None:
     """Kill the worker while it compiles: the job ends with an error, the guest runs on the
     code it has (same result), and the next submission starts a new worker."""

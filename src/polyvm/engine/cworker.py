@@ -149,6 +149,14 @@ class CompileWorker:
         """False once workers keep dying (then the engine compiles in place)."""
         return self.deaths < 3
 
+    def start(self) -> None:
+        """Start the worker now if it is not running (its Python and LLVM take about 0.2 s to
+        come up, which the engine overlaps with its own first compiles). Raises OSError if it
+        cannot be started."""
+        with self._starting:
+            if not self.alive():
+                self._start()
+
     def submit(
         self, text: str, opt: int, store: dict[str, Any] | None = None, quick: list[str] | None = None
     ) -> Job:
