@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from polyvm.memory import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, AddressSpace, MemoryFault
@@ -89,3 +91,41 @@ def test_big_reservation_made_accessible_stays_lazy() -> None:
     mem.protect(0x4000_0000, 512 << 20, PROT_READ)
     mem.protect(0x4000_0000, 512 << 20, RW)
     assert len(mem.regions()) == 1 and mem.mapped_pages() == []
+
+
+def _vm_flags(addr: int) -> list[str] | None:
+    """The VmFlags of the host mapping holding addr (Linux's /proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's /proc/self/smaps")
+def test_big_mappings_ask_for_transparent_huge_pages() -> None:
+    """A guest mapping of 2 MiB or more asks the host for transparent huge pages
+    (madvise(MADV_HUGEPAGE), which Linux shows as "hg" in the mapping's VmFlags); a smaller
+    one does not."""
+    import ctypes
+
+    import polyvm.memory as M
+
+    if not M._HUGEPAGES:
+        pytest.skip("no MADV_HUGEPAGE here, or POLYVM_HUGEPAGES=0")
+    mem = AddressSpace()
+    mem.map(0x4000_0000, 8 << 20, RW)
+    mem.map(0x8000_0000, 1 << 20, RW)
+    flags = []
+    for base in (0x4000_0000, 0x8000_0000):
+        mem.write_u(base, 8, 1)
+        view = mem.host_view(base, 4096)
+        assert view is not None
+        flags.append(_vm_flags(ctypes.addressof(ctypes.c_char.from_buffer(view))))
+    assert flags[0] is not None and "hg" in flags[0]
+    assert flags[1] is not None and "hg" not in flags[1]

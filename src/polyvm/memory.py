@@ -13,7 +13,9 @@ the slow path, which checks and raises `MemoryFault`.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+import os
 import platform
 import struct
 import sys
@@ -61,6 +63,10 @@ _MAP_NORESERVE = (
 )
 
 
+_HUGE_MIN = 2 << 20  # mappings this big ask for transparent huge pages (see _anon_mmap)
+_HUGEPAGES = hasattr(mmap, "MADV_HUGEPAGE") and os.environ.get("POLYVM_HUGEPAGES", "1") != "0"
+
+
 def _anon_mmap(size: int) -> mmap.mmap:
     # MAP_PRIVATE: mmap.mmap(-1, n) is MAP_SHARED by default, which a guest fork (a host fork)
     # would share between parent and child.
@@ -69,9 +75,17 @@ def _anon_mmap(size: int) -> mmap.mmap:
         if private is None:
             return mmap.mmap(-1, size)
         flags = private | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
-        return mmap.mmap(-1, size, flags=flags)
+        m = mmap.mmap(-1, size, flags=flags)
     except OSError as e:
         raise MemoryError(f"cannot reserve {size} bytes of host memory: {e.strerror}") from None
+    if size >= _HUGE_MIN and _HUGEPAGES:
+        # Transparent huge pages where the host gives them only on request (Linux's default
+        # "madvise" mode), as QEMU does for a machine's RAM: a guest that walks big arrays
+        # then misses the host's TLB far less (a pointer chase through a 32 MiB table, ad-hoc guest
+        # program: 5.55 -> 5.05 s, median of 6). POLYVM_HUGEPAGES=0 turns it off.
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(mmap.MADV_HUGEPAGE)
+    return m
 
 
 class _Span:
