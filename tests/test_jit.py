@@ -349,6 +349,97 @@ def test_fault_in_the_middle_of_a_block_is_precise(name: str, engine: str) -> No
     assert results["interp", 0] == results[engine, 0] and results["interp", 1] == results[engine, 1]
 
 
+# ---- accesses at offsets from one base (the hot tier checks the TLB once for them) -----------
+def _group_body(step: int) -> list[str]:
+    return [
+        "sd a2, 0(a1)",  # three stores and three loads at offsets from a1: one group
+        "sd a3, 8(a1)",
+        "sw a4, 16(a1)",
+        "ld a5, 0(a1)",
+        "ld a6, 8(a1)",
+        "lwu a7, 16(a1)",
+        "add s2, s2, a5",
+        "add s2, s2, a6",
+        "add s2, s2, a7",
+        "addi a2, a2, 1",
+        "addi a3, a3, 2",
+        "addi a4, a4, 3",
+        f"addi a1, a1, {step}",
+        "addi s0, s0, -1",
+        "bne s0, zero, -56",  # (14 instructions back)
+    ]
+
+
+def _walk(start: int, n: int, walks: int, step: int = 8, last_extra: int = 0) -> bytes:
+    """`walks` times: a1 = start, then n iterations of `_group_body(step)` (a2, a3, a4 from
+    10, 100, 1000); the last walk `last_extra` iterations more."""
+    head = [*li("a1", start), *li("s0", n), "addi t0, s1, -1", "sltiu t0, t0, 1"]
+    head += [f"addi t1, zero, {last_extra}", "mul t0, t0, t1", "add s0, s0, t0"]
+    head += ["addi a2, zero, 10", "addi a3, zero, 100", *li("a4", 1000)]
+    body = _group_body(step)
+    back = -4 * (len(head) + len(body) + 1)
+    return program([*li("s1", walks), "addi s2, zero, 0", *head, *body, "addi s1, s1, -1",
+                    f"bne s1, zero, {back}"])  # fmt: skip
+
+
+def _walk_sum(n: int) -> int:
+    return sum((10 + i) + (100 + 2 * i) + (1000 + 3 * i) for i in range(n))
+
+
+@pytest.mark.parametrize("engine", ALL)
+def test_accesses_from_one_base_across_a_page_boundary(engine: str) -> None:
+    """A loop stores three values at a1+0, +8, +16 and loads them back while a1 walks down
+    over a page boundary, so some iterations' bytes lie in two pages (two host buffers here):
+    every iteration must read back what it wrote, and memory must hold what the stores left
+    (the bytes just above the boundary were last written by the iterations that straddle it).
+    Several walks, so that the later ones run on hot code (`hot-sync`). Expected values by
+    hand: iteration i of a walk stores a2 = 10+i, a3 = 100+2i, a4 = 1000+3i (the sum of
+    what it loads back); the memory image is the stores replayed in order."""
+    n, walks = 300, 6
+    start = DATA + 0x2000 + 8 * 150  # iterations 151-152 straddle DATA+0x2000
+    code = _walk(start, n, walks, step=-8)
+    emu = emulator(engine, code)
+    # the page above the boundary in a host buffer of its own (a mapping of its own), so that
+    # the page below's host address plus an offset does not reach it
+    emu.mem_unmap(DATA + 0x2000, 0x2000)
+    emu.mem_map(DATA + 0x2000, 0x2000, PROT_READ | PROT_WRITE)
+    st = run(emu, BASE, BASE + len(code))
+    assert emu.reg_read("pc") == BASE + len(code), st
+    assert emu.reg_read("s2") == walks * _walk_sum(n)
+    mem = bytearray(0x4000)
+    for i in range(n):
+        a = start - DATA - 8 * i
+        mem[a : a + 20] = (
+            (10 + i).to_bytes(8, "little")
+            + (100 + 2 * i).to_bytes(8, "little")
+            + (1000 + 3 * i).to_bytes(4, "little")
+        )
+    assert emu.mem_read(DATA + 0x1000, 0x2000) == bytes(mem[0x1000:0x3000])
+
+
+@pytest.mark.parametrize("engine", ALL)
+def test_a_fault_inside_a_group_of_accesses_is_precise(engine: str) -> None:
+    """The same walk up to a read-only page, one iteration further in the last of four walks
+    (hot code by then on `hot-sync`): in that iteration a1+16 is the page's first byte, the
+    two stores below it have happened, the word store at a1+16 faults, and nothing after it
+    ran (the group's one TLB check fails; each access then goes on its own, in order)."""
+    top = DATA + 0x3000
+    n_ok = 200  # iterations below the page; the next one faults at its third store
+    start = top - 16 - 8 * n_ok
+    code = _walk(start, n_ok, 4, last_extra=1)
+    body = BASE + len(code) - 4 * (len(_group_body(8)) + 2)
+    emu = emulator(engine, code)
+    emu.mem_protect(top, 0x1000, PROT_READ)
+    st = run(emu, BASE, BASE + len(code))
+    assert (st.reason, st.pc, st.access, st.mapped, st.addr) == ("fault", body + 8, "w", True, top), st
+    i = n_ok  # the faulting iteration
+    assert emu.reg_read("a1") == top - 16 and emu.reg_read("s0") == 1 and emu.reg_read("s1") == 1
+    assert emu.mem_read(top - 16, 16) == (10 + i).to_bytes(8, "little") + (100 + 2 * i).to_bytes(8, "little")
+    assert emu.reg_read("s2") == 3 * _walk_sum(n_ok) + _walk_sum(i)
+    assert emu.reg_read("a5") == 10 + i - 1  # loaded by the iteration before
+    assert emu.mem_read(top, 4) == bytes(4)
+
+
 # ---- IEEE exactness: random FP instruction sequences -------------------------------------------
 _D_SPECIAL = [
     0, 1 << 63, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000, 0x7FF8000000000123,

@@ -45,12 +45,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from polyvm.ir import Block, Insn, Stmt, Val
+from polyvm.ir import Block, Insn, Stmt, Val, to_signed
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 5
+CODEGEN_REV = 6
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -485,6 +485,9 @@ class RegionLowering:
         self.vals: dict[int, str] = {}
         self.fwd = {}
         self.src_pc = blk.pc
+        # (with code hooks a block ends before a hooked instruction, so a hook, which may
+        # change the mappings, never runs between two accesses of a group)
+        self.groups = {} if self.compact or self.mem_hooks else _mem_groups(blk)
         n = len(blk.insns)
         for idx, insn in enumerate(blk.insns):
             self.insn, self.idx = insn, idx
@@ -611,10 +614,18 @@ class RegionLowering:
                 self.put_slot(k, v)
             return
         if op == "load":
-            self.vals[d.id] = self._load(self.v(a[0]), d.w)
+            g = self.groups.get(id(s))
+            if g is not None:
+                self.vals[d.id] = self._grouped(g, s, self.v(a[0]), None, d.w)
+            else:
+                self.vals[d.id] = self._load(self.v(a[0]), d.w)
             return
         if op == "store":
-            self._store(self.v(a[0]), self.v(a[1]), a[1].w)
+            g = self.groups.get(id(s))
+            if g is not None:
+                self._grouped(g, s, self.v(a[0]), self.v(a[1]), a[1].w)
+            else:
+                self._store(self.v(a[0]), self.v(a[1]), a[1].w)
             return
         if op == "cstore":
             c = self.v(a[0])
@@ -642,6 +653,60 @@ class RegionLowering:
         self.e(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
         return ent, fast, slow, done
+
+    def _grouped(self, g: _Group, s: Stmt, addr: str, val: str | None, w: int) -> str | None:
+        """A load (val None) or store of a group (`_mem_groups`): the group's first access
+        checks the software TLB once for the bytes all of them touch; each access then goes
+        straight to host memory if that check passed, else through the runtime's access
+        function (the TLB's fast path and the slow path, out of line), in program order either
+        way, so a fault is still taken at its own instruction."""
+        if g.first is s:
+            base = self.v(g.base)
+            lo = self.op(f"add i64 {base}, {g.lo}") if g.lo else base
+            tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
+            idx = self.op(f"and i64 {self.op(f'lshr i64 {lo}, {PAGE_SHIFT}')}, {TLB_SIZE - 1}")
+            ent = self.op(f"getelementptr inbounds i64, i64* {tlb}, i64 {self.op(f'shl i64 {idx}, 2')}")
+            # The entry of the first byte's page must have the last byte's page as its tag:
+            # with at most a page between them, that means one page, mapped for the access.
+            last = self.op(f"and i64 {self.op(f'add i64 {base}, {g.hi - 1}')}, {_PAGE_TAG_MASK}")
+            ok = None
+            for field in (0, 1):
+                if (field == 0 and g.loads) or (field == 1 and g.stores):
+                    tagp = ent if field == 0 else self.op(f"getelementptr inbounds i64, i64* {ent}, i64 1")
+                    hit = self.op(f"icmp eq i64 {self.op(f'load i64, i64* {tagp}')}, {last}")
+                    ok = hit if ok is None else self.op(f"and i1 {ok}, {hit}")
+            g.ok = ok
+            g.addend = self.op(f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
+        fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
+        self.e(f"br i1 {g.ok}, label %{fast}, label %{slow}, !prof !0")
+        self.label(fast)
+        ptr = self.op(f"inttoptr i64 {self.op(f'add i64 {addr}, {g.addend}')} to i{w}*")
+        if val is None:
+            fv = self.op(f"load i{w}, i{w}* {ptr}, align 1")
+        else:
+            self.e(f"store i{w} {val}, i{w}* {ptr}, align 1")
+        fast_end = self.cur
+        self.e(f"br label %{done}")
+        self.label(slow)
+        if val is None:
+            sv = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
+            self._check_status()
+            if w < 64:
+                sv = self.op(f"trunc i64 {sv} to i{w}")
+        else:
+            wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
+            r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
+            ok = self.newlabel()
+            self.e(
+                f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{ok}, label %{self._fault_exit()}, !prof !0"
+            )
+            self.label(ok)
+        slow_end = self.cur
+        self.e(f"br label %{done}")
+        self.label(done)
+        if val is None:
+            return self.op(f"phi i{w} [{fv}, %{fast_end}], [{sv}, %{slow_end}]")
+        return None
 
     def _mem_fn(self, kind: str, w: int) -> str:
         """The compact form's out-of-line access function (`runtime_text`), called through
@@ -856,6 +921,77 @@ class RegionLowering:
 
 
 PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'  # the first way is the likely one
+
+
+class _Group:
+    """Loads and stores of one guest block at constant offsets from one base value (`base`:
+    the Val of the first access's base), with no helper call between them: the bytes
+    [base+lo, base+hi) they touch, at most a page, are checked in the TLB once."""
+
+    __slots__ = ("base", "first", "lo", "hi", "loads", "stores", "ok", "addend")
+
+    def __init__(self, base: Val, first: Stmt, lo: int, hi: int) -> None:
+        self.base, self.first, self.lo, self.hi = base, first, lo, hi
+        self.loads = self.stores = False
+        self.ok = self.addend = ""
+
+
+def _mem_groups(blk: Block) -> dict[int, _Group]:
+    """Group a block's loads and stores by base (id(stmt) -> group): accesses whose address
+    is the same value plus a constant (a register read before any write to it in between,
+    or one temporary), 8 to 64 bits wide, between two helper calls (a helper may change the
+    mappings), spanning at most a page; groups of one access are left out. A function's
+    prologue and epilogue (a register saved or restored at each offset from sp) and a
+    structure's fields then cost one TLB check instead of one each."""
+    defs: dict[int, Stmt] = {}
+    version: dict[int, int] = {}
+    key_of: dict[int, tuple] = {}  # temp id -> ("slot", k, version) for slot reads
+    found: dict[tuple, list[tuple[Stmt, Val, int, int, bool]]] = {}
+    segment = 0
+    for insn in blk.insns:
+        for st in insn.stmts:
+            op = st.op
+            if st.dst is not None:
+                defs[st.dst.id] = st
+            if op == "get":
+                k = st.args[0]
+                key_of[st.dst.id] = ("slot", k, version.get(k, 0))
+            elif op == "put":
+                version[st.args[0]] = version.get(st.args[0], 0) + 1
+            elif op == "call":
+                segment += 1
+            elif op in ("load", "store"):
+                a = st.args[0]
+                w = st.dst.w if op == "load" else st.args[1].w
+                if a.const is not None or w not in (8, 16, 32, 64):
+                    continue
+                base, off = a, 0
+                d = defs.get(a.id)
+                if (
+                    d is not None
+                    and d.op == "add"
+                    and d.args[1].const is not None
+                    and d.args[0].const is None
+                ):
+                    base, off = d.args[0], to_signed(d.args[1].const, a.w)
+                key = (segment, key_of.get(base.id, ("temp", base.id)))
+                found.setdefault(key, []).append((st, base, off, w // 8, op == "store"))
+    groups: dict[int, _Group] = {}
+    for accesses in found.values():
+        if len(accesses) < 2:
+            continue
+        first = accesses[0]
+        # offsets relative to the first access's base value (the same value for all)
+        lo = min(off for _, _, off, _, _ in accesses)
+        hi = max(off + n for _, _, off, n, _ in accesses)
+        if hi - lo > 1 << PAGE_SHIFT:
+            continue
+        g = _Group(first[1], first[0], lo, hi)
+        for st, _, _, _, store in accesses:
+            g.stores |= store
+            g.loads |= not store
+            groups[id(st)] = g
+    return groups
 
 
 def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, field: int) -> tuple[str, str]:
