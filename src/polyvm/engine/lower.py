@@ -689,18 +689,9 @@ class RegionLowering:
         self.e(f"br label %{done}")
         self.label(slow)
         if val is None:
-            sv = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
-            self._check_status()
-            if w < 64:
-                sv = self.op(f"trunc i64 {sv} to i{w}")
+            sv = self._call_ld(addr, w)
         else:
-            wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
-            r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
-            ok = self.newlabel()
-            self.e(
-                f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{ok}, label %{self._fault_exit()}, !prof !0"
-            )
-            self.label(ok)
+            self._call_st(addr, val, w)
         slow_end = self.cur
         self.e(f"br label %{done}")
         self.label(done)
@@ -717,11 +708,25 @@ class RegionLowering:
         self._mem_used.add(k)
         return f"%mf.{k}"
 
+    def _call_ld(self, addr: str, w: int) -> str:
+        """A load through the runtime's access function, its fault branch after it."""
+        r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
+        self._check_status()
+        return self.op(f"trunc i64 {r} to i{w}") if w < 64 else r
+
+    def _call_st(self, addr: str, val: str, w: int) -> None:
+        """A store through the runtime's access function, its fault branch after it."""
+        wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
+        r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
+        done = self.newlabel()
+        self.e(
+            f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
+        )
+        self.label(done)
+
     def _load(self, addr: str, w: int) -> str:
         if self.compact:
-            r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
-            self._check_status()
-            return self.op(f"trunc i64 {r} to i{w}") if w < 64 else r
+            return self._call_ld(addr, w)
         ent, fast, slow, done = self._tlb_hit(addr, w, 0)
         fv = self.op(f"load i{w}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w)}, align 1")
         fast_end = self.cur
@@ -739,13 +744,7 @@ class RegionLowering:
 
     def _store(self, addr: str, val: str, w: int) -> None:
         if self.compact:
-            wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
-            r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
-            done = self.newlabel()
-            self.e(
-                f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
-            )
-            self.label(done)
+            self._call_st(addr, val, w)
             return
         ent, fast, slow, done = self._tlb_hit(addr, w, 1)
         self.e(f"store i{w} {val}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w)}, align 1")
