@@ -107,7 +107,11 @@ def _vm_flags(addr: int) -> list[str] | None:
     return None
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's /proc/self/smaps")
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/smaps")
+    or not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"),
+    reason="Linux with transparent huge pages (/proc/self/smaps)",
+)
 def test_big_mappings_ask_for_transparent_huge_pages() -> None:
     """A guest mapping of 2 MiB or more asks the host for transparent huge pages
     (madvise(MADV_HUGEPAGE), which Linux shows as "hg" in the mapping's VmFlags); a smaller
