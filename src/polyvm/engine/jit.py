@@ -999,7 +999,8 @@ class JitEngine:
         """Start the compile worker with the first compile in place, when this run will send
         it hot code: it comes up (about 0.2 s) while this process compiles the first tier, and
         the first hot module then comes back that much sooner (a cold bench_float's quick hot
-        code: 0.42 s after it was sent with the worker started then). Not in a fork's child,
+        code came 0.36 s after its module was sent, 0.42 s with the worker started at the
+        send; one run each). Not in a fork's child,
         which should not start a worker for every short-lived process; nothing is compiled in
         place in a run the cache serves, so no worker either."""
         worker = self.compiler.worker

@@ -661,21 +661,14 @@ class RegionLowering:
         function (the TLB's fast path and the slow path, out of line), in program order either
         way, so a fault is still taken at its own instruction."""
         if g.first is s:
+            # One probe for the span [base+lo, base+hi) as if it were one access: the entry of
+            # its first byte's page must have its last byte's page as its tag; with at most a
+            # page between them, that means one page, mapped for the access.
             base = self.v(g.base)
             lo = self.op(f"add i64 {base}, {g.lo}") if g.lo else base
             tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
-            idx = self.op(f"and i64 {self.op(f'lshr i64 {lo}, {PAGE_SHIFT}')}, {TLB_SIZE - 1}")
-            ent = self.op(f"getelementptr inbounds i64, i64* {tlb}, i64 {self.op(f'shl i64 {idx}, 2')}")
-            # The entry of the first byte's page must have the last byte's page as its tag:
-            # with at most a page between them, that means one page, mapped for the access.
-            last = self.op(f"and i64 {self.op(f'add i64 {base}, {g.hi - 1}')}, {_PAGE_TAG_MASK}")
-            ok = None
-            for field in (0, 1):
-                if (field == 0 and g.loads) or (field == 1 and g.stores):
-                    tagp = ent if field == 0 else self.op(f"getelementptr inbounds i64, i64* {ent}, i64 1")
-                    hit = self.op(f"icmp eq i64 {self.op(f'load i64, i64* {tagp}')}, {last}")
-                    ok = hit if ok is None else self.op(f"and i1 {ok}, {hit}")
-            g.ok = ok
+            fields = (0,) * g.loads + (1,) * g.stores
+            ent, g.ok = _tlb_probe(self.op, tlb, lo, 8 * (g.hi - g.lo), *fields)
             g.addend = self.op(f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
         self.e(f"br i1 {g.ok}, label %{fast}, label %{slow}, !prof !0")
@@ -993,19 +986,25 @@ def _mem_groups(blk: Block) -> dict[int, _Group]:
     return groups
 
 
-def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, field: int) -> tuple[str, str]:
+def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, *fields: int) -> tuple[str, str]:
     """The software TLB lookup for a w-bit access at addr, emitted through `op` (text -> value
     name): (the entry's pointer, i1 hit). Index (addr >> 12) & (TLB_SIZE - 1); the entry's
-    tag `field` (0 read, 1 write) must equal the page of the access's *last* byte, so an
-    access that crosses a page misses. One text for the hot tier's inline accesses and the
-    first tier's runtime functions."""
+    tag of each of `fields` (0 read, 1 write) must equal the page of the access's *last* byte,
+    so an access that crosses a page misses. One text for the hot tier's inline accesses, its
+    groups of accesses (one w-bit span) and the first tier's runtime functions."""
     idx = op(f"and i64 {op(f'lshr i64 {addr}, {PAGE_SHIFT}')}, {TLB_SIZE - 1}")
     ent = op(f"getelementptr inbounds i64, i64* {tlb}, i64 {op(f'shl i64 {idx}, 2')}")
-    tagp = ent if field == 0 else op(f"getelementptr inbounds i64, i64* {ent}, i64 {field}")
-    tag = op(f"load i64, i64* {tagp}")
+    tags = []
+    for field in fields:
+        tagp = ent if field == 0 else op(f"getelementptr inbounds i64, i64* {ent}, i64 {field}")
+        tags.append(op(f"load i64, i64* {tagp}"))
     lastb = op(f"add i64 {addr}, {w // 8 - 1}") if w > 8 else addr
     last = op(f"and i64 {lastb}, {_PAGE_TAG_MASK}")
-    return ent, op(f"icmp eq i64 {tag}, {last}")
+    hit = ""
+    for tag in tags:
+        h = op(f"icmp eq i64 {tag}, {last}")
+        hit = op(f"and i1 {hit}, {h}") if hit else h
+    return ent, hit
 
 
 def _tlb_host_ptr(op: Callable[[str], str], addr: str, ent: str, w: int) -> str:
