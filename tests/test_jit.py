@@ -583,6 +583,51 @@ def test_fp_sequences_are_exact_soak() -> None:
     _check_fp_seeds(range(10_000, 12_000), ["jit", "switch1", "switch3"])
 
 
+def test_the_first_tier_runs_fp_helpers_natively_out_of_line(tmp_path, monkeypatch) -> None:
+    """The first tier calls an FP helper's native fast path through ctx's table: a loop of 300
+    inexact `fadd.d` (0.1 added up, RNE) gives Python's double sum and NX, calling the Python
+    helper at most once per engine — also in a second engine whose code comes from the
+    translation cache, where the table is filled at the helper's first call."""
+    import struct
+
+    import polyvm.engine.jit as J
+    from polyvm.engine.jit import Compiler, JitEngine
+    from polyvm.engine.tcache import TranslationCache
+
+    monkeypatch.setattr(J, "TIER2_INSNS", 10**12)  # first tier only
+    calls = []
+    orig = JitEngine._call
+
+    def counted(self, *a):
+        calls.append(a[2])
+        return orig(self, *a)
+
+    monkeypatch.setattr(JitEngine, "_call", counted)
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    code = program(
+        ["addi s0, zero, 300", "fadd.d fa0, fa0, fa1, rne", "addi s0, s0, -1", "bne s0, zero, -8", "ebreak"]
+    )
+    want = 0.0
+    for _ in range(300):
+        want += 0.1
+    for n in range(2):
+        emu = emulator(
+            lambda arch, mem: JitEngine(arch, mem, tier="jit", cache=cache, background=False), code
+        )
+        emu.reg_write("fa1", struct.unpack("<Q", struct.pack("<d", 0.1))[0])
+        emu.reg_write("fa0", 0)
+        calls.clear()
+        st = run(emu, BASE)
+        assert st.reason == "breakpoint"
+        assert struct.unpack("<d", struct.pack("<Q", emu.reg_read("fa0")))[0] == want
+        assert emu.reg_read("fflags") == 1  # NX
+        assert len(calls) <= 1, f"engine {n}: {len(calls)} calls of the Python helper"
+        eng = emu.engine
+        idx = eng.helper_index["fadd.d"]
+        assert eng.fpn[idx] not in (eng.ctx[J.L.CTX_CALL], 0)
+    assert emu.engine.regions_loaded > 0
+
+
 # ---- hooks --------------------------------------------------------------------------------------
 # A loop summing a table through a helper function, with loads, stores and a call:
 #   for (i = 0; i < 12; i++) { x = tbl[i]; out[i] = f(x); }   with f(x) = x * 3 + 1

@@ -109,6 +109,7 @@ class Compiler:
         )
         self.compile_time = 0.0
         self._runtime: dict[str, int] | None = None
+        self._fpn: dict[str, int | None] = {}  # "arch.helper" -> its out-of-line fast path
         self._worker: Any = None
         # POLYVM_PERF_MAP=1: name the native code for `perf` (/tmp/perf-PID.map, like QEMU's
         # -perfmap); function sizes come from each loaded object's symbol table.
@@ -225,6 +226,31 @@ class Compiler:
             self._runtime = self.load(obj, names)
         return self._runtime
 
+    def fast_path(self, arch: Arch, name: str) -> int | None:
+        """The address of helper `name`'s out-of-line fast path (`lower.fpn_wrapper_text`),
+        which the first tier calls through ctx's table; None if the helper has none. Compiled
+        once per host and helper (the first tier's way: a few milliseconds each) and cached
+        under the name, like translations: what it is made of (the ISA's fast path) is the
+        same for one polyvm version and CODEGEN_REV."""
+        key = f"{arch.name}.{name}"
+        if key in self._fpn:
+            return self._fpn[key]
+        from polyvm.engine import tcache
+
+        addr = None
+        sym = "polyvm_fpn_" + hashlib.sha1(key.encode()).hexdigest()[:16]
+        obj = tcache.load_aux(self.host_id, f"fpn-{key}", sym)
+        if obj is None and name in arch.helpers:
+            h = arch.helpers[name]
+            native = native_helper_text(arch, name, (None,) * len(h.arg_widths))
+            if native is not None:
+                obj = self.compile(self.module_text([native[1], L.fpn_wrapper_text(sym, native[0])], {}), 0)
+                tcache.store_aux(self.host_id, f"fpn-{key}", sym, obj)
+        if obj is not None:
+            addr = self.load(obj, [sym])[sym]
+        self._fpn[key] = addr
+        return addr
+
 
 class _Region:
     __slots__ = ("name", "pcs", "pages", "opt", "counter", "addr", "entry")
@@ -330,6 +356,7 @@ class JitEngine:
         self._cb_st = _SLOW_ST(self._slow_st)
         self._cb_call = _CALL(self._call)
         self._cb_hook = _HOOK(self._hook)
+        self._cb_fpn = _CALL(self._call_first)
         for k, cb in (
             (L.CTX_SLOW_LD, self._cb_ld),
             (L.CTX_SLOW_ST, self._cb_st),
@@ -340,6 +367,12 @@ class JitEngine:
         rt = self.compiler.runtime()
         for i, k in enumerate(L.MEM_FNS):
             self.ctx[L.CTX_MEM_FN + i] = rt[f"polyvm_{k}"]
+        # The first tier's helper table (by helper index): `_call_first` until the helper's
+        # out-of-line fast path is there (see `_fast_path`).
+        first = ctypes.cast(self._cb_fpn, ctypes.c_void_p).value or 0
+        self.fpn = (ctypes.c_uint64 * max(1, len(names)))(*[first] * max(1, len(names)))
+        self.ctx[L.CTX_FPN] = ctypes.addressof(self.fpn)
+        self._fpn_done: set[int] = set()
         self._dispatch = _REGION(rt["polyvm_dispatch"])
         self._rebuild_table()
 
@@ -524,6 +557,28 @@ class JitEngine:
             return (r or 0) & M64
         except BaseException as e:  # noqa: BLE001
             return self._fail(e)
+
+    def _call_first(self, ctx: int, state: int, idx: int, args: Any) -> int:
+        """Helper idx called through the first tier's table before its fast path was put
+        there (code loaded from the cache): put it there, then call the helper."""
+        if idx not in self._fpn_done:
+            try:
+                self._fast_path(idx)
+            except BaseException as e:  # noqa: BLE001
+                return self._fail(e)
+        return self._call(ctx, state, idx, args)
+
+    def _fast_path(self, idx: int) -> None:
+        """Put helper idx's out-of-line fast path, if it has one, into the first tier's
+        table; else the table keeps calling the helper."""
+        self._fpn_done.add(idx)
+        if self.native_emit is None:
+            addr = None
+        else:
+            t0 = time.perf_counter()
+            addr = self.compiler.fast_path(self.arch, self.helper_list[idx].name)
+            self.compile_time += time.perf_counter() - t0
+        self.fpn[idx] = addr or (self.ctx[L.CTX_CALL])
 
     def _hook(self, _ctx: int, pc: int, size: int) -> int:
         try:
@@ -953,6 +1008,9 @@ class JitEngine:
                     self.insn_size[insn.pc] = insn.size
             funcs.append(lw.text)
             decls.update(lw.decls)
+            for h in lw.fpn_used:
+                if self.helper_index[h] not in self._fpn_done:
+                    self._fast_path(self.helper_index[h])
             made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
         if made and background and self.compiler.worker.usable:
@@ -1089,6 +1147,7 @@ class JitEngine:
                 entries=entries,
                 nslots=self.arch.nslots,
                 compact=compact,
+                fast_paths=getattr(self.arch, "native_names", frozenset()),
             )
         except L.Unsupported:
             return None

@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 6
+CODEGEN_REV = 7
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -68,6 +68,7 @@ CTX_HOOK = 11  # u64 hook(ctx, pc, size) -> 0 continue, else stop
 CTX_COUNTERS = 12  # pointer to per-region counters (u64 each)
 CTX_DISPATCHES = 13  # calls made by the dispatcher (statistics)
 CTX_STOP_NEXT = 14  # non-zero: a memory hook asked to stop; checked before each instruction then
+CTX_FPN = 15  # pointer to the first tier's helper table: u64 f(ctx, state, helper_index, args*) each
 CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form's accesses)
 CTX_WORDS = 24
 MEM_FNS = [f"{k}{w}" for k in ("ld", "st") for w in (8, 16, 32, 64)]
@@ -146,8 +147,10 @@ class RegionLowering:
         entries: list[int] | None = None,
         nslots: int = 0,
         compact: bool = False,
+        fast_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
+        self.fast_paths = fast_paths if native_fn is not None else frozenset()
         self.blocks = [b for b in blocks if b.insns]
         if not self.blocks:
             raise Unsupported("empty region")
@@ -163,6 +166,7 @@ class RegionLowering:
         self.decls: dict[str, str] = {}
         self.fwd: dict[int, str] = {}  # slot -> its current value in this guest block
         self._st_ptrs: set[int] = set()
+        self.fpn_used: set[str] = set()  # helpers called through ctx's table (first tier)
         self.out: list[str] = []
         self._n = 0
         self._lower()
@@ -756,6 +760,14 @@ class RegionLowering:
         h = self.helpers[name]
         args = [self.v(x) for x in xs]
         widths = [x.w for x in xs]
+        if self.compact and name in self.fast_paths:
+            # The first tier calls the helper's fast path out of line, through ctx's table
+            # (`fpn_wrapper_text`), instead of inlining it at every call site.
+            self.fpn_used.add(name)
+            r = self._callback(name, h, args, widths, table=True)
+            if h.result_width is None:
+                return None
+            return r if h.result_width == 64 else self.op(f"trunc i64 {r} to i{h.result_width}")
         native = self.native_fn(name, tuple(x.const for x in xs)) if self.native_fn is not None else None
         if native is None:
             r = self._callback(name, h, args, widths)
@@ -812,10 +824,16 @@ class RegionLowering:
             self.e(f"store i64 {v64}, i64* {p}")
         return self.op(f"getelementptr inbounds [8 x i64], [8 x i64]* {array}, i64 0, i64 0")
 
-    def _callback(self, name: str, h: Any, args: list[str], widths: list[int]) -> str:
+    def _callback(self, name: str, h: Any, args: list[str], widths: list[int], table: bool = False) -> str:
         argp = self._args_array("%args", args, widths)
         # (the state holds every slot already: writes go through)
-        f = self.fnptr(CTX_CALL, "i64 (i64*, i64*, i64, i64*)")
+        sig = "i64 (i64*, i64*, i64, i64*)"
+        if table:
+            tbl = self.op(f"inttoptr i64 {self.ctx_load(CTX_FPN)} to i64*")
+            ep = self.op(f"getelementptr inbounds i64, i64* {tbl}, i64 {self.helper_index[name]}")
+            f = self.op(f"inttoptr i64 {self.op(f'load i64, i64* {ep}')} to {sig}*")
+        else:
+            f = self.fnptr(CTX_CALL, sig)
         r = self.op(f"call i64 {f}(i64* %ctx, i64* %state, i64 {self.helper_index[name]}, i64* {argp})")
         self._check_status()
         if h.state:
@@ -1056,6 +1074,31 @@ def runtime_text() -> str:
     """The functions native code reaches through ctx and that are compiled once per host:
     the dispatcher and the compact form's memory accesses."""
     return "\n".join([dispatcher_text(), *(mem_fn_text(k[:2], int(k[2:])) for k in MEM_FNS)])
+
+
+def fpn_wrapper_text(sym: str, inline_name: str) -> str:
+    """`i64 sym(ctx, state, helper_index, args*)`: a helper's native fast path out of line
+    (the always-inline function `inline_name`, `polyvm.engine.jit.native_helper_text`, every
+    argument read at run time), falling back to the helper itself through ctx's callback. The
+    first tier calls it through ctx's table, as it would call the callback: one copy per
+    process instead of one inlined at every call site."""
+    return f"""
+define i64 @{sym}(i64* %ctx, i64* %state, i64 %idx, i64* %args) {{
+entry:
+  %out = alloca i64
+  %ok = call i1 @{inline_name}(i64* %args, i64* %state, i64* %out)
+  br i1 %ok, label %yes, label %no, !prof !0
+yes:
+  %r = load i64, i64* %out
+  ret i64 %r
+no:
+  %fp = getelementptr i64, i64* %ctx, i64 {CTX_CALL}
+  %fi = load i64, i64* %fp
+  %f = inttoptr i64 %fi to i64 (i64*, i64*, i64, i64*)*
+  %r2 = call i64 %f(i64* %ctx, i64* %state, i64 %idx, i64* %args)
+  ret i64 %r2
+}}
+"""
 
 
 def dispatcher_text(name: str = "polyvm_dispatch") -> str:

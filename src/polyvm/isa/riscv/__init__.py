@@ -128,6 +128,13 @@ class RiscV64(Arch):
 
         return fpnative.emit(name, b, args, consts, get_slot)
 
+    @property
+    def native_names(self) -> frozenset[str]:
+        """The helpers native_emit has a fast path for."""
+        from polyvm.isa.riscv import fpnative
+
+        return fpnative.NATIVE
+
     @staticmethod
     def native_consts(name, consts):  # type: ignore[no-untyped-def]
         from polyvm.isa.riscv import fpnative
