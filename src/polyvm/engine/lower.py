@@ -194,6 +194,8 @@ class RegionLowering:
         return r
 
     def ctx_ptr(self, k: int) -> str:
+        if self.compact:  # (at the access: see `_mem_fn`)
+            return self.op(f"getelementptr inbounds i64, i64* %ctx, i64 {k}")
         self._cx_used.add(k)
         return f"%cx{k}"  # (computed once in the entry block, for the words used)
 
@@ -712,8 +714,13 @@ class RegionLowering:
         """The compact form's out-of-line access function (`runtime_text`), called through
         its pointer in ctx (a direct call in the large code model would cost LLVM's fast
         instruction selector a fallback to the slow one at every access). The pointer is
-        loaded once, in the entry block."""
+        loaded once, in the entry block; in the first tier at the access (its fast register
+        allocator would reload it from the stack there anyway, and a region is entered at
+        every dispatch, where the loads of pointers it may not use cost time)."""
         k = f"{kind}{w}"
+        if self.compact:
+            sig = "i64 (i64*, i64)*" if kind == "ld" else "i64 (i64*, i64, i64)*"
+            return self.op(f"inttoptr i64 {self.ctx_load(CTX_MEM_FN + MEM_FNS.index(k))} to {sig}")
         self._mem_used.add(k)
         return f"%mf.{k}"
 
