@@ -583,6 +583,43 @@ def test_fp_sequences_are_exact_soak() -> None:
     _check_fp_seeds(range(10_000, 12_000), ["jit", "switch1", "switch3"])
 
 
+def test_fp_loops_compiled_hot(monkeypatch) -> None:
+    """A loop of FP arithmetic (fused multiply-add, division, square root, conversions; static
+    and dynamic rounding modes) turns hot and is compiled by the hot tier, whose fast paths are
+    put into the module when it is compiled (`jit.resolve_native`); registers, fflags, memory
+    and the count equal the interpreter's."""
+    import polyvm.engine.jit as J
+
+    monkeypatch.setattr(J, "HOT", 2)
+    monkeypatch.setattr(J, "TIER2_INSNS", 200)
+    code = program(
+        [
+            "addi s0, zero, 2000",
+            "fmadd.d fa0, fa1, fa2, fa0, rne",  # loop
+            "fdiv.d fa3, fa0, fa2, dyn",
+            "fsqrt.d fa4, fa3, rtz",
+            "fcvt.s.d fa5, fa4, dyn",
+            "fadd.s fa6, fa6, fa5, rne",
+            "fcvt.l.d a1, fa4, rtz",
+            "add a2, a2, a1",
+            "addi s0, s0, -1",
+            "bne s0, zero, -32",
+            "ebreak",
+        ]
+    )
+    got = {}
+    for engine in ("interp", "hot-sync"):
+        emu = emulator(engine, code)
+        for r, v in (("fa1", 0x3FF199999999999A), ("fa2", 0x4000CCCCCCCCCCCD), ("fa0", 0x3FF0000000000000)):
+            emu.reg_write(r, v)  # 1.1, 2.1, 1.0
+        emu.reg_write("fa6", 0xFFFFFFFF00000000)  # +0.0f, NaN-boxed
+        st = run(emu, BASE)
+        assert st.reason == "breakpoint"
+        got[engine] = snapshot(emu)
+    assert any(r.opt >= J.T2_OPT for r in emu.engine.regions.values()), "no hot code"
+    assert got["hot-sync"] == got["interp"]
+
+
 def test_the_first_tier_runs_fp_helpers_natively_out_of_line(tmp_path, monkeypatch) -> None:
     """The first tier calls an FP helper's native fast path through ctx's table: a loop of 300
     inexact `fadd.d` (0.1 added up, RNE) gives Python's double sum and NX, calling the Python

@@ -155,7 +155,7 @@ class Compiler:
         llvm = self.llvm
         t0 = time.perf_counter()
         tms = self.tms
-        mod = llvm.parse_assembly(module)
+        mod = llvm.parse_assembly(resolve_native(module))
         if opt < 2:
             tm = tms[0]  # the compact form (no locals to promote): straight to fast isel
             if "alwaysinline" in module:
@@ -1198,7 +1198,7 @@ class JitEngine:
         return bool((self.mem.prot_at(pn << PAGE_SHIFT) or 0) & PROT_EXEC)
 
     def _native_fn(self, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
-        return native_helper_text(self.arch, name, consts)
+        return native_helper_ref(self.arch, name, consts)
 
     def _load_cached(self, pc: int, want: str | None = None) -> bool:
         """Install the cached translation entered at pc if the cache has one for this code
@@ -1301,6 +1301,65 @@ def _pages_of(blocks: list[Block]) -> set[int]:
 
 
 _native_texts: dict[tuple[str, str, tuple[int | None, ...]], tuple[str, str] | None] = {}
+_NATIVE_MARK = "; polyvm-native "
+
+
+def _native_key(
+    arch: Arch, name: str, consts: tuple[int | None, ...]
+) -> tuple[str, str, tuple[int | None, ...]]:
+    narrow = getattr(arch, "native_consts", None)
+    if narrow is not None:
+        consts = tuple(narrow(name, consts))  # only the constants the fast path depends on
+    return (arch.name, name, consts)
+
+
+def _native_name(key: tuple[str, str, tuple[int | None, ...]]) -> str:
+    return "fpn_" + key[1].replace(".", "_") + "_" + hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+
+
+def native_helper_ref(arch: Arch, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
+    """`native_helper_text`'s function name with a one-line stand-in for its text, which
+    `resolve_native` replaces when the module is compiled: building the text takes llvmlite's
+    IR builder a few milliseconds per helper and rounding mode, which the hot tier then spends
+    in the compile worker instead of the guest's process (bench_float: about 0.1 s a run).
+    Helpers the ISA does not list in `native_names` get their text at once."""
+    h = arch.helpers[name]
+    if name not in getattr(arch, "native_names", ()) or h.result_width is None:
+        return native_helper_text(arch, name, consts)
+    key = _native_key(arch, name, consts)
+    return _native_name(key), f"{_NATIVE_MARK}{key[0]} {key[1]} {key[2]!r}"
+
+
+def resolve_native(module: str) -> str:
+    """Module text with each `native_helper_ref` stand-in replaced by the helper's function,
+    and the declarations those need that the module lacks added."""
+    if _NATIVE_MARK not in module:
+        return module
+    import ast
+
+    from polyvm.isa import get_arch
+
+    lines = module.split("\n")
+    have = {m.group(1) for ln in lines if ln.startswith("declare") for m in [L._DECL_NAME.search(ln)] if m}
+    extra: list[str] = []
+    for i, ln in enumerate(lines):
+        if not ln.startswith(_NATIVE_MARK):
+            continue
+        arch_name, name, consts = ln[len(_NATIVE_MARK) :].split(" ", 2)
+        got = native_helper_text(get_arch(arch_name), name, tuple(ast.literal_eval(consts)))
+        if got is None:  # (cannot be: native_helper_ref checked the helper)
+            raise RuntimeError(f"no native fast path for {name}")
+        body = []
+        for b in got[1].splitlines():
+            if b.startswith("declare"):
+                m = L._DECL_NAME.search(b)
+                if m and m.group(1) not in have:
+                    have.add(m.group(1))
+                    extra.append(b)
+            else:
+                body.append(b)
+        lines[i] = "\n".join(body)
+    return "\n".join(lines + extra) + "\n"  # (declarations may follow; `target` lines come first)
 
 
 def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
@@ -1308,10 +1367,8 @@ def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) ->
     always-inline LLVM function `i1 @f(i64* args, i64* slots, i64* out)`: it returns whether
     its result (stored to *out) and slot updates (ORed into slots[k]) are exact; the caller
     calls the Python helper when it returns false. Built once per process with llvmlite."""
-    narrow = getattr(arch, "native_consts", None)
-    if narrow is not None:
-        consts = narrow(name, consts)  # only the constants the fast path depends on
-    key = (arch.name, name, consts)
+    key = _native_key(arch, name, consts)
+    consts = key[2]
     if key in _native_texts:
         return _native_texts[key]
     emit = getattr(arch, "native_emit", None)
@@ -1323,8 +1380,7 @@ def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) ->
         i64 = ir.IntType(64)
         p64 = i64.as_pointer()
         m = ir.Module()
-        tag = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
-        fname = "fpn_" + name.replace(".", "_") + "_" + tag
+        fname = _native_name(key)
         fn = ir.Function(m, ir.FunctionType(ir.IntType(1), [p64, p64, p64]), fname)
         fn.linkage = "internal"
         fn.attributes.add("alwaysinline")
