@@ -187,6 +187,45 @@ def test_a_killed_worker_loses_only_its_jobs() -> None:
     assert job.error is None and job.obj and w.proc.pid != first
 
 
+def _chain(sym: str, n: int) -> str:
+    """A function of n blocks in a chain (a few ms of fast isel, ten times that optimized)."""
+    lines = [
+        f"define i64 @{sym}(i64 %x) {{",
+        "entry:",
+        "  br label %b0",
+        "b0:",
+        "  %p0 = phi i64 [%x, %entry]",
+    ]
+    for i in range(n):
+        if i:
+            lines += [f"b{i}:", f"  %p{i} = phi i64 [%y{i - 1}, %b{i - 1}]"]
+        lines += [
+            f"  %m{i} = mul i64 %p{i}, {i * 7 + 3}",
+            f"  %y{i} = xor i64 %m{i}, {i * 13 + 1}",
+            f"  %c{i} = icmp ult i64 %y{i}, {i + 5}",
+            f"  br i1 %c{i}, label %out, label %b{i + 1}",
+        ]
+    return "\n".join([*lines, f"b{n}:", f"  ret i64 %y{n - 1}", "out:", "  ret i64 0", "}"])
+
+
+def test_quick_code_of_a_later_module_comes_before_an_earlier_optimized_one() -> None:
+    """Hot modules sent while the worker is busy: the quick version of the second comes before
+    the optimized version of the first (quick compiles go first), and both jobs complete."""
+    c = Compiler.get()
+    w = c.worker
+    a = w.submit(c.module_text([_chain("pv_prio_a", 2500)], {}), 2, quick=["pv_prio_a"])
+    b = w.submit(c.module_text([_chain("pv_prio_b", 200)], {}), 2, quick=["pv_prio_b"])
+    early = False
+    deadline = time.monotonic() + 120
+    while not (a.done and b.done) and time.monotonic() < deadline:
+        if b.quick_obj is not None and not a.done:
+            early = True
+        time.sleep(0.001)
+    assert a.done and b.done and a.error is None and b.error is None
+    assert a.quick_obj and b.quick_obj and a.obj and b.obj
+    assert early, "the second module's quick code came after the first one's optimized code"
+
+
 def test_bad_module_is_an_error_not_a_crash() -> None:
     w = Compiler.get().worker
     job = w.submit("this is not LLVM IR", 2)

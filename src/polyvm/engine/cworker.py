@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any, BinaryIO
 
 _HDR = struct.Struct("<Q")
@@ -274,6 +275,37 @@ def _read_all(inp: BinaryIO, q: queue.SimpleQueue) -> None:
             return
 
 
+def _quick(comp: Any, req: dict[str, Any]) -> bytes | None:
+    """A hot module compiled the first tier's way, its functions renamed `<name>q`."""
+    text = req["text"]
+    for sym in req["quick"]:
+        text = text.replace(f"@{sym}(", f"@{sym}q(")
+    try:
+        return comp.compile(text, 0, account=False)
+    except Exception:  # noqa: BLE001 - the optimized object still comes
+        return None
+
+
+def _full(comp: Any, req: dict[str, Any]) -> tuple[bytes | None, str | None, str | None]:
+    """A request's real work: (object, cache object name, error)."""
+    obj = name = err = None
+    try:
+        if "job" in req:
+            from polyvm.engine.jit import translate_job
+
+            translate_job(req["job"])  # (the reply only says it is done)
+        else:
+            obj = comp.compile(req["text"], req["opt"], account=False)
+            if req.get("store") and os.path.isdir(req["store"]["root"]):
+                try:
+                    name = _store(req["store"], obj)
+                except OSError:
+                    name = None
+    except Exception as e:  # noqa: BLE001 - reported to the engine, which stays on its code
+        err = f"{type(e).__name__}: {e}"
+    return obj, name, err
+
+
 def main() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies goes to the pipe
@@ -282,39 +314,54 @@ def main() -> None:
     comp = Compiler.get()
     reqs: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_read_all, args=(inp, reqs), daemon=True).start()
-    replying = True
-    while True:
-        req = reqs.get()
-        if req is None:
-            return
-        t0 = time.perf_counter()
-        obj = name = err = None
-        try:
-            if "job" in req:
-                from polyvm.engine.jit import translate_job
+    replying = open_ = True
+    # What is waiting, most urgent first: quick versions of hot modules (the guest runs on
+    # slower code until they come; a tenth of an optimized compile each), then optimized
+    # modules, then job files (work nobody waits for). A hot module that turns up while
+    # another's optimized compile runs then gets its quick code after that compile, not after
+    # every optimized compile queued before it.
+    quick: deque[dict[str, Any]] = deque()
+    full: deque[dict[str, Any]] = deque()
+    later: deque[dict[str, Any]] = deque()
 
-                translate_job(req["job"])  # (the reply only says it is done)
+    def take(block: bool) -> bool:
+        nonlocal open_
+        while open_:
+            try:
+                req = reqs.get(block=block)
+            except queue.Empty:
+                return True
+            block = False
+            if req is None:
+                open_ = False
+                quick.clear()  # (the engine is gone: quick code is never cached)
+            elif "job" in req:
+                later.append(req)
             else:
-                if req.get("quick") and replying:
-                    text = req["text"]
-                    for sym in req["quick"]:
-                        text = text.replace(f"@{sym}(", f"@{sym}q(")
-                    try:
-                        quick = comp.compile(text, 0, account=False)
-                    except Exception:  # noqa: BLE001 - the optimized object still comes
-                        quick = None
-                    try:
-                        _send(out, {"id": req["id"], "quick": True, "obj": quick})
-                    except OSError:
-                        replying = False
-                obj = comp.compile(req["text"], req["opt"], account=False)
-                if req.get("store") and os.path.isdir(req["store"]["root"]):
-                    try:
-                        name = _store(req["store"], obj)
-                    except OSError:
-                        name = None
-        except Exception as e:  # noqa: BLE001 - reported to the engine, which stays on its code
-            err = f"{type(e).__name__}: {e}"
+                if req.get("quick"):
+                    quick.append(req)
+                full.append(req)
+        return True
+
+    while True:
+        take(block=not (quick or full or later))
+        if quick:
+            req = quick.popleft()
+            if replying:
+                obj = _quick(comp, req)
+                try:
+                    _send(out, {"id": req["id"], "quick": True, "obj": obj})
+                except OSError:
+                    replying = False
+            continue
+        if full:
+            req = full.popleft()
+        elif later:
+            req = later.popleft()
+        else:
+            return  # (input closed and nothing left)
+        t0 = time.perf_counter()
+        obj, name, err = _full(comp, req)
         if replying:
             msg = {
                 "id": req["id"],
