@@ -165,6 +165,7 @@ class RegionLowering:
         self.compact = compact
         self.decls: dict[str, str] = {}
         self.fwd: dict[int, str] = {}  # slot -> its current value in this guest block
+        self.dirty: dict[int, str] = {}  # slot -> value put and not yet stored (`flush_slots`)
         self._st_ptrs: set[int] = set()
         self.fpn_used: set[str] = set()  # helpers called through ctx's table (first tier)
         self.out: list[str] = []
@@ -224,12 +225,26 @@ class RegionLowering:
     def put_slot(self, k: int, v: str, *, forward: bool = True) -> None:
         """A guest-visible write, to the state: slots live there, not in locals, so no exit
         has anything to write back. Later reads in the same guest block use v directly (less
-        text for LLVM to read) unless the write is on a conditional path."""
-        self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
+        text for LLVM to read). The store itself waits for the next point where the state can
+        be seen (`flush_slots`: an access that may fault, a helper call, a hook, the block's
+        end), so a slot written by several instructions in between is stored once (LLVM's
+        -O1 pipeline has no dead-store elimination). A write on a conditional path (forward
+        False) is stored at once."""
         if forward:
             self.fwd[k] = v
+            self.dirty[k] = v
         else:
+            self.dirty.pop(k, None)
+            self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
             self.fwd.pop(k, None)
+
+    def flush_slots(self) -> None:
+        """Store the slots put since the last flush: before anything that can leave the
+        region or read the state (precise faults: an instruction's accesses come before its
+        first put, so the state then is the one before the instruction)."""
+        for k, v in self.dirty.items():
+            self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
+        self.dirty.clear()
 
     def intrinsic(self, name: str, w: int, nargs: int) -> str:
         full = f"{name}.i{w}"
@@ -507,8 +522,11 @@ class RegionLowering:
         # change the mappings, never runs between two accesses of a group)
         self.groups = {} if self.compact or self.mem_hooks else _mem_groups(blk)
         n = len(blk.insns)
+        self.dirty = {}
         for idx, insn in enumerate(blk.insns):
             self.insn, self.idx = insn, idx
+            if self.mem_hooks or self.hooked is not None:
+                self.flush_slots()
             if self.mem_hooks:
                 self._stop_check(insn, idx)  # (an emu_stop in a memory hook: before any hook)
             if self.hooked is not None and self.hooked(insn.pc, insn.size):
@@ -519,6 +537,7 @@ class RegionLowering:
                 self._store_pc_count(insn, idx)
             for st in insn.stmts:
                 self._stmt(st)
+        self.flush_slots()
         t = blk.term
         self._add_icount(n)
         if t.kind == "exit":
@@ -631,6 +650,8 @@ class RegionLowering:
                     v = self.op(f"zext i{x.w} {v} to i64")
                 self.put_slot(k, v)
             return
+        if op in ("load", "store", "cstore", "call"):
+            self.flush_slots()  # (it may fault or read the state)
         if op == "load":
             g = self.groups.get(id(s))
             if g is not None:
