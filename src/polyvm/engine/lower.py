@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 7
+CODEGEN_REV = 8
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -480,15 +480,23 @@ class RegionLowering:
 
     def _landing(self, target: int) -> str | None:
         """The block that enters region block `target` from inside: it leaves (to the
-        dispatcher, which returns RET_BUDGET) once the count has reached ctx's limit. The
+        dispatcher, which returns RET_BUDGET) once the count has reached ctx's limit. In the
+        first tier one per target, shared by the edges to it; in a hot region one per edge, at
+        the end of the loop's body: then every way into a loop but its back edges goes to the
+        loop's first block, so LLVM sees a natural loop (a shared check block reached from
+        an indirect jump's switch too made every loop irreducible, and none was optimized as
+        a loop), and the body's stores come before any exit of the loop, so LICM can keep
+        guest registers in host registers across the loop and store them at its exits. The
         count is the only value the check needs (a block budget of its own, decremented at
         every backward edge, cost a fifth of bench_int's hot loops' time: one more value
         carried around every loop, which LLVM kept on the stack)."""
         if target not in self.bbs:
             return None
-        land = self.lands.get(target)
+        land = self.lands.get(target) if self.compact else None
         if land is None:
-            land = self.lands[target] = f"T{target:x}"
+            land = self.newlabel()
+            if self.compact:
+                self.lands[target] = land
             saved, cur, self.out = self.out, self.cur, []
             self.label(land)
             # (a signed difference: a count near 2**64 set through the API still stops)
@@ -569,7 +577,17 @@ class RegionLowering:
             # targets of a jump table has them as entries); the rest goes through the
             # dispatcher.
             likely = sorted(set(self.ret_sites) | set(self.entry_pcs))
-            self._switch(v, default, [(pc, self._to(pc)) for pc in likely])
+            if self.compact:
+                self._switch(v, default, [(pc, self._to(pc)) for pc in likely])
+            else:
+                # (the time slice checked once, here: check blocks per case would be many,
+                # and one shared by many jumps would be a second way into a loop)
+                go = self.newlabel()
+                left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
+                ex = self._exit_edge(v, RET_CONTINUE)
+                self.e(f"br i1 {self.op(f'icmp sgt i64 {left}, 0')}, label %{go}, label %{ex}, !prof !0")
+                self.label(go)
+                self._switch(v, default, [(pc, self.bbs[pc]) for pc in likely if pc in self.bbs])
             self.label(default)
             self._leave(v, RET_CONTINUE)
             return
@@ -874,7 +892,11 @@ class RegionLowering:
             f = self.op(f"inttoptr i64 {self.op(f'load i64, i64* {ep}')} to {sig}*")
         else:
             f = self.fnptr(CTX_CALL, sig)
-        r = self.op(f"call i64 {f}(i64* %ctx, i64* %state, i64 {self.helper_index[name]}, i64* {argp})")
+        # (nocapture: the callback reads and writes the state only while it runs, so LLVM
+        # may still keep slots in registers across loops elsewhere in the region)
+        r = self.op(
+            f"call i64 {f}(i64* %ctx, i64* nocapture %state, i64 {self.helper_index[name]}, i64* {argp})"
+        )
         self._check_status()
         if h.state:
             for k in sorted(set(h.writes or ()) & set(self.used)):
