@@ -1028,3 +1028,43 @@ def test_budget_stops_and_resumes(engine: str, budget: int) -> None:
     assert st[X0_SLOT + 10] == sum(range(4096)) and st[1] == 2 + 4096 * 5 + 1
     if engine != "interp":
         assert slices >= 4096 * 2 // (budget * 64), slices  # time slices stay bounded
+
+
+def test_hot_loops_keep_guest_registers_in_host_registers() -> None:
+    """A hot region with a loop that loads from guest memory, a helper call after it and an
+    indirect jump before it (whose switch may go to the loop's head): after LLVM's -O1
+    pipeline the loop's guest registers (a0 = slot 12, t0 = slot 7) are loaded once before it
+    and stored at its exits (LICM's `.promoted` values), not loaded and stored on every
+    iteration. That needs natural loops (every way in but the back edge through the loop's
+    first block), time-slice checks after the body, a state pointer no call captures and that
+    is known writable, and calls that do not unwind."""
+    import polyvm.engine.jit as J
+
+    code = program(
+        [
+            "beq a6, zero, 8",
+            "jalr zero, 0(a5)",  # (a target unknown to LLVM: a switch over the entries)
+            "addi t0, zero, 100",
+            "ld a2, 0(s1)",  # loop (guest memory, and a call on its slow path)
+            "add a0, a0, a2",
+            "addi t0, t0, -1",
+            "bne t0, zero, -12",
+            "fadd.d fa0, fa0, fa0, dyn",  # (a helper: its slow path is passed the state)
+            "ebreak",
+        ]
+    )
+    emu = emulator(_jit(tier="jit", background=False), code)
+    emu.reg_write("s1", DATA)
+    emu.mem_write(DATA, (3).to_bytes(8, "little"))
+    eng = emu.engine
+    blocks = eng._form_region([BASE], 64, whole=True, per_root=64)
+    lw = eng.lower_region("pv_loop_test", "pv_loop_test", blocks, [BASE, BASE + 12], compact=False)
+    assert lw is not None
+    c = J.Compiler.get()
+    mod = c.llvm.parse_assembly(J.resolve_native(c.module_text([lw.text], lw.decls)))
+    pb = c.llvm.create_pass_builder(c.tms[2], c.llvm.create_pipeline_tuning_options(speed_level=1))
+    pb.getModulePassManager().run(mod, pb)
+    ir = str(mod)
+    assert "%st12.promoted" in ir and "%st7.promoted" in ir, ir
+    st = run(emu, BASE)
+    assert (st.reason, st.pc, emu.reg_read("a0")) == ("breakpoint", BASE + 32, 300)

@@ -122,6 +122,12 @@ def _c(w: int, v: int) -> str:
 # `i1 @name(i64* args, i64* slots, i64* out)` (see polyvm.engine.jit.native_helper_text).
 NativeFn = Callable[[str, tuple[int | None, ...]], tuple[str, str] | None]
 
+# The runtime's functions and callbacks (memory accesses, helpers) neither unwind nor keep
+# the caller from going on (Python callbacks catch everything and report it in ctx): LLVM may
+# then keep guest registers in host registers across a loop that calls them (LICM's promotion
+# needs both), and store them at the loop's exits.
+_RT_CALL = "nounwind willreturn"
+
 _BIN = {"add": "add", "sub": "sub", "mul": "mul", "and": "and", "or": "or", "xor": "xor"}
 _CMP = {"eq": "eq", "ne": "ne", "ult": "ult", "ule": "ule", "slt": "slt", "sle": "sle"}
 
@@ -303,6 +309,11 @@ class RegionLowering:
         # Hooks (code hooks, memory hooks) read and write the state behind LLVM's back, through
         # callbacks that are not passed it: then the state pointer must not be `noalias`.
         alias = "" if self.hooked is not None or self.mem_hooks else "noalias "
+        if alias:
+            # (the state array is ours, whole, aligned and writable: LICM may then load a
+            # guest register before a loop and store it at an exit the loop's own store did
+            # not reach, such as a fault in an access before it)
+            alias += f"writable dereferenceable({8 * max(self.nslots, 2)}) align 8 "
         o.append(f"define i64 @{self.name}(i64* noalias %ctx, i64* {alias}%state) {{")
         self.label("entry")
         self._cx_used: set[int] = set()
@@ -619,7 +630,7 @@ class RegionLowering:
     def _hook(self, insn: Insn, idx: int) -> None:
         self._store_pc_count(insn, idx)
         f = self.fnptr(CTX_HOOK, "i64 (i64*, i64, i64)")
-        r = self.op(f"call i64 {f}(i64* %ctx, i64 {_c(64, insn.pc)}, i64 {insn.size})")
+        r = self.op(f"call i64 {f}(i64* %ctx, i64 {_c(64, insn.pc)}, i64 {insn.size}) nounwind")
         stop, go = self.newlabel(), self.newlabel()
         self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{stop}, !prof !0")
         self.label(stop)
@@ -765,14 +776,14 @@ class RegionLowering:
 
     def _call_ld(self, addr: str, w: int) -> str:
         """A load through the runtime's access function, its fault branch after it."""
-        r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr})")
+        r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr}) {_RT_CALL}")
         self._check_status()
         return self.op(f"trunc i64 {r} to i{w}") if w < 64 else r
 
     def _call_st(self, addr: str, val: str, w: int) -> None:
         """A store through the runtime's access function, its fault branch after it."""
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
-        r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide})")
+        r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide}) {_RT_CALL}")
         done = self.newlabel()
         self.e(
             f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
@@ -788,7 +799,7 @@ class RegionLowering:
         self.e(f"br label %{done}")
         self.label(slow)
         f = self.fnptr(CTX_SLOW_LD, "i64 (i64*, i64, i64)")
-        sv = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8})")
+        sv = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}) {_RT_CALL}")
         self._check_status()
         if w < 64:
             sv = self.op(f"trunc i64 {sv} to i{w}")
@@ -807,7 +818,7 @@ class RegionLowering:
         self.label(slow)
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
         f = self.fnptr(CTX_SLOW_ST, "i64 (i64*, i64, i64, i64)")
-        r = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}, i64 {wide})")
+        r = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}, i64 {wide}) {_RT_CALL}")
         self.e(
             f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
         )
@@ -895,7 +906,7 @@ class RegionLowering:
         # (nocapture: the callback reads and writes the state only while it runs, so LLVM
         # may still keep slots in registers across loops elsewhere in the region)
         r = self.op(
-            f"call i64 {f}(i64* %ctx, i64* nocapture %state, i64 {self.helper_index[name]}, i64* {argp})"
+            f"call i64 {f}(i64* %ctx, i64* nocapture %state, i64 {self.helper_index[name]}, i64* {argp}) {_RT_CALL}"
         )
         self._check_status()
         if h.state:
