@@ -1068,3 +1068,32 @@ def test_hot_loops_keep_guest_registers_in_host_registers() -> None:
     assert "%st12.promoted" in ir and "%st7.promoted" in ir, ir
     st = run(emu, BASE)
     assert (st.reason, st.pc, emu.reg_read("a0")) == ("breakpoint", BASE + 32, 300)
+
+
+def test_a_fast_path_that_fails_to_compile_leaves_the_helper(monkeypatch) -> None:
+    """If LLVM cannot make a helper's out-of-line fast path, the first tier calls the helper
+    itself: same result (0.1 added up 50 times, RNE; NX), no error."""
+    import struct
+
+    import polyvm.engine.jit as J
+    from polyvm.engine.jit import Compiler
+
+    def broken(self, arch, name):
+        raise RuntimeError("LLVM failed")
+
+    monkeypatch.setattr(Compiler, "fast_path", broken)
+    monkeypatch.setattr(J, "TIER2_INSNS", 10**12)
+    code = program(
+        ["addi s0, zero, 50", "fadd.d fa0, fa0, fa1, rne", "addi s0, s0, -1", "bne s0, zero, -8", "ebreak"]
+    )
+    emu = emulator(_jit(tier="jit", background=False), code)
+    emu.reg_write("fa1", struct.unpack("<Q", struct.pack("<d", 0.1))[0])
+    st = run(emu, BASE)
+    want = 0.0
+    for _ in range(50):
+        want += 0.1
+    assert st.reason == "breakpoint"
+    assert struct.unpack("<d", struct.pack("<Q", emu.reg_read("fa0")))[0] == want
+    assert emu.reg_read("fflags") == 1
+    eng = emu.engine
+    assert eng.fpn[eng.helper_index["fadd.d"]] == eng.ctx[J.L.CTX_CALL]

@@ -562,21 +562,20 @@ class JitEngine:
         """Helper idx called through the first tier's table before its fast path was put
         there (code loaded from the cache): put it there, then call the helper."""
         if idx not in self._fpn_done:
-            try:
-                self._fast_path(idx)
-            except BaseException as e:  # noqa: BLE001
-                return self._fail(e)
+            self._fast_path(idx)
         return self._call(ctx, state, idx, args)
 
     def _fast_path(self, idx: int) -> None:
         """Put helper idx's out-of-line fast path, if it has one, into the first tier's
         table; else the table keeps calling the helper."""
         self._fpn_done.add(idx)
-        if self.native_emit is None:
-            addr = None
-        else:
+        addr = None
+        if self.native_emit is not None:
             t0 = time.perf_counter()
-            addr = self.compiler.fast_path(self.arch, self.helper_list[idx].name)
+            try:
+                addr = self.compiler.fast_path(self.arch, self.helper_list[idx].name)
+            except Exception:  # noqa: BLE001 - (LLVM failed: the helper itself still gives the result)
+                addr = None
             self.compile_time += time.perf_counter() - t0
         self.fpn[idx] = addr or (self.ctx[L.CTX_CALL])
 
