@@ -1031,34 +1031,41 @@ def test_budget_stops_and_resumes(engine: str, budget: int) -> None:
 
 
 def test_hot_loops_keep_guest_registers_in_host_registers() -> None:
-    """A hot region with a loop that loads from guest memory, a helper call after it and an
-    indirect jump before it (whose switch may go to the loop's head): after LLVM's -O1
-    pipeline the loop's guest registers (a0 = slot 12, t0 = slot 7) are loaded once before it
-    and stored at its exits (LICM's `.promoted` values), not loaded and stored on every
-    iteration. That needs natural loops (every way in but the back edge through the loop's
-    first block), time-slice checks after the body, a state pointer no call captures and that
-    is known writable, and calls that do not unwind."""
+    """A hot region with a loop that loads from and stores to guest memory, a helper call
+    after it, an indirect jump before it (whose switch may go to the loop's head) and enough
+    other code that the state pointer has hundreds of uses: after LLVM's -O1 pipeline the
+    loop's guest registers (a0 = slot 12, t0 = slot 7) are loaded once before it and stored
+    at its exits (LICM's `.promoted` values), not loaded and stored on every iteration. That
+    needs natural loops (every way in but the back edge through the loop's first block),
+    time-slice checks after the body, a state pointer known writable and aligned, calls that
+    do not unwind, and guest accesses and runtime calls marked `!noalias` to the state's alias
+    scope (LLVM's capture tracking gives up on a pointer with that many uses)."""
     import polyvm.engine.jit as J
 
+    # (blocks of their own: each loads and stores its register)
+    filler = [x for i in range(80) for x in (f"addi x{18 + i % 9}, x{18 + i % 9}, 1", "beq zero, zero, 4")]
     code = program(
         [
             "beq a6, zero, 8",
             "jalr zero, 0(a5)",  # (a target unknown to LLVM: a switch over the entries)
+            *filler,  # (many uses of the state pointer)
             "addi t0, zero, 100",
-            "ld a2, 0(s1)",  # loop (guest memory, and a call on its slow path)
+            "ld a2, 0(s1)",  # loop (guest memory, and calls on the slow paths)
             "add a0, a0, a2",
+            "sd a0, 8(s1)",
             "addi t0, t0, -1",
-            "bne t0, zero, -12",
+            "bne t0, zero, -16",
             "fadd.d fa0, fa0, fa0, dyn",  # (a helper: its slow path is passed the state)
             "ebreak",
         ]
     )
+    loop = BASE + 4 * (3 + len(filler))
     emu = emulator(_jit(tier="jit", background=False), code)
     emu.reg_write("s1", DATA)
     emu.mem_write(DATA, (3).to_bytes(8, "little"))
     eng = emu.engine
-    blocks = eng._form_region([BASE], 64, whole=True, per_root=64)
-    lw = eng.lower_region("pv_loop_test", "pv_loop_test", blocks, [BASE, BASE + 12], compact=False)
+    blocks = eng._form_region([BASE], 200, whole=True, per_root=200)
+    lw = eng.lower_region("pv_loop_test", "pv_loop_test", blocks, [BASE, loop], compact=False)
     assert lw is not None
     c = J.Compiler.get()
     mod = c.llvm.parse_assembly(J.resolve_native(c.module_text([lw.text], lw.decls)))
@@ -1067,7 +1074,8 @@ def test_hot_loops_keep_guest_registers_in_host_registers() -> None:
     ir = str(mod)
     assert "%st12.promoted" in ir and "%st7.promoted" in ir, ir
     st = run(emu, BASE)
-    assert (st.reason, st.pc, emu.reg_read("a0")) == ("breakpoint", BASE + 32, 300)
+    assert (st.reason, st.pc, emu.reg_read("a0")) == ("breakpoint", BASE + len(code) - 4, 300)
+    assert emu.mem_read(DATA + 8, 8) == (300).to_bytes(8, "little")
 
 
 def test_a_fast_path_that_fails_to_compile_leaves_the_helper(monkeypatch) -> None:

@@ -174,6 +174,14 @@ class RegionLowering:
         self.dirty: dict[int, str] = {}  # slot -> value put and not yet stored (`flush_slots`)
         self._st_ptrs: set[int] = set()
         self.fpn_used: set[str] = set()  # helpers called through ctx's table (first tier)
+        # Hot code without hooks: the state array is an alias scope (`PROF_META`) that guest
+        # memory accesses, TLB loads and runtime calls are marked `!noalias` to, so LLVM knows
+        # they never touch a guest register however many uses the state pointer has (past
+        # about a hundred, its capture tracking gives up and the `noalias` argument alone no
+        # longer separates them).
+        self.scoped = not compact and hooked is None and not mem_hooks
+        self.sa = ", !alias.scope !3" if self.scoped else ""
+        self.nsa = ", !noalias !3" if self.scoped else ""
         self.out: list[str] = []
         self._n = 0
         self._lower()
@@ -220,7 +228,7 @@ class RegionLowering:
     def load_slot(self, k: int) -> str:
         v = self.fwd.get(k)
         if v is None:
-            v = self.fwd[k] = self.op(f"load i64, i64* {self.state_ptr(k)}")
+            v = self.fwd[k] = self.op(f"load i64, i64* {self.state_ptr(k)}{self.sa}")
         return v
 
     def reload_slot(self, k: int) -> None:
@@ -241,7 +249,7 @@ class RegionLowering:
             self.dirty[k] = v
         else:
             self.dirty.pop(k, None)
-            self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
+            self.e(f"store i64 {v}, i64* {self.state_ptr(k)}{self.sa}")
             self.fwd.pop(k, None)
 
     def flush_slots(self) -> None:
@@ -249,7 +257,7 @@ class RegionLowering:
         region or read the state (precise faults: an instruction's accesses come before its
         first put, so the state then is the one before the instruction)."""
         for k, v in self.dirty.items():
-            self.e(f"store i64 {v}, i64* {self.state_ptr(k)}")
+            self.e(f"store i64 {v}, i64* {self.state_ptr(k)}{self.sa}")
         self.dirty.clear()
 
     def intrinsic(self, name: str, w: int, nargs: int) -> str:
@@ -716,7 +724,7 @@ class RegionLowering:
         """The inline TLB lookup (`_tlb_probe`) and its branch: (entry, fast, slow, done)
         labels, the code going on in `fast`."""
         tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
-        ent, hit = _tlb_probe(self.op, tlb, addr, w, field)
+        ent, hit = _tlb_probe(self.op, tlb, addr, w, field, md=self.nsa)
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
         self.e(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
@@ -736,16 +744,18 @@ class RegionLowering:
             lo = self.op(f"add i64 {base}, {g.lo}") if g.lo else base
             tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
             fields = (0,) * g.loads + (1,) * g.stores
-            ent, g.ok = _tlb_probe(self.op, tlb, lo, 8 * (g.hi - g.lo), *fields)
-            g.addend = self.op(f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
+            ent, g.ok = _tlb_probe(self.op, tlb, lo, 8 * (g.hi - g.lo), *fields, md=self.nsa)
+            g.addend = self.op(
+                f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}{self.nsa}"
+            )
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
         self.e(f"br i1 {g.ok}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
         ptr = self.op(f"inttoptr i64 {self.op(f'add i64 {addr}, {g.addend}')} to i{w}*")
         if val is None:
-            fv = self.op(f"load i{w}, i{w}* {ptr}, align 1")
+            fv = self.op(f"load i{w}, i{w}* {ptr}, align 1{self.nsa}")
         else:
-            self.e(f"store i{w} {val}, i{w}* {ptr}, align 1")
+            self.e(f"store i{w} {val}, i{w}* {ptr}, align 1{self.nsa}")
         fast_end = self.cur
         self.e(f"br label %{done}")
         self.label(slow)
@@ -776,14 +786,16 @@ class RegionLowering:
 
     def _call_ld(self, addr: str, w: int) -> str:
         """A load through the runtime's access function, its fault branch after it."""
-        r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr}) {_RT_CALL}")
+        r = self.op(f"call i64 {self._mem_fn('ld', w)}(i64* %ctx, i64 {addr}) {_RT_CALL}{self.nsa}")
         self._check_status()
         return self.op(f"trunc i64 {r} to i{w}") if w < 64 else r
 
     def _call_st(self, addr: str, val: str, w: int) -> None:
         """A store through the runtime's access function, its fault branch after it."""
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
-        r = self.op(f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide}) {_RT_CALL}")
+        r = self.op(
+            f"call i64 {self._mem_fn('st', w)}(i64* %ctx, i64 {addr}, i64 {wide}) {_RT_CALL}{self.nsa}"
+        )
         done = self.newlabel()
         self.e(
             f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
@@ -794,12 +806,12 @@ class RegionLowering:
         if self.compact:
             return self._call_ld(addr, w)
         ent, fast, slow, done = self._tlb_hit(addr, w, 0)
-        fv = self.op(f"load i{w}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w)}, align 1")
+        fv = self.op(f"load i{w}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w, self.nsa)}, align 1{self.nsa}")
         fast_end = self.cur
         self.e(f"br label %{done}")
         self.label(slow)
         f = self.fnptr(CTX_SLOW_LD, "i64 (i64*, i64, i64)")
-        sv = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}) {_RT_CALL}")
+        sv = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}) {_RT_CALL}{self.nsa}")
         self._check_status()
         if w < 64:
             sv = self.op(f"trunc i64 {sv} to i{w}")
@@ -813,12 +825,12 @@ class RegionLowering:
             self._call_st(addr, val, w)
             return
         ent, fast, slow, done = self._tlb_hit(addr, w, 1)
-        self.e(f"store i{w} {val}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w)}, align 1")
+        self.e(f"store i{w} {val}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w, self.nsa)}, align 1{self.nsa}")
         self.e(f"br label %{done}")
         self.label(slow)
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val
         f = self.fnptr(CTX_SLOW_ST, "i64 (i64*, i64, i64, i64)")
-        r = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}, i64 {wide}) {_RT_CALL}")
+        r = self.op(f"call i64 {f}(i64* %ctx, i64 {addr}, i64 {w // 8}, i64 {wide}) {_RT_CALL}{self.nsa}")
         self.e(
             f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{done}, label %{self._fault_exit()}, !prof !0"
         )
@@ -1003,7 +1015,14 @@ class RegionLowering:
         raise Unsupported(f"IR op {op}")
 
 
-PROF_META = '!0 = !{!"branch_weights", i32 2000, i32 1}'  # the first way is the likely one
+PROF_META = (
+    '!0 = !{!"branch_weights", i32 2000, i32 1}\n'  # the first way is the likely one
+    # The state array as an alias scope (hot tier, `RegionLowering.scoped`): guest memory
+    # accesses, the TLB's loads and the runtime's calls are `!noalias` to it.
+    '!1 = distinct !{!1, !"polyvm.state"}\n'
+    '!2 = distinct !{!2, !1, !"state"}\n'
+    "!3 = !{!2}"
+)
 
 
 class _Group:
@@ -1077,7 +1096,9 @@ def _mem_groups(blk: Block) -> dict[int, _Group]:
     return groups
 
 
-def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, *fields: int) -> tuple[str, str]:
+def _tlb_probe(
+    op: Callable[[str], str], tlb: str, addr: str, w: int, *fields: int, md: str = ""
+) -> tuple[str, str]:
     """The software TLB lookup for a w-bit access at addr, emitted through `op` (text -> value
     name): (the entry's pointer, i1 hit). Index (addr >> 12) & (TLB_SIZE - 1); the entry's
     tag of each of `fields` (0 read, 1 write) must equal the page of the access's *last* byte,
@@ -1088,7 +1109,7 @@ def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, *fields: i
     tags = []
     for field in fields:
         tagp = ent if field == 0 else op(f"getelementptr inbounds i64, i64* {ent}, i64 {field}")
-        tags.append(op(f"load i64, i64* {tagp}"))
+        tags.append(op(f"load i64, i64* {tagp}{md}"))
     lastb = op(f"add i64 {addr}, {w // 8 - 1}") if w > 8 else addr
     last = op(f"and i64 {lastb}, {_PAGE_TAG_MASK}")
     hit = ""
@@ -1098,9 +1119,9 @@ def _tlb_probe(op: Callable[[str], str], tlb: str, addr: str, w: int, *fields: i
     return ent, hit
 
 
-def _tlb_host_ptr(op: Callable[[str], str], addr: str, ent: str, w: int) -> str:
+def _tlb_host_ptr(op: Callable[[str], str], addr: str, ent: str, w: int, md: str = "") -> str:
     """The host pointer of a TLB hit: addr plus the entry's addend."""
-    addend = op(f"load i64, i64* {op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}")
+    addend = op(f"load i64, i64* {op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}{md}")
     return op(f"inttoptr i64 {op(f'add i64 {addr}, {addend}')} to i{w}*")
 
 
