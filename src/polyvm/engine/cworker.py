@@ -324,13 +324,14 @@ def main() -> None:
     full: deque[dict[str, Any]] = deque()
     later: deque[dict[str, Any]] = deque()
 
-    def take(block: bool) -> bool:
+    def take(block: bool) -> None:
+        """Move what has come in to the queues (waiting for something if `block`)."""
         nonlocal open_
         while open_:
             try:
                 req = reqs.get(block=block)
             except queue.Empty:
-                return True
+                return
             block = False
             if req is None:
                 open_ = False
@@ -341,7 +342,6 @@ def main() -> None:
                 if req.get("quick"):
                     quick.append(req)
                 full.append(req)
-        return True
 
     while True:
         take(block=not (quick or full or later))

@@ -369,10 +369,9 @@ class JitEngine:
             self.ctx[L.CTX_MEM_FN + i] = rt[f"polyvm_{k}"]
         # The first tier's helper table (by helper index): `_call_first` until the helper's
         # out-of-line fast path is there (see `_fast_path`).
-        first = ctypes.cast(self._cb_fpn, ctypes.c_void_p).value or 0
-        self.fpn = (ctypes.c_uint64 * max(1, len(names)))(*[first] * max(1, len(names)))
+        self._fpn_first = ctypes.cast(self._cb_fpn, ctypes.c_void_p).value or 0
+        self.fpn = (ctypes.c_uint64 * max(1, len(names)))(*[self._fpn_first] * max(1, len(names)))
         self.ctx[L.CTX_FPN] = ctypes.addressof(self.fpn)
-        self._fpn_done: set[int] = set()
         self._dispatch = _REGION(rt["polyvm_dispatch"])
         self._rebuild_table()
 
@@ -561,14 +560,15 @@ class JitEngine:
     def _call_first(self, ctx: int, state: int, idx: int, args: Any) -> int:
         """Helper idx called through the first tier's table before its fast path was put
         there (code loaded from the cache): put it there, then call the helper."""
-        if idx not in self._fpn_done:
-            self._fast_path(idx)
+        self._fast_path(idx)
         return self._call(ctx, state, idx, args)
 
     def _fast_path(self, idx: int) -> None:
         """Put helper idx's out-of-line fast path, if it has one, into the first tier's
-        table; else the table keeps calling the helper."""
-        self._fpn_done.add(idx)
+        table; else the table calls the helper itself. Once per helper: an entry that is no
+        longer `_call_first` is done."""
+        if self.fpn[idx] != self._fpn_first:
+            return
         addr = None
         if self.native_emit is not None:
             t0 = time.perf_counter()
@@ -1008,8 +1008,7 @@ class JitEngine:
             funcs.append(lw.text)
             decls.update(lw.decls)
             for h in lw.fpn_used:
-                if self.helper_index[h] not in self._fpn_done:
-                    self._fast_path(self.helper_index[h])
+                self._fast_path(self.helper_index[h])
             made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
         if made and background and self.compiler.worker.usable:
@@ -1339,8 +1338,8 @@ def resolve_native(module: str) -> str:
     from polyvm.isa import get_arch
 
     lines = module.split("\n")
-    have = {m.group(1) for ln in lines if ln.startswith("declare") for m in [L._DECL_NAME.search(ln)] if m}
-    extra: list[str] = []
+    have, _ = L.split_decls("\n".join(ln for ln in lines if ln.startswith("declare")))
+    extra: dict[str, str] = {}
     for i, ln in enumerate(lines):
         if not ln.startswith(_NATIVE_MARK):
             continue
@@ -1348,17 +1347,10 @@ def resolve_native(module: str) -> str:
         got = native_helper_text(get_arch(arch_name), name, tuple(ast.literal_eval(consts)))
         if got is None:  # (cannot be: native_helper_ref checked the helper)
             raise RuntimeError(f"no native fast path for {name}")
-        body = []
-        for b in got[1].splitlines():
-            if b.startswith("declare"):
-                m = L._DECL_NAME.search(b)
-                if m and m.group(1) not in have:
-                    have.add(m.group(1))
-                    extra.append(b)
-            else:
-                body.append(b)
-        lines[i] = "\n".join(body)
-    return "\n".join(lines + extra) + "\n"  # (declarations may follow; `target` lines come first)
+        decls, lines[i] = L.split_decls(got[1])
+        extra.update((k, v) for k, v in decls.items() if k not in have)
+    # (declarations may follow the functions; `target` lines must come first)
+    return "\n".join([*lines, *extra.values()]) + "\n"
 
 
 def native_helper_text(arch: Arch, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:

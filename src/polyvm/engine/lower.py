@@ -93,6 +93,20 @@ _PAGE_TAG_MASK = -(1 << PAGE_SHIFT)
 _DECL_NAME = re.compile(r'@"?([\w.$]+)"?\(')
 
 
+def split_decls(text: str) -> tuple[dict[str, str], str]:
+    """A native fast path's text (`polyvm.engine.jit.native_helper_text`) as its `declare`
+    lines by the name they declare, and the rest (its functions)."""
+    decls: dict[str, str] = {}
+    body = []
+    for line in text.splitlines():
+        if line.startswith("declare"):
+            m = _DECL_NAME.search(line)
+            decls[m.group(1) if m else line] = line
+        else:
+            body.append(line)
+    return decls, "\n".join(body)
+
+
 def _is_call(b: Block) -> bool:
     """Does b end with a call: a jump after storing its own return address (b.end) into a
     register or to memory (RISC-V jal/jalr ra, AArch64 bl, x86 call)?"""
@@ -174,6 +188,7 @@ class RegionLowering:
         self.dirty: dict[int, str] = {}  # slot -> value put and not yet stored (`flush_slots`)
         self._st_ptrs: set[int] = set()
         self.fpn_used: set[str] = set()  # helpers called through ctx's table (first tier)
+        self._inline_native = False  # an inlined fast path was emitted (its allocas are needed)
         # Hot code without hooks: the state array is an alias scope (`PROF_META`) that guest
         # memory accesses, TLB loads and runtime calls are marked `!noalias` to, so LLVM knows
         # they never touch a guest register however many uses the state pointer has (past
@@ -329,10 +344,6 @@ class RegionLowering:
         self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
         self.e("%icount = alloca i64")
         self.e("%args = alloca [8 x i64]")
-        if self.native_fn is not None:
-            self.e("%nargs = alloca [8 x i64]")
-            self.e(f"%fslots = alloca [{max(self.nslots, 1)} x i64]")
-            self.e("%fout = alloca i64")
         # Pointers to the state's slots and ctx's words, once (less IR for LLVM to read). Not
         # the slots' in the first tier: its fast register allocator keeps no value in a
         # register from one block to the next, so each would be reloaded from the stack before
@@ -371,6 +382,12 @@ class RegionLowering:
             self._shared_exit()
         o.append("}")
         pre = [f"  %cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}" for k in sorted(self._cx_used)]
+        if self._inline_native:  # (what an inlined fast path reads and writes: `_call`)
+            pre += [
+                "  %nargs = alloca [8 x i64]",
+                f"  %fslots = alloca [{max(self.nslots, 1)} x i64]",
+                "  %fout = alloca i64",
+            ]
         for k in sorted(self._mem_used):
             sig = "i64 (i64*, i64)*" if k.startswith("ld") else "i64 (i64*, i64, i64)*"
             i = MEM_FNS.index(k)
@@ -518,9 +535,7 @@ class RegionLowering:
                 self.lands[target] = land
             saved, cur, self.out = self.out, self.cur, []
             self.label(land)
-            # (a signed difference: a count near 2**64 set through the API still stops)
-            left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
-            gt = self.op(f"icmp sgt i64 {left}, 0")
+            gt = self._slice_left()
             # (weighted: without it LLVM takes every loop for one that runs twice, and keeps
             # the count and the ctx and state pointers on the stack in the hot loops)
             ex = self._exit_edge(_c(64, target), RET_CONTINUE)
@@ -528,6 +543,12 @@ class RegionLowering:
             self.deferred.append(self.out)
             self.out, self.cur = saved, cur
         return land
+
+    def _slice_left(self) -> str:
+        """i1: the time slice is not over (the count has not reached ctx's limit; a signed
+        difference, so a count near 2**64 set through the API still stops)."""
+        left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
+        return self.op(f"icmp sgt i64 {left}, 0")
 
     def _fault_exit(self) -> str:
         """The label for the current block's one branch out on a fault at the current
@@ -552,8 +573,6 @@ class RegionLowering:
         self.dirty = {}
         for idx, insn in enumerate(blk.insns):
             self.insn, self.idx = insn, idx
-            if self.mem_hooks or self.hooked is not None:
-                self.flush_slots()
             if self.mem_hooks:
                 self._stop_check(insn, idx)  # (an emu_stop in a memory hook: before any hook)
             if self.hooked is not None and self.hooked(insn.pc, insn.size):
@@ -602,9 +621,8 @@ class RegionLowering:
                 # (the time slice checked once, here: check blocks per case would be many,
                 # and one shared by many jumps would be a second way into a loop)
                 go = self.newlabel()
-                left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
                 ex = self._exit_edge(v, RET_CONTINUE)
-                self.e(f"br i1 {self.op(f'icmp sgt i64 {left}, 0')}, label %{go}, label %{ex}, !prof !0")
+                self.e(f"br i1 {self._slice_left()}, label %{go}, label %{ex}, !prof !0")
                 self.label(go)
                 self._switch(v, default, [(pc, self.bbs[pc]) for pc in likely if pc in self.bbs])
             self.label(default)
@@ -627,6 +645,7 @@ class RegionLowering:
     def _stop_check(self, insn: Insn, idx: int) -> None:
         """(Memory-hooked code) stop before this instruction if a hook asked to (emu_stop in
         a memory hook: the accessing instruction completes, the next one does not start)."""
+        self.flush_slots()  # (it may leave)
         stop, go = self.newlabel(), self.newlabel()
         req = self.ctx_load(CTX_STOP_NEXT)
         self.e(f"br i1 {self.op(f'icmp eq i64 {req}, 0')}, label %{go}, label %{stop}, !prof !0")
@@ -636,6 +655,7 @@ class RegionLowering:
         self.label(go)
 
     def _hook(self, insn: Insn, idx: int) -> None:
+        self.flush_slots()  # (the hook sees the registers, and may stop)
         self._store_pc_count(insn, idx)
         f = self.fnptr(CTX_HOOK, "i64 (i64*, i64, i64)")
         r = self.op(f"call i64 {f}(i64* %ctx, i64 {_c(64, insn.pc)}, i64 {insn.size}) nounwind")
@@ -745,9 +765,7 @@ class RegionLowering:
             tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
             fields = (0,) * g.loads + (1,) * g.stores
             ent, g.ok = _tlb_probe(self.op, tlb, lo, 8 * (g.hi - g.lo), *fields, md=self.nsa)
-            g.addend = self.op(
-                f"load i64, i64* {self.op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}{self.nsa}"
-            )
+            g.addend = _tlb_addend(self.op, ent, self.nsa)
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
         self.e(f"br i1 {g.ok}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
@@ -857,14 +875,9 @@ class RegionLowering:
             # (so SROA turns it into registers); the callback gets its own copy in %args.
             argp = self._args_array("%nargs", args, widths)
             fname, ftext = native
-            body = []
-            for line in ftext.splitlines():
-                if line.startswith("declare"):
-                    m = _DECL_NAME.search(line)
-                    self.decls[m.group(1) if m else line] = line
-                else:
-                    body.append(line)
-            self.decls[fname] = "\n".join(body)
+            fdecls, self.decls[fname] = split_decls(ftext)
+            self.decls.update(fdecls)
+            self._inline_native = True
             slots = sorted((h.reads or set()) | (h.writes or set())) if h.state else []
             fs = {}
             for k in slots:
@@ -1119,10 +1132,14 @@ def _tlb_probe(
     return ent, hit
 
 
+def _tlb_addend(op: Callable[[str], str], ent: str, md: str = "") -> str:
+    """A TLB entry's host addend (host address = guest address + addend)."""
+    return op(f"load i64, i64* {op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}{md}")
+
+
 def _tlb_host_ptr(op: Callable[[str], str], addr: str, ent: str, w: int, md: str = "") -> str:
     """The host pointer of a TLB hit: addr plus the entry's addend."""
-    addend = op(f"load i64, i64* {op(f'getelementptr inbounds i64, i64* {ent}, i64 2')}{md}")
-    return op(f"inttoptr i64 {op(f'add i64 {addr}, {addend}')} to i{w}*")
+    return op(f"inttoptr i64 {op(f'add i64 {addr}, {_tlb_addend(op, ent, md)}')} to i{w}*")
 
 
 def mem_fn_text(kind: str, w: int) -> str:
