@@ -53,6 +53,8 @@ HAVE_LLVM = importlib.util.find_spec("llvmlite") is not None
 ENGINES = [
     "interp",
     pytest.param("jit", marks=pytest.mark.skipif(not HAVE_LLVM, reason="the JIT needs llvmlite")),
+    # (the first tier through LLVM, where "jit" emits x86-64 code itself: `engine.x64`)
+    pytest.param("jit-llvm", marks=pytest.mark.skipif(not HAVE_LLVM, reason="the JIT needs llvmlite")),
 ]
 
 
@@ -64,7 +66,7 @@ def new_engine(kind: str, arch: Arch, mem: AddressSpace):
         return Engine(arch, mem)
     from polyvm.engine.jit import JitEngine
 
-    return JitEngine(arch, mem, tier="jit")
+    return JitEngine(arch, mem, tier="jit", baseline="llvm" if kind == "jit-llvm" else None)
 
 
 def assert_native(eng, pc: int) -> None:

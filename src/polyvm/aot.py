@@ -32,6 +32,7 @@ import time
 from bisect import bisect_right, insort
 from typing import Any
 
+from polyvm.engine import x64
 from polyvm.memory import PROT_EXEC, PROT_READ, MemoryFault
 
 MAX_REGION_BLOCKS = 256
@@ -189,7 +190,7 @@ def _compile_chunk(
     comp = eng.compiler
     nregions = nblocks = 0
     for i in range(0, len(funcs), BATCH):
-        texts, decls, made = [], {}, []
+        texts, decls, made, emitted, made_x = [], {}, [], {}, []
         nonce = os.urandom(4).hex()
         for start, end in funcs[i : i + BATCH]:
             blocks, entries, _ = function_region(eng.arch, eng.mem, start, end, lifted=lifted)
@@ -197,23 +198,31 @@ def _compile_chunk(
                 continue
             name = eng._region_name(blocks, AOT_OPT)
             sym = f"{name}_{nonce}"
+            pages = sorted({p for b in blocks for p in range(b.pc >> 12, ((b.end - 1) >> 12) + 1)})
+            er = eng.emit_region(name, blocks, entries)  # (the first tier without LLVM: `x64`)
+            if er is not None:
+                emitted[sym] = er.code
+                made_x.append((sym, er.entry_pcs, pages, len(blocks)))
+                continue
             lw = eng.lower_region(sym, name, blocks, entries, compact=True)
             if lw is None:
                 continue
             texts.append(lw.text)
             decls.update(lw.decls)
-            pages = sorted({p for b in blocks for p in range(b.pc >> 12, ((b.end - 1) >> 12) + 1)})
             made.append((sym, lw.entry_pcs, pages, len(blocks)))
-        if not made:
-            continue
-        obj = comp.compile(comp.module_text(texts, decls), AOT_OPT)
-        obj_name = cache.store_object(obj)
-        if obj_name is None:
-            raise OSError("cannot write to the translation cache")
-        for sym, entries, pages, nb in made:
-            cache.store_entry(eng.mem, entries, sym, obj_name, AOT_OPT, pages)
-            nregions += 1
-            nblocks += nb
+        objs = []
+        if made_x:
+            objs.append((x64.link(emitted), made_x))
+        if made:
+            objs.append((comp.compile(comp.module_text(texts, decls), AOT_OPT), made))
+        for obj, regions in objs:
+            obj_name = cache.store_object(obj)
+            if obj_name is None:
+                raise OSError("cannot write to the translation cache")
+            for sym, entries, pages, nb in regions:
+                cache.store_entry(eng.mem, entries, sym, obj_name, AOT_OPT, pages)
+                nregions += 1
+                nblocks += nb
     return nregions, nblocks
 
 

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from polyvm.engine import GuestTrap, Stop
+from polyvm.engine import GuestTrap, Stop, x64
 from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
@@ -111,6 +111,8 @@ class Compiler:
         self._runtime: dict[str, int] | None = None
         self._fpn: dict[str, int | None] = {}  # "arch.helper" -> its out-of-line fast path
         self._worker: Any = None
+        # The first tier's own code generator where the host allows it (`x64.available`).
+        self.emitter: x64.Loader | None = x64.Loader() if x64.available() else None
         # POLYVM_PERF_MAP=1: name the native code for `perf` (/tmp/perf-PID.map, like QEMU's
         # -perfmap); function sizes come from each loaded object's symbol table.
         self._perf_map: Any = None
@@ -177,7 +179,12 @@ class Compiler:
         return obj
 
     def load(self, obj: bytes, names: list[str]) -> dict[str, int]:
-        """Load an object (once per process) and return the addresses of `names` in it."""
+        """Load an object (once per process) and return the addresses of `names` in it. An
+        object may also be a blob of regions the first tier emitted without LLVM (`x64`)."""
+        if x64.is_blob(obj):
+            if self.emitter is None:
+                raise RuntimeError("emitted code for another host")
+            return self.emitter.load(obj, names)
         if all(n in self.symbols for n in names):
             return {n: self.symbols[n] for n in names}
         if not any(obj is o for o in self._recent):
@@ -282,13 +289,20 @@ class JitEngine:
         switch_every: int = 0,
         max_insns: int = 64,
         background: bool | None = None,
+        baseline: str | None = None,
     ) -> None:
         if tier not in ("jit", "auto", "aot"):
             raise ValueError(f"unknown tier {tier}")
+        # The first tier's code generator: "x64" (`x64`, where the host allows it; the
+        # default) or "llvm" (`lower.RegionLowering(compact=True)`); $POLYVM_BASELINE.
+        baseline = baseline or os.environ.get("POLYVM_BASELINE") or "x64"
+        if baseline not in ("x64", "llvm"):
+            raise ValueError(f"unknown baseline {baseline}")
         self.arch, self.mem, self.tier, self.cache = arch, mem, tier, cache
         self.name = tier
         self.max_insns = max_insns
         self.compiler = Compiler.get()
+        self.emit_first = baseline == "x64" and self.compiler.emitter is not None
         self.interp = Interp(arch, mem, max_insns=max_insns)
         mem.on_code_write = self.invalidate_page
         mem.page_listeners.append(self._on_pages)
@@ -952,6 +966,10 @@ class JitEngine:
         funcs: list[str] = []
         decls: dict[str, str] = {}
         made: list[tuple[str, str, list[int], set[int]]] = []  # (region, symbol, entries, pages)
+        # The first tier is emitted directly where the host allows (`x64`), not through LLVM.
+        emit = opt == JIT_OPT
+        emitted: dict[str, bytes] = {}
+        made_x: list[tuple[str, str, list[int], set[int]]] = []
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
         # Form the regions first: a pc that is a block of a region formed before it in this
@@ -999,18 +1017,31 @@ class JitEngine:
             if self.cache is not None and self._load_cached(pc, want=name):
                 continue  # an earlier run compiled exactly this region
             sym = f"{name}_{nonce}"
+            if emit:
+                er = self.emit_region(name, blocks, entries)
+                if er is not None:  # (else through LLVM, below)
+                    self._note_sizes(blocks)
+                    for h in er.fpn_used:
+                        self._fast_path(self.helper_index[h])
+                    emitted[sym] = er.code
+                    made_x.append((name, sym, er.entry_pcs, pages))
+                    self.blocks_compiled += len(blocks)
+                    continue
             lw = self.lower_region(sym, name, blocks, entries, compact=opt == 0)
             if lw is None:
                 continue
-            for b in blocks:
-                for insn in b.insns:
-                    self.insn_size[insn.pc] = insn.size
+            self._note_sizes(blocks)
             funcs.append(lw.text)
             decls.update(lw.decls)
             for h in lw.fpn_used:
                 self._fast_path(self.helper_index[h])
             made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
+        if made_x:
+            # The first tier without LLVM (x86-64 hosts): placed and installed at once.
+            if self.bg_hot and not self._child:
+                self._start_worker()
+            self._finish(x64.link(emitted), made_x, opt)
         if made and background and self.compiler.worker.usable:
             text = self.compiler.module_text(funcs, decls)
             pages = sorted(set().union(*(m[3] for m in made)))
@@ -1050,6 +1081,11 @@ class JitEngine:
         if not ok:
             self._no_native.add(pcs[0])  # interpreted from now on (until its page changes)
         return ok
+
+    def _note_sizes(self, blocks: list[Block]) -> None:
+        for b in blocks:
+            for insn in b.insns:
+                self.insn_size[insn.pc] = insn.size
 
     def _start_worker(self) -> None:
         """Start the compile worker with the first compile in place, when this run will send
@@ -1145,6 +1181,23 @@ class JitEngine:
                 entries=entries,
                 nslots=self.arch.nslots,
                 compact=compact,
+                fast_paths=getattr(self.arch, "native_names", frozenset()),
+            )
+        except L.Unsupported:
+            return None
+
+    def emit_region(self, name: str, blocks: list[Block], entries: list[int]) -> x64.X64Region | None:
+        """Region `name` in the first tier's form as x86-64 code (`x64`), or None where this
+        host or the region needs LLVM."""
+        if not self.emit_first or self._instrumented:
+            return None
+        try:
+            return x64.X64Region(
+                blocks,
+                self.arch.helpers,
+                self.helper_index,
+                counter=_counter_of(name),
+                entries=entries,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
             )
         except L.Unsupported:

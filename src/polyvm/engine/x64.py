@@ -1,0 +1,840 @@
+"""The first tier without LLVM on x86-64 hosts: IR regions emitted straight to machine code.
+
+A first-tier region compiled by LLVM costs about 0.35 ms of LLVM time per guest block
+(`lower.RegionLowering(compact=True)`, fast instruction selection), and half of the blocks a
+cold run compiles never run: in a short run that is most of the time polyvm spends above
+QEMU. This module writes the same region — same entry protocol, exits, counters, time-slice
+checks, faults and calls through `ctx` (see `lower`) — as x86-64 machine code directly, in
+Python, at a few microseconds per IR statement, the way a baseline compiler does (QEMU's TCG,
+V8's Sparkplug): every IR temporary lives in a stack slot of the region's frame, guest
+registers in the state array, each statement loads its operands into `rax`/`rcx`, computes
+and stores the result. Hot regions are still recompiled by LLVM's optimizing pipeline.
+
+Conventions (System V AMD64, so Linux hosts): `i64 region(ctx, state)`; `rbx` holds ctx,
+`rbp` the state, `r14` the instruction count at the start of the current guest block (the
+region's local count), `r15` the count at entry (for the region's tier-up counter). All of
+them are callee-saved, so calls of the runtime's access functions and of helpers through
+ctx's pointers keep them. Frame: eight argument words for helper calls at `rsp`, then two
+words per IR temporary (a 128-bit value takes both).
+
+Values are kept zero-extended to 64 bits (an i1 is 0 or 1); operations narrower than 64 bits
+compute in 64-bit registers and mask the result. Nothing in the code depends on where it is
+placed (jumps are relative, everything else goes through ctx), so a region's bytes can be
+cached on disk like an object file (`link` / `Loader`).
+
+`Unsupported` (from `lower`) is raised for what this tier does not emit (hooks, 128-bit values
+other than the full multiply a `mulh` lifts to, odd widths); the caller lowers such a region
+through LLVM instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import marshal
+import mmap
+import platform
+import sys
+from typing import Any
+
+from polyvm.engine import lower as L
+from polyvm.engine.lower import Unsupported
+from polyvm.ir import Block, Stmt, Val
+from polyvm.isa import SLOT_ICOUNT, SLOT_PC
+
+# A blob of emitted regions (the translation cache's "object"): MAGIC, the symbol table's
+# length (4 bytes), the table (marshal: symbol -> offset) and the code.
+MAGIC = b"PVX64\x00\x01\x00"
+
+RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
+R14, R15 = 14, 15
+CTX, ST, ICOUNT, ICOUNT0 = RBX, RBP, R14, R15
+ARGS = 0  # helper argument array: 8 words at rsp
+TEMPS = 64  # first temporary's slot
+
+# condition codes
+C_B, C_AE, C_E, C_NE, C_BE, C_A, C_L, C_GE, C_LE, C_G = 2, 3, 4, 5, 6, 7, 12, 13, 14, 15
+_CMP_CC = {"eq": C_E, "ne": C_NE, "ult": C_B, "ule": C_BE, "slt": C_L, "sle": C_LE}
+_ALU = {"add": 0x01, "or": 0x09, "and": 0x21, "sub": 0x29, "xor": 0x31}
+_SHIFT = {"rotl": 0, "rotr": 1, "shl": 4, "lshr": 5, "ashr": 7}
+_POW2 = (8, 16, 32, 64)
+_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+_RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
+
+
+def available() -> bool:
+    """This host can run emitted code: x86-64 with the System V calling convention (Linux)."""
+    if not (platform.machine().lower() in ("x86_64", "amd64") and sys.platform.startswith("linux")):
+        return False
+    try:  # (a system may refuse writable executable memory: then LLVM makes the first tier)
+        mmap.mmap(-1, 4096, flags=_PRIVATE, prot=_RWX).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _mem(reg: int, base: int, disp: int) -> bytes:
+    """ModRM (+SIB, +displacement) for [base + disp] with `reg` in the reg field."""
+    r, b = reg & 7, base & 7
+    if disp == 0 and b != 5:
+        mod, tail = 0, b""
+    elif -128 <= disp < 128:
+        mod, tail = 1, disp.to_bytes(1, "little", signed=True)
+    else:
+        mod, tail = 2, disp.to_bytes(4, "little", signed=True)
+    sib = b"\x24" if b == 4 else b""
+    return bytes([mod << 6 | r << 3 | b]) + sib + tail
+
+
+def _rex(w: int, r: int, b: int) -> int:
+    return 0x40 | w << 3 | (r >> 3) << 2 | (b >> 3)
+
+
+class X64Region:
+    """One region (`lower.RegionLowering(compact=True)`'s semantics) as machine code.
+
+    After construction: `code` (bytes), `entry_pcs`, `fpn_used` (helpers called through ctx's
+    fast-path table)."""
+
+    def __init__(
+        self,
+        blocks: list[Block],
+        helpers: Any,
+        helper_index: dict[str, int],
+        *,
+        counter: int | None = None,
+        entries: list[int] | None = None,
+        fast_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.blocks = [b for b in blocks if b.insns]
+        if not self.blocks:
+            raise Unsupported("empty region")
+        self.helpers = helpers
+        self.helper_index = helper_index
+        self.counter = counter
+        self.fast_paths = fast_paths
+        self.entries_in = entries
+        self.fpn_used: set[str] = set()
+        self.buf = bytearray()
+        self.labels: dict[Any, int] = {}
+        self.fixups: list[tuple[int, Any]] = []  # (position of a rel32, label)
+        self.stubs: list[tuple[Any, int | None, int, int]] = []  # (label, pc or None: rax, code, dk)
+        self._n = 0
+        self._emit()
+        self.code = self._resolve()
+
+    # ---- assembler -----------------------------------------------------------------------
+    def newlabel(self) -> tuple[str, int]:
+        self._n += 1
+        return ("L", self._n)
+
+    def bind(self, lab: Any) -> None:
+        self.labels[lab] = len(self.buf)
+
+    def _rel32(self, lab: Any) -> None:
+        self.fixups.append((len(self.buf), lab))
+        self.buf += b"\0\0\0\0"
+
+    def jmp(self, lab: Any) -> None:
+        self.buf.append(0xE9)
+        self._rel32(lab)
+
+    def jcc(self, cc: int, lab: Any) -> None:
+        self.buf += bytes((0x0F, 0x80 | cc))
+        self._rel32(lab)
+
+    def _resolve(self) -> bytes:
+        buf, labels = self.buf, self.labels
+        for pos, lab in self.fixups:
+            buf[pos : pos + 4] = (labels[lab] - pos - 4).to_bytes(4, "little", signed=True)
+        return bytes(buf)
+
+    def load(self, reg: int, base: int, disp: int) -> None:  # mov reg, [base+disp]
+        self.buf += bytes((_rex(1, reg, base), 0x8B)) + _mem(reg, base, disp)
+
+    def store(self, base: int, disp: int, reg: int) -> None:  # mov [base+disp], reg
+        self.buf += bytes((_rex(1, reg, base), 0x89)) + _mem(reg, base, disp)
+
+    def mov(self, dst: int, src: int) -> None:
+        self.buf += bytes((_rex(1, src, dst), 0x89, 0xC0 | (src & 7) << 3 | dst & 7))
+
+    def imm(self, reg: int, x: int) -> None:
+        """reg = x (an unsigned 64-bit value)."""
+        x &= (1 << 64) - 1
+        if x < 1 << 32:
+            if reg >= 8:
+                self.buf.append(0x41)
+            self.buf.append(0xB8 | reg & 7)
+            self.buf += x.to_bytes(4, "little")
+        elif x >= (1 << 64) - (1 << 31):
+            self.buf += bytes((_rex(1, 0, reg), 0xC7, 0xC0 | reg & 7))
+            self.buf += (x - (1 << 64)).to_bytes(4, "little", signed=True)
+        else:
+            self.buf += bytes((_rex(1, 0, reg), 0xB8 | reg & 7)) + x.to_bytes(8, "little")
+
+    def alu(self, op: int, dst: int, src: int) -> None:  # add/or/and/sub/xor/cmp(0x39)/test(0x85)
+        self.buf += bytes((_rex(1, src, dst), op, 0xC0 | (src & 7) << 3 | dst & 7))
+
+    def alu_imm(self, n: int, reg: int, x: int) -> None:  # op reg, imm (n: /0 add, /5 sub, /7 cmp)
+        if -128 <= x < 128:
+            self.buf += bytes((_rex(1, 0, reg), 0x83, 0xC0 | n << 3 | reg & 7)) + x.to_bytes(
+                1, "little", signed=True
+            )
+        else:
+            self.buf += bytes((_rex(1, 0, reg), 0x81, 0xC0 | n << 3 | reg & 7)) + x.to_bytes(
+                4, "little", signed=True
+            )
+
+    def cmp_const(self, reg: int, x: int) -> None:
+        """Flags of reg - x for an unsigned 64-bit constant x (rdx is clobbered for big ones)."""
+        s = x - (1 << 64) if x >= 1 << 63 else x
+        if -(1 << 31) <= s < 1 << 31:
+            self.alu_imm(7, reg, s)
+        else:
+            self.imm(RDX, x)
+            self.alu(0x39, reg, RDX)
+
+    def unary(self, n: int, reg: int) -> None:  # F7 /n: not 2, neg 3, div 6, idiv 7
+        self.buf += bytes((_rex(1, 0, reg), 0xF7, 0xC0 | n << 3 | reg & 7))
+
+    def op2(self, opc: int, dst: int, src: int, w: int = 1) -> None:  # 0F opc /r (imul, cmov, bsr...)
+        self.buf += bytes((_rex(w, dst, src), 0x0F, opc, 0xC0 | (dst & 7) << 3 | src & 7))
+
+    def call_mem(self, base: int, disp: int) -> None:
+        if base >= 8:
+            self.buf.append(0x41)
+        self.buf.append(0xFF)
+        self.buf += _mem(2, base, disp)
+
+    def mask(self, reg: int, w: int) -> None:
+        """Zero the bits of reg above w."""
+        if w >= 64:
+            return
+        r = reg & 7
+        if w == 32:
+            self.buf += bytes((0x89, 0xC0 | r << 3 | r))
+        elif w == 16:
+            self.buf += bytes((0x0F, 0xB7, 0xC0 | r << 3 | r))
+        elif w == 8:
+            self.buf += bytes((0x0F, 0xB6, 0xC0 | r << 3 | r))  # (rax..rbx: al..bl)
+        elif w == 1:
+            self.buf += bytes((0x83, 0xE0 | r, 1))
+        else:
+            raise Unsupported(f"i{w}")
+
+    def sext(self, reg: int, w: int) -> None:
+        """Sign-extend reg's low w bits to 64."""
+        if w >= 64:
+            return
+        r = reg & 7
+        if w == 32:
+            self.buf += bytes((0x48, 0x63, 0xC0 | r << 3 | r))
+        elif w == 16:
+            self.buf += bytes((0x48, 0x0F, 0xBF, 0xC0 | r << 3 | r))
+        elif w == 8:
+            self.buf += bytes((0x48, 0x0F, 0xBE, 0xC0 | r << 3 | r))
+        elif w == 1:
+            self.unary(3, reg)  # (0 or 1 -> 0 or -1)
+        else:
+            raise Unsupported(f"i{w}")
+
+    def setcc(self, cc: int) -> None:  # rax = cc ? 1 : 0
+        self.buf += bytes((0x0F, 0x90 | cc, 0xC0, 0x0F, 0xB6, 0xC0))
+
+    # ---- values --------------------------------------------------------------------------
+    @staticmethod
+    def off(v: Val) -> int:
+        return TEMPS + 16 * v.id
+
+    def get(self, reg: int, v: Val) -> None:
+        if v.const is not None:
+            if v.w > 64:
+                raise Unsupported("128-bit constant")
+            self.imm(reg, v.const)
+        else:
+            self.load(reg, RSP, self.off(v))
+
+    def put(self, v: Val, reg: int) -> None:
+        self.store(RSP, self.off(v), reg)
+
+    def get_hi(self, reg: int, v: Val) -> None:
+        if v.const is not None:
+            self.imm(reg, v.const >> 64)
+        else:
+            self.load(reg, RSP, self.off(v) + 8)
+
+    # ---- region --------------------------------------------------------------------------
+    def _emit(self) -> None:
+        blocks = self.blocks
+        self.bbs = {blk.pc: ("B", blk.pc) for blk in blocks}
+        self.ret_sites = sorted({blk.end for blk in blocks if blk.end in self.bbs and L._is_call(blk)})
+        heads: set[int] = set()
+        for blk in blocks:
+            t = blk.term
+            targets: list[int] = []
+            if t.kind == "branch":
+                targets = [t.target.const, t.fallthrough]
+            elif t.kind == "jump" and t.target is not None:
+                targets = [t.target.const] if t.target.const is not None else list(self.ret_sites)
+            heads.update(x for x in targets if x in self.bbs and x <= blk.pc)
+        entries = list(self.bbs) if self.entries_in is None else [p for p in self.entries_in if p in self.bbs]
+        for h in sorted(heads | set(self.ret_sites)):
+            if h not in entries:
+                entries.append(h)
+        self.entry_pcs = entries
+        self.lands: dict[int, Any] = {}
+        ntemps = max(max((b.ntemps for b in blocks), default=0), _max_temp(blocks) + 1)
+        frame = TEMPS + 16 * ntemps
+        frame += 8 if frame % 16 == 0 else 0  # 6 pushes + return address: rsp 16-aligned at calls
+        if frame >= 1 << 31:
+            raise Unsupported("frame too big")
+        b = self.buf
+        b += b"\x53\x55\x41\x54\x41\x55\x41\x56\x41\x57"  # push rbx, rbp, r12..r15
+        b += b"\x48\x81\xec" + frame.to_bytes(4, "little")  # sub rsp, frame
+        self.mov(CTX, RDI)
+        self.mov(ST, RSI)
+        self.load(ICOUNT, ST, 8 * SLOT_ICOUNT)
+        self.mov(ICOUNT0, ICOUNT)
+        self.load(RAX, ST, 8 * SLOT_PC)
+        miss = self.newlabel()
+        self._switch([(p, self.bbs[p]) for p in entries], miss)
+        self.bind(miss)
+        self._exit(None, L.RET_MISS)
+        for blk in blocks:
+            self.bind(self.bbs[blk.pc])
+            self._block(blk)
+        for lab, pc, code, dk in self.stubs:
+            self.bind(lab)
+            self._exit(pc, code, dk)
+        # The one way out: state[pc] = rax, state[icount] = r14, the region's counter, return edx.
+        self.bind("tail")
+        self.store(ST, 8 * SLOT_PC, RAX)
+        self.store(ST, 8 * SLOT_ICOUNT, ICOUNT)
+        if self.counter is not None:
+            self.load(RCX, CTX, 8 * L.CTX_COUNTERS)
+            self.mov(RAX, ICOUNT)
+            self.alu(0x29, RAX, ICOUNT0)  # sub rax, r15
+            # add [rcx + 8*counter], rax
+            self.buf += bytes((0x48, 0x01)) + _mem(RAX, RCX, 8 * self.counter)
+        self.buf += b"\x89\xd0"  # mov eax, edx
+        b = self.buf
+        b += b"\x48\x81\xc4" + frame.to_bytes(4, "little")  # add rsp, frame
+        b += b"\x41\x5f\x41\x5e\x41\x5d\x41\x5c\x5d\x5b\xc3"  # pop r15..r12, rbp, rbx; ret
+
+    def _exit(self, pc: int | None, code: int, dk: int = 0) -> None:
+        """Leave: pc (None: it is in rax), return code, dk instructions beyond r14."""
+        if pc is not None:
+            self.imm(RAX, pc)
+        self.buf += bytes((0xBA,)) + code.to_bytes(4, "little")  # mov edx, code
+        if dk:
+            self.alu_imm(0, ICOUNT, dk)
+        self.jmp("tail")
+
+    def _stub(self, pc: int | None, code: int, dk: int = 0) -> Any:
+        """A label that leaves as `_exit` does, emitted after the body (for conditional exits)."""
+        lab = self.newlabel()
+        self.stubs.append((lab, pc, code, dk))
+        return lab
+
+    def _switch(self, cases: list[tuple[int, Any]], default: Any) -> None:
+        """Jump to the label of rax's value among `cases` (pc, label), else to default."""
+        cases = sorted(cases)
+        while len(cases) > 4:
+            mid = len(cases) // 2
+            hi = self.newlabel()
+            self.cmp_const(RAX, cases[mid][0])
+            self.jcc(C_AE, hi)
+            self._switch(cases[:mid], default)
+            self.bind(hi)
+            cases = cases[mid:]
+        for x, lab in cases:
+            self.cmp_const(RAX, x)
+            self.jcc(C_E, lab)
+        self.jmp(default)
+
+    def _edge(self, target: int, cc: int | None = None) -> None:
+        """Continue at a constant target (jump if cc is None, else when flags say cc)."""
+        lab = self._to(target)
+        if lab is None:
+            lab = self._stub(target, L.RET_CONTINUE)
+        if cc is None:
+            self.jmp(lab)
+        else:
+            self.jcc(cc, lab)
+
+    def _to(self, target: int) -> Any:
+        if target not in self.bbs:
+            return None
+        if target > self.src_pc:
+            return self.bbs[target]
+        land = self.lands.get(target)
+        if land is None:
+            land = self.lands[target] = self.newlabel()
+            self.landings.append((land, target))
+        return land
+
+    def _landing(self, land: Any, target: int) -> None:
+        """A backward edge's time-slice check: on to the block while ctx's limit is ahead."""
+        self.bind(land)
+        self.load(RAX, CTX, 8 * L.CTX_LIMIT)
+        self.alu(0x29, RAX, ICOUNT)  # sub rax, r14
+        self.jcc(C_G, self.bbs[target])
+        self._exit(target, L.RET_CONTINUE)
+
+    def _fault(self) -> Any:
+        return self._stub(self.insn_pc, L.RET_FAULT, self.idx)
+
+    def _check_status(self) -> None:
+        self.buf += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"  # cmp qword, 0
+        self.jcc(C_NE, self._fault())
+
+    def _block(self, blk: Block) -> None:
+        self.src_pc = blk.pc
+        self.landings: list[tuple[Any, int]] = []
+        for idx, insn in enumerate(blk.insns):
+            self.insn_pc, self.idx = insn.pc, idx
+            for st in insn.stmts:
+                self._stmt(st)
+        t = blk.term
+        self.alu_imm(0, ICOUNT, len(blk.insns))
+        if t.kind == "exit":
+            rid = L.EXIT_IDS.get(t.reason)
+            if rid is None:
+                raise Unsupported(f"exit {t.reason}")
+            resume = t.target.const if t.target is not None and t.target.const is not None else 0
+            if t.reason == "sync_icache":
+                self._exit(resume, L.RET_CONTINUE)
+            else:
+                info = t.info
+                if info is not None and not isinstance(info, int):
+                    raise Unsupported("non-integer exit info")
+                for k, x in (
+                    (L.CTX_EXIT_REASON, rid | ((info is not None) << 8)),
+                    (L.CTX_EXIT_RESUME, resume),
+                    (L.CTX_EXIT_INFO, info or 0),
+                ):
+                    self.imm(RAX, x)
+                    self.store(CTX, 8 * k, RAX)
+                self._exit(t.pc, L.RET_EXIT)
+        elif t.kind == "jump":
+            assert t.target is not None
+            if t.target.const is not None:
+                self._edge(t.target.const)
+            else:
+                self.get(RAX, t.target)
+                likely = sorted(set(self.ret_sites) | set(self.entry_pcs))
+                default = self.newlabel()
+                self._switch([(pc, self._to(pc)) for pc in likely], default)
+                self.bind(default)
+                self._exit(None, L.RET_CONTINUE)
+        else:
+            assert t.kind == "branch" and t.cond is not None and t.target is not None
+            self.get(RAX, t.cond)
+            self.alu(0x85, RAX, RAX)
+            self._edge(t.target.const, C_NE)
+            self._edge(t.fallthrough)
+        for land, target in self.landings:
+            self._landing(land, target)
+
+    # ---- statements ----------------------------------------------------------------------
+    def _stmt(self, s: Stmt) -> None:
+        op, d, a = s.op, s.dst, s.args
+        if op == "get":
+            k = a[0]
+            if k == SLOT_PC:
+                raise Unsupported("get pc")
+            if d.w > 64:
+                raise Unsupported("128-bit get")
+            if k == SLOT_ICOUNT:
+                self.mov(RAX, ICOUNT)
+            else:
+                self.load(RAX, ST, 8 * k)
+            self.mask(RAX, d.w)
+            self.put(d, RAX)
+        elif op == "put":
+            k, x = a
+            if k in (SLOT_PC, SLOT_ICOUNT):
+                raise Unsupported("put pc/icount")
+            if x.w > 64:
+                raise Unsupported("128-bit put")
+            self.get(RAX, x)
+            self.store(ST, 8 * k, RAX)
+        elif op == "load":
+            if d.w > 64:
+                raise Unsupported("128-bit memory access")
+            self.get(RSI, a[0])
+            self.mov(RDI, CTX)
+            self.call_mem(CTX, 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"ld{d.w}")))
+            self._check_status()
+            self.put(d, RAX)
+        elif op == "store":
+            self._store(a[0], a[1])
+        elif op == "cstore":
+            skip = self.newlabel()
+            self.get(RAX, a[0])
+            self.alu(0x85, RAX, RAX)
+            self.jcc(C_E, skip)
+            self._store(a[1], a[2])
+            self.bind(skip)
+        elif op == "call":
+            self._call(a[0], a[1:], d)
+        else:
+            self._pure(op, d, a)
+
+    def _store(self, addr: Val, val: Val) -> None:
+        if val.w > 64:
+            raise Unsupported("128-bit memory access")
+        self.get(RSI, addr)
+        self.get(RDX, val)
+        self.mov(RDI, CTX)
+        self.call_mem(CTX, 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"st{val.w}")))
+        self.alu(0x85, RAX, RAX)
+        self.jcc(C_NE, self._fault())
+
+    def _call(self, name: str, xs: tuple[Val, ...], d: Val | None) -> None:
+        h = self.helpers[name]
+        if any(w > 64 for w in h.arg_widths) or (h.result_width or 0) > 64:
+            raise Unsupported(f"helper {h.name} with 128-bit values")
+        if len(xs) > 8:
+            raise Unsupported(f"helper {h.name} with more than 8 arguments")
+        for i, x in enumerate(xs):
+            self.get(RAX, x)
+            self.store(RSP, ARGS + 8 * i, RAX)
+        idx = self.helper_index[name]
+        self.mov(RDI, CTX)
+        self.mov(RSI, ST)
+        self.imm(RDX, idx)
+        self.buf += b"\x48\x8d\x0c\x24"  # lea rcx, [rsp]
+        if name in self.fast_paths:
+            # through ctx's table of fast paths (`lower.fpn_wrapper_text`), as the LLVM form
+            self.fpn_used.add(name)
+            self.load(RAX, CTX, 8 * L.CTX_FPN)
+            self.call_mem(RAX, 8 * idx)
+        else:
+            self.call_mem(CTX, 8 * L.CTX_CALL)
+        self._check_status()
+        if d is not None and h.result_width is not None:
+            self.mask(RAX, h.result_width)
+            self.put(d, RAX)
+
+    def _pure(self, op: str, d: Val, a: tuple[Any, ...]) -> None:
+        w = d.w
+        if op in ("zext", "sext", "trunc"):
+            x = a[0]
+            if w > 64 and x.w <= 64 and op != "trunc":
+                self.get(RAX, x)
+                if op == "sext":
+                    self.sext(RAX, x.w)
+                self.put(d, RAX)
+                if op == "sext":
+                    self.buf += b"\x48\xc1\xf8\x3f"  # sar rax, 63
+                else:
+                    self.buf += b"\x31\xc0"  # xor eax, eax
+                self.store(RSP, self.off(d) + 8, RAX)
+                return
+            if x.w > 64 and w > 64:
+                raise Unsupported("128-bit cast")
+            self.get(RAX, x)  # (a 128-bit x: its low half)
+            if op == "sext" and x.w < w:
+                self.sext(RAX, x.w)
+            self.mask(RAX, w)
+            self.put(d, RAX)
+            return
+        if w > 64 or any(isinstance(x, Val) and x.w > 64 for x in a):
+            self._wide(op, d, a)
+            return
+        if op == "select":
+            self.get(RAX, a[1])
+            self.get(RCX, a[2])
+            self.get(RDX, a[0])
+            self.alu(0x85, RDX, RDX)
+            self.op2(0x40 | C_E, RAX, RCX)  # cmovz rax, rcx
+            self.put(d, RAX)
+            return
+        if len(a) == 1:
+            self._unop(op, d, a[0])
+            return
+        x, y = a
+        aw = x.w
+        if op in _CMP_CC:
+            self.get(RAX, x)
+            self.get(RCX, y)
+            if op in ("slt", "sle"):
+                self.sext(RAX, aw)
+                self.sext(RCX, aw)
+            self.alu(0x39, RAX, RCX)
+            self.setcc(_CMP_CC[op])
+            self.put(d, RAX)
+            return
+        if y.w != aw and not (op in _SHIFT and (y.w < aw or op in ("rotl", "rotr"))):
+            raise Unsupported(f"{op} of mixed widths")
+        if op in _ALU or op == "mul":
+            self.get(RAX, x)
+            self.get(RCX, y)
+            if op == "mul":
+                self.op2(0xAF, RAX, RCX)  # imul rax, rcx
+            else:
+                self.alu(_ALU[op], RAX, RCX)
+            if op not in ("and", "or", "xor"):
+                self.mask(RAX, aw)
+            self.put(d, RAX)
+            return
+        if op in _SHIFT:
+            self._shift(op, d, x, y)
+            return
+        if op in ("udiv", "urem", "sdiv", "srem"):
+            self._div(op, d, x, y)
+            return
+        raise Unsupported(f"IR op {op}")
+
+    def _unop(self, op: str, d: Val, x: Val) -> None:
+        w = d.w
+        self.get(RAX, x)
+        if op == "not":
+            self.unary(2, RAX)
+            self.mask(RAX, w)
+        elif op == "neg":
+            self.unary(3, RAX)
+            self.mask(RAX, w)
+        elif op == "clz":
+            # bsr sets ZF for a zero input: w - 1 - (-1) = w then
+            self.imm(RCX, (1 << 64) - 1)
+            self.op2(0xBD, RAX, RAX)  # bsr rax, rax
+            self.op2(0x40 | C_E, RAX, RCX)  # cmovz rax, rcx
+            self.imm(RCX, w - 1)
+            self.alu(0x29, RCX, RAX)
+            self.mov(RAX, RCX)
+        elif op == "ctz":
+            self.imm(RCX, w)
+            self.op2(0xBC, RAX, RAX)  # bsf rax, rax
+            self.op2(0x40 | C_E, RAX, RCX)
+        elif op == "popcnt":
+            # clear the lowest set bit until none is left (no popcnt instruction needed)
+            top, done = self.newlabel(), self.newlabel()
+            self.buf += b"\x31\xc9"  # xor ecx, ecx
+            self.bind(top)
+            self.alu(0x85, RAX, RAX)
+            self.jcc(C_E, done)
+            self.buf += b"\x48\x8d\x50\xff"  # lea rdx, [rax-1]
+            self.alu(0x21, RAX, RDX)
+            self.buf += b"\x48\xff\xc1"  # inc rcx
+            self.jmp(top)
+            self.bind(done)
+            self.mov(RAX, RCX)
+        elif op == "bswap":
+            if w not in (8, 16, 32, 64):
+                raise Unsupported(f"bswap i{w}")
+            if w > 8:
+                self.buf += b"\x48\x0f\xc8"  # bswap rax
+                if w < 64:
+                    self.buf += bytes((0x48, 0xC1, 0xE8, 64 - w))  # shr rax, 64-w
+        else:
+            raise Unsupported(op)
+        self.put(d, RAX)
+
+    def _shift(self, op: str, d: Val, x: Val, y: Val) -> None:
+        aw = x.w
+        n = _SHIFT[op]
+        if op in ("rotl", "rotr"):
+            if aw == 1:
+                self.get(RAX, x)
+                self.put(d, RAX)
+                return
+            if aw not in _POW2:
+                raise Unsupported(f"rotate i{aw}")
+            self.get(RAX, x)
+            self.get(RCX, y)
+            # rol/ror al|ax|eax|rax, cl: x86 masks the count (5 or 6 bits), which is the
+            # count modulo the width for these power-of-two widths
+            pre = {8: b"\xd2", 16: b"\x66\xd3", 32: b"\xd3", 64: b"\x48\xd3"}[aw]
+            self.buf += pre + bytes((0xC0 | n << 3,))
+            self.put(d, RAX)
+            return
+        self.get(RAX, x)
+        if op == "ashr":
+            self.sext(RAX, aw)
+        k = y.const
+        if k is not None:
+            if k >= aw:
+                if op == "ashr":
+                    k = aw - 1
+                else:
+                    self.buf += b"\x31\xc0"  # xor eax, eax
+                    self.put(d, RAX)
+                    return
+            if k:
+                self.buf += bytes((0x48, 0xC1, 0xC0 | n << 3, k))
+            self.mask(RAX, aw)
+            self.put(d, RAX)
+            return
+        self.get(RCX, y)
+        if op == "ashr":
+            self.imm(RDX, aw - 1)
+            self.alu(0x39, RCX, RDX)
+            self.op2(0x40 | C_A, RCX, RDX)  # cmova rcx, rdx
+            self.buf += b"\x48\xd3\xf8"  # sar rax, cl
+        else:
+            self.buf += bytes((0x48, 0xD3, 0xC0 | n << 3))
+            self.buf += b"\x31\xd2"  # xor edx, edx
+            self.alu_imm(7, RCX, aw)  # cmp rcx, aw
+            self.op2(0x40 | C_AE, RAX, RDX)  # cmovae rax, rdx
+        self.mask(RAX, aw)
+        self.put(d, RAX)
+
+    def _div(self, op: str, d: Val, x: Val, y: Val) -> None:
+        aw = x.w
+        signed = op in ("sdiv", "srem")
+        rem = op in ("urem", "srem")
+        self.get(RAX, x)
+        self.get(RCX, y)
+        if signed:
+            self.sext(RAX, aw)
+            self.sext(RCX, aw)
+        zero, done = self.newlabel(), self.newlabel()
+        self.alu(0x85, RCX, RCX)
+        self.jcc(C_E, zero)
+        if signed:
+            if aw == 64:
+                # INT64_MIN / -1: the quotient is x, the remainder 0 (idiv would trap)
+                go = self.newlabel()
+                self.alu_imm(7, RCX, -1)
+                self.jcc(C_NE, go)
+                if rem:
+                    self.buf += b"\x31\xc0"  # xor eax, eax
+                else:
+                    self.unary(3, RAX)  # neg rax (x / -1; INT64_MIN stays itself)
+                self.jmp(done)
+                self.bind(go)
+            self.buf += b"\x48\x99"  # cqo
+            self.unary(7, RCX)  # idiv rcx
+        else:
+            self.buf += b"\x31\xd2"  # xor edx, edx
+            self.unary(6, RCX)  # div rcx
+        if rem:
+            self.mov(RAX, RDX)
+        self.jmp(done)
+        self.bind(zero)
+        if not rem:
+            self.imm(RAX, (1 << 64) - 1)
+        self.bind(done)
+        self.mask(RAX, aw)
+        self.put(d, RAX)
+
+    def _wide(self, op: str, d: Val, a: tuple[Any, ...]) -> None:
+        """128-bit values: the full multiply and the shifts by a constant that `mulh` lifts to
+        (zext/sext to 128, mul, lshr 64, trunc); anything else goes to LLVM."""
+        if op == "mul" and d.w == 128:
+            x, y = a
+            # (x.hi*2^64 + x.lo)(y.hi*2^64 + y.lo) mod 2^128
+            self.get(RAX, x)
+            self.get_hi(RCX, y)
+            self.op2(0xAF, RCX, RAX)  # rcx = x.lo * y.hi
+            self.get_hi(RAX, x)
+            self.get(RDX, y)
+            self.op2(0xAF, RAX, RDX)  # rax = x.hi * y.lo
+            self.alu(0x01, RCX, RAX)
+            self.get(RAX, x)
+            self.get(RDX, y)
+            self.buf += b"\x48\xf7\xe2"  # mul rdx: rdx:rax = x.lo * y.lo
+            self.alu(0x01, RDX, RCX)
+            self.put(d, RAX)
+            self.store(RSP, self.off(d) + 8, RDX)
+            return
+        if op in ("lshr", "shl", "ashr") and d.w == 128 and a[1].const is not None and a[1].const == 64:
+            x = a[0]
+            if op == "shl":
+                self.get(RAX, x)
+                self.store(RSP, self.off(d) + 8, RAX)
+                self.buf += b"\x31\xc0"
+                self.put(d, RAX)
+            else:
+                self.get_hi(RAX, x)
+                self.put(d, RAX)
+                if op == "ashr":
+                    self.buf += b"\x48\xc1\xf8\x3f"  # sar rax, 63
+                else:
+                    self.buf += b"\x31\xc0"
+                self.store(RSP, self.off(d) + 8, RAX)
+            return
+        raise Unsupported(f"128-bit {op}")
+
+
+def _max_temp(blocks: list[Block]) -> int:
+    m = -1
+    for b in blocks:
+        for insn in b.insns:
+            for st in insn.stmts:
+                if st.dst is not None and st.dst.id > m:
+                    m = st.dst.id
+    return m
+
+
+def link(code: dict[str, bytes]) -> bytes:
+    """Regions (symbol -> code) as one blob: what the translation cache stores as an object."""
+    table: dict[str, int] = {}
+    body = bytearray()
+    for sym, c in code.items():
+        body += b"\xcc" * (-len(body) % 16)  # (int3 padding: 16-byte aligned entries)
+        table[sym] = len(body)
+        body += c
+    tab = marshal.dumps(table)
+    return MAGIC + len(tab).to_bytes(4, "little") + tab + bytes(body)
+
+
+def is_blob(obj: bytes) -> bool:
+    return obj[: len(MAGIC)] == MAGIC
+
+
+class Loader:
+    """Executable memory for blobs (`link`): mapped read-write-execute in chunks, never freed
+    (like the objects LLVM's MCJIT loads)."""
+
+    CHUNK = 4 << 20
+
+    def __init__(self) -> None:
+        self._maps: list[mmap.mmap] = []
+        self._base = 0
+        self._pos = 0
+        self._size = 0
+        self._loaded: dict[bytes, dict[str, int]] = {}
+
+    def _place(self, code: bytes) -> int:
+        n = len(code)
+        if self._pos + n > self._size:
+            size = max(self.CHUNK, (n + 4095) & ~4095)
+            # (private: a forked guest process places its own code where its parent places
+            # other code; Python's default for anonymous maps is shared)
+            m = mmap.mmap(-1, size, flags=_PRIVATE, prot=_RWX)
+            self._maps.append(m)
+            self._base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            self._pos, self._size = 0, size
+        m = self._maps[-1]
+        at = self._pos
+        m[at : at + n] = code
+        self._pos = (at + n + 15) & ~15
+        return self._base + at
+
+    def load(self, blob: bytes, names: list[str]) -> dict[str, int]:
+        """Place a blob (once) and return the addresses of `names` in it."""
+        key = hashlib.sha256(blob).digest()
+        syms = self._loaded.get(key)
+        if syms is None:
+            if not is_blob(blob) or len(blob) < len(MAGIC) + 4:
+                raise ValueError("not an emitted-code blob")
+            n = int.from_bytes(blob[len(MAGIC) : len(MAGIC) + 4], "little")
+            start = len(MAGIC) + 4
+            try:
+                table = marshal.loads(blob[start : start + n])
+            except (EOFError, ValueError, TypeError) as e:
+                raise ValueError("bad symbol table") from e
+            code = blob[start + n :]
+            if not isinstance(table, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and 0 <= v < len(code) for k, v in table.items()
+            ):
+                raise ValueError("bad symbol table")
+            base = self._place(code)
+            syms = self._loaded[key] = {k: base + v for k, v in table.items()}
+        missing = [n for n in names if n not in syms]
+        if missing:
+            raise RuntimeError(f"symbol {missing[0]} missing from emitted code")
+        return {n: syms[n] for n in names}
