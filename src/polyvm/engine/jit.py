@@ -783,6 +783,8 @@ class JitEngine:
         only writes its file (`submit=False`): the top process hands them all to one worker,
         rather than each child starting its own. Returns the last job sent (None: none)."""
         cache = self.cache
+        if cache is not None:
+            cache.flush()  # (what this process stored, before it exits: a fork's child never runs atexit)
         if (
             self.tier != "auto"
             or cache is None

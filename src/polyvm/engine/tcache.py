@@ -19,13 +19,17 @@ oldest ones beyond it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
+import weakref
 from typing import Any
 
 from polyvm import __version__
@@ -85,9 +89,17 @@ _OBJ_MEMO_BYTES = 64 << 20  # objects kept in memory after a lookup read them (p
 class TranslationCache:
     """One host's part of the on-disk cache (see the module docstring)."""
 
-    def __init__(self, root: str, host_id: str, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: str, host_id: str, max_bytes: int | None = None, background_writes: bool = False
+    ) -> None:
         self.root = root = os.path.abspath(root)  # (the compile worker runs elsewhere)
         self.host_id = host_id
+        # background_writes: files are written by a thread of this process (`_write`), so a
+        # run does not wait for the file system (a cold bench_branch writes 438 files, 0.23 s
+        # here); what is not on disk yet is read from memory, and `flush` waits for it.
+        self._bg = background_writes
+        self._pending: dict[str, bytes] = {}  # path -> data not yet written
+        self._queue: queue.Queue[str] | None = None
         self.host = hashlib.sha256(f"polyvm {__version__}|{host_id}".encode()).hexdigest()[:20]
         self.dir = os.path.join(root, "v1", self.host)
         self.obj_dir = os.path.join(self.dir, "obj")
@@ -149,6 +161,50 @@ class TranslationCache:
             if total <= limit * 3 // 4:  # leave room, so trimming is rare
                 break
 
+    # ---- files -----------------------------------------------------------------------------
+    def _read(self, path: str) -> bytes:
+        data = self._pending.get(path)
+        if data is not None:
+            return data
+        with open(path, "rb") as f:
+            return f.read()
+
+    def _write(self, path: str, data: bytes) -> None:
+        """Write a file whole (temporary name, then renamed): now, or by the writer thread."""
+        if not self._bg:
+            _atomic_write(path, data)
+            return
+        self._pending[path] = data
+        if self._queue is None:
+            self._queue = queue.Queue()
+            threading.Thread(target=self._writer, args=(self._queue,), daemon=True).start()
+            _writers.add(self)
+        self._queue.put(path)
+
+    def _writer(self, q: queue.Queue[str]) -> None:
+        while True:
+            path = q.get()
+            try:
+                data = self._pending.get(path)
+                if data is not None:
+                    _atomic_write(path, data)
+            except OSError:
+                pass  # (a cache: the next run translates it again)
+            finally:
+                if self._pending.get(path) is data:
+                    self._pending.pop(path, None)
+                q.task_done()
+
+    def flush(self) -> None:
+        """Wait until every file stored so far is on disk."""
+        if self._queue is not None:
+            self._queue.join()
+
+    def _forked(self) -> None:
+        """In a fork's child: the parent writes what it stored; the child keeps reading it
+        from memory and starts a writer of its own for what it stores."""
+        self._queue = None
+
     # ---- keys ------------------------------------------------------------------------------
     @staticmethod
     def page_hash(mem: Any, pn: int) -> str | None:
@@ -178,8 +234,7 @@ class TranslationCache:
             return None
         bad = os.path.join(self.ent_dir, key)
         try:
-            with open(os.path.join(self.ent_dir, key), "rb") as f:
-                payload = _unseal(f.read())
+            payload = _unseal(self._read(os.path.join(self.ent_dir, key)))
             if payload is None:
                 raise ValueError("corrupt entry")
             ent = json.loads(payload)
@@ -193,8 +248,7 @@ class TranslationCache:
             obj = self._objs.get(ent["obj"])
             if obj is None:
                 bad = os.path.join(self.obj_dir, ent["obj"] + ".o")
-                with open(bad, "rb") as f:
-                    obj = _unseal(f.read())
+                obj = _unseal(self._read(bad))
                 if obj is None:
                     raise ValueError("corrupt object")
                 if sum(map(len, self._objs.values())) > _OBJ_MEMO_BYTES:
@@ -220,11 +274,10 @@ class TranslationCache:
         path = os.path.join(self.obj_dir, name + ".o")
         try:
             good = False
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    good = _unseal(f.read()) == obj
+            if path in self._pending or os.path.exists(path):
+                good = _unseal(self._read(path)) == obj
             if not good:
-                _atomic_write(path, _seal(obj))
+                self._write(path, _seal(obj))
         except OSError:
             return None
         return name
@@ -261,7 +314,7 @@ class TranslationCache:
             }
             key = self.entry_key(pc, hashes[pc >> 12])
             try:
-                _atomic_write(os.path.join(self.ent_dir, key), _seal(json.dumps(ent).encode()))
+                self._write(os.path.join(self.ent_dir, key), _seal(json.dumps(ent).encode()))
                 self._index.add(key)
             except OSError:
                 return
@@ -331,6 +384,22 @@ def store_aux(host_id: str, name: str, source: str, obj: bytes) -> None:
 
 
 _default: dict[str, TranslationCache | None] = {}
+_writers: weakref.WeakSet[TranslationCache] = weakref.WeakSet()  # caches with a writer thread
+
+
+def _flush_all() -> None:
+    for c in list(_writers):
+        c.flush()
+
+
+def _after_fork() -> None:
+    for c in list(_writers):
+        c._forked()
+    _writers.clear()
+
+
+atexit.register(_flush_all)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def default_cache() -> TranslationCache | None:
@@ -342,7 +411,7 @@ def default_cache() -> TranslationCache | None:
         try:
             from polyvm.engine.jit import Compiler
 
-            _default[root] = TranslationCache(root, Compiler.get().host_id)
+            _default[root] = TranslationCache(root, Compiler.get().host_id, background_writes=True)
         except Exception:  # noqa: BLE001 - no llvmlite: no native code to cache
             _default[root] = None
     return _default[root]

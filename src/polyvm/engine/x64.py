@@ -39,7 +39,7 @@ from typing import Any
 
 from polyvm.engine import lower as L
 from polyvm.engine.lower import Unsupported
-from polyvm.ir import Block, Stmt, Val
+from polyvm.ir import Block, Val
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # A blob of emitted regions (the translation cache's "object"): MAGIC, the symbol table's
@@ -47,7 +47,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 MAGIC = b"PVX64\x00\x01\x00"
 
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
-R14, R15 = 14, 15
+R8, R9, R10, R11, R12, R13, R14, R15 = range(8, 16)
 CTX, ST, ICOUNT, ICOUNT0 = RBX, RBP, R14, R15
 ARGS = 0  # helper argument array: 8 words at rsp
 TEMPS = 64  # first temporary's slot
@@ -56,8 +56,13 @@ TEMPS = 64  # first temporary's slot
 C_B, C_AE, C_E, C_NE, C_BE, C_A, C_L, C_GE, C_LE, C_G = 2, 3, 4, 5, 6, 7, 12, 13, 14, 15
 _CMP_CC = {"eq": C_E, "ne": C_NE, "ult": C_B, "ule": C_BE, "slt": C_L, "sle": C_LE}
 _ALU = {"add": 0x01, "or": 0x09, "and": 0x21, "sub": 0x29, "xor": 0x31}
+_ALU_N = {"add": 0, "or": 1, "and": 4, "sub": 5, "xor": 6}  # (the immediate forms' /n)
 _SHIFT = {"rotl": 0, "rotr": 1, "shl": 4, "lshr": 5, "ashr": 7}
 _POW2 = (8, 16, 32, 64)
+STACK = -1  # a temporary's location: its frame slot
+_SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
+_KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
+_CALLS = frozenset(("load", "store", "cstore", "call"))
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
 
@@ -251,11 +256,19 @@ class X64Region:
             if v.w > 64:
                 raise Unsupported("128-bit constant")
             self.imm(reg, v.const)
-        else:
+            return
+        r = self.loc.get(v.id, STACK)
+        if r == STACK:
             self.load(reg, RSP, self.off(v))
+        elif r != reg:
+            self.mov(reg, r)
 
     def put(self, v: Val, reg: int) -> None:
-        self.store(RSP, self.off(v), reg)
+        r = self.loc.get(v.id, STACK)
+        if r == STACK:
+            self.store(RSP, self.off(v), reg)
+        elif r is not None and r != reg:  # (None: never read)
+            self.mov(r, reg)
 
     def get_hi(self, reg: int, v: Val) -> None:
         if v.const is not None:
@@ -388,15 +401,122 @@ class X64Region:
         self.buf += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"  # cmp qword, 0
         self.jcc(C_NE, self._fault())
 
+    def _prepare(self, blk: Block) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any]:
+        """The block's statements as (op, dst, args, instruction index), with a guest
+        register's value reused where the block has it already (a get after a put or a get of
+        the same slot reads the value, not the state: a store-to-load round trip saved on
+        the chain of dependent instructions), and its terminator's values likewise."""
+        sub: dict[int, Val] = {}  # temp id -> the value it equals
+        have: dict[int, Val] = {}  # slot -> a value it holds now
+
+        def r(v: Any) -> Any:
+            return sub.get(v.id, v) if isinstance(v, Val) and v.const is None else v
+
+        out = []
+        for idx, insn in enumerate(blk.insns):
+            for st in insn.stmts:
+                op, d, a = st.op, st.dst, st.args
+                if op == "get":
+                    k = a[0]
+                    if k not in (SLOT_PC, SLOT_ICOUNT) and d.w <= 64:
+                        v = have.get(k)
+                        if v is not None and v.w == d.w:
+                            sub[d.id] = v
+                            continue
+                        if d.w == 64:
+                            have[k] = d
+                    out.append((op, d, a, idx))
+                    continue
+                if op == "put":
+                    x = r(a[1])
+                    have[a[0]] = x
+                    out.append((op, d, (a[0], x), idx))
+                    continue
+                if op == "call":
+                    h = self.helpers[a[0]]
+                    if h.state:
+                        if h.writes is None:
+                            have.clear()
+                        else:
+                            for k in h.writes:
+                                have.pop(k, None)
+                    out.append((op, d, (a[0], *map(r, a[1:])), idx))
+                    continue
+                out.append((op, d, tuple(map(r, a)), idx))
+        t = blk.term
+        return out, (r(t.cond), r(t.target))
+
+    def _allocate(
+        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], uses: tuple[Any, ...]
+    ) -> None:
+        """Registers for the block's temporaries (`loc`: id -> register, STACK, or None for
+        a value never read), by linear scan over the statements: r8-r11 for values that no
+        call (memory access, helper) lies within, r12/r13 for those across calls, the frame
+        beyond that and for 128-bit values."""
+        last: dict[int, int] = {}
+        calls: list[int] = []
+        n = len(stmts)
+        for i, (op, _, a, _) in enumerate(stmts):
+            if op in _CALLS:
+                calls.append(i)
+            for v in a:
+                if isinstance(v, Val) and v.const is None:
+                    last[v.id] = i
+        for v in uses:
+            if isinstance(v, Val) and v.const is None:
+                last[v.id] = n
+        loc: dict[int, int | None] = {}
+        ends: dict[int, list[int]] = {}  # statement index -> registers freed after it
+        free_lo, free_hi = list(_SCRATCH), list(_KEPT)
+        ci = 0
+        for i, (_, d, _, _) in enumerate(stmts):
+            for reg in ends.pop(i, ()):
+                (free_hi if reg in _KEPT else free_lo).append(reg)
+            if d is None:
+                continue
+            end = last.get(d.id)
+            if end is None:
+                loc[d.id] = None
+                continue
+            if d.w > 64:
+                loc[d.id] = STACK
+                continue
+            while ci < len(calls) and calls[ci] <= i:
+                ci += 1
+            crosses = ci < len(calls) and calls[ci] < end
+            pool = free_hi if crosses else (free_lo or free_hi)
+            if not pool:
+                loc[d.id] = STACK
+                continue
+            reg = pool.pop()
+            loc[d.id] = reg
+            # (free once read for the last time: the statement that reads it may reuse it
+            # for its own result, having read its operands first)
+            ends.setdefault(end, []).append(reg)
+        self.loc = loc
+
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
-        for idx, insn in enumerate(blk.insns):
-            self.insn_pc, self.idx = insn.pc, idx
-            for st in insn.stmts:
-                self._stmt(st)
+        self.later: list[Any] = []  # code after the block (slow paths)
+        stmts, (cond, target) = self._prepare(blk)
+        self._allocate(stmts, (cond, target))
+        # A branch on a compare that ends the block jumps on the compare's flags.
+        self.fuse, self.fused = -1, None
+        if (
+            blk.term.kind == "branch"
+            and stmts
+            and stmts[-1][0] in _CMP_CC
+            and isinstance(cond, Val)
+            and stmts[-1][1] is cond
+        ):
+            self.fuse = cond.id
+        for op, d, a, idx in stmts:
+            self.idx = idx
+            self.insn_pc = blk.insns[idx].pc
+            self._stmt(op, d, a)
         t = blk.term
-        self.alu_imm(0, ICOUNT, len(blk.insns))
+        self.buf += b"\x4d\x8d" + _mem(ICOUNT, ICOUNT, len(blk.insns))  # lea r14, [r14 + n] (flags kept)
         if t.kind == "exit":
             rid = L.EXIT_IDS.get(t.reason)
             if rid is None:
@@ -421,7 +541,7 @@ class X64Region:
             if t.target.const is not None:
                 self._edge(t.target.const)
             else:
-                self.get(RAX, t.target)
+                self.get(RAX, target)
                 likely = sorted(set(self.ret_sites) | set(self.entry_pcs))
                 default = self.newlabel()
                 self._switch([(pc, self._to(pc)) for pc in likely], default)
@@ -429,16 +549,20 @@ class X64Region:
                 self._exit(None, L.RET_CONTINUE)
         else:
             assert t.kind == "branch" and t.cond is not None and t.target is not None
-            self.get(RAX, t.cond)
-            self.alu(0x85, RAX, RAX)
-            self._edge(t.target.const, C_NE)
+            cc = self.fused
+            if cc is None:
+                self.get(RAX, cond)
+                self.alu(0x85, RAX, RAX)
+                cc = C_NE
+            self._edge(t.target.const, cc)
             self._edge(t.fallthrough)
         for land, target in self.landings:
             self._landing(land, target)
+        for f in self.later:
+            f()
 
     # ---- statements ----------------------------------------------------------------------
-    def _stmt(self, s: Stmt) -> None:
-        op, d, a = s.op, s.dst, s.args
+    def _stmt(self, op: str, d: Any, a: tuple[Any, ...]) -> None:
         if op == "get":
             k = a[0]
             if k == SLOT_PC:
@@ -463,9 +587,7 @@ class X64Region:
             if d.w > 64:
                 raise Unsupported("128-bit memory access")
             self.get(RSI, a[0])
-            self.mov(RDI, CTX)
-            self.call_mem(CTX, 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"ld{d.w}")))
-            self._check_status()
+            self._access("ld", d.w)
             self.put(d, RAX)
         elif op == "store":
             self._store(a[0], a[1])
@@ -486,10 +608,57 @@ class X64Region:
             raise Unsupported("128-bit memory access")
         self.get(RSI, addr)
         self.get(RDX, val)
-        self.mov(RDI, CTX)
-        self.call_mem(CTX, 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"st{val.w}")))
-        self.alu(0x85, RAX, RAX)
-        self.jcc(C_NE, self._fault())
+        self._access("st", val.w)
+
+    def _access(self, kind: str, w: int) -> None:
+        """A w-bit load (into rax, zero-extended) or store (of rdx) at the address in rsi:
+        the software TLB's fast path inline (`lower._tlb_probe`: the entry of the address's
+        page must have the page of the access's last byte as its read or write tag), the
+        runtime's access function (`lower.mem_fn_text`: the fast path again, then the slow
+        path in Python) after the block, called when it misses. No temporary lives in a
+        caller-saved register across an access (`_allocate`), so that call may clobber them."""
+        b = self.buf
+        b += b"\x48\x89\xf0"  # mov rax, rsi
+        b += b"\x48\xc1\xe8" + bytes((L.PAGE_SHIFT,))  # shr rax, 12
+        b += b"\x25" + (L.TLB_SIZE - 1).to_bytes(4, "little")  # and eax, TLB_SIZE-1
+        b += b"\x48\xc1\xe0" + bytes(((L.TLB_ENTRY_WORDS * 8).bit_length() - 1,))  # shl rax, 5
+        b += b"\x48\x03\x03"  # add rax, [rbx]  (ctx word CTX_TLB = 0: the TLB)
+        if w > 8:
+            b += b"\x48\x8d\x4e" + bytes((w // 8 - 1,))  # lea rcx, [rsi + w/8-1]
+        else:
+            b += b"\x48\x89\xf1"  # mov rcx, rsi
+        b += b"\x48\x81\xe1" + (-(1 << L.PAGE_SHIFT)).to_bytes(4, "little", signed=True)  # and rcx, page
+        b += b"\x48\x3b\x48" + bytes((0 if kind == "ld" else 8,))  # cmp rcx, [rax + tag]
+        slow, done = self.newlabel(), self.newlabel()
+        self.jcc(C_NE, slow)
+        b += b"\x48\x8b\x40\x10"  # mov rax, [rax + 16]  (the addend)
+        if kind == "ld":
+            b += {
+                64: b"\x48\x8b\x04\x06",
+                32: b"\x8b\x04\x06",
+                16: b"\x0f\xb7\x04\x06",
+                8: b"\x0f\xb6\x04\x06",
+            }[w]
+        else:
+            b += {64: b"\x48\x89\x14\x06", 32: b"\x89\x14\x06", 16: b"\x66\x89\x14\x06", 8: b"\x88\x14\x06"}[
+                w
+            ]
+        self.bind(done)
+        fault = self._fault()
+        fn = 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"{kind}{w}"))
+
+        def slow_path() -> None:
+            self.bind(slow)
+            self.mov(RDI, CTX)
+            self.call_mem(CTX, fn)
+            if kind == "ld":
+                self.buf += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"
+            else:
+                self.alu(0x85, RAX, RAX)
+            self.jcc(C_NE, fault)
+            self.jmp(done)
+
+        self.later.append(slow_path)
 
     def _call(self, name: str, xs: tuple[Val, ...], d: Val | None) -> None:
         h = self.helpers[name]
@@ -557,12 +726,21 @@ class X64Region:
         x, y = a
         aw = x.w
         if op in _CMP_CC:
+            signed = op in ("slt", "sle")
             self.get(RAX, x)
-            self.get(RCX, y)
-            if op in ("slt", "sle"):
+            if signed:
                 self.sext(RAX, aw)
-                self.sext(RCX, aw)
-            self.alu(0x39, RAX, RCX)
+            k = _imm32(y, aw, "signed" if signed else "zext")
+            if k is not None:
+                self.alu_imm(7, RAX, k)
+            else:
+                self.get(RCX, y)
+                if signed:
+                    self.sext(RCX, aw)
+                self.alu(0x39, RAX, RCX)
+            if d.id == self.fuse:
+                self.fused = _CMP_CC[op]  # (the block's branch tests the flags)
+                return
             self.setcc(_CMP_CC[op])
             self.put(d, RAX)
             return
@@ -570,11 +748,15 @@ class X64Region:
             raise Unsupported(f"{op} of mixed widths")
         if op in _ALU or op == "mul":
             self.get(RAX, x)
-            self.get(RCX, y)
-            if op == "mul":
-                self.op2(0xAF, RAX, RCX)  # imul rax, rcx
+            k = None if op == "mul" else _imm32(y, aw, "wrap" if op in ("add", "sub") else "zext")
+            if k is not None:
+                self.alu_imm(_ALU_N[op], RAX, k)
             else:
-                self.alu(_ALU[op], RAX, RCX)
+                self.get(RCX, y)
+                if op == "mul":
+                    self.op2(0xAF, RAX, RCX)  # imul rax, rcx
+                else:
+                    self.alu(_ALU[op], RAX, RCX)
             if op not in ("and", "or", "xor"):
                 self.mask(RAX, aw)
             self.put(d, RAX)
@@ -757,6 +939,22 @@ class X64Region:
                 self.store(RSP, self.off(d) + 8, RAX)
             return
         raise Unsupported(f"128-bit {op}")
+
+
+def _imm32(y: Val, w: int, how: str) -> int | None:
+    """y as an instruction's 32-bit immediate (which x86 sign-extends to 64 bits), if it can
+    be one: "zext" for an operand kept zero-extended (logic, unsigned and equality compares),
+    "signed" for one sign-extended from w bits (signed compares), "wrap" where the result is
+    taken modulo 2**w (add, sub)."""
+    c = y.const
+    if c is None:
+        return None
+    c &= (1 << w) - 1
+    if how == "zext":
+        s = c if c < 1 << 31 or w < 64 else c - (1 << 64)
+    else:
+        s = c - (1 << w) if c >> (w - 1) else c
+    return s if -(1 << 31) <= s < 1 << 31 else None
 
 
 def _max_temp(blocks: list[Block]) -> int:
