@@ -18,7 +18,7 @@ from polyvm.engine.jit import Compiler, JitEngine  # noqa: E402
 from polyvm.isa import get_arch  # noqa: E402
 from polyvm.isa.riscv.asm import li, program  # noqa: E402
 from polyvm.memory import PROT_ALL, PROT_READ, PROT_WRITE, AddressSpace  # noqa: E402
-from test_engine_ir import edge_values, run_op  # noqa: E402
+from test_engine_ir import OneBlock, edge_values, new_engine, run_op  # noqa: E402
 
 here = pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-64 Linux hosts")
 
@@ -26,8 +26,18 @@ here = pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-
 def _asm(emit) -> bytes:
     r = x64.X64Region.__new__(x64.X64Region)
     r.buf, r.fixups, r.labels = bytearray(), [], {}
+    r.stubs, r.later, r._n, r.insn_pc, r.idx = [], [], 0, 0x1000, 0
     emit(r)
     return bytes(r.buf)
+
+
+def _text(code: bytes) -> str:
+    capstone = pytest.importorskip("capstone")
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    insns = list(md.disasm(code, 0))
+    assert sum(i.size for i in insns) == len(code), code.hex()  # (all of it decodes)
+    # (jumps: the mnemonic only, their targets are resolved later)
+    return "; ".join(i.mnemonic if i.mnemonic.startswith("j") else f"{i.mnemonic} {i.op_str}" for i in insns)
 
 
 ENCODINGS = [
@@ -69,12 +79,34 @@ ENCODINGS = [
 
 @pytest.mark.parametrize("emit,text", ENCODINGS, ids=[t for _, t in ENCODINGS])
 def test_encodings_decode_as_intended(emit, text: str) -> None:
-    capstone = pytest.importorskip("capstone")
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    code = _asm(emit)
-    insns = list(md.disasm(code, 0))
-    assert sum(i.size for i in insns) == len(code), code.hex()  # (all of it decodes)
-    assert "; ".join(f"{i.mnemonic} {i.op_str}" for i in insns) == text
+    assert _text(_asm(emit)) == text
+
+
+TLB = (
+    "mov rax, rsi; shr rax, 0xc; and eax, 0xffff; shl rax, 5; add rax, qword ptr [rbx]; "  # the entry
+    "{last}and rcx, 0xfffffffffffff000; cmp rcx, qword ptr [rax{tag}]; jne; "  # its tag: the last byte's page
+    "mov rax, qword ptr [rax + 0x10]; "  # the addend
+)
+
+
+@pytest.mark.parametrize(
+    "kind,w,text",
+    [
+        ("ld", 8, TLB.format(last="mov rcx, rsi; ", tag="") + "movzx eax, byte ptr [rsi + rax]"),
+        ("ld", 32, TLB.format(last="lea rcx, [rsi + 3]; ", tag="") + "mov eax, dword ptr [rsi + rax]"),
+        ("ld", 16, TLB.format(last="lea rcx, [rsi + 1]; ", tag="") + "movzx eax, word ptr [rsi + rax]"),
+        ("st", 64, TLB.format(last="lea rcx, [rsi + 7]; ", tag=" + 8") + "mov qword ptr [rsi + rax], rdx"),
+        ("st", 16, TLB.format(last="lea rcx, [rsi + 1]; ", tag=" + 8") + "mov word ptr [rsi + rax], dx"),
+        ("st", 8, TLB.format(last="mov rcx, rsi; ", tag=" + 8") + "mov byte ptr [rsi + rax], dl"),
+    ],
+)
+def test_the_inline_tlb_lookup(kind: str, w: int, text: str) -> None:
+    """The software TLB's fast path as `lower._tlb_probe` defines it (index = page & 0xffff,
+    4-word entries {read tag, write tag, addend, 0}, the tag compared with the page of the
+    access's last byte), then the access at host address guest + addend; the miss path
+    (the runtime's access function) comes after the block."""
+    assert _text(_asm(lambda a: a._access(kind, w))) == text
+    assert x64.L.TLB_SIZE == 0x10000 and x64.L.TLB_ENTRY_WORDS == 4 and x64.L.PAGE_SHIFT == 12
 
 
 @here
@@ -193,3 +225,37 @@ def test_bad_blobs_are_refused() -> None:
         loader.load(good, ["g"])
     if x64.available():
         assert loader.load(good, ["f"])["f"] % 16 == 0
+
+
+@here
+def test_values_live_across_accesses_and_calls() -> None:
+    """More values than registers, live across a load that misses the TLB (the slow path's
+    call), a store and a helper call, which may clobber every caller-saved register."""
+    n = 12
+
+    def build(b) -> None:
+        x = b.get(2, 64)
+        ts = [b.add(x, b.const(i + 1, 64)) for i in range(n)]
+        m = b.load(b.const(0x3000, 64), 32)  # (the engine's first access: a TLB miss)
+        b.store(b.const(0x3008, 64), ts[0])
+        h = b.call("accrue", ts[1])
+        acc = b.zext(m, 64)
+        for t in ts:
+            acc = b.add(acc, t)
+        b.put(3, acc)
+        b.put(4, h)
+        b.put(6, b.load(b.const(0x3008, 64), 64))
+
+    mem = AddressSpace()
+    mem.map(0x1000, 0x1000, PROT_ALL)
+    mem.map(0x3000, 0x1000, PROT_READ | PROT_WRITE)
+    mem.write_raw(0x3000, (7).to_bytes(4, "little"))
+    eng = new_engine("jit", OneBlock(build), mem)
+    m = (1 << 64) - 1
+    for x in edge_values(64):
+        r = [0x1000, 0, x, 0, 0, 0, 0, 0]
+        assert eng.run(r, 8).reason == "halt"
+        assert 0x1000 in eng.table
+        assert r[3] == (7 + sum(x + i + 1 for i in range(n))) & m, hex(x)
+        assert r[4] == ((x + 2) * 3) & m and r[5] == (x + 2) & 0xF0
+        assert r[6] == (x + 1) & m
