@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("llvmlite")
 
 from polyvm.engine import jit as J  # noqa: E402
+from polyvm.engine import x64  # noqa: E402
 from polyvm.engine.jit import Compiler, JitEngine  # noqa: E402
 from polyvm.engine.reference import Engine  # noqa: E402
 from polyvm.engine.tcache import TranslationCache, _unseal  # noqa: E402
@@ -107,10 +108,11 @@ def test_hot_tier_compiles_in_the_worker_and_caches(tmp_path, monkeypatch) -> No
 def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypatch) -> None:
     """The worker sends a hot module twice: compiled the first tier's way (its functions
     renamed), then optimized. The engine installs the quick regions at once and replaces them
-    with the optimized ones; the guest's result is the interpreter's throughout."""
+    with the optimized ones; the guest's result is the interpreter's throughout. (With the
+    first tier through LLVM: where it is emitted without LLVM, so is the quick code, below.)"""
     monkeypatch.setattr(J, "TIER2_INSNS", 10000)
     code = _loop(400_000, 11)  # (code no other test compiles in this process)
-    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None, baseline="llvm")
     eng.bg_hot = True
     r = ARCH.new_state()
     r[0] = CODE
@@ -132,6 +134,36 @@ def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypat
     for _ in range(5):
         stop = eng.run(r, 1000)
     job.done = True
+    eng._poll_jobs()
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    assert hot and all(reg.name in eng.compiler.regions for reg in hot)
+    assert all(eng.table[pc] != a for pc, a in quick_addrs.items())
+    while stop.reason == "budget":
+        stop = eng.run(r, 100_000)
+    assert stop.reason == "breakpoint" and r == _reference(code)
+
+
+@pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-64 Linux hosts")
+def test_a_hot_module_runs_emitted_code_until_the_optimized_code_arrives(monkeypatch) -> None:
+    """Where the first tier is emitted without LLVM (`x64`), a hot module's quick version is
+    emitted too, in the guest's process when the module is sent: installed before the worker
+    has compiled anything (which then compiles only the optimized version), replaced by it."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 10000)
+    code = _loop(400_000, 17)  # (code no other test compiles in this process)
+    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None)
+    eng.bg_hot = True
+    r = ARCH.new_state()
+    r[0] = CODE
+    stop = eng.run(r, 1000)
+    while not eng._jobs and stop.reason == "budget":
+        stop = eng.run(r, 1000)
+    assert eng._jobs, "no hot recompile was sent to the worker"
+    job, made, *_ = eng._jobs[0]
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    assert hot and not any(reg.name in eng.compiler.regions for reg in hot)  # installed only
+    quick_addrs = {pc: eng.table[pc] for reg in hot for pc in reg.pcs}
+    _wait([job])
+    assert job.quick_obj is None and job.obj is not None  # (the worker made no quick version)
     eng._poll_jobs()
     hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
     assert hot and all(reg.name in eng.compiler.regions for reg in hot)

@@ -972,6 +972,8 @@ class JitEngine:
         emit = opt == JIT_OPT
         emitted: dict[str, bytes] = {}
         made_x: list[tuple[str, str, list[int], set[int]]] = []
+        quick_x: dict[str, bytes] = {}  # hot regions emitted to run until LLVM's arrive
+        made_q: list[tuple[str, str, list[int], set[int]]] = []
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
         # Form the regions first: a pc that is a block of a region formed before it in this
@@ -1039,6 +1041,15 @@ class JitEngine:
                 self._fast_path(self.helper_index[h])
             made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
+            if opt >= T2_OPT and background:
+                # The hot region at once, emitted without LLVM (`x64`), to run until the
+                # worker's optimized code arrives (instead of its quick LLVM compile).
+                er = self.emit_region(name, blocks, entries, counter=False)
+                if er is not None:
+                    for h in er.fpn_used:
+                        self._fast_path(self.helper_index[h])
+                    quick_x[sym + "x"] = er.code
+                    made_q.append((name, sym + "x", er.entry_pcs, pages))
         if made_x:
             # The first tier without LLVM (x86-64 hosts): placed and installed at once.
             if self.bg_hot and not self._child:
@@ -1063,12 +1074,14 @@ class JitEngine:
                 }
             # A hot module comes back twice: first compiled the first tier's way (in a tenth
             # of the time), then optimized; the quick code runs until the optimized arrives.
-            quick = [m[1] for m in made] if opt >= T2_OPT else None
+            quick = [m[1] for m in made] if opt >= T2_OPT and len(made_q) < len(made) else None
             try:
                 job = self.compiler.worker.submit(text, opt, store, quick)
             except OSError:
                 job = None  # no worker process here: compile in place
             if job is not None:
+                if quick is None and made_q:
+                    self._finish(x64.link(quick_x), made_q, opt, quick=True)
                 self._jobs.append((job, made, opt, hashes, self._flushes))
                 self._pending_pcs.update(e for m in made for e in m[2])
                 self.compile_time += time.perf_counter() - t0
@@ -1188,9 +1201,11 @@ class JitEngine:
         except L.Unsupported:
             return None
 
-    def emit_region(self, name: str, blocks: list[Block], entries: list[int]) -> x64.X64Region | None:
+    def emit_region(
+        self, name: str, blocks: list[Block], entries: list[int], counter: bool = True
+    ) -> x64.X64Region | None:
         """Region `name` in the first tier's form as x86-64 code (`x64`), or None where this
-        host or the region needs LLVM."""
+        host or the region needs LLVM. `counter` False: a hot region's (counting nothing)."""
         if not self.emit_first or self._instrumented:
             return None
         try:
@@ -1198,7 +1213,7 @@ class JitEngine:
                 blocks,
                 self.arch.helpers,
                 self.helper_index,
-                counter=_counter_of(name),
+                counter=_counter_of(name) if counter else None,
                 entries=entries,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
             )
