@@ -122,7 +122,11 @@ def test_high_multiply(signs: str) -> None:
         p = b.mul(a, c)
         b.put(4, b.trunc(b.lshr(p, b.const(64, 128)), 64))
         b.put(5, b.trunc(p, 64))
+        # (a constant operand: the builder folds its cast into a 128-bit constant)
+        k = b.sext(b.const(K, 64), 128) if signs[1] == "s" else b.zext(b.const(K, 64), 128)
+        b.put(6, b.trunc(b.lshr(b.mul(a, k), b.const(64, 128)), 64))
 
+    K = 0xFFFF_FFFF_FFFF_FFFB
     fn = run_op("jit", build)
     m = (1 << 64) - 1
 
@@ -135,6 +139,7 @@ def test_high_multiply(signs: str) -> None:
             fn(r)
             p = val(x, signs[0]) * val(y, signs[1])
             assert (r[4], r[5]) == ((p >> 64) & m, p & m), (signs, hex(x), hex(y))
+            assert r[6] == ((val(x, signs[0]) * val(K, signs[1])) >> 64) & m, (signs, hex(x))
 
 
 @here

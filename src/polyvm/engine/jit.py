@@ -184,7 +184,10 @@ class Compiler:
         if x64.is_blob(obj):
             if self.emitter is None:
                 raise RuntimeError("emitted code for another host")
-            return self.emitter.load(obj, names)
+            out = self.emitter.load(obj, names)
+            if self._perf_map is not None:
+                self._perf_sizes.update((n, self.emitter.sizes[n]) for n in names)
+            return out
         if all(n in self.symbols for n in names):
             return {n: self.symbols[n] for n in names}
         if not any(obj is o for o in self._recent):

@@ -253,9 +253,7 @@ class X64Region:
 
     def get(self, reg: int, v: Val) -> None:
         if v.const is not None:
-            if v.w > 64:
-                raise Unsupported("128-bit constant")
-            self.imm(reg, v.const)
+            self.imm(reg, v.const)  # (of a 128-bit constant, the low half: `imm` masks)
             return
         r = self.loc.get(v.id, STACK)
         if r == STACK:
@@ -995,6 +993,7 @@ class Loader:
         self._pos = 0
         self._size = 0
         self._loaded: dict[bytes, dict[str, int]] = {}
+        self.sizes: dict[str, int] = {}
 
     def _place(self, code: bytes) -> int:
         n = len(code)
@@ -1032,6 +1031,9 @@ class Loader:
                 raise ValueError("bad symbol table")
             base = self._place(code)
             syms = self._loaded[key] = {k: base + v for k, v in table.items()}
+            ends = sorted(table.values()) + [len(code)]
+            for k, v in table.items():  # (sizes, for perf's map: up to the next symbol)
+                self.sizes[k] = ends[ends.index(v) + 1] - v
         missing = [n for n in names if n not in syms]
         if missing:
             raise RuntimeError(f"symbol {missing[0]} missing from emitted code")
