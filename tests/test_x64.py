@@ -23,9 +23,14 @@ from test_engine_ir import OneBlock, edge_values, new_engine, run_op  # noqa: E4
 here = pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-64 Linux hosts")
 
 
+def _v(i: int, w: int) -> x64.Val:
+    return x64.Val(i, w)
+
+
 def _asm(emit) -> bytes:
     r = x64.X64Region.__new__(x64.X64Region)
     r.buf, r.fixups, r.labels = bytearray(), [], {}
+    r.loc = {1: x64.R9, 2: x64.R10}  # (temporaries 1 and 2 in r9 and r10)
     r.stubs, r.later, r._n, r.insn_pc, r.idx = [], [], 0, 0x1000, 0
     emit(r)
     return bytes(r.buf)
@@ -71,7 +76,22 @@ ENCODINGS = [
     (lambda a: a.sext(x64.RAX, 32), "movsxd rax, eax"),
     (lambda a: a.sext(x64.RCX, 8), "movsx rcx, cl"),
     (lambda a: a.sext(x64.RCX, 16), "movsx rcx, cx"),
+    (lambda a: a.mask(x64.R8, 8), "movzx r8d, r8b"),
+    (lambda a: a.mask(x64.R10, 16), "movzx r10d, r10w"),
+    (lambda a: a.mask(x64.R9, 32), "mov r9d, r9d"),
+    (lambda a: a.mask(x64.R11, 1), "and r11d, 1"),
+    (lambda a: a.sext(x64.R12, 32), "movsxd r12, r12d"),
+    (lambda a: a.sext(x64.R13, 8), "movsx r13, r13b"),
+    (lambda a: a.sext(x64.R8, 16), "movsx r8, r8w"),
+    (lambda a: a.alu(0x01, x64.R9, x64.R12), "add r9, r12"),
+    (lambda a: a.op2(0xAF, x64.R13, x64.R8), "imul r13, r8"),
+    (lambda a: a.alu_imm(7, x64.R11, 5), "cmp r11, 5"),
     (lambda a: a.unary(7, x64.RCX), "idiv rcx"),
+    (lambda a: a._shift("shl", _v(1, 64), _v(2, 64), x64.Val(0, 64, 3)), "mov r9, r10; shl r9, 3"),
+    (
+        lambda a: a._shift("ashr", _v(1, 32), _v(2, 32), x64.Val(0, 32, 5)),
+        "mov r9, r10; movsxd r9, r9d; sar r9, 5; mov r9d, r9d",
+    ),
     (lambda a: a.unary(3, x64.RAX), "neg rax"),
     (lambda a: a.setcc(x64.C_L), "setl al; movzx eax, al"),
 ]

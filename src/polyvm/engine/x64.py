@@ -216,14 +216,15 @@ class X64Region:
         if w >= 64:
             return
         r = reg & 7
+        rex = (0x45,) if reg >= 8 else ()  # (r8..r15 as both operands)
         if w == 32:
-            self.buf += bytes((0x89, 0xC0 | r << 3 | r))
+            self.buf += bytes((*rex, 0x89, 0xC0 | r << 3 | r))
         elif w == 16:
-            self.buf += bytes((0x0F, 0xB7, 0xC0 | r << 3 | r))
+            self.buf += bytes((*rex, 0x0F, 0xB7, 0xC0 | r << 3 | r))
         elif w == 8:
-            self.buf += bytes((0x0F, 0xB6, 0xC0 | r << 3 | r))  # (rax..rbx: al..bl)
+            self.buf += bytes((*rex, 0x0F, 0xB6, 0xC0 | r << 3 | r))  # (rax..rbx: al..bl)
         elif w == 1:
-            self.buf += bytes((0x83, 0xE0 | r, 1))
+            self.buf += bytes((*((0x41,) if reg >= 8 else ()), 0x83, 0xE0 | r, 1))
         else:
             raise Unsupported(f"i{w}")
 
@@ -232,16 +233,35 @@ class X64Region:
         if w >= 64:
             return
         r = reg & 7
+        rex = 0x4D if reg >= 8 else 0x48
         if w == 32:
-            self.buf += bytes((0x48, 0x63, 0xC0 | r << 3 | r))
+            self.buf += bytes((rex, 0x63, 0xC0 | r << 3 | r))
         elif w == 16:
-            self.buf += bytes((0x48, 0x0F, 0xBF, 0xC0 | r << 3 | r))
+            self.buf += bytes((rex, 0x0F, 0xBF, 0xC0 | r << 3 | r))
         elif w == 8:
-            self.buf += bytes((0x48, 0x0F, 0xBE, 0xC0 | r << 3 | r))
+            self.buf += bytes((rex, 0x0F, 0xBE, 0xC0 | r << 3 | r))
         elif w == 1:
             self.unary(3, reg)  # (0 or 1 -> 0 or -1)
         else:
             raise Unsupported(f"i{w}")
+
+    def work(self, d: Val, *avoid: Any) -> int:
+        """The register to compute d in: its own if it has one that none of `avoid` (the
+        operands read after the computation has started) is in, else rax."""
+        r = self.loc.get(d.id, STACK)
+        if r is None or r == STACK:
+            return RAX
+        for v in avoid:
+            if isinstance(v, Val) and v.const is None and self.loc.get(v.id, STACK) == r:
+                return RAX
+        return r
+
+    def reg_of(self, v: Val) -> int | None:
+        """The register v is in, if any."""
+        if v.const is not None:
+            return None
+        r = self.loc.get(v.id, STACK)
+        return None if r is None or r == STACK else r
 
     def setcc(self, cc: int) -> None:  # rax = cc ? 1 : 0
         self.buf += bytes((0x0F, 0x90 | cc, 0xC0, 0x0F, 0xB6, 0xC0))
@@ -567,20 +587,24 @@ class X64Region:
                 raise Unsupported("get pc")
             if d.w > 64:
                 raise Unsupported("128-bit get")
+            w = self.work(d)
             if k == SLOT_ICOUNT:
-                self.mov(RAX, ICOUNT)
+                self.mov(w, ICOUNT)
             else:
-                self.load(RAX, ST, 8 * k)
-            self.mask(RAX, d.w)
-            self.put(d, RAX)
+                self.load(w, ST, 8 * k)
+            self.mask(w, d.w)
+            self.put(d, w)
         elif op == "put":
             k, x = a
             if k in (SLOT_PC, SLOT_ICOUNT):
                 raise Unsupported("put pc/icount")
             if x.w > 64:
                 raise Unsupported("128-bit put")
-            self.get(RAX, x)
-            self.store(ST, 8 * k, RAX)
+            r = self.reg_of(x)
+            if r is None:
+                self.get(RAX, x)
+                r = RAX
+            self.store(ST, 8 * k, r)
         elif op == "load":
             if d.w > 64:
                 raise Unsupported("128-bit memory access")
@@ -701,11 +725,12 @@ class X64Region:
                 return
             if x.w > 64 and w > 64:
                 raise Unsupported("128-bit cast")
-            self.get(RAX, x)  # (a 128-bit x: its low half)
+            r = self.work(d)
+            self.get(r, x)  # (a 128-bit x: its low half)
             if op == "sext" and x.w < w:
-                self.sext(RAX, x.w)
-            self.mask(RAX, w)
-            self.put(d, RAX)
+                self.sext(r, x.w)
+            self.mask(r, w)
+            self.put(d, r)
             return
         if w > 64 or any(isinstance(x, Val) and x.w > 64 for x in a):
             self._wide(op, d, a)
@@ -724,18 +749,24 @@ class X64Region:
         x, y = a
         aw = x.w
         if op in _CMP_CC:
-            signed = op in ("slt", "sle")
-            self.get(RAX, x)
+            signed = op in ("slt", "sle") and aw < 64
+            rx = None if signed else self.reg_of(x)
+            if rx is None:
+                self.get(RAX, x)
+                rx = RAX
             if signed:
                 self.sext(RAX, aw)
-            k = _imm32(y, aw, "signed" if signed else "zext")
+            k = _imm32(y, aw, "signed" if op in ("slt", "sle") else "zext")
             if k is not None:
-                self.alu_imm(7, RAX, k)
+                self.alu_imm(7, rx, k)
             else:
-                self.get(RCX, y)
+                ry = None if signed else self.reg_of(y)
+                if ry is None:
+                    self.get(RCX, y)
+                    ry = RCX
                 if signed:
                     self.sext(RCX, aw)
-                self.alu(0x39, RAX, RCX)
+                self.alu(0x39, rx, ry)
             if d.id == self.fuse:
                 self.fused = _CMP_CC[op]  # (the block's branch tests the flags)
                 return
@@ -745,19 +776,23 @@ class X64Region:
         if y.w != aw and not (op in _SHIFT and (y.w < aw or op in ("rotl", "rotr"))):
             raise Unsupported(f"{op} of mixed widths")
         if op in _ALU or op == "mul":
-            self.get(RAX, x)
+            w = self.work(d, y)
+            self.get(w, x)
             k = None if op == "mul" else _imm32(y, aw, "wrap" if op in ("add", "sub") else "zext")
             if k is not None:
-                self.alu_imm(_ALU_N[op], RAX, k)
+                self.alu_imm(_ALU_N[op], w, k)
             else:
-                self.get(RCX, y)
+                ry = self.reg_of(y)
+                if ry is None:
+                    self.get(RCX, y)
+                    ry = RCX
                 if op == "mul":
-                    self.op2(0xAF, RAX, RCX)  # imul rax, rcx
+                    self.op2(0xAF, w, ry)  # imul w, ry
                 else:
-                    self.alu(_ALU[op], RAX, RCX)
+                    self.alu(_ALU[op], w, ry)
             if op not in ("and", "or", "xor"):
-                self.mask(RAX, aw)
-            self.put(d, RAX)
+                self.mask(w, aw)
+            self.put(d, w)
             return
         if op in _SHIFT:
             self._shift(op, d, x, y)
@@ -830,11 +865,12 @@ class X64Region:
             self.buf += pre + bytes((0xC0 | n << 3,))
             self.put(d, RAX)
             return
-        self.get(RAX, x)
-        if op == "ashr":
-            self.sext(RAX, aw)
         k = y.const
         if k is not None:
+            r = self.work(d)
+            self.get(r, x)
+            if op == "ashr":
+                self.sext(r, aw)
             if k >= aw:
                 if op == "ashr":
                     k = aw - 1
@@ -843,10 +879,13 @@ class X64Region:
                     self.put(d, RAX)
                     return
             if k:
-                self.buf += bytes((0x48, 0xC1, 0xC0 | n << 3, k))
-            self.mask(RAX, aw)
-            self.put(d, RAX)
+                self.buf += bytes((_rex(1, 0, r), 0xC1, 0xC0 | n << 3 | r & 7, k))
+            self.mask(r, aw)
+            self.put(d, r)
             return
+        self.get(RAX, x)
+        if op == "ashr":
+            self.sext(RAX, aw)
         self.get(RCX, y)
         if op == "ashr":
             self.imm(RDX, aw - 1)
