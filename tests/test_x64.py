@@ -245,7 +245,14 @@ def test_bad_blobs_are_refused() -> None:
     for blob in (b"", b"ELF", x64.MAGIC, x64.MAGIC + b"\x05\0\0\0abc", x64.MAGIC + b"\x02\0\0\0\xff\xff"):
         with pytest.raises(ValueError):
             loader.load(blob, ["f"])
-    good = x64.link({"f": b"\xc3"})
+    import marshal
+    from types import SimpleNamespace
+
+    for table in ({"f": 0}, {"f": (0, ((3, 5),))}, {"f": (0, ((64, 5),))}, {"f": (99, ())}, {1: (0, ())}):
+        tab = marshal.dumps(table)
+        with pytest.raises(ValueError):  # (a word of a chained exit outside the code, misaligned...)
+            loader.load(x64.MAGIC + len(tab).to_bytes(4, "little") + tab + b"\xc3" + bytes(15), ["f"])
+    good = x64.link({"f": SimpleNamespace(code=b"\xc3", chains=[])})
     with pytest.raises(RuntimeError):
         loader.load(good, ["g"])
     if x64.available():
@@ -284,3 +291,37 @@ def test_values_live_across_accesses_and_calls() -> None:
         assert r[3] == (7 + sum(x + i + 1 for i in range(n))) & m, hex(x)
         assert r[4] == ((x + 2) * 3) & m and r[5] == (x + 2) & 0xF0
         assert r[6] == (x + 1) & m
+
+
+@here
+def test_chained_exits_follow_the_table() -> None:
+    """A region's direct exit to code translated on its own jumps there without the
+    dispatcher (chained), and follows that code when it is replaced: rewritten code on the
+    target's page runs as rewritten, never the stale translation."""
+    from polyvm.engine import lower as L
+
+    arch = get_arch("riscv64")
+    a, b = 0x10000, 0x11000  # (two pages: the target's can change alone)
+    mem = AddressSpace()
+    mem.map(a, 0x2000, PROT_ALL)
+    mem.write_raw(b, program(["addi a0, a0, 1", "ebreak"]))
+    mem.write_raw(a, program(["addi a1, a1, 1", f"jal zero, {b - a - 4}"]))
+    eng = JitEngine(arch, mem, tier="jit")
+    r = arch.new_state()
+    a0, a1 = arch.regs["a0"][0], arch.regs["a1"][0]
+
+    def run_from(pc: int) -> None:
+        r[0] = pc
+        n = eng.ctx[L.CTX_DISPATCHES]
+        assert eng.run(r, 1000).reason == "breakpoint"
+        return eng.ctx[L.CTX_DISPATCHES] - n
+
+    run_from(b)  # b gets a translation of its own; a's region then stops at b
+    assert run_from(a) == 1  # (the dispatcher called a's region; a went on to b's itself)
+    assert (r[a0], r[a1]) == (2, 1)
+    assert eng._chain_words.get(b), "no chained exit to b"
+    mem.write_raw(b, program(["addi a0, a0, 100", "ebreak"]))  # (b's translation is dropped)
+    run_from(a)
+    assert (r[a0], r[a1]) == (102, 2)
+    assert run_from(a) == 1  # (chained to b's new translation)
+    assert (r[a0], r[a1]) == (202, 3)

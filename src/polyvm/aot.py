@@ -201,7 +201,7 @@ def _compile_chunk(
             pages = sorted({p for b in blocks for p in range(b.pc >> 12, ((b.end - 1) >> 12) + 1)})
             er = eng.emit_region(name, blocks, entries)  # (the first tier without LLVM: `x64`)
             if er is not None:
-                emitted[sym] = er.code
+                emitted[sym] = er
                 made_x.append((sym, er.entry_pcs, pages, len(blocks)))
                 continue
             lw = eng.lower_region(sym, name, blocks, entries, compact=True)

@@ -335,6 +335,8 @@ class JitEngine:
         self.counters = (ctypes.c_uint64 * N_COUNTERS)()
         self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
         self.table: dict[int, int] = {}  # pc -> native address
+        # target pc -> the words of emitted code's chained exits to it (`_chain_to`)
+        self._chain_words: dict[int, list[Any]] = {}
         self._table_arr: Any = None
         self._table_dirty = True
         self.regions: dict[str, _Region] = {}
@@ -422,10 +424,27 @@ class JitEngine:
         self.ctx[L.CTX_TABLE] = ctypes.addressof(arr)
         self.ctx[L.CTX_TABLE_MASK] = mask
         self._table_dirty = False
+        if self._chain_words:
+            thunk = self.compiler.emitter.thunk
+            for pc, words in self._chain_words.items():
+                to = self.table.get(pc, thunk)
+                for w in words:
+                    w.value = to
+
+    def _chain_to(self, pc: int) -> None:
+        """Point the chained exits to pc (`x64.X64Region._chain`) at its translation (or at
+        the thunk back to the dispatcher): kept equal to the table, which they bypass."""
+        words = self._chain_words.get(pc)
+        if words:
+            to = self.table.get(pc) or self.compiler.emitter.thunk
+            for w in words:
+                w.value = to
 
     def _table_set(self, pc: int, addr: int) -> None:
         old = self.table.get(pc)
         self.table[pc] = addr
+        if pc in self._chain_words:
+            self._chain_to(pc)
         if self._table_dirty:
             return
         if old is not None or 2 * len(self.table) > self._table_cap:
@@ -470,6 +489,7 @@ class JitEngine:
         self.page_regions.clear()
         self.table.clear()
         self._rebuild_table()  # at once: a hook (native code running) may flush
+        self._chain_words.clear()  # (all pointed back at the dispatcher by the rebuild)
         self._tlb_flush()
 
     def _tlb_flush(self) -> None:
@@ -973,9 +993,9 @@ class JitEngine:
         made: list[tuple[str, str, list[int], set[int]]] = []  # (region, symbol, entries, pages)
         # The first tier is emitted directly where the host allows (`x64`), not through LLVM.
         emit = opt == JIT_OPT
-        emitted: dict[str, bytes] = {}
+        emitted: dict[str, x64.X64Region] = {}
         made_x: list[tuple[str, str, list[int], set[int]]] = []
-        quick_x: dict[str, bytes] = {}  # hot regions emitted to run until LLVM's arrive
+        quick_x: dict[str, x64.X64Region] = {}  # hot regions emitted to run until LLVM's arrive
         made_q: list[tuple[str, str, list[int], set[int]]] = []
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
@@ -1030,7 +1050,7 @@ class JitEngine:
                     self._note_sizes(blocks)
                     for h in er.fpn_used:
                         self._fast_path(self.helper_index[h])
-                    emitted[sym] = er.code
+                    emitted[sym] = er
                     made_x.append((name, sym, er.entry_pcs, pages))
                     self.blocks_compiled += len(blocks)
                     continue
@@ -1051,7 +1071,7 @@ class JitEngine:
                 if er is not None:
                     for h in er.fpn_used:
                         self._fast_path(self.helper_index[h])
-                    quick_x[sym + "x"] = er.code
+                    quick_x[sym + "x"] = er
                     made_q.append((name, sym + "x", er.entry_pcs, pages))
         if made_x:
             # The first tier without LLVM (x86-64 hosts): placed and installed at once.
@@ -1249,6 +1269,11 @@ class JitEngine:
                 addr, sym, f"{self.arch.name}:{entries[0]:#x}/opt{opt}/{len(entries)}e/{sym}"
             )
         self.regions[name] = r
+        if self.compiler.emitter is not None:
+            for word, pc in self.compiler.emitter.chains.get(addr, ()):
+                w = ctypes.c_uint64.from_address(word)
+                w.value = self.table.get(pc) or self.compiler.emitter.thunk
+                self._chain_words.setdefault(pc, []).append(w)
         for pn in pages:
             self.mem.watch_code(pn << PAGE_SHIFT)
             self.page_regions.setdefault(pn, set()).add(name)

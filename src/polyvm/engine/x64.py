@@ -44,7 +44,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # A blob of emitted regions (the translation cache's "object"): MAGIC, the symbol table's
 # length (4 bytes), the table (marshal: symbol -> offset) and the code.
-MAGIC = b"PVX64\x00\x01\x00"
+MAGIC = b"PVX64\x00\x02\x00"
 
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
 R8, R9, R10, R11, R12, R13, R14, R15 = range(8, 16)
@@ -124,9 +124,12 @@ class X64Region:
         self.labels: dict[Any, int] = {}
         self.fixups: list[tuple[int, Any]] = []  # (position of a rel32, label)
         self.stubs: list[tuple[Any, int | None, int, int]] = []  # (label, pc or None: rax, code, dk)
+        self._chains: dict[int, Any] = {}  # target pc -> its chained exit's label
+        self.chain_slots: list[tuple[Any, int]] = []  # (the word's label, target pc)
         self._n = 0
         self._emit()
         self.code = self._resolve()
+        self.chains = [(self.labels[slot], pc) for slot, pc in self.chain_slots]  # (offset, pc)
 
     # ---- assembler -----------------------------------------------------------------------
     def newlabel(self) -> tuple[str, int]:
@@ -337,20 +340,34 @@ class X64Region:
         for lab, pc, code, dk in self.stubs:
             self.bind(lab)
             self._exit(pc, code, dk)
-        # The one way out: state[pc] = rax, state[icount] = r14, the region's counter, return edx.
-        self.bind("tail")
-        self.store(ST, 8 * SLOT_PC, RAX)
-        self.store(ST, 8 * SLOT_ICOUNT, ICOUNT)
-        if self.counter is not None:
-            self.load(RCX, CTX, 8 * L.CTX_COUNTERS)
-            self.mov(RAX, ICOUNT)
-            self.alu(0x29, RAX, ICOUNT0)  # sub rax, r15
-            # add [rcx + 8*counter], rax
-            self.buf += bytes((0x48, 0x01)) + _mem(RAX, RCX, 8 * self.counter)
-        self.buf += b"\x89\xd0"  # mov eax, edx
-        b = self.buf
-        b += b"\x48\x81\xc4" + frame.to_bytes(4, "little")  # add rsp, frame
-        b += b"\x41\x5f\x41\x5e\x41\x5d\x41\x5c\x5d\x5b\xc3"  # pop r15..r12, rbp, rbx; ret
+        for slot, target in self.chain_slots:
+            self._chain_stub(self._chains[target], slot, target)
+        # The one way out: state[pc] = rax, state[icount] = r14, the region's counter, return
+        # edx; or, chained, the same and a jump to rcx with ctx and state as its arguments.
+        for chain in (False, True) if self.chain_slots else (False,):
+            self.bind("chain" if chain else "tail")
+            self.store(ST, 8 * SLOT_PC, RAX)
+            self.store(ST, 8 * SLOT_ICOUNT, ICOUNT)
+            if self.counter is not None:
+                self.load(RDX if chain else RCX, CTX, 8 * L.CTX_COUNTERS)
+                self.mov(RAX, ICOUNT)
+                self.alu(0x29, RAX, ICOUNT0)  # sub rax, r15
+                # add [rcx|rdx + 8*counter], rax
+                self.buf += bytes((0x48, 0x01)) + _mem(RAX, RDX if chain else RCX, 8 * self.counter)
+            if chain:
+                self.mov(RDI, CTX)
+                self.mov(RSI, ST)
+            else:
+                self.buf += b"\x89\xd0"  # mov eax, edx
+            b = self.buf
+            b += b"\x48\x81\xc4" + frame.to_bytes(4, "little")  # add rsp, frame
+            b += b"\x41\x5f\x41\x5e\x41\x5d\x41\x5c\x5d\x5b"  # pop r15..r12, rbp, rbx
+            b += b"\xff\xe1" if chain else b"\xc3"  # jmp rcx | ret
+        # the chained exits' words (zero until the engine sets them)
+        self.buf += b"\xcc" * (-len(self.buf) % 8)
+        for slot, _ in self.chain_slots:
+            self.bind(slot)
+            self.buf += bytes(8)
 
     def _exit(self, pc: int | None, code: int, dk: int = 0) -> None:
         """Leave: pc (None: it is in rax), return code, dk instructions beyond r14."""
@@ -366,6 +383,31 @@ class X64Region:
         lab = self.newlabel()
         self.stubs.append((lab, pc, code, dk))
         return lab
+
+    def _chain(self, target: int) -> Any:
+        """The label of an exit to a constant pc outside the region, chained: while the time
+        slice lasts it jumps straight to the translation of target (a tail call with ctx and
+        state, after this region's exit work), through a word after the code that the engine
+        points at it (`JitEngine._chain_to`: the translation in its table, else `Loader.thunk`,
+        which returns RET_CONTINUE to the dispatcher as an ordinary exit would)."""
+        lab = self._chains.get(target)
+        if lab is None:
+            lab = self._chains[target] = self.newlabel()
+            self.chain_slots.append((self.newlabel(), target))
+        return lab
+
+    def _chain_stub(self, lab: Any, slot: Any, target: int) -> None:
+        self.bind(lab)
+        plain = self.newlabel()
+        self.load(RAX, CTX, 8 * L.CTX_LIMIT)
+        self.alu(0x29, RAX, ICOUNT)  # sub rax, r14
+        self.jcc(C_LE, plain)
+        self.buf += b"\x48\x8b\x0d"  # mov rcx, [rip + slot]
+        self._rel32(slot)
+        self.imm(RAX, target)
+        self.jmp("chain")
+        self.bind(plain)
+        self._exit(target, L.RET_CONTINUE)
 
     def _switch(self, cases: list[tuple[int, Any]], default: Any) -> None:
         """Jump to the label of rax's value among `cases` (pc, label), else to default."""
@@ -387,7 +429,7 @@ class X64Region:
         """Continue at a constant target (jump if cc is None, else when flags say cc)."""
         lab = self._to(target)
         if lab is None:
-            lab = self._stub(target, L.RET_CONTINUE)
+            lab = self._chain(target)
         if cc is None:
             self.jmp(lab)
         else:
@@ -1004,16 +1046,38 @@ def _max_temp(blocks: list[Block]) -> int:
     return m
 
 
-def link(code: dict[str, bytes]) -> bytes:
-    """Regions (symbol -> code) as one blob: what the translation cache stores as an object."""
-    table: dict[str, int] = {}
+def link(regions: dict[str, X64Region]) -> bytes:
+    """Regions (symbol -> emitted region) as one blob: what the translation cache stores as an
+    object. Its table: symbol -> (offset, ((offset of a chained exit's word, target pc), ...))."""
+    table: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {}
     body = bytearray()
-    for sym, c in code.items():
+    for sym, r in regions.items():
         body += b"\xcc" * (-len(body) % 16)  # (int3 padding: 16-byte aligned entries)
-        table[sym] = len(body)
-        body += c
+        table[sym] = (len(body), tuple((len(body) + o, pc) for o, pc in r.chains))
+        body += r.code
     tab = marshal.dumps(table)
     return MAGIC + len(tab).to_bytes(4, "little") + tab + bytes(body)
+
+
+def _good_table(table: Any, size: int) -> bool:
+    def entry(v: Any) -> bool:
+        return (
+            isinstance(v, tuple)
+            and len(v) == 2
+            and isinstance(v[0], int)
+            and 0 <= v[0] < size
+            and isinstance(v[1], tuple)
+            and all(
+                isinstance(c, tuple)
+                and len(c) == 2
+                and all(isinstance(x, int) for x in c)
+                and 0 <= c[0] <= size - 8
+                and c[0] % 8 == 0
+                for c in v[1]
+            )
+        )
+
+    return isinstance(table, dict) and all(isinstance(k, str) and entry(v) for k, v in table.items())
 
 
 def is_blob(obj: bytes) -> bool:
@@ -1033,6 +1097,17 @@ class Loader:
         self._size = 0
         self._loaded: dict[bytes, dict[str, int]] = {}
         self.sizes: dict[str, int] = {}
+        # a region's address -> its chained exits (address of the word, target pc)
+        self.chains: dict[int, list[tuple[int, int]]] = {}
+        self._thunk = 0
+
+    @property
+    def thunk(self) -> int:
+        """Where a chained exit goes while its target has no translation: `xor eax, eax;
+        ret`, back to the dispatcher with RET_CONTINUE (the pc and count already stored)."""
+        if not self._thunk:
+            self._thunk = self._place(b"\x31\xc0\xc3")
+        return self._thunk
 
     def _place(self, code: bytes) -> int:
         n = len(code)
@@ -1064,15 +1139,14 @@ class Loader:
             except (EOFError, ValueError, TypeError) as e:
                 raise ValueError("bad symbol table") from e
             code = blob[start + n :]
-            if not isinstance(table, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and 0 <= v < len(code) for k, v in table.items()
-            ):
+            if not _good_table(table, len(code)):
                 raise ValueError("bad symbol table")
             base = self._place(code)
-            syms = self._loaded[key] = {k: base + v for k, v in table.items()}
-            ends = sorted(table.values()) + [len(code)]
-            for k, v in table.items():  # (sizes, for perf's map: up to the next symbol)
-                self.sizes[k] = ends[ends.index(v) + 1] - v
+            syms = self._loaded[key] = {k: base + v[0] for k, v in table.items()}
+            ends = sorted(v[0] for v in table.values()) + [len(code)]
+            for k, (v, chains) in table.items():
+                self.sizes[k] = ends[ends.index(v) + 1] - v  # (for perf's map: to the next symbol)
+                self.chains[base + v] = [(base + o, pc) for o, pc in chains]
         missing = [n for n in names if n not in syms]
         if missing:
             raise RuntimeError(f"symbol {missing[0]} missing from emitted code")
