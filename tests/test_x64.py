@@ -253,6 +253,10 @@ def test_bad_blobs_are_refused() -> None:
         with pytest.raises(ValueError):  # (a word of a chained exit outside the code, misaligned...)
             loader.load(x64.MAGIC + len(tab).to_bytes(4, "little") + tab + b"\xc3" + bytes(15), ["f"])
     good = x64.link({"f": SimpleNamespace(code=b"\xc3", chains=[])})
+    old = good[:6] + b"\x01" + good[7:]  # (another format version: refused, never given to LLVM)
+    assert x64.is_blob(old)
+    with pytest.raises(ValueError):
+        loader.load(old, ["f"])
     with pytest.raises(RuntimeError):
         loader.load(good, ["g"])
     if x64.available():

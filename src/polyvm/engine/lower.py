@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 8
+CODEGEN_REV = 9  # (9: the first tier emitted without LLVM, `x64`)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}

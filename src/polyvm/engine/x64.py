@@ -46,6 +46,9 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 # length (4 bytes), the table (marshal: symbol -> offset) and the code.
 MAGIC = b"PVX64\x00\x02\x00"
 
+# (the inline TLB lookup reads the TLB's address as ctx's first word and shifts the index by 5)
+assert L.CTX_TLB == 0 and L.TLB_ENTRY_WORDS == 4
+
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
 R8, R9, R10, R11, R12, R13, R14, R15 = range(8, 16)
 CTX, ST, ICOUNT, ICOUNT0 = RBX, RBP, R14, R15
@@ -1081,7 +1084,9 @@ def _good_table(table: Any, size: int) -> bool:
 
 
 def is_blob(obj: bytes) -> bool:
-    return obj[: len(MAGIC)] == MAGIC
+    """Emitted code (of any format version: `Loader.load` refuses other versions; never
+    LLVM's to load, which may crash on what is not an object file)."""
+    return obj[:6] == MAGIC[:6]
 
 
 class Loader:
@@ -1130,8 +1135,8 @@ class Loader:
         key = hashlib.sha256(blob).digest()
         syms = self._loaded.get(key)
         if syms is None:
-            if not is_blob(blob) or len(blob) < len(MAGIC) + 4:
-                raise ValueError("not an emitted-code blob")
+            if blob[: len(MAGIC)] != MAGIC or len(blob) < len(MAGIC) + 4:
+                raise ValueError("not an emitted-code blob of this version")
             n = int.from_bytes(blob[len(MAGIC) : len(MAGIC) + 4], "little")
             start = len(MAGIC) + 4
             try:
