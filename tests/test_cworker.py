@@ -337,19 +337,21 @@ def test_a_forked_child_gets_its_own_worker() -> None:
 def test_auto_tier_leaves_what_it_interpreted_to_the_cache(tmp_path) -> None:
     """`auto` runs code that is not hot on its interpreter; at the end of the run (`finish`) the
     compile worker translates those blocks into the cache, so a second engine on the same code
-    starts them natively (its interpreter translates nothing) with the same result."""
+    starts them natively (its interpreter translates nothing) with the same result. (With the
+    first tier through LLVM: where it is emitted without LLVM, `auto` translates every block
+    at its first dispatch, as `jit` does, and interprets nothing.)"""
     code = _loop(5, 3)  # 5 iterations: never hot, all interpreted
     ref = _reference(code)
     assert ref[A0] == 15
     cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
-    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", baseline="llvm", cache=cache)
     assert _run(eng) == ref
     assert eng.interp.cache and not eng.table  # (all on the interpreter)
     # A fork's child only leaves a job file; the next engine to finish with `submit` (the top
     # process) hands every job file to the worker.
     eng.finish(submit=False)
     assert len([n for n in os.listdir(cache.dir) if n.startswith("job-")]) == 1
-    other = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)  # (ran nothing)
+    other = JitEngine(ARCH, _mem(code), tier="auto", baseline="llvm", cache=cache)  # (ran nothing)
     job = other.finish()
     assert job is not None
     _wait([job])
@@ -357,7 +359,7 @@ def test_auto_tier_leaves_what_it_interpreted_to_the_cache(tmp_path) -> None:
     assert not [n for n in os.listdir(cache.dir) if n.startswith("job-")]  # the worker took it
     assert set(_cached_opts(cache)) == {J.JIT_OPT}
     cache2 = TranslationCache(str(tmp_path), Compiler.get().host_id)
-    eng2 = JitEngine(ARCH, _mem(code), tier="auto", cache=cache2)
+    eng2 = JitEngine(ARCH, _mem(code), tier="auto", baseline="llvm", cache=cache2)
     assert _run(eng2) == ref  # every slot, the instruction count included
     assert eng2.regions_loaded > 0 and not eng2.interp.cache
     assert eng2.finish() is None  # nothing left to send
@@ -368,12 +370,12 @@ def test_finish_sends_nothing_without_a_cache_or_when_all_ran_natively(tmp_path,
     switching: the interpreter ran blocks too, but each has a translation already, so there is
     nothing to hand on."""
     code = _loop(5, 3)
-    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=None)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", baseline="llvm", cache=None)
     _run(eng)
     assert eng.interp.cache and eng.finish() is None
     monkeypatch.setattr(J, "HOT", 1)
     cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
-    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=cache, switch_every=1)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", baseline="llvm", cache=cache, switch_every=1)
     _run(eng)
     assert eng.interp.cache  # (switching ran blocks on the interpreter too)
     assert set(eng.interp.cache) <= eng.table.keys()
@@ -386,7 +388,7 @@ def test_a_forked_child_leaves_what_its_parent_interpreted(tmp_path) -> None:
     before are the parent's: the child's `finish` writes no job for them."""
     code = _loop(5, 3)
     cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
-    eng = JitEngine(ARCH, _mem(code), tier="auto", cache=cache)
+    eng = JitEngine(ARCH, _mem(code), tier="auto", baseline="llvm", cache=cache)
     _run(eng)
     eng.forked()
     assert eng.finish(submit=False) is None

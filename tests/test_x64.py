@@ -329,3 +329,16 @@ def test_chained_exits_follow_the_table() -> None:
     assert (r[a0], r[a1]) == (102, 2)
     assert run_from(a) == 1  # (chained to b's new translation)
     assert (r[a0], r[a1]) == (202, 3)
+
+
+@here
+def test_auto_emits_cold_code_at_once() -> None:
+    """`auto`, where the first tier is emitted: a block is translated at its first dispatch
+    (cheaper than the interpreter's translation into Python), so nothing is interpreted; with
+    the first tier through LLVM it waits for HOT dispatches on the interpreter."""
+    for baseline, n in (("x64", 7), ("llvm", 8)):  # (other code: nothing compiled is reused)
+        eng, r = _sum_engine(baseline, n)
+        eng = JitEngine(eng.arch, eng.mem, tier="auto", baseline=baseline)
+        assert eng.run(r, 1_000_000).reason == "breakpoint"
+        assert r[eng.arch.regs["a0"][0]] == n * (n + 1) // 2
+        assert bool(eng.table) == (baseline == "x64") and bool(eng.interp.cache) == (baseline == "llvm")

@@ -35,8 +35,9 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["interp", "jit", "aot", "auto"],
         default="auto",
         help="execution tier: interp (reference interpreter), jit (compile everything with LLVM), "
-        "aot (use what `polyvm aot` translated, JIT the rest), auto (interpret cold code, "
-        "compile hot code; the default)",
+        "aot (use what `polyvm aot` translated, JIT the rest), auto (the default: "
+        "compile cold code at once where polyvm emits it itself, x86-64 Linux hosts, else "
+        "interpret it until warm; compile hot code with LLVM)",
     )
     r.add_argument("--root", metavar="DIR", help="confine every guest path under DIR")
     r.add_argument("--strace", action="store_true", help="print each system call (like qemu -strace)")

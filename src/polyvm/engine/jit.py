@@ -874,7 +874,13 @@ class JitEngine:
             return False
         if self.cache is not None and self._load_cached(pc):
             return True
-        if self.tier == "jit" or (self.tier == "aot" and self.cache is not None):
+        if (
+            self.tier == "jit"
+            or (self.tier == "aot" and self.cache is not None)
+            # (`auto` where the first tier is emitted without LLVM: emitting a block costs
+            # less than the interpreter's translation of it into Python, so nothing waits)
+            or (self.tier == "auto" and self.emit_first and not self._instrumented)
+        ):
             return self._translate([pc], opt=JIT_OPT, limit=REGION_BLOCKS)
         if pc in self._pending_pcs:
             return False
