@@ -105,14 +105,10 @@ def test_hot_tier_compiles_in_the_worker_and_caches(tmp_path, monkeypatch) -> No
     assert eng2.regions_loaded > 0
 
 
-def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypatch) -> None:
-    """The worker sends a hot module twice: compiled the first tier's way (its functions
-    renamed), then optimized. The engine installs the quick regions at once and replaces them
-    with the optimized ones; the guest's result is the interpreter's throughout. (With the
-    first tier through LLVM: where it is emitted without LLVM, so is the quick code, below.)"""
+def _until_a_hot_module_is_sent(monkeypatch, code: bytes, baseline: str | None):
+    """(engine, state, last stop) once the engine has sent a hot module to the worker."""
     monkeypatch.setattr(J, "TIER2_INSNS", 10000)
-    code = _loop(400_000, 11)  # (code no other test compiles in this process)
-    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None, baseline="llvm")
+    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None, baseline=baseline)
     eng.bg_hot = True
     r = ARCH.new_state()
     r[0] = CODE
@@ -120,6 +116,16 @@ def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypat
     while not eng._jobs and stop.reason == "budget":
         stop = eng.run(r, 1000)
     assert eng._jobs, "no hot recompile was sent to the worker"
+    return eng, r, stop
+
+
+def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypatch) -> None:
+    """The worker sends a hot module twice: compiled the first tier's way (its functions
+    renamed), then optimized. The engine installs the quick regions at once and replaces them
+    with the optimized ones; the guest's result is the interpreter's throughout. (With the
+    first tier through LLVM: where it is emitted without LLVM, so is the quick code, below.)"""
+    code = _loop(400_000, 11)  # (code no other test compiles in this process)
+    eng, r, stop = _until_a_hot_module_is_sent(monkeypatch, code, "llvm")
     job, made, *_ = eng._jobs[0]
     _wait([job])
     assert job.quick_obj is not None and job.obj is not None
@@ -148,16 +154,8 @@ def test_a_hot_module_runs_emitted_code_until_the_optimized_code_arrives(monkeyp
     """Where the first tier is emitted without LLVM (`x64`), a hot module's quick version is
     emitted too, in the guest's process when the module is sent: installed before the worker
     has compiled anything (which then compiles only the optimized version), replaced by it."""
-    monkeypatch.setattr(J, "TIER2_INSNS", 10000)
     code = _loop(400_000, 17)  # (code no other test compiles in this process)
-    eng = JitEngine(ARCH, _mem(code), tier="jit", background=None)
-    eng.bg_hot = True
-    r = ARCH.new_state()
-    r[0] = CODE
-    stop = eng.run(r, 1000)
-    while not eng._jobs and stop.reason == "budget":
-        stop = eng.run(r, 1000)
-    assert eng._jobs, "no hot recompile was sent to the worker"
+    eng, r, stop = _until_a_hot_module_is_sent(monkeypatch, code, None)
     job, made, *_ = eng._jobs[0]
     hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
     assert hot and not any(reg.name in eng.compiler.regions for reg in hot)  # installed only

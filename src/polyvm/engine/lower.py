@@ -120,6 +120,33 @@ def _is_call(b: Block) -> bool:
     return False
 
 
+def region_shape(
+    blocks: list[Block], entries: list[int] | None, compact: bool
+) -> tuple[list[int], set[int], list[int]]:
+    """(return sites, loop heads, entry pcs) of a region: return sites are the instructions
+    after blocks that call (`_is_call`) inside the region, loop heads the targets of backward
+    edges (an indirect jump's possible targets being the return sites); the entries are the
+    given ones (every block's without), then the loop heads, and in the first tier (`compact`)
+    the return sites too (see `RegionLowering._lower`)."""
+    pcs = [b.pc for b in blocks]
+    inside = set(pcs)
+    ret_sites = sorted({b.end for b in blocks if b.end in inside and _is_call(b)})
+    heads: set[int] = set()
+    for blk in blocks:
+        t = blk.term
+        targets: list[int] = []
+        if t.kind == "branch":
+            targets = [t.target.const, t.fallthrough]
+        elif t.kind == "jump" and t.target is not None:
+            targets = [t.target.const] if t.target.const is not None else list(ret_sites)
+        heads.update(x for x in targets if x in inside and x <= blk.pc)
+    ents = pcs if entries is None else [p for p in entries if p in inside]
+    for h in sorted(heads | set(ret_sites) if compact else heads):
+        if h not in ents:
+            ents.append(h)
+    return ret_sites, heads, ents
+
+
 class Unsupported(Exception):
     """The region uses something the native tier does not lower; it stays interpreted."""
 
@@ -316,17 +343,8 @@ class RegionLowering:
                             raise Unsupported("128-bit memory access")
         self.used = sorted(used)
         self.bbs = {blk.pc: f"B{blk.pc:x}" for blk in self.blocks}
-        self.ret_sites = sorted({blk.end for blk in self.blocks if blk.end in self.bbs and _is_call(blk)})
+        self.ret_sites, self.loop_heads, entries = region_shape(self.blocks, self.entries, self.compact)
         self.lands: dict[int, str] = {}
-        self.loop_heads: set[int] = set()
-        for blk in self.blocks:
-            t = blk.term
-            targets: list[int] = []
-            if t.kind == "branch":
-                targets = [t.target.const, t.fallthrough]
-            elif t.kind == "jump" and t.target is not None:
-                targets = [t.target.const] if t.target.const is not None else list(self.ret_sites)
-            self.loop_heads.update(x for x in targets if x in self.bbs and x <= blk.pc)
         self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
         o = self.out
         # Hooks (code hooks, memory hooks) read and write the state behind LLVM's back, through
@@ -356,17 +374,12 @@ class RegionLowering:
         self.icount0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {self.icount0}, i64* %icount")
         pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
-        entries = list(self.bbs) if self.entries is None else [p for p in self.entries if p in self.bbs]
-        # Loop heads (targets of backward edges) are entries too: backward edges are where the
-        # time slice is checked, so a slice that ends in a loop resumes at an entry.
-        # In the first tier, return sites too: a callee compiled in another region returns
-        # there (a miss would compile a near copy of this region from the return site on). Not
-        # in hot regions, where a return site inside a loop would give the loop a second entry
-        # (irreducible: LLVM's loop passes leave it alone).
-        heads = self.loop_heads | set(self.ret_sites) if self.compact else self.loop_heads
-        for h in sorted(heads):
-            if h not in entries:
-                entries.append(h)
+        # Loop heads (targets of backward edges) are entries too (`region_shape`): backward
+        # edges are where the time slice is checked, so a slice that ends in a loop resumes at
+        # an entry. In the first tier, return sites too: a callee compiled in another region
+        # returns there (a miss would compile a near copy of this region from the return site
+        # on). Not in hot regions, where a return site inside a loop would give the loop a
+        # second entry (irreducible: LLVM's loop passes leave it alone).
         self.entry_pcs = entries
         self._switch(pc0, "miss", [(p, self.bbs[p]) for p in entries])
         self.label("miss")

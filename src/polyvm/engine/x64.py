@@ -304,20 +304,7 @@ class X64Region:
     def _emit(self) -> None:
         blocks = self.blocks
         self.bbs = {blk.pc: ("B", blk.pc) for blk in blocks}
-        self.ret_sites = sorted({blk.end for blk in blocks if blk.end in self.bbs and L._is_call(blk)})
-        heads: set[int] = set()
-        for blk in blocks:
-            t = blk.term
-            targets: list[int] = []
-            if t.kind == "branch":
-                targets = [t.target.const, t.fallthrough]
-            elif t.kind == "jump" and t.target is not None:
-                targets = [t.target.const] if t.target.const is not None else list(self.ret_sites)
-            heads.update(x for x in targets if x in self.bbs and x <= blk.pc)
-        entries = list(self.bbs) if self.entries_in is None else [p for p in self.entries_in if p in self.bbs]
-        for h in sorted(heads | set(self.ret_sites)):
-            if h not in entries:
-                entries.append(h)
+        self.ret_sites, _, entries = L.region_shape(blocks, self.entries_in, True)
         self.entry_pcs = entries
         self.lands: dict[int, Any] = {}
         ntemps = max(max((b.ntemps for b in blocks), default=0), _max_temp(blocks) + 1)
