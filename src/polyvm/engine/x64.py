@@ -6,16 +6,20 @@ cold run compiles never run: in a short run that is most of the time polyvm spen
 QEMU. This module writes the same region — same entry protocol, exits, counters, time-slice
 checks, faults and calls through `ctx` (see `lower`) — as x86-64 machine code directly, in
 Python, at a few microseconds per IR statement, the way a baseline compiler does (QEMU's TCG,
-V8's Sparkplug): every IR temporary lives in a stack slot of the region's frame, guest
-registers in the state array, each statement loads its operands into `rax`/`rcx`, computes
-and stores the result. Hot regions are still recompiled by LLVM's optimizing pipeline.
+V8's Sparkplug): guest registers stay in the state array (a block reuses a value it read or
+wrote, `_prepare`), the block's IR temporaries get registers by linear scan (`_allocate`; a
+frame slot when none is left), each statement is a few instructions computing in its
+result's register, every memory access has the software TLB's fast path inline (`_access`),
+and a direct exit to other translated code is a chained tail call (`_chain`). Hot regions are
+still recompiled by LLVM's optimizing pipeline; until that code arrives, they run emitted too.
 
 Conventions (System V AMD64, so Linux hosts): `i64 region(ctx, state)`; `rbx` holds ctx,
 `rbp` the state, `r14` the instruction count at the start of the current guest block (the
 region's local count), `r15` the count at entry (for the region's tier-up counter). All of
 them are callee-saved, so calls of the runtime's access functions and of helpers through
-ctx's pointers keep them. Frame: eight argument words for helper calls at `rsp`, then two
-words per IR temporary (a 128-bit value takes both).
+ctx's pointers keep them; temporaries live in r8-r11 (none across a call) and r12/r13.
+Frame: eight argument words for helper calls at `rsp`, then two words per IR temporary (for
+those without a register; a 128-bit value takes both).
 
 Values are kept zero-extended to 64 bits (an i1 is 0 or 1); operations narrower than 64 bits
 compute in 64-bit registers and mask the result. Nothing in the code depends on where it is
@@ -102,7 +106,7 @@ class X64Region:
     """One region (`lower.RegionLowering(compact=True)`'s semantics) as machine code.
 
     After construction: `code` (bytes), `entry_pcs`, `fpn_used` (helpers called through ctx's
-    fast-path table)."""
+    fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc))."""
 
     def __init__(
         self,
