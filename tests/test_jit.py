@@ -1086,10 +1086,10 @@ def test_a_fast_path_that_fails_to_compile_leaves_the_helper(monkeypatch) -> Non
     import polyvm.engine.jit as J
     from polyvm.engine.jit import Compiler
 
-    def broken(self, arch, name):
+    def broken(self, arch, names):
         raise RuntimeError("LLVM failed")
 
-    monkeypatch.setattr(Compiler, "fast_path", broken)
+    monkeypatch.setattr(Compiler, "fast_paths", broken)
     monkeypatch.setattr(J, "TIER2_INSNS", 10**12)
     code = program(
         ["addi s0, zero, 50", "fadd.d fa0, fa0, fa1, rne", "addi s0, s0, -1", "bne s0, zero, -8", "ebreak"]

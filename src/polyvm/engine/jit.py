@@ -236,30 +236,45 @@ class Compiler:
             self._runtime = self.load(obj, names)
         return self._runtime
 
-    def fast_path(self, arch: Arch, name: str) -> int | None:
-        """The address of helper `name`'s out-of-line fast path (`lower.fpn_wrapper_text`),
-        which the first tier calls through ctx's table; None if the helper has none. Compiled
-        once per host and helper (the first tier's way: a few milliseconds each) and cached
-        under the name, like translations: what it is made of (the ISA's fast path) is the
-        same for one polyvm version and CODEGEN_REV."""
-        key = f"{arch.name}.{name}"
-        if key in self._fpn:
-            return self._fpn[key]
+    def fast_paths(self, arch: Arch, names: list[str]) -> dict[str, int | None]:
+        """The addresses of helpers' out-of-line fast paths (`lower.fpn_wrapper_text`), which
+        the first tier calls through ctx's table; None for a helper that has none. Compiled
+        once per host and helper (the first tier's way), those not cached yet together in one
+        module, and cached under each name (the object shared), like translations: what they
+        are made of (the ISA's fast paths) is the same for one polyvm version and CODEGEN_REV."""
         from polyvm.engine import tcache
 
-        addr = None
-        sym = "polyvm_fpn_" + hashlib.sha1(key.encode()).hexdigest()[:16]
-        obj = tcache.load_aux(self.host_id, f"fpn-{key}", sym)
-        if obj is None and name in arch.helpers:
-            h = arch.helpers[name]
-            native = native_helper_text(arch, name, (None,) * len(h.arg_widths))
-            if native is not None:
-                obj = self.compile(self.module_text([native[1], L.fpn_wrapper_text(sym, native[0])], {}), 0)
+        out: dict[str, int | None] = {}
+        todo: list[tuple[str, str, str, tuple[str, str]]] = []  # (name, key, symbol, fast path)
+        for name in dict.fromkeys(names):
+            key = f"{arch.name}.{name}"
+            if key in self._fpn:
+                out[name] = self._fpn[key]
+                continue
+            sym = "polyvm_fpn_" + hashlib.sha1(key.encode()).hexdigest()[:16]
+            obj = tcache.load_aux(self.host_id, f"fpn-{key}", sym)
+            if obj is not None:
+                out[name] = self._fpn[key] = self.load(obj, [sym])[sym]
+                continue
+            h = arch.helpers[name] if name in arch.helpers else None
+            native = native_helper_text(arch, name, (None,) * len(h.arg_widths)) if h is not None else None
+            if native is None:
+                out[name] = self._fpn[key] = None
+                continue
+            todo.append((name, key, sym, native))
+        if todo:
+            decls: dict[str, str] = {}
+            funcs: list[str] = []
+            for _, _, sym, (inline, text) in todo:
+                d, body = L.split_decls(text)
+                decls.update(d)
+                funcs += [body, L.fpn_wrapper_text(sym, inline)]
+            obj = self.compile(self.module_text(funcs, decls), 0)
+            addrs = self.load(obj, [sym for _, _, sym, _ in todo])
+            for name, key, sym, _ in todo:
                 tcache.store_aux(self.host_id, f"fpn-{key}", sym, obj)
-        if obj is not None:
-            addr = self.load(obj, [sym])[sym]
-        self._fpn[key] = addr
-        return addr
+                out[name] = self._fpn[key] = addrs[sym]
+        return out
 
 
 class _Region:
@@ -600,21 +615,24 @@ class JitEngine:
         self._fast_path(idx)
         return self._call(ctx, state, idx, args)
 
-    def _fast_path(self, idx: int) -> None:
-        """Put helper idx's out-of-line fast path, if it has one, into the first tier's
-        table; else the table calls the helper itself. Once per helper: an entry that is no
-        longer `_call_first` is done."""
-        if self.fpn[idx] != self._fpn_first:
+    def _fast_path(self, *idxs: int) -> None:
+        """Put the out-of-line fast paths of helpers idxs, those that have one, into the first
+        tier's table (compiled together where none is cached, `Compiler.fast_paths`); else
+        the table calls the helper itself. Once per helper: an entry that is no longer
+        `_call_first` is done."""
+        idxs = tuple(i for i in dict.fromkeys(idxs) if self.fpn[i] == self._fpn_first)
+        if not idxs:
             return
-        addr = None
+        addrs: dict[str, int | None] = {}
         if self.native_emit is not None:
             t0 = time.perf_counter()
             try:
-                addr = self.compiler.fast_path(self.arch, self.helper_list[idx].name)
+                addrs = self.compiler.fast_paths(self.arch, [self.helper_list[i].name for i in idxs])
             except Exception:  # noqa: BLE001 - (LLVM failed: the helper itself still gives the result)
-                addr = None
+                addrs = {}
             self.compile_time += time.perf_counter() - t0
-        self.fpn[idx] = addr or (self.ctx[L.CTX_CALL])
+        for i in idxs:
+            self.fpn[i] = addrs.get(self.helper_list[i].name) or (self.ctx[L.CTX_CALL])
 
     def _hook(self, _ctx: int, pc: int, size: int) -> int:
         try:
@@ -1003,6 +1021,7 @@ class JitEngine:
         made_x: list[tuple[str, str, list[int], set[int]]] = []
         quick_x: dict[str, x64.X64Region] = {}  # hot regions emitted to run until LLVM's arrive
         made_q: list[tuple[str, str, list[int], set[int]]] = []
+        fpn: set[str] = set()  # helpers called through the fast-path table
         nonce = os.urandom(4).hex()
         known = self.compiler.regions
         # Form the regions first: a pc that is a block of a region formed before it in this
@@ -1054,8 +1073,7 @@ class JitEngine:
                 er = self.emit_region(name, blocks, entries)
                 if er is not None:  # (else through LLVM, below)
                     self._note_sizes(blocks)
-                    for h in er.fpn_used:
-                        self._fast_path(self.helper_index[h])
+                    fpn.update(er.fpn_used)
                     emitted[sym] = er
                     made_x.append((name, sym, er.entry_pcs, pages))
                     self.blocks_compiled += len(blocks)
@@ -1066,8 +1084,7 @@ class JitEngine:
             self._note_sizes(blocks)
             funcs.append(lw.text)
             decls.update(lw.decls)
-            for h in lw.fpn_used:
-                self._fast_path(self.helper_index[h])
+            fpn.update(lw.fpn_used)
             made.append((name, sym, lw.entry_pcs, pages))
             self.blocks_compiled += len(blocks)
             if opt >= T2_OPT and background:
@@ -1075,10 +1092,11 @@ class JitEngine:
                 # worker's optimized code arrives (instead of its quick LLVM compile).
                 er = self.emit_region(name, blocks, entries, counter=False)
                 if er is not None:
-                    for h in er.fpn_used:
-                        self._fast_path(self.helper_index[h])
+                    fpn.update(er.fpn_used)
                     quick_x[sym + "x"] = er
                     made_q.append((name, sym + "x", er.entry_pcs, pages))
+        if fpn:  # (the helpers' fast paths the batch calls: compiled together)
+            self._fast_path(*(self.helper_index[h] for h in sorted(fpn)))
         if made_x:
             # The first tier without LLVM (x86-64 hosts): placed and installed at once.
             if self.bg_hot and not self._child:
