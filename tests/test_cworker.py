@@ -119,6 +119,18 @@ def _until_a_hot_module_is_sent(monkeypatch, code: bytes, baseline: str | None):
     return eng, r, stop
 
 
+def _the_optimized_code_replaces_it(eng, r, stop, quick_addrs: dict[int, int], code: bytes) -> None:
+    """Install the finished job: the hot regions are the optimized ones now (cached, at
+    other addresses than the quick code's); the run ends with the interpreter's result."""
+    eng._poll_jobs()
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    assert hot and all(reg.name in eng.compiler.regions for reg in hot)
+    assert all(eng.table[pc] != a for pc, a in quick_addrs.items())
+    while stop.reason == "budget":
+        stop = eng.run(r, 100_000)
+    assert stop.reason == "breakpoint" and r == _reference(code)
+
+
 def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypatch) -> None:
     """The worker sends a hot module twice: compiled the first tier's way (its functions
     renamed), then optimized. The engine installs the quick regions at once and replaces them
@@ -140,13 +152,7 @@ def test_a_hot_module_runs_quick_code_until_the_optimized_code_arrives(monkeypat
     for _ in range(5):
         stop = eng.run(r, 1000)
     job.done = True
-    eng._poll_jobs()
-    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
-    assert hot and all(reg.name in eng.compiler.regions for reg in hot)
-    assert all(eng.table[pc] != a for pc, a in quick_addrs.items())
-    while stop.reason == "budget":
-        stop = eng.run(r, 100_000)
-    assert stop.reason == "breakpoint" and r == _reference(code)
+    _the_optimized_code_replaces_it(eng, r, stop, quick_addrs, code)
 
 
 @pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-64 Linux hosts")
@@ -162,13 +168,7 @@ def test_a_hot_module_runs_emitted_code_until_the_optimized_code_arrives(monkeyp
     quick_addrs = {pc: eng.table[pc] for reg in hot for pc in reg.pcs}
     _wait([job])
     assert job.quick_obj is None and job.obj is not None  # (the worker made no quick version)
-    eng._poll_jobs()
-    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
-    assert hot and all(reg.name in eng.compiler.regions for reg in hot)
-    assert all(eng.table[pc] != a for pc, a in quick_addrs.items())
-    while stop.reason == "budget":
-        stop = eng.run(r, 100_000)
-    assert stop.reason == "breakpoint" and r == _reference(code)
+    _the_optimized_code_replaces_it(eng, r, stop, quick_addrs, code)
 
 
 def test_the_worker_starts_with_the_first_compile_in_place(monkeypatch) -> None:
