@@ -342,3 +342,54 @@ def test_auto_emits_cold_code_at_once() -> None:
         assert eng.run(r, 1_000_000).reason == "breakpoint"
         assert r[eng.arch.regs["a0"][0]] == n * (n + 1) // 2
         assert bool(eng.table) == (baseline == "x64") and bool(eng.interp.cache) == (baseline == "llvm")
+
+
+def _f64(x: float) -> int:
+    import struct
+
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
+@here
+@pytest.mark.parametrize("op", ["fadd.d", "fsub.d", "fmul.d", "fdiv.d"])
+def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
+    """binary64 add/sub/mul/div with the accrued-NX shortcut emitted inline (SSE2): result,
+    fflags and traps equal the reference interpreter's (exact softfloat) for operands around
+    every boundary (zeros, subnormals, the smallest normal, huge, infinities, NaNs), accrued
+    flags with NX set or clear, static and dynamic rounding modes (an illegal frm traps)."""
+    import random
+
+    from polyvm.engine.reference import Engine
+
+    arch = get_arch("riscv64")
+    ff, frm = arch.regs["fflags"][0], arch.regs["frm"][0]
+    fa0, fa1, fa2 = (arch.regs[n][0] for n in ("fa0", "fa1", "fa2"))
+    rng = random.Random(f"x64-nx-{op}")
+    specials = [0.0, -0.0, 5e-324, 2.2250738585072014e-308, 2.225073858507202e-308, 1.0, 1.5, 3.0,
+                0.1, 1e308, 1.7976931348623157e308, float("inf"), -float("inf")]  # fmt: skip
+    vals = [_f64(v) for v in specials] + [0x7FF8000000000000, 0x7FF0000000000001, 0xFFF4000000000000]
+    vals += [_f64(rng.uniform(-4, 4)) for _ in range(8)] + [rng.getrandbits(64) for _ in range(8)]
+    for rm in ("rne", "dyn", "rtz"):
+        code = program([f"{op} fa0, fa1, fa2, {rm}", "ebreak"])
+        mem = AddressSpace()
+        mem.map(0x10000, 0x1000, PROT_ALL)
+        mem.write_raw(0x10000, code)
+        eng = JitEngine(arch, mem, tier="jit")
+        ref = Engine(arch, mem)
+        for i in range(600):
+            x, y = rng.choice(vals), rng.choice(vals)
+            if i % 3 == 0:  # (a result just around the smallest normal)
+                x, y = _f64(rng.uniform(1, 2) * 2.0**-1000), _f64(rng.choice((2.0**22, 2.0**-22, -(2.0**22))))
+            if i % 7 == 1:  # (rounded up to exactly the smallest normal: tiny before it, UF)
+                x, y = 0x3FEF_FFFF_FFFF_FFFF, 0x0010_0000_0000_0000
+            st = [arch.new_state() for _ in range(2)]
+            for s in st:
+                s[0], s[fa1], s[fa2] = 0x10000, x, y
+                s[ff] = rng.choice((0, 1, 1, 1, 0x1F, 0x10))
+                s[frm] = rng.choice((0, 0, 0, 1, 3, 5))
+                st[1][ff], st[1][frm] = st[0][ff], st[0][frm]
+            got = eng.run(st[0], 10)
+            want = ref.run(st[1], 10)
+            assert (got.reason, got.pc) == (want.reason, want.pc), (op, rm, hex(x), hex(y))
+            assert (st[0][fa0], st[0][ff]) == (st[1][fa0], st[1][ff]), (op, rm, hex(x), hex(y), st[1][frm])
+        assert 0x10000 in eng.table

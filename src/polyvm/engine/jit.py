@@ -1263,6 +1263,7 @@ class JitEngine:
                 counter=_counter_of(name) if counter else None,
                 entries=entries,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
+                shortcuts=getattr(self.arch, "x64_shortcuts", None),
             )
         except L.Unsupported:
             return None

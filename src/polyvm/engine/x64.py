@@ -67,6 +67,7 @@ _ALU_N = {"add": 0, "or": 1, "and": 4, "sub": 5, "xor": 6}  # (the immediate for
 _SHIFT = {"rotl": 0, "rotr": 1, "shl": 4, "lshr": 5, "ashr": 7}
 _POW2 = (8, 16, 32, 64)
 STACK = -1  # a temporary's location: its frame slot
+_DBL_MIN, _INF = 0x0010_0000_0000_0000, 0x7FF0_0000_0000_0000  # binary64 bit patterns
 _SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
 _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
@@ -117,8 +118,10 @@ class X64Region:
         counter: int | None = None,
         entries: list[int] | None = None,
         fast_paths: frozenset[str] = frozenset(),
+        shortcuts: dict[str, tuple[int, int, int, int, int]] | None = None,
     ) -> None:
         self.blocks = [b for b in blocks if b.insns]
+        self.shortcuts = shortcuts or {}  # FP helpers with an inline shortcut (`_nx_shortcut`)
         if not self.blocks:
             raise Unsupported("empty region")
         self.helpers = helpers
@@ -724,6 +727,10 @@ class X64Region:
             raise Unsupported(f"helper {h.name} with 128-bit values")
         if len(xs) > 8:
             raise Unsupported(f"helper {h.name} with more than 8 arguments")
+        done = None
+        sc = self.shortcuts.get(name)
+        if sc is not None and d is not None and len(xs) == 4 and xs[2].const in (0, sc[4]):
+            done = self._nx_shortcut(sc, xs)
         for i, x in enumerate(xs):
             self.get(RAX, x)
             self.store(RSP, ARGS + 8 * i, RAX)
@@ -740,9 +747,43 @@ class X64Region:
         else:
             self.call_mem(CTX, 8 * L.CTX_CALL)
         self._check_status()
+        if done is not None:
+            self.bind(done)
         if d is not None and h.result_width is not None:
             self.mask(RAX, h.result_width)
             self.put(d, RAX)
+
+    def _nx_shortcut(self, sc: tuple[int, int, int, int, int], xs: tuple[Val, ...]) -> Any:
+        """A binary64 FP helper's accrued-NX shortcut (`fpnative.X64_NX_SHORTCUT`), inline:
+        under round-to-nearest-even (a static rm 0, or the dynamic rm with frm 0) and with NX
+        already accrued, the host's SSE2 operation; a finite result above the smallest normal
+        is the helper's, with no flag to add. Anything else goes on to the helper's call just
+        after. Returns the label the result (in rax) continues at."""
+        opc, fflags, frm, nx, dyn = sc
+        slow, done = self.newlabel(), self.newlabel()
+        b = self.buf
+        if xs[2].const == dyn:
+            b += b"\x48\x83" + _mem(7, ST, 8 * frm) + b"\x00"  # cmp qword [frm], 0
+            self.jcc(C_NE, slow)
+        b += b"\xf6" + _mem(0, ST, 8 * fflags) + bytes((nx,))  # test byte [fflags], NX
+        self.jcc(C_E, slow)
+        self.get(RAX, xs[0])
+        self.get(RCX, xs[1])
+        b += b"\x66\x48\x0f\x6e\xc0"  # movq xmm0, rax
+        b += b"\x66\x48\x0f\x6e\xc9"  # movq xmm1, rcx
+        b += bytes((0xF2, 0x0F, opc, 0xC1))  # addsd|subsd|mulsd|divsd xmm0, xmm1
+        b += b"\x66\x48\x0f\x7e\xc0"  # movq rax, xmm0
+        # |result| in (DBL_MIN, inf): the magnitude (sign shifted out) minus just above
+        # DBL_MIN's, unsigned, below the span up to infinity's
+        self.mov(RCX, RAX)
+        b += b"\x48\xd1\xe1"  # shl rcx, 1
+        self.imm(RDX, (_DBL_MIN + 1) << 1)
+        self.alu(0x29, RCX, RDX)
+        self.imm(RDX, (_INF - _DBL_MIN - 1) << 1)
+        self.alu(0x39, RCX, RDX)
+        self.jcc(C_B, done)
+        self.bind(slow)
+        return done
 
     def _pure(self, op: str, d: Val, a: tuple[Any, ...]) -> None:
         w = d.w

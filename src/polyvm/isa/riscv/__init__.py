@@ -129,6 +129,15 @@ class RiscV64(Arch):
         return fpnative.emit(name, b, args, consts, get_slot)
 
     @property
+    def x64_shortcuts(self) -> dict[str, tuple[int, int, int, int, int]]:
+        """For the x86-64 first tier: helper -> (SSE2 opcode, fflags slot, frm slot, NX bit,
+        the dynamic rounding mode's rm) of `fpnative.X64_NX_SHORTCUT`."""
+        from polyvm.isa.riscv import fpnative
+        from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
+
+        return {n: (op, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7) for n, op in fpnative.X64_NX_SHORTCUT.items()}
+
+    @property
     def native_names(self) -> frozenset[str]:
         """The helpers native_emit has a fast path for."""
         from polyvm.isa.riscv import fpnative

@@ -821,6 +821,13 @@ def _table() -> dict[str, _Spec]:
 
 _TABLE = _table()
 NATIVE: frozenset[str] = frozenset(_TABLE)
+
+# The accrued-NX shortcut (above) for the x86-64 first tier (`polyvm.engine.x64`), which emits
+# it inline before the helper's out-of-line fast path: helper -> the SSE2 scalar opcode
+# (F2 0F op xmm0, xmm1: addsd, subsd, mulsd, divsd). Binary64 only: its operands need no
+# unboxing. A finite result above the smallest normal (not equal to it: a result rounded up to
+# it can be tiny before rounding, with UF) can only have raised NX, which is set already.
+X64_NX_SHORTCUT = {"fadd.d": 0x58, "fsub.d": 0x5C, "fmul.d": 0x59, "fdiv.d": 0x5E}
 """The helper names that have a native version."""
 
 
