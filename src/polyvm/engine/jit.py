@@ -350,8 +350,8 @@ class JitEngine:
         self.counters = (ctypes.c_uint64 * N_COUNTERS)()
         self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
         self.table: dict[int, int] = {}  # pc -> native address
-        # target pc -> the words of emitted code's chained exits to it (`_chain_to`)
-        self._chain_words: dict[int, list[Any]] = {}
+        # target pc -> the words of emitted code's chained exits to it, by address (`_chain_to`)
+        self._chain_words: dict[int, dict[int, Any]] = {}
         self._table_arr: Any = None
         self._table_dirty = True
         self.regions: dict[str, _Region] = {}
@@ -439,12 +439,8 @@ class JitEngine:
         self.ctx[L.CTX_TABLE] = ctypes.addressof(arr)
         self.ctx[L.CTX_TABLE_MASK] = mask
         self._table_dirty = False
-        if self._chain_words:
-            thunk = self.compiler.emitter.thunk
-            for pc, words in self._chain_words.items():
-                to = self.table.get(pc, thunk)
-                for w in words:
-                    w.value = to
+        for pc in self._chain_words:
+            self._chain_to(pc)
 
     def _chain_to(self, pc: int) -> None:
         """Point the chained exits to pc (`x64.X64Region._chain`) at its translation (or at
@@ -452,7 +448,7 @@ class JitEngine:
         words = self._chain_words.get(pc)
         if words:
             to = self.table.get(pc) or self.compiler.emitter.thunk
-            for w in words:
+            for w in words.values():
                 w.value = to
 
     def _table_set(self, pc: int, addr: int) -> None:
@@ -1296,9 +1292,8 @@ class JitEngine:
         self.regions[name] = r
         if self.compiler.emitter is not None:
             for word, pc in self.compiler.emitter.chains.get(addr, ()):
-                w = ctypes.c_uint64.from_address(word)
-                w.value = self.table.get(pc) or self.compiler.emitter.thunk
-                self._chain_words.setdefault(pc, []).append(w)
+                self._chain_words.setdefault(pc, {})[word] = ctypes.c_uint64.from_address(word)
+                self._chain_to(pc)
         for pn in pages:
             self.mem.watch_code(pn << PAGE_SHIFT)
             self.page_regions.setdefault(pn, set()).add(name)

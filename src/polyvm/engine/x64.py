@@ -133,7 +133,7 @@ class X64Region:
         self.buf = bytearray()
         self.labels: dict[Any, int] = {}
         self.fixups: list[tuple[int, Any]] = []  # (position of a rel32, label)
-        self.stubs: list[tuple[Any, int | None, int, int]] = []  # (label, pc or None: rax, code, dk)
+        self.stubs: list[tuple[Any, int, int, int]] = []  # (label, pc, code, dk): fault exits
         self._chains: dict[int, Any] = {}  # target pc -> its chained exit's label
         self.chain_slots: list[tuple[Any, int]] = []  # (the word's label, target pc)
         self._n = 0
@@ -276,6 +276,14 @@ class X64Region:
         r = self.loc.get(v.id, STACK)
         return None if r is None or r == STACK else r
 
+    def operand(self, v: Val, scratch: int) -> int:
+        """A register holding v to read: its own, else `scratch` loaded with it."""
+        r = self.reg_of(v)
+        if r is None:
+            self.get(scratch, v)
+            r = scratch
+        return r
+
     def setcc(self, cc: int) -> None:  # rax = cc ? 1 : 0
         self.buf += bytes((0x0F, 0x90 | cc, 0xC0, 0x0F, 0xB6, 0xC0))
 
@@ -314,8 +322,8 @@ class X64Region:
         self.ret_sites, _, entries = L.region_shape(blocks, self.entries_in, True)
         self.entry_pcs = entries
         self.lands: dict[int, Any] = {}
-        ntemps = max(max((b.ntemps for b in blocks), default=0), _max_temp(blocks) + 1)
-        frame = TEMPS + 16 * ntemps
+        # (a block's temporaries are numbered 1..ntemps: `ir.Builder`)
+        frame = TEMPS + 16 * (max(b.ntemps for b in blocks) + 1)
         frame += 8 if frame % 16 == 0 else 0  # 6 pushes + return address: rsp 16-aligned at calls
         if frame >= 1 << 31:
             raise Unsupported("frame too big")
@@ -375,7 +383,7 @@ class X64Region:
             self.alu_imm(0, ICOUNT, dk)
         self.jmp("tail")
 
-    def _stub(self, pc: int | None, code: int, dk: int = 0) -> Any:
+    def _stub(self, pc: int, code: int, dk: int = 0) -> Any:
         """A label that leaves as `_exit` does, emitted after the body (for conditional exits)."""
         lab = self.newlabel()
         self.stubs.append((lab, pc, code, dk))
@@ -639,11 +647,7 @@ class X64Region:
                 raise Unsupported("put pc/icount")
             if x.w > 64:
                 raise Unsupported("128-bit put")
-            r = self.reg_of(x)
-            if r is None:
-                self.get(RAX, x)
-                r = RAX
-            self.store(ST, 8 * k, r)
+            self.store(ST, 8 * k, self.operand(x, RAX))
         elif op == "load":
             if d.w > 64:
                 raise Unsupported("128-bit memory access")
@@ -827,21 +831,17 @@ class X64Region:
         aw = x.w
         if op in _CMP_CC:
             signed = op in ("slt", "sle") and aw < 64
-            rx = None if signed else self.reg_of(x)
-            if rx is None:
-                self.get(RAX, x)
-                rx = RAX
+            rx = self.operand(x, RAX) if not signed else RAX
             if signed:
+                self.get(RAX, x)
                 self.sext(RAX, aw)
             k = _imm32(y, aw, "signed" if op in ("slt", "sle") else "zext")
             if k is not None:
                 self.alu_imm(7, rx, k)
             else:
-                ry = None if signed else self.reg_of(y)
-                if ry is None:
-                    self.get(RCX, y)
-                    ry = RCX
+                ry = self.operand(y, RCX) if not signed else RCX
                 if signed:
+                    self.get(RCX, y)
                     self.sext(RCX, aw)
                 self.alu(0x39, rx, ry)
             if d.id == self.fuse:
@@ -859,10 +859,7 @@ class X64Region:
             if k is not None:
                 self.alu_imm(_ALU_N[op], w, k)
             else:
-                ry = self.reg_of(y)
-                if ry is None:
-                    self.get(RCX, y)
-                    ry = RCX
+                ry = self.operand(y, RCX)
                 if op == "mul":
                     self.op2(0xAF, w, ry)  # imul w, ry
                 else:
@@ -1069,16 +1066,6 @@ def _imm32(y: Val, w: int, how: str) -> int | None:
     else:
         s = c - (1 << w) if c >> (w - 1) else c
     return s if -(1 << 31) <= s < 1 << 31 else None
-
-
-def _max_temp(blocks: list[Block]) -> int:
-    m = -1
-    for b in blocks:
-        for insn in b.insns:
-            for st in insn.stmts:
-                if st.dst is not None and st.dst.id > m:
-                    m = st.dst.id
-    return m
 
 
 def link(regions: dict[str, X64Region]) -> bytes:
