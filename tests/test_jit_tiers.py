@@ -195,3 +195,97 @@ def test_a_callee_in_another_region_returns_into_its_callers_region() -> None:
     ret_site = CODE + 36
     assert eng.pc_region[ret_site].entry == CODE + 12  # the region made for `jal ra, f`
     assert not any(reg.entry == ret_site for reg in eng.regions.values())
+
+
+# ---- hot loops entered at their headers only (`lower.LoopNest`) ----------------------------
+
+
+def _nest(direct: dict[int, list[int]], virtual: dict[int, list[int]] | None = None) -> L.LoopNest:
+    return L.LoopNest(direct, virtual or {})
+
+
+def test_loop_nest_routes_into_a_nested_loop_through_the_outer_header() -> None:
+    """1 -> 2 -> 3 (3 loops on itself) -> 4 -> 2 or 5: the loop {2, 3, 4} with {3} inside.
+    A jump from outside (the region's entry) to 3 or 4 goes to 2 first, whose dispatch sends
+    it on; 2 and 1 are entered as they are."""
+    nest = _nest({1: [2], 2: [3], 3: [3, 4], 4: [2, 5], 5: []})
+    assert sorted((h, sorted(b)) for h, b in nest.loops) == [(2, [2, 3, 4]), (3, [3])]
+    assert nest.route(None, 3) == 2 and nest.next_hop(2, 3) == 3
+    assert nest.route(None, 4) == 2 and nest.next_hop(2, 4) == 4
+    assert nest.route(None, 2) is None and nest.route(None, 1) is None
+    assert sorted(nest.dispatch) == [2] and sorted(nest.dispatch[2]) == [3, 4]
+
+
+def test_loop_nest_three_levels_hop_header_by_header() -> None:
+    """Loops {2..6} > {3, 4, 5} > {4}: from the entry, 4 is reached through 2 then 3; from 5
+    (inside both outer loops) the edge to 4 enters only {4}, at its header: no route."""
+    nest = _nest({1: [2], 2: [3], 3: [4], 4: [4, 5], 5: [3, 6], 6: [2, 7], 7: []})
+    assert nest.route(None, 4) == 2
+    assert nest.next_hop(2, 4) == 3 and nest.next_hop(3, 4) == 4
+    assert nest.route(5, 4) is None
+    assert nest.route(6, 5) == 3 and nest.next_hop(3, 5) == 5  # (6 is in {2..6} only)
+
+
+def test_loop_nest_leaves_a_cycle_entered_at_two_blocks_alone() -> None:
+    """{2, 3} entered by direct jumps at 2 and at 3 has no header (irreducible in the
+    guest's own code): nothing is routed."""
+    nest = _nest({1: [2, 3], 2: [3], 3: [2, 4], 4: []})
+    assert nest.loops == [] and nest.route(None, 3) is None and nest.dispatch == {}
+
+
+def test_loop_nest_virtual_edges_make_loops_but_not_entries() -> None:
+    """A jump-table loop: 2 jumps indirectly to 3 or 4, both jump back to 2. The indirect
+    jump's edges are inside the loop (no route); the entry's to a handler goes through 2.
+    A cycle no direct edge enters (the region begins inside it) takes its lowest block as
+    header."""
+    nest = _nest({1: [2], 2: [], 3: [2], 4: [2]}, {2: [3, 4]})
+    assert [(h, sorted(b)) for h, b in nest.loops] == [(2, [2, 3, 4])]
+    assert nest.route(2, 3) is None and nest.route(None, 3) == 2
+    inside = _nest({5: [6], 6: [7], 7: [5]})
+    assert inside.loops[0][0] == 5 and inside.route(None, 6) == 5
+
+
+def _nested_loops(n: int, m: int) -> tuple[bytes, int, int]:
+    """for s1 = n..1: for s2 = m..1: a0 = (a0 + s2) ^ s1. Returns code, the outer loop's
+    head and the inner loop's. (The jump to the outer head ends the first block there: a
+    block lifted on from the start would run the first inner iteration and enter the loops
+    at the inner head, making it the header of both.)"""
+    head = [*li("a0", 0), *li("s1", n), "jal zero, 4"]
+    set_m = li("s2", m)
+    inner = ["add a0, a0, s2", "xor a0, a0, s1", "addi s2, s2, -1", "bne s2, zero, -12"]
+    tail = ["addi s1, s1, -1", f"bne s1, zero, {-(4 * len(set_m) + 4 * len(inner) + 4)}", "ebreak"]
+    outer = CODE + 4 * len(head)
+    return program(head + set_m + inner + tail), outer, outer + 4 * len(set_m)
+
+
+def test_a_time_slice_ending_in_a_nested_hot_loop_resumes_through_its_outer_header(monkeypatch) -> None:
+    """Time slices of 37 blocks end inside the inner loop again and again after the hot
+    tier: each resumes in the hot region at the inner loop's head, entered through the outer
+    loop's header (`LoopNest`). Every slot, the count included, equals the interpreter's; a0
+    by hand (a Python loop over the same recurrence)."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n, m = 300, 57
+    code, outer, inner = _nested_loops(n, m)
+    a0 = 0
+    for s1 in range(n, 0, -1):
+        for s2 in range(m, 0, -1):
+            a0 = (a0 + s2) ^ s1
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    ref = _run(Engine(ARCH, mem), 1_000_000)
+    assert ref[A0] == a0
+    mem2 = AddressSpace()
+    mem2.map(CODE, 0x1000, PROT_ALL)
+    mem2.write_raw(CODE, code)
+    eng = JitEngine(ARCH, mem2, tier="jit", background=False)
+    assert _run(eng, 37) == ref
+    hot = eng.pc_region[inner]
+    assert hot.opt == J.T2_OPT and outer in hot.pcs and inner in hot.pcs
+    # The hot region's entry switch sends the inner head through the outer loop's header.
+    blocks = eng._form_region(hot.entry, J.REGION_BLOCKS_T2, whole=True)
+    text = eng.lower_region("f", "r", blocks, [hot.entry], compact=False).text
+    sw = next(line for line in text.splitlines() if "label %miss" in line)
+    via = sw.split(f"i64 {inner}, label %")[1].split()[0].rstrip("]")
+    body = text.split(f"\n{via}:\n")[1].splitlines()[:2]
+    assert body == [f"  store i64 {inner}, i64* %resume", f"  br label %B{outer:x}"]

@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 9  # (9: the first tier emitted without LLVM, `x64`)
+CODEGEN_REV = 10  # (10: hot loops entered at their headers only, `LoopNest`)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -145,6 +145,115 @@ def region_shape(
         if h not in ents:
             ents.append(h)
     return ret_sites, heads, ents
+
+
+def _sccs(nodes: set[int], succ: dict[int, list[int]]) -> list[set[int]]:
+    """Strongly connected components of the graph `succ` restricted to `nodes` (Tarjan's
+    algorithm, iterative)."""
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on: set[int] = set()
+    stack: list[int] = []
+    out: list[set[int]] = []
+    for root in sorted(nodes):
+        if root in index:
+            continue
+        work = [(root, iter([s for s in succ.get(root, ()) if s in nodes]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            n, it = work[-1]
+            for s in it:
+                if s not in index:
+                    index[s] = low[s] = len(index)
+                    stack.append(s)
+                    on.add(s)
+                    work.append((s, iter([x for x in succ.get(s, ()) if x in nodes])))
+                    break
+                if s in on:
+                    low[n] = min(low[n], index[s])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[n])
+                if low[n] == index[n]:
+                    comp = set()
+                    while True:
+                        x = stack.pop()
+                        on.discard(x)
+                        comp.add(x)
+                        if x == n:
+                            break
+                    out.append(comp)
+    return out
+
+
+class LoopNest:
+    """The loops of a region and how a jump from outside one reaches a block inside it.
+
+    Edges are direct (branches, direct jumps and calls: `direct`) or virtual (the region's
+    entry switch, an indirect jump's switch over its likely targets: `virtual`). A loop is a
+    strongly connected set of blocks with one header, the only block a direct edge from
+    outside enters (found again inside it without the header: the nested loops). A virtual
+    edge into a loop at another block than its header is *routed*: it sets the region's
+    resume variable to its target and goes to the header of the outermost loop it enters,
+    whose dispatch (before its own code) goes on to the next loop's header, down to the
+    target. Every loop is then entered at its header only and stays a natural loop for LLVM
+    (a nested loop's head that the entry switch reached directly made the loops around it
+    irreducible, and LLVM left their guest registers in memory). A set of blocks that direct
+    edges enter at several places is left as it is."""
+
+    def __init__(self, direct: dict[int, list[int]], virtual: dict[int, list[int]]) -> None:
+        succ = {n: list(direct.get(n, ())) + list(virtual.get(n, ())) for n in direct}
+        dpred: dict[int, set[int]] = {n: set() for n in direct}
+        for n, ss in direct.items():
+            for s in ss:
+                dpred.setdefault(s, set()).add(n)
+        self.loops: list[tuple[int, frozenset[int]]] = []  # (header, blocks), outer ones first
+        self._find(set(direct), succ, dpred)
+        self.chain: dict[int, list[int]] = {}  # block -> the loops it is in, outermost first
+        for i, (_, body) in enumerate(self.loops):
+            for n in body:
+                self.chain.setdefault(n, []).append(i)
+        self.dispatch: dict[int, list[int]] = {}  # header -> the targets routed through it
+
+    def _find(self, nodes: set[int], succ: dict[int, list[int]], dpred: dict[int, set[int]]) -> None:
+        for comp in _sccs(nodes, succ):
+            if len(comp) == 1 and next(iter(comp)) not in succ.get(next(iter(comp)), ()):
+                continue  # (no cycle)
+            ext = {n for n in comp if any(p not in comp for p in dpred.get(n, ()))}
+            if len(ext) > 1:
+                continue  # entered at several blocks by the guest's own jumps
+            head = ext.pop() if ext else min(comp)  # (reached by virtual edges only: its top)
+            self.loops.append((head, frozenset(comp)))
+            self._find(comp - {head}, succ, dpred)
+
+    def _path(self, src: int | None, target: int) -> list[int]:
+        """The loops a virtual edge from src (None: the region's entry) into target enters
+        other than at their header, outermost first."""
+        return [
+            i
+            for i in self.chain.get(target, ())
+            if self.loops[i][0] != target and (src is None or src not in self.loops[i][1])
+        ]
+
+    def route(self, src: int | None, target: int) -> int | None:
+        """The header a virtual edge from src to target goes to (the resume variable set to
+        target), or None if it goes to target itself; records the dispatch it needs."""
+        path = self._path(src, target)
+        for i in path:
+            d = self.dispatch.setdefault(self.loops[i][0], [])
+            if target not in d:
+                d.append(target)
+        return self.loops[path[0]][0] if path else None
+
+    def next_hop(self, head: int, target: int) -> int:
+        """Where the dispatch at `head` sends a jump resuming at target: the next header on
+        its way, or target itself."""
+        path = [self.loops[i][0] for i in self._path(None, target)]
+        k = path.index(head)
+        return path[k + 1] if k + 1 < len(path) else target
 
 
 class Unsupported(Exception):
@@ -344,6 +453,8 @@ class RegionLowering:
         self.used = sorted(used)
         self.bbs = {blk.pc: f"B{blk.pc:x}" for blk in self.blocks}
         self.ret_sites, self.loop_heads, entries = region_shape(self.blocks, self.entries, self.compact)
+        # Hot regions: jumps into loops through their headers (`LoopNest`).
+        self.nest = None if self.compact else self._loop_nest(entries)
         self.lands: dict[int, str] = {}
         self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
         o = self.out
@@ -362,6 +473,9 @@ class RegionLowering:
         self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
         self.e("%icount = alloca i64")
         self.e("%args = alloca [8 x i64]")
+        if self.nest is not None and self.nest.dispatch:
+            self.e("%resume = alloca i64")  # (the block a routed jump goes on to; 0: none)
+            self.e("store i64 0, i64* %resume")
         # Pointers to the state's slots and ctx's words, once (less IR for LLVM to read). Not
         # the slots' in the first tier: its fast register allocator keeps no value in a
         # register from one block to the next, so each would be reloaded from the stack before
@@ -374,6 +488,10 @@ class RegionLowering:
         self.icount0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {self.icount0}, i64* %icount")
         pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
+        # The time slice's end, read once in hot regions (only the dispatcher sets it, between
+        # calls of native code; read at every check, it was a load in every hot loop, which
+        # LICM cannot hoist where the check is not reached on every iteration).
+        self.limit = None if self.compact else self.ctx_load(CTX_LIMIT)
         # Loop heads (targets of backward edges) are entries too (`region_shape`): backward
         # edges are where the time slice is checked, so a slice that ends in a loop resumes at
         # an entry. In the first tier, return sites too: a callee compiled in another region
@@ -381,7 +499,7 @@ class RegionLowering:
         # on). Not in hot regions, where a return site inside a loop would give the loop a
         # second entry (irreducible: LLVM's loop passes leave it alone).
         self.entry_pcs = entries
-        self._switch(pc0, "miss", [(p, self.bbs[p]) for p in entries])
+        self._switch(pc0, "miss", [(p, self._enter_at(None, p)) for p in entries])
         self.label("miss")
         # (a pc that is not an entry: the dispatcher returns it to the engine, which makes a
         # translation for it; RET_CONTINUE would send the dispatcher round again, no progress)
@@ -560,7 +678,8 @@ class RegionLowering:
     def _slice_left(self) -> str:
         """i1: the time slice is not over (the count has not reached ctx's limit; a signed
         difference, so a count near 2**64 set through the API still stops)."""
-        left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
+        limit = self.limit or self.ctx_load(CTX_LIMIT)
+        left = self.op(f"sub i64 {limit}, {self.op('load i64, i64* %icount')}")
         return self.op(f"icmp sgt i64 {left}, 0")
 
     def _fault_exit(self) -> str:
@@ -575,10 +694,85 @@ class RegionLowering:
         self.label(ok)
 
     # ---- blocks and instructions ------------------------------------------------------------
+    def _loop_nest(self, entries: list[int]) -> LoopNest:
+        """The region's loops (`LoopNest`), with the routes of its virtual edges: the entry
+        switch's (to `entries`) and the indirect jumps' (to `_likely`)."""
+        direct: dict[int, list[int]] = {}
+        virtual: dict[int, list[int]] = {}
+        likely = [p for p in self._likely(entries) if p in self.bbs]
+        for blk in self.blocks:
+            t = blk.term
+            out: list[int] = []
+            if t.kind == "branch":
+                out = [t.target.const, t.fallthrough]
+            elif t.kind == "jump" and t.target is not None:
+                if t.target.const is None:
+                    virtual[blk.pc] = likely
+                else:
+                    out = [t.target.const]
+            direct[blk.pc] = [x for x in out if x in self.bbs]
+        nest = LoopNest(direct, virtual)
+        self._routes: dict[tuple[int | None, int], int | None] = {}
+        for p in entries:
+            self._routes[None, p] = nest.route(None, p)
+        for src, targets in virtual.items():
+            for p in targets:
+                self._routes[src, p] = nest.route(src, p)
+        self._resume_lab: dict[tuple[int, int], str] = {}
+        return nest
+
+    def _likely(self, entries: list[int]) -> list[int]:
+        """An indirect jump's likely targets: return sites (the instruction after a block
+        that jumps elsewhere, i.e. a call) and the region's entries (a hot region made from
+        the targets of a jump table has them as entries); the rest goes through the
+        dispatcher."""
+        return sorted(set(self.ret_sites) | set(entries))
+
+    def _enter_at(self, src: int | None, target: int) -> str:
+        """The label a virtual edge from block src (None: the region's entry) to target
+        branches to: the target's block, or a block that sets the resume variable and goes to
+        the header of the loop it enters (`LoopNest.route`)."""
+        head = self._routes.get((src, target)) if self.nest is not None else None
+        if head is None:
+            return self.bbs[target]
+        return self._set_resume(target, self.bbs[head])
+
+    def _set_resume(self, value: int, to: str) -> str:
+        """A block (one per value and destination) that sets the resume variable to value
+        and branches to label `to`."""
+        key = (value, to)
+        lab = self._resume_lab.get(key)
+        if lab is None:
+            lab = self._resume_lab[key] = self.newlabel()
+            self.deferred.append([f"{lab}:", f"  store i64 {_c(64, value)}, i64* %resume", f"  br label %{to}"])
+        return lab
+
+    def _dispatch(self, head: int, targets: list[int]) -> None:
+        """At the top of a loop's header: a routed jump (resume variable set) goes on to
+        the next header on its way or to its target (clearing the variable); else the
+        header's own code. (An unknown value cannot happen; it would leave for the
+        dispatcher, which is still right.)"""
+        assert self.nest is not None
+        r = self.op("load i64, i64* %resume")
+        go, disp, other = self.newlabel(), self.newlabel(), self.newlabel()
+        self.e(f"br i1 {self.op(f'icmp eq i64 {r}, 0')}, label %{go}, label %{disp}, !prof !0")
+        self.label(disp)
+        cases = []
+        for t in targets:
+            nxt = self.nest.next_hop(head, t)
+            cases.append((t, self.bbs[nxt] if nxt != t else self._set_resume(0, self.bbs[t])))
+        self._switch(r, other, cases)
+        self.label(other)
+        self.e("store i64 0, i64* %resume")
+        self._leave(r, RET_CONTINUE)
+        self.label(go)
+
     def _block(self, blk: Block) -> None:
         self.vals: dict[int, str] = {}
         self.fwd = {}
         self.src_pc = blk.pc
+        if self.nest is not None and blk.pc in self.nest.dispatch:
+            self._dispatch(blk.pc, self.nest.dispatch[blk.pc])
         # (with code hooks a block ends before a hooked instruction, so a hook, which may
         # change the mappings, never runs between two accesses of a group)
         self.groups = {} if self.compact or self.mem_hooks else _mem_groups(blk)
@@ -623,11 +817,7 @@ class RegionLowering:
                 return
             v = self.v(t.target)
             default = self.newlabel()
-            # Likely targets: return sites (the instruction after a block that jumps
-            # elsewhere, i.e. a call) and the region's entries (a hot region made from the
-            # targets of a jump table has them as entries); the rest goes through the
-            # dispatcher.
-            likely = sorted(set(self.ret_sites) | set(self.entry_pcs))
+            likely = self._likely(self.entry_pcs)
             if self.compact:
                 self._switch(v, default, [(pc, self._to(pc)) for pc in likely])
             else:
@@ -637,7 +827,7 @@ class RegionLowering:
                 ex = self._exit_edge(v, RET_CONTINUE)
                 self.e(f"br i1 {self._slice_left()}, label %{go}, label %{ex}, !prof !0")
                 self.label(go)
-                self._switch(v, default, [(pc, self.bbs[pc]) for pc in likely if pc in self.bbs])
+                self._switch(v, default, [(pc, self._enter_at(blk.pc, pc)) for pc in likely if pc in self.bbs])
             self.label(default)
             self._leave(v, RET_CONTINUE)
             return
