@@ -744,7 +744,9 @@ class RegionLowering:
         lab = self._resume_lab.get(key)
         if lab is None:
             lab = self._resume_lab[key] = self.newlabel()
-            self.deferred.append([f"{lab}:", f"  store i64 {_c(64, value)}, i64* %resume", f"  br label %{to}"])
+            self.deferred.append(
+                [f"{lab}:", f"  store i64 {_c(64, value)}, i64* %resume", f"  br label %{to}"]
+            )
         return lab
 
     def _dispatch(self, head: int, targets: list[int]) -> None:
@@ -827,7 +829,9 @@ class RegionLowering:
                 ex = self._exit_edge(v, RET_CONTINUE)
                 self.e(f"br i1 {self._slice_left()}, label %{go}, label %{ex}, !prof !0")
                 self.label(go)
-                self._switch(v, default, [(pc, self._enter_at(blk.pc, pc)) for pc in likely if pc in self.bbs])
+                self._switch(
+                    v, default, [(pc, self._enter_at(blk.pc, pc)) for pc in likely if pc in self.bbs]
+                )
             self.label(default)
             self._leave(v, RET_CONTINUE)
             return
