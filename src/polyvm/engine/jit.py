@@ -66,26 +66,6 @@ _HOOK = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctyp
 _REGION = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)
 
 
-_licm_set = False
-
-
-def _single_thread_licm(llvm: Any) -> None:
-    """Let LICM keep the guest registers of a hot loop in host registers and store them at
-    the loop's exits even where no store runs on every iteration. LICM may add a store on a
-    path that had none only to an object no other thread can see; the state array is one
-    (each guest thread has its own, nothing else writes it while a region runs, and the
-    runtime's calls are `!noalias` to it), but LICM proves it only for a pointer whose every
-    use it can follow, and the state pointer of a hot region has hundreds (its capture
-    tracking gives up at about a hundred). Only objects LLVM knows to be `writable` and
-    dereferenceable qualify at all: the state argument and the function's own allocas, never
-    guest memory. bench_int's hot loops kept guest registers in memory around their outer
-    loops without it."""
-    global _licm_set
-    if not _licm_set:
-        llvm.set_option("polyvm", "-licm-force-thread-model-single")
-        _licm_set = True
-
-
 class JitUnavailable(RuntimeError):
     """llvmlite is missing or cannot target this host."""
 
@@ -107,7 +87,6 @@ class Compiler:
         except ImportError as e:  # pragma: no cover - depends on the install
             raise JitUnavailable("the JIT needs llvmlite (pip install 'polyvm[jit]')") from e
         self.llvm = llvm
-        _single_thread_licm(llvm)
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         self.triple = llvm.get_process_triple()
