@@ -1240,6 +1240,7 @@ class JitEngine:
                 nslots=self.arch.nslots,
                 compact=compact,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
+                shortcuts=getattr(self.arch, "ir_shortcuts", None),
             )
         except L.Unsupported:
             return None

@@ -67,7 +67,6 @@ _ALU_N = {"add": 0, "or": 1, "and": 4, "sub": 5, "xor": 6}  # (the immediate for
 _SHIFT = {"rotl": 0, "rotr": 1, "shl": 4, "lshr": 5, "ashr": 7}
 _POW2 = (8, 16, 32, 64)
 STACK = -1  # a temporary's location: its frame slot
-_DBL_MIN, _INF = 0x0010_0000_0000_0000, 0x7FF0_0000_0000_0000  # binary64 bit patterns
 _SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
 _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
@@ -781,9 +780,9 @@ class X64Region:
         # DBL_MIN's, unsigned, below the span up to infinity's
         self.mov(RCX, RAX)
         b += b"\x48\xd1\xe1"  # shl rcx, 1
-        self.imm(RDX, (_DBL_MIN + 1) << 1)
+        self.imm(RDX, (L.DBL_MIN_BITS + 1) << 1)
         self.alu(0x29, RCX, RDX)
-        self.imm(RDX, (_INF - _DBL_MIN - 1) << 1)
+        self.imm(RDX, (L.INF_BITS - L.DBL_MIN_BITS - 1) << 1)
         self.alu(0x39, RCX, RDX)
         self.jcc(C_B, done)
         self.bind(slow)

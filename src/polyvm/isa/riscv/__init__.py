@@ -138,6 +138,18 @@ class RiscV64(Arch):
         return {n: (op, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7) for n, op in fpnative.X64_NX_SHORTCUT.items()}
 
     @property
+    def ir_shortcuts(self) -> dict[str, tuple[str, tuple[int, ...], int, int, int, int, int]]:
+        """For the hot tier: helper -> (operation, operand signs, rm argument index, fflags
+        slot, frm slot, NX bit, the dynamic rounding mode's rm) of `fpnative.IR_NX_SHORTCUT`."""
+        from polyvm.isa.riscv import fpnative
+        from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
+
+        return {
+            n: (op, signs, rm, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7)
+            for n, (op, signs, rm) in fpnative.IR_NX_SHORTCUT.items()
+        }
+
+    @property
     def native_names(self) -> frozenset[str]:
         """The helpers native_emit has a fast path for."""
         from polyvm.isa.riscv import fpnative

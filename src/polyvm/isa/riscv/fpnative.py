@@ -828,6 +828,20 @@ NATIVE: frozenset[str] = frozenset(_TABLE)
 # unboxing. A finite result above the smallest normal (not equal to it: a result rounded up to
 # it can be tiny before rounding, with UF) can only have raised NX, which is set already.
 X64_NX_SHORTCUT = {"fadd.d": 0x58, "fsub.d": 0x5C, "fmul.d": 0x59, "fdiv.d": 0x5E}
+# The hot tier's version of the same shortcut (LLVM IR, `lower.RegionLowering`): helper ->
+# (operation, the operands' signs, the index of its rm argument). fma(-a, b, c) is fnmsub's
+# -(a*b) + c: under RNE, negating an operand rounds the same as negating the result.
+IR_NX_SHORTCUT = {
+    "fadd.d": ("fadd", (1, 1), 2),
+    "fsub.d": ("fsub", (1, 1), 2),
+    "fmul.d": ("fmul", (1, 1), 2),
+    "fdiv.d": ("fdiv", (1, 1), 2),
+    "fsqrt.d": ("sqrt", (1,), 1),
+    "fmadd.d": ("fma", (1, 1, 1), 3),
+    "fmsub.d": ("fma", (1, 1, -1), 3),
+    "fnmsub.d": ("fma", (-1, 1, 1), 3),
+    "fnmadd.d": ("fma", (-1, 1, -1), 3),
+}
 """The helper names that have a native version."""
 
 
