@@ -350,46 +350,92 @@ def _f64(x: float) -> int:
     return struct.unpack("<Q", struct.pack("<d", x))[0]
 
 
+@pytest.mark.parametrize(
+    "kind,opc,text",
+    [
+        ("sse", 0x5E, "mov rax, r9; mov rcx, r10; movq xmm0, rax; movq xmm1, rcx; divsd xmm0, xmm1"),
+        ("sqrt", 0x51, "mov rax, r9; movq xmm1, rax; sqrtsd xmm0, xmm1"),
+        ("fma", 0xB9, "mov rax, r9; movq xmm1, rax; mov rax, r10; movq xmm2, rax; mov rax, r9; "
+                      "movq xmm0, rax; vfmadd231sd xmm0, xmm1, xmm2"),
+        ("fma", 0xBB, "mov rax, r9; movq xmm1, rax; mov rax, r10; movq xmm2, rax; mov rax, r9; "
+                      "movq xmm0, rax; vfmsub231sd xmm0, xmm1, xmm2"),
+        ("fma", 0xBD, "mov rax, r9; movq xmm1, rax; mov rax, r10; movq xmm2, rax; mov rax, r9; "
+                      "movq xmm0, rax; vfnmadd231sd xmm0, xmm1, xmm2"),
+        ("fma", 0xBF, "mov rax, r9; movq xmm1, rax; mov rax, r10; movq xmm2, rax; mov rax, r9; "
+                      "movq xmm0, rax; vfnmsub231sd xmm0, xmm1, xmm2"),
+    ],
+)  # fmt: skip
+def test_fp_shortcut_operations_decode_as_intended(kind: str, opc: int, text: str) -> None:
+    """The shortcut's operation, operands in r9, r10 (and r9 again as c): capstone's reading."""
+    assert _text(_asm(lambda a: a._fp_op(kind, opc, (_v(1, 64), _v(2, 64), _v(1, 64))))) == text
+
+
 @here
-@pytest.mark.parametrize("op", ["fadd.d", "fsub.d", "fmul.d", "fdiv.d"])
+@pytest.mark.parametrize(
+    "op", ["fadd.d", "fsub.d", "fmul.d", "fdiv.d", "fsqrt.d", "fmadd.d", "fmsub.d", "fnmsub.d", "fnmadd.d"]
+)
 def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
-    """binary64 add/sub/mul/div with the accrued-NX shortcut emitted inline (SSE2): result,
-    fflags and traps equal the reference interpreter's (exact softfloat) for operands around
-    every boundary (zeros, subnormals, the smallest normal, huge, infinities, NaNs), accrued
-    flags with NX set or clear, static and dynamic rounding modes (an illegal frm traps)."""
+    """binary64 add/sub/mul/div/sqrt and the fused multiply-adds with the accrued-NX shortcut
+    emitted inline (SSE2, FMA3): result, fflags and traps equal the reference interpreter's
+    (exact softfloat) for operands around every boundary (zeros, subnormals, the smallest
+    normal, huge, infinities, NaNs), accrued flags with NX set or clear, static and dynamic
+    rounding modes (an illegal frm traps)."""
+    if op.startswith(("fmadd", "fmsub", "fnm")) and not x64.host_has_fma():
+        pytest.skip("no FMA3 on this host: the fused multiply-adds take the helper's call")
     import random
 
     from polyvm.engine.reference import Engine
 
     arch = get_arch("riscv64")
     ff, frm = arch.regs["fflags"][0], arch.regs["frm"][0]
-    fa0, fa1, fa2 = (arch.regs[n][0] for n in ("fa0", "fa1", "fa2"))
+    fa = [arch.regs[f"fa{i}"][0] for i in range(4)]
+    nsrc = 1 if op == "fsqrt.d" else 3 if op in ("fmadd.d", "fmsub.d", "fnmsub.d", "fnmadd.d") else 2
+    srcs = ", ".join(f"fa{i + 1}" for i in range(nsrc))
     rng = random.Random(f"x64-nx-{op}")
     specials = [0.0, -0.0, 5e-324, 2.2250738585072014e-308, 2.225073858507202e-308, 1.0, 1.5, 3.0,
                 0.1, 1e308, 1.7976931348623157e308, float("inf"), -float("inf")]  # fmt: skip
+    specials += [-2.0, -(2.0**-1000)]  # (sqrt of a negative; an fma cancelling to a tiny result)
     vals = [_f64(v) for v in specials] + [0x7FF8000000000000, 0x7FF0000000000001, 0xFFF4000000000000]
     vals += [_f64(rng.uniform(-4, 4)) for _ in range(8)] + [rng.getrandbits(64) for _ in range(8)]
     for rm in ("rne", "dyn", "rtz"):
-        code = program([f"{op} fa0, fa1, fa2, {rm}", "ebreak"])
+        code = program([f"{op} fa0, {srcs}, {rm}", "ebreak"])
         mem = AddressSpace()
         mem.map(0x10000, 0x1000, PROT_ALL)
         mem.write_raw(0x10000, code)
         eng = JitEngine(arch, mem, tier="jit")
         ref = Engine(arch, mem)
         for i in range(600):
-            x, y = rng.choice(vals), rng.choice(vals)
+            xs = [rng.choice(vals) for _ in range(nsrc)]
             if i % 3 == 0:  # (a result just around the smallest normal)
-                x, y = _f64(rng.uniform(1, 2) * 2.0**-1000), _f64(rng.choice((2.0**22, 2.0**-22, -(2.0**22))))
-            if i % 7 == 1:  # (rounded up to exactly the smallest normal: tiny before it, UF)
-                x, y = 0x3FEF_FFFF_FFFF_FFFF, 0x0010_0000_0000_0000
+                xs[0] = _f64(rng.uniform(1, 2) * 2.0**-1000)
+                xs[1:] = [_f64(rng.choice((2.0**22, 2.0**-22, -(2.0**22))))] + [_f64(-(2.0**-1000))] * (
+                    nsrc - 2
+                )
+            if i % 7 == 1 and nsrc > 1:  # (rounded up to exactly the smallest normal: tiny before it, UF)
+                xs[:2] = [0x3FEF_FFFF_FFFF_FFFF, 0x0010_0000_0000_0000]
             st = [arch.new_state() for _ in range(2)]
             for s in st:
-                s[0], s[fa1], s[fa2] = 0x10000, x, y
+                s[0] = 0x10000
+                for k, x in enumerate(xs):
+                    s[fa[k + 1]] = x
                 s[ff] = rng.choice((0, 1, 1, 1, 0x1F, 0x10))
                 s[frm] = rng.choice((0, 0, 0, 1, 3, 5))
                 st[1][ff], st[1][frm] = st[0][ff], st[0][frm]
             got = eng.run(st[0], 10)
             want = ref.run(st[1], 10)
-            assert (got.reason, got.pc) == (want.reason, want.pc), (op, rm, hex(x), hex(y))
-            assert (st[0][fa0], st[0][ff]) == (st[1][fa0], st[1][ff]), (op, rm, hex(x), hex(y), st[1][frm])
+            args = (op, rm, [hex(x) for x in xs], st[1][ff], st[1][frm])
+            assert (got.reason, got.pc) == (want.reason, want.pc), args
+            assert (st[0][fa[0]], st[0][ff]) == (st[1][fa[0]], st[1][ff]), args
         assert 0x10000 in eng.table
+        # The host's operation is there under RNE (static or dynamic), not under another mode.
+        er = eng.emit_region("pv_00000000", eng._form_region(0x10000, 4), [0x10000])
+        capstone = pytest.importorskip("capstone")
+        names = {
+            i.mnemonic
+            for i in capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64).disasm(bytes(er.buf), 0)
+        }
+        # (Intel's names: vfnmadd is -(a*b) + c, RISC-V's fnmsub; vfnmsub is fnmadd)
+        host_op = {"fadd.d": "addsd", "fsub.d": "subsd", "fmul.d": "mulsd", "fdiv.d": "divsd",
+                   "fsqrt.d": "sqrtsd", "fmadd.d": "vfmadd231sd", "fmsub.d": "vfmsub231sd",
+                   "fnmsub.d": "vfnmadd231sd", "fnmadd.d": "vfnmsub231sd"}[op]  # fmt: skip
+        assert (host_op in names) == (rm != "rtz"), names

@@ -34,6 +34,7 @@ through LLVM instead.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import marshal
 import mmap
@@ -100,6 +101,24 @@ def _mem(reg: int, base: int, disp: int) -> bytes:
 
 def _rex(w: int, r: int, b: int) -> int:
     return 0x40 | w << 3 | (r >> 3) << 2 | (b >> 3)
+
+
+_SHORTCUT_OPERANDS = {"sse": 2, "sqrt": 1, "fma": 3}  # (`fpnative.X64_NX_SHORTCUT`'s kinds)
+
+
+@functools.cache
+def host_has_fma() -> bool:
+    """Does this host's CPU have FMA3 (the fused multiply-add shortcuts)? Its flags, from
+    /proc/cpuinfo (the emitter runs on Linux only). Cached objects are keyed by the host's
+    CPU features, so code using it never reaches a host without it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "fma" in line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return False
 
 
 class X64Region:
@@ -732,7 +751,14 @@ class X64Region:
             raise Unsupported(f"helper {h.name} with more than 8 arguments")
         done = None
         sc = self.shortcuts.get(name)
-        if sc is not None and d is not None and len(xs) == 4 and xs[2].const in (0, sc[4]):
+        n = _SHORTCUT_OPERANDS[sc[0]] if sc is not None else 0
+        if (
+            sc is not None
+            and d is not None
+            and len(xs) == n + 2  # (the operands, rm, the instruction)
+            and xs[n].const in (0, sc[5])
+            and (sc[0] != "fma" or host_has_fma())
+        ):
             done = self._nx_shortcut(sc, xs)
         for i, x in enumerate(xs):
             self.get(RAX, x)
@@ -756,25 +782,22 @@ class X64Region:
             self.mask(RAX, h.result_width)
             self.put(d, RAX)
 
-    def _nx_shortcut(self, sc: tuple[int, int, int, int, int], xs: tuple[Val, ...]) -> Any:
+    def _nx_shortcut(self, sc: tuple[str, int, int, int, int, int], xs: tuple[Val, ...]) -> Any:
         """A binary64 FP helper's accrued-NX shortcut (`fpnative.X64_NX_SHORTCUT`), inline:
         under round-to-nearest-even (a static rm 0, or the dynamic rm with frm 0) and with NX
-        already accrued, the host's SSE2 operation; a finite result above the smallest normal
-        is the helper's, with no flag to add. Anything else goes on to the helper's call just
-        after. Returns the label the result (in rax) continues at."""
-        opc, fflags, frm, nx, dyn = sc
+        already accrued, the host's operation (SSE2, or FMA3's fused multiply-add); a finite
+        result above the smallest normal is the helper's, with no flag to add. Anything else
+        goes on to the helper's call just after. Returns the label the result (in rax)
+        continues at."""
+        kind, opc, fflags, frm, nx, dyn = sc
         slow, done = self.newlabel(), self.newlabel()
         b = self.buf
-        if xs[2].const == dyn:
+        if xs[_SHORTCUT_OPERANDS[kind]].const == dyn:
             b += b"\x48\x83" + _mem(7, ST, 8 * frm) + b"\x00"  # cmp qword [frm], 0
             self.jcc(C_NE, slow)
         b += b"\xf6" + _mem(0, ST, 8 * fflags) + bytes((nx,))  # test byte [fflags], NX
         self.jcc(C_E, slow)
-        self.get(RAX, xs[0])
-        self.get(RCX, xs[1])
-        b += b"\x66\x48\x0f\x6e\xc0"  # movq xmm0, rax
-        b += b"\x66\x48\x0f\x6e\xc9"  # movq xmm1, rcx
-        b += bytes((0xF2, 0x0F, opc, 0xC1))  # addsd|subsd|mulsd|divsd xmm0, xmm1
+        self._fp_op(kind, opc, xs)
         b += b"\x66\x48\x0f\x7e\xc0"  # movq rax, xmm0
         # |result| in (DBL_MIN, inf): the magnitude (sign shifted out) minus just above
         # DBL_MIN's, unsigned, below the span up to infinity's
@@ -787,6 +810,25 @@ class X64Region:
         self.jcc(C_B, done)
         self.bind(slow)
         return done
+
+    def _fp_op(self, kind: str, opc: int, xs: tuple[Val, ...]) -> None:
+        """A shortcut's binary64 operation, its result in xmm0 (`_nx_shortcut`)."""
+        b = self.buf
+        if kind == "fma":  # xmm0 = xmm1 * xmm2 +/- xmm0: the 231 form, c the accumulator
+            for x, movq in ((xs[0], b"\xc8"), (xs[1], b"\xd0"), (xs[2], b"\xc0")):
+                self.get(RAX, x)
+                b += b"\x66\x48\x0f\x6e" + movq  # movq xmm1|xmm2|xmm0, rax
+            b += bytes((0xC4, 0xE2, 0xF1, opc, 0xC2))  # vf(n)madd|vf(n)msub231sd xmm0, xmm1, xmm2
+            return
+        self.get(RAX, xs[0])
+        if kind == "sqrt":
+            b += b"\x66\x48\x0f\x6e\xc8"  # movq xmm1, rax
+            b += bytes((0xF2, 0x0F, opc, 0xC1))  # sqrtsd xmm0, xmm1
+            return
+        self.get(RCX, xs[1])
+        b += b"\x66\x48\x0f\x6e\xc0"  # movq xmm0, rax
+        b += b"\x66\x48\x0f\x6e\xc9"  # movq xmm1, rcx
+        b += bytes((0xF2, 0x0F, opc, 0xC1))  # addsd|subsd|mulsd|divsd xmm0, xmm1
 
     def _pure(self, op: str, d: Val, a: tuple[Any, ...]) -> None:
         w = d.w

@@ -129,13 +129,16 @@ class RiscV64(Arch):
         return fpnative.emit(name, b, args, consts, get_slot)
 
     @property
-    def x64_shortcuts(self) -> dict[str, tuple[int, int, int, int, int]]:
-        """For the x86-64 first tier: helper -> (SSE2 opcode, fflags slot, frm slot, NX bit,
+    def x64_shortcuts(self) -> dict[str, tuple[str, int, int, int, int, int]]:
+        """For the x86-64 first tier: helper -> (kind, opcode, fflags slot, frm slot, NX bit,
         the dynamic rounding mode's rm) of `fpnative.X64_NX_SHORTCUT`."""
         from polyvm.isa.riscv import fpnative
         from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
 
-        return {n: (op, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7) for n, op in fpnative.X64_NX_SHORTCUT.items()}
+        return {
+            n: (kind, op, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7)
+            for n, (kind, op) in fpnative.X64_NX_SHORTCUT.items()
+        }
 
     @property
     def ir_shortcuts(self) -> dict[str, tuple[str, tuple[int, ...], int, int, int, int, int]]:

@@ -827,7 +827,17 @@ NATIVE: frozenset[str] = frozenset(_TABLE)
 # (F2 0F op xmm0, xmm1: addsd, subsd, mulsd, divsd). Binary64 only: its operands need no
 # unboxing. A finite result above the smallest normal (not equal to it: a result rounded up to
 # it can be tiny before rounding, with UF) can only have raised NX, which is set already.
-X64_NX_SHORTCUT = {"fadd.d": 0x58, "fsub.d": 0x5C, "fmul.d": 0x59, "fdiv.d": 0x5E}
+X64_NX_SHORTCUT = {
+    "fadd.d": ("sse", 0x58),  # addsd
+    "fsub.d": ("sse", 0x5C),  # subsd
+    "fmul.d": ("sse", 0x59),  # mulsd
+    "fdiv.d": ("sse", 0x5E),  # divsd
+    "fsqrt.d": ("sqrt", 0x51),  # sqrtsd
+    "fmadd.d": ("fma", 0xB9),  # vfmadd231sd: a*b + c (FMA3 hosts)
+    "fmsub.d": ("fma", 0xBB),  # vfmsub231sd: a*b - c
+    "fnmsub.d": ("fma", 0xBD),  # vfnmadd231sd: -(a*b) + c
+    "fnmadd.d": ("fma", 0xBF),  # vfnmsub231sd: -(a*b) - c
+}
 # The hot tier's version of the same shortcut (LLVM IR, `lower.RegionLowering`): helper ->
 # (operation, the operands' signs, the index of its rm argument). fma(-a, b, c) is fnmsub's
 # -(a*b) + c: under RNE, negating an operand rounds the same as negating the result.
