@@ -11,6 +11,8 @@ import ctypes
 
 import pytest
 
+import fp_cases as F
+
 pytest.importorskip("llvmlite")
 
 from polyvm.engine import jit as J  # noqa: E402
@@ -294,30 +296,19 @@ def test_a_time_slice_ending_in_a_nested_hot_loop_resumes_through_its_outer_head
 # ---- binary64 FP in hot regions: the accrued-NX shortcut inline (`RegionLowering._hot_fp`) --
 
 
-def _f64(x: float) -> int:
-    import struct
-
-    return struct.unpack("<Q", struct.pack("<d", x))[0]
-
-
-@pytest.mark.parametrize(
-    "op", ["fadd.d", "fsub.d", "fmul.d", "fdiv.d", "fsqrt.d", "fmadd.d", "fmsub.d", "fnmsub.d", "fnmadd.d"]
-)
+@pytest.mark.parametrize("op", F.SHORTCUT_OPS)
 def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
     """The hot tier's binary64 FP (the shortcut inline, else the fast path out of line):
     result, fflags and traps equal the reference interpreter's (exact softfloat) for operands
-    around every boundary (zeros, subnormals, the smallest normal, huge, infinities, NaNs),
-    with NX accrued or not, static and dynamic rounding modes (an illegal frm traps)."""
+    around every boundary (`fp_cases`), with NX accrued or not, static and dynamic rounding
+    modes (an illegal frm traps)."""
     import random
 
     ff, frm = ARCH.regs["fflags"][0], ARCH.regs["frm"][0]
-    fa = [ARCH.regs[f"fa{i}"][0] for i in range(4)]
-    nsrc = 1 if op == "fsqrt.d" else 3 if op in ("fmadd.d", "fmsub.d", "fnmsub.d", "fnmadd.d") else 2
+    fa0 = ARCH.regs["fa0"][0]
+    nsrc = F.sources(op)
     rng = random.Random(f"hot-nx-{op}")
-    specials = [0.0, -0.0, 5e-324, 2.2250738585072014e-308, 2.225073858507202e-308, 1.0, 1.5, 3.0,
-                0.1, 1e308, 1.7976931348623157e308, float("inf"), -float("inf"), -2.0]  # fmt: skip
-    vals = [_f64(v) for v in specials] + [0x7FF8000000000000, 0x7FF0000000000001, 0xFFF4000000000000]
-    vals += [_f64(rng.uniform(-4, 4)) for _ in range(8)] + [rng.getrandbits(64) for _ in range(8)]
+    vals = F.values(rng)
     srcs = ", ".join(f"fa{i + 1}" for i in range(nsrc))
     for rm in ("rne", "dyn", "rtz"):
         code = program([f"{op} fa0, {srcs}, {rm}", "ebreak"])
@@ -329,26 +320,13 @@ def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
         assert eng.pc_region[CODE].opt == J.T2_OPT
         ref = Engine(ARCH, mem)
         for i in range(400):
-            xs = [rng.choice(vals) for _ in range(nsrc)]
-            if i % 3 == 0:  # (a result just around the smallest normal)
-                xs[0] = _f64(rng.uniform(1, 2) * 2.0**-1000)
-                xs[1:] = [_f64(rng.choice((2.0**22, 2.0**-22, -(2.0**22))))] + [_f64(-(2.0**-1000))] * (
-                    nsrc - 2
-                )
-            if i % 7 == 1 and nsrc > 1:  # (rounded up to exactly the smallest normal: tiny before it, UF)
-                xs[:2] = [0x3FEF_FFFF_FFFF_FFFF, 0x0010_0000_0000_0000]
-            st = [ARCH.new_state() for _ in range(2)]
-            flags, mode = rng.choice((0, 1, 1, 1, 0x1F, 0x10)), rng.choice((0, 0, 0, 1, 3, 5))
-            for s in st:
-                s[0] = CODE
-                for k, x in enumerate(xs):
-                    s[fa[k + 1]] = x
-                s[ff], s[frm] = flags, mode
+            xs = F.operands(rng, vals, nsrc, i)
+            st = F.states(ARCH, CODE, xs, *F.flags_and_mode(rng))
             got = eng.run(st[0], 10)
             want = ref.run(st[1], 10)
-            args = (op, rm, [hex(x) for x in xs], flags, mode)
+            args = (op, rm, [hex(x) for x in xs], st[1][ff], st[1][frm])
             assert (got.reason, got.pc) == (want.reason, want.pc), args
-            assert (st[0][fa[0]], st[0][ff]) == (st[1][fa[0]], st[1][ff]), args
+            assert (st[0][fa0], st[0][ff]) == (st[1][fa0], st[1][ff]), args
         # The shortcut is there under RNE (static or dynamic), not under another mode.
         text = eng.lower_region("f", "r", eng._form_region(CODE, 4, whole=True), [CODE], compact=False).text
         assert ("to double" in text) == (rm != "rtz")

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("llvmlite")
 
+import fp_cases as F  # noqa: E402
 from polyvm.engine import x64  # noqa: E402
 from polyvm.engine.jit import Compiler, JitEngine  # noqa: E402
 from polyvm.isa import get_arch  # noqa: E402
@@ -344,12 +345,6 @@ def test_auto_emits_cold_code_at_once() -> None:
         assert bool(eng.table) == (baseline == "x64") and bool(eng.interp.cache) == (baseline == "llvm")
 
 
-def _f64(x: float) -> int:
-    import struct
-
-    return struct.unpack("<Q", struct.pack("<d", x))[0]
-
-
 @pytest.mark.parametrize(
     "kind,opc,text",
     [
@@ -371,16 +366,13 @@ def test_fp_shortcut_operations_decode_as_intended(kind: str, opc: int, text: st
 
 
 @here
-@pytest.mark.parametrize(
-    "op", ["fadd.d", "fsub.d", "fmul.d", "fdiv.d", "fsqrt.d", "fmadd.d", "fmsub.d", "fnmsub.d", "fnmadd.d"]
-)
+@pytest.mark.parametrize("op", F.SHORTCUT_OPS)
 def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
     """binary64 add/sub/mul/div/sqrt and the fused multiply-adds with the accrued-NX shortcut
     emitted inline (SSE2, FMA3): result, fflags and traps equal the reference interpreter's
-    (exact softfloat) for operands around every boundary (zeros, subnormals, the smallest
-    normal, huge, infinities, NaNs), accrued flags with NX set or clear, static and dynamic
-    rounding modes (an illegal frm traps)."""
-    if op.startswith(("fmadd", "fmsub", "fnm")) and not x64.host_has_fma():
+    (exact softfloat) for operands around every boundary (`fp_cases`), accrued flags with NX
+    set or clear, static and dynamic rounding modes (an illegal frm traps)."""
+    if op in F.FMA and not x64.host_has_fma():
         pytest.skip("no FMA3 on this host: the fused multiply-adds take the helper's call")
     import random
 
@@ -388,15 +380,11 @@ def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
 
     arch = get_arch("riscv64")
     ff, frm = arch.regs["fflags"][0], arch.regs["frm"][0]
-    fa = [arch.regs[f"fa{i}"][0] for i in range(4)]
-    nsrc = 1 if op == "fsqrt.d" else 3 if op in ("fmadd.d", "fmsub.d", "fnmsub.d", "fnmadd.d") else 2
+    fa0 = arch.regs["fa0"][0]
+    nsrc = F.sources(op)
     srcs = ", ".join(f"fa{i + 1}" for i in range(nsrc))
     rng = random.Random(f"x64-nx-{op}")
-    specials = [0.0, -0.0, 5e-324, 2.2250738585072014e-308, 2.225073858507202e-308, 1.0, 1.5, 3.0,
-                0.1, 1e308, 1.7976931348623157e308, float("inf"), -float("inf")]  # fmt: skip
-    specials += [-2.0, -(2.0**-1000)]  # (sqrt of a negative; an fma cancelling to a tiny result)
-    vals = [_f64(v) for v in specials] + [0x7FF8000000000000, 0x7FF0000000000001, 0xFFF4000000000000]
-    vals += [_f64(rng.uniform(-4, 4)) for _ in range(8)] + [rng.getrandbits(64) for _ in range(8)]
+    vals = F.values(rng)
     for rm in ("rne", "dyn", "rtz"):
         code = program([f"{op} fa0, {srcs}, {rm}", "ebreak"])
         mem = AddressSpace()
@@ -405,27 +393,13 @@ def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
         eng = JitEngine(arch, mem, tier="jit")
         ref = Engine(arch, mem)
         for i in range(600):
-            xs = [rng.choice(vals) for _ in range(nsrc)]
-            if i % 3 == 0:  # (a result just around the smallest normal)
-                xs[0] = _f64(rng.uniform(1, 2) * 2.0**-1000)
-                xs[1:] = [_f64(rng.choice((2.0**22, 2.0**-22, -(2.0**22))))] + [_f64(-(2.0**-1000))] * (
-                    nsrc - 2
-                )
-            if i % 7 == 1 and nsrc > 1:  # (rounded up to exactly the smallest normal: tiny before it, UF)
-                xs[:2] = [0x3FEF_FFFF_FFFF_FFFF, 0x0010_0000_0000_0000]
-            st = [arch.new_state() for _ in range(2)]
-            for s in st:
-                s[0] = 0x10000
-                for k, x in enumerate(xs):
-                    s[fa[k + 1]] = x
-                s[ff] = rng.choice((0, 1, 1, 1, 0x1F, 0x10))
-                s[frm] = rng.choice((0, 0, 0, 1, 3, 5))
-                st[1][ff], st[1][frm] = st[0][ff], st[0][frm]
+            xs = F.operands(rng, vals, nsrc, i)
+            st = F.states(arch, 0x10000, xs, *F.flags_and_mode(rng))
             got = eng.run(st[0], 10)
             want = ref.run(st[1], 10)
             args = (op, rm, [hex(x) for x in xs], st[1][ff], st[1][frm])
             assert (got.reason, got.pc) == (want.reason, want.pc), args
-            assert (st[0][fa[0]], st[0][ff]) == (st[1][fa[0]], st[1][ff]), args
+            assert (st[0][fa0], st[0][ff]) == (st[1][fa0], st[1][ff]), args
         assert 0x10000 in eng.table
         # The host's operation is there under RNE (static or dynamic), not under another mode.
         er = eng.emit_region("pv_00000000", eng._form_region(0x10000, 4), [0x10000])
