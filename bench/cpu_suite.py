@@ -18,7 +18,9 @@ The programs (guest/bench_*.c, built for riscv64 with ziglang and cached):
 Each takes an optional scale (default 1.0: about 0.5-2 s under qemu-riscv64 on a 2-core x86-64
 box; below 1 the arrays shrink too, so `--scale 0.001` runs in seconds under the interpreter).
 Every program runs under `qemu-riscv64` and under `python -m polyvm run -q --stats --engine E`
-for each engine; wall-clock times are the best of --repeat runs. polyvm's stdout and exit status
+for each engine; wall-clock times are the best of --repeat runs (and "loop s", polyvm's own
+--stats time of that run's guest loop: translation included, Python's start-up and the ELF's
+loading not, against QEMU's whole wall time in "loop/QEMU"). polyvm's stdout and exit status
 must equal QEMU's: a difference is reported as MISMATCH and the exit status is 1.
 
 --cache DIR sets POLYVM_CACHE_DIR for the polyvm runs (the JIT's persistent translation cache).
@@ -81,6 +83,13 @@ class Row:
     @property
     def ratio(self) -> float | None:
         return self.polyvm_s / self.qemu_s if self.polyvm_s and self.qemu_s > 0 else None
+
+    @property
+    def loop_ratio(self) -> float | None:
+        """polyvm's guest loop (`--stats`: from the first guest instruction to the exit, its
+        translation included, Python's start-up and the ELF's loading not) against QEMU's
+        whole wall time."""
+        return self.guest_s / self.qemu_s if self.guest_s and self.qemu_s > 0 else None
 
 
 class Timeout(Exception):
@@ -164,6 +173,10 @@ def fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(map(math.log, xs)) / len(xs))
+
+
 def print_table(rows: list[Row]) -> None:
     head = (
         "program",
@@ -172,11 +185,13 @@ def print_table(rows: list[Row]) -> None:
         "polyvm s",
         "polyvm/QEMU",
         "QEMU/polyvm",
+        "loop s",
+        "loop/QEMU",
         "guest insns",
         "MIPS",
         "status",
     )
-    left = {0, 1, 8}  # left-aligned columns
+    left = {0, 1, 10}  # left-aligned columns
     body = []
     for r in rows:
         mips = r.instructions / r.polyvm_s / 1e6 if r.instructions and r.polyvm_s else None
@@ -189,18 +204,24 @@ def print_table(rows: list[Row]) -> None:
                 fmt(r.polyvm_s, ".3f"),
                 fmt(ratio, ".2f") + ("x" if ratio else ""),
                 fmt(1 / ratio if ratio else None, ".3f") + ("x" if ratio else ""),
+                fmt(r.guest_s, ".3f"),
+                fmt(r.loop_ratio, ".2f") + ("x" if r.loop_ratio else ""),
                 "-" if r.instructions is None else f"{r.instructions:,}",
                 fmt(mips, ".1f"),
                 r.status,
             )
         )
     # geometric mean of the ratios per engine (and mode), over the programs that matched QEMU
-    groups: dict[str, list[float]] = {}
+    groups: dict[str, list[tuple[float, float | None]]] = {}
     for r in rows:
         if r.ratio and r.status == "ok":
-            groups.setdefault(f"{r.engine} ({r.mode})" if r.mode else r.engine, []).append(r.ratio)
-    for engine, ratios in groups.items():
-        g = math.exp(sum(map(math.log, ratios)) / len(ratios))
+            groups.setdefault(f"{r.engine} ({r.mode})" if r.mode else r.engine, []).append(
+                (r.ratio, r.loop_ratio)
+            )
+    for engine, pairs in groups.items():
+        g = _geomean([a for a, _ in pairs])
+        loops = [b for _, b in pairs if b]
+        gl = _geomean(loops) if len(loops) == len(pairs) else None
         body.append(
             (
                 "geomean",
@@ -210,8 +231,10 @@ def print_table(rows: list[Row]) -> None:
                 f"{g:.2f}x",
                 f"{1 / g:.3f}x",
                 "",
+                fmt(gl, ".2f") + ("x" if gl else ""),
                 "",
-                f"{len(ratios)} program{'s' * (len(ratios) > 1)}",
+                "",
+                f"{len(pairs)} program{'s' * (len(pairs) > 1)}",
             )
         )
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
@@ -230,6 +253,8 @@ def print_table(rows: list[Row]) -> None:
         "polyvm/QEMU: wall-time ratio (lower is better); QEMU/polyvm: polyvm's throughput relative to QEMU;"
     )
     print("MIPS: polyvm guest instructions per wall-clock second of the whole run (startup included).")
+    print("loop s: polyvm's own --stats time of the guest loop (its translation included; Python's start-up")
+    print("and loading the ELF not); loop/QEMU: that against QEMU's whole wall time (lower is better).")
 
 
 def main(argv: list[str] | None = None) -> int:

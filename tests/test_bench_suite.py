@@ -80,5 +80,12 @@ def test_suite_script_runs() -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     row = next(line for line in res.stdout.splitlines() if line.startswith("bench_int "))
-    assert row.split()[1] == "interp" and row.split()[-1] == "ok", res.stdout
+    cells = row.split()
+    assert cells[1] == "interp" and cells[-1] == "ok", res.stdout
     assert "geomean" in res.stdout
+    # the guest loop's own time (--stats) is part of the whole run's, and its ratio to QEMU's
+    # wall time is that time over QEMU's (columns: QEMU s, polyvm s, ..., loop s, loop/QEMU)
+    qemu, whole, loop, loop_ratio = float(cells[2]), float(cells[3]), float(cells[6]), cells[7]
+    assert 0 < loop < whole, res.stdout
+    # (from the printed times, rounded to the millisecond: QEMU's is a few tens of them here)
+    assert abs(float(loop_ratio.rstrip("x")) - loop / qemu) <= 0.04 * loop / qemu + 0.01, res.stdout
