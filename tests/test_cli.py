@@ -32,6 +32,20 @@ def test_run_passes_args_and_exit_status(hello: str) -> None:
     assert r.stderr == ""
 
 
+def test_the_installed_command_runs_a_guest(hello: str) -> None:
+    """The `polyvm` console script (`cli.entry`: main, exit handlers, a quick exit) gives the
+    guest's output and exit status, the statistics line written last on stderr included."""
+    import shutil
+
+    exe = shutil.which("polyvm", path=os.path.dirname(sys.executable)) or shutil.which("polyvm")
+    if exe is None:
+        pytest.skip("the polyvm command is not installed here")
+    r = subprocess.run([exe, "run", "--stats", hello, "one"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3
+    assert r.stdout == "hello from riscv64 with 2 args\narg[1]=one\n"
+    assert r.stderr.startswith("polyvm: ") and "instructions in" in r.stderr.splitlines()[-1]
+
+
 def test_trace_and_stats_agree(hello: str) -> None:
     with open(hello, "rb") as f:
         entry = int.from_bytes(f.read(32)[24:32], "little")  # e_entry of an ELF64 header

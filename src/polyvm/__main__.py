@@ -1,3 +1,3 @@
-from polyvm.cli import main
+from polyvm.cli import entry
 
-raise SystemExit(main())
+entry()
