@@ -358,6 +358,10 @@ def test_auto_emits_cold_code_at_once() -> None:
                       "movq xmm0, rax; vfnmadd231sd xmm0, xmm1, xmm2"),
         ("fma", 0xBF, "mov rax, r9; movq xmm1, rax; mov rax, r10; movq xmm2, rax; mov rax, r9; "
                       "movq xmm0, rax; vfnmsub231sd xmm0, xmm1, xmm2"),
+        ("sse_s", 0x58, "mov rax, r9; mov rcx, r10; movd xmm0, eax; movd xmm1, ecx; addss xmm0, xmm1"),
+        ("sqrt_s", 0x51, "mov rax, r9; movd xmm1, eax; sqrtss xmm0, xmm1"),
+        ("fma_s", 0xBD, "mov rax, r9; movd xmm1, eax; mov rax, r10; movd xmm2, eax; mov rax, r9; "
+                        "movd xmm0, eax; vfnmadd231ss xmm0, xmm1, xmm2"),
     ],
 )  # fmt: skip
 def test_fp_shortcut_operations_decode_as_intended(kind: str, opc: int, text: str) -> None:
@@ -366,13 +370,14 @@ def test_fp_shortcut_operations_decode_as_intended(kind: str, opc: int, text: st
 
 
 @here
-@pytest.mark.parametrize("op", F.SHORTCUT_OPS)
+@pytest.mark.parametrize("op", F.SHORTCUT_OPS + F.SINGLE_OPS)
 def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
     """binary64 add/sub/mul/div/sqrt and the fused multiply-adds with the accrued-NX shortcut
     emitted inline (SSE2, FMA3): result, fflags and traps equal the reference interpreter's
     (exact softfloat) for operands around every boundary (`fp_cases`), accrued flags with NX
     set or clear, static and dynamic rounding modes (an illegal frm traps)."""
-    if op in F.FMA and not x64.host_has_fma():
+    single = op.endswith(".s")
+    if op.replace(".s", ".d") in F.FMA and not x64.host_has_fma():
         pytest.skip("no FMA3 on this host: the fused multiply-adds take the helper's call")
     import random
 
@@ -384,7 +389,7 @@ def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
     nsrc = F.sources(op)
     srcs = ", ".join(f"fa{i + 1}" for i in range(nsrc))
     rng = random.Random(f"x64-nx-{op}")
-    vals = F.values(rng)
+    vals = F.values(rng, single)
     for rm in ("rne", "dyn", "rtz"):
         code = program([f"{op} fa0, {srcs}, {rm}", "ebreak"])
         mem = AddressSpace()
@@ -393,7 +398,7 @@ def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
         eng = JitEngine(arch, mem, tier="jit")
         ref = Engine(arch, mem)
         for i in range(600):
-            xs = F.operands(rng, vals, nsrc, i)
+            xs = F.operands(rng, vals, nsrc, i, single)
             st = F.states(arch, 0x10000, xs, *F.flags_and_mode(rng))
             got = eng.run(st[0], 10)
             want = ref.run(st[1], 10)
@@ -411,5 +416,7 @@ def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
         # (Intel's names: vfnmadd is -(a*b) + c, RISC-V's fnmsub; vfnmsub is fnmadd)
         host_op = {"fadd.d": "addsd", "fsub.d": "subsd", "fmul.d": "mulsd", "fdiv.d": "divsd",
                    "fsqrt.d": "sqrtsd", "fmadd.d": "vfmadd231sd", "fmsub.d": "vfmsub231sd",
-                   "fnmsub.d": "vfnmadd231sd", "fnmadd.d": "vfnmsub231sd"}[op]  # fmt: skip
+                   "fnmsub.d": "vfnmadd231sd", "fnmadd.d": "vfnmsub231sd"}[op.replace(".s", ".d")]  # fmt: skip
+        if single:
+            host_op = host_op[:-1] + "s"  # (the ss form)
         assert (host_op in names) == (rm != "rtz"), names

@@ -103,7 +103,10 @@ def _rex(w: int, r: int, b: int) -> int:
     return 0x40 | w << 3 | (r >> 3) << 2 | (b >> 3)
 
 
-_SHORTCUT_OPERANDS = {"sse": 2, "sqrt": 1, "fma": 3}  # (`fpnative.X64_NX_SHORTCUT`'s kinds)
+# (`fpnative.X64_NX_SHORTCUT`'s kinds: binary64, and binary32 with "_s")
+_SHORTCUT_OPERANDS = {"sse": 2, "sqrt": 1, "fma": 3, "sse_s": 2, "sqrt_s": 1, "fma_s": 3}
+_FLT_MIN_BITS, _FLT_INF_BITS = 0x0080_0000, 0x7F80_0000
+_BOX = 0xFFFF_FFFF_0000_0000  # a NaN-boxed binary32's upper half
 
 
 @functools.cache
@@ -757,7 +760,7 @@ class X64Region:
             and d is not None
             and len(xs) == n + 2  # (the operands, rm, the instruction)
             and xs[n].const in (0, sc[5])
-            and (sc[0] != "fma" or host_has_fma())
+            and (not sc[0].startswith("fma") or host_has_fma())
         ):
             done = self._nx_shortcut(sc, xs)
         for i, x in enumerate(xs):
@@ -792,11 +795,32 @@ class X64Region:
         kind, opc, fflags, frm, nx, dyn = sc
         slow, done = self.newlabel(), self.newlabel()
         b = self.buf
-        if xs[_SHORTCUT_OPERANDS[kind]].const == dyn:
+        n = _SHORTCUT_OPERANDS[kind]
+        if xs[n].const == dyn:
             b += b"\x48\x83" + _mem(7, ST, 8 * frm) + b"\x00"  # cmp qword [frm], 0
             self.jcc(C_NE, slow)
         b += b"\xf6" + _mem(0, ST, 8 * fflags) + bytes((nx,))  # test byte [fflags], NX
         self.jcc(C_E, slow)
+        if kind.endswith("_s"):
+            # binary32: every operand NaN-boxed (upper halves all ones: ANDed), the result too
+            self.get(RAX, xs[0])
+            for x in xs[1:n]:
+                self.get(RCX, x)
+                self.alu(0x21, RAX, RCX)  # and rax, rcx
+            b += b"\x48\xc1\xe8\x20"  # shr rax, 32
+            b += b"\x83\xf8\xff"  # cmp eax, -1
+            self.jcc(C_NE, slow)
+            self._fp_op(kind, opc, xs)
+            b += b"\x66\x0f\x7e\xc0"  # movd eax, xmm0
+            b += b"\x89\xc1\xd1\xe1"  # mov ecx, eax; shl ecx, 1
+            b += b"\x81\xe9" + ((_FLT_MIN_BITS + 1) << 1).to_bytes(4, "little")  # sub ecx, imm32
+            b += b"\x81\xf9" + ((_FLT_INF_BITS - _FLT_MIN_BITS - 1) << 1).to_bytes(4, "little")  # cmp ecx
+            self.jcc(C_AE, slow)
+            self.imm(RDX, _BOX)
+            self.alu(0x09, RAX, RDX)  # or rax, rdx
+            self.jmp(done)
+            self.bind(slow)
+            return done
         self._fp_op(kind, opc, xs)
         b += b"\x66\x48\x0f\x7e\xc0"  # movq rax, xmm0
         # |result| in (DBL_MIN, inf): the magnitude (sign shifted out) minus just above
@@ -812,23 +836,29 @@ class X64Region:
         return done
 
     def _fp_op(self, kind: str, opc: int, xs: tuple[Val, ...]) -> None:
-        """A shortcut's binary64 operation, its result in xmm0 (`_nx_shortcut`)."""
+        """A shortcut's operation, its result in xmm0 (`_nx_shortcut`): binary64 (movq, the
+        sd forms), or binary32 for a kind ending "_s" (movd of the low halves, the ss forms)."""
         b = self.buf
+        single = kind.endswith("_s")
+        mov = b"\x66\x0f\x6e" if single else b"\x66\x48\x0f\x6e"  # movd|movq xmm, r
+        scalar = 0xF3 if single else 0xF2  # ss|sd
+        kind = kind.removesuffix("_s")
         if kind == "fma":  # xmm0 = xmm1 * xmm2 +/- xmm0: the 231 form, c the accumulator
-            for x, movq in ((xs[0], b"\xc8"), (xs[1], b"\xd0"), (xs[2], b"\xc0")):
+            for x, modrm in ((xs[0], b"\xc8"), (xs[1], b"\xd0"), (xs[2], b"\xc0")):
                 self.get(RAX, x)
-                b += b"\x66\x48\x0f\x6e" + movq  # movq xmm1|xmm2|xmm0, rax
-            b += bytes((0xC4, 0xE2, 0xF1, opc, 0xC2))  # vf(n)madd|vf(n)msub231sd xmm0, xmm1, xmm2
+                b += mov + modrm  # xmm1|xmm2|xmm0 <- rax
+            # vf(n)madd|vf(n)msub231sd|ss xmm0, xmm1, xmm2 (VEX.W1: sd, W0: ss)
+            b += bytes((0xC4, 0xE2, 0x71 if single else 0xF1, opc, 0xC2))
             return
         self.get(RAX, xs[0])
         if kind == "sqrt":
-            b += b"\x66\x48\x0f\x6e\xc8"  # movq xmm1, rax
-            b += bytes((0xF2, 0x0F, opc, 0xC1))  # sqrtsd xmm0, xmm1
+            b += mov + b"\xc8"  # xmm1 <- rax
+            b += bytes((scalar, 0x0F, opc, 0xC1))  # sqrtsd|sqrtss xmm0, xmm1
             return
         self.get(RCX, xs[1])
-        b += b"\x66\x48\x0f\x6e\xc0"  # movq xmm0, rax
-        b += b"\x66\x48\x0f\x6e\xc9"  # movq xmm1, rcx
-        b += bytes((0xF2, 0x0F, opc, 0xC1))  # addsd|subsd|mulsd|divsd xmm0, xmm1
+        b += mov + b"\xc0"  # xmm0 <- rax
+        b += mov + b"\xc9"  # xmm1 <- rcx
+        b += bytes((scalar, 0x0F, opc, 0xC1))  # add|sub|mul|div sd|ss xmm0, xmm1
 
     def _pure(self, op: str, d: Val, a: tuple[Any, ...]) -> None:
         w = d.w

@@ -837,6 +837,16 @@ X64_NX_SHORTCUT = {
     "fmsub.d": ("fma", 0xBB),  # vfmsub231sd: a*b - c
     "fnmsub.d": ("fma", 0xBD),  # vfnmadd231sd: -(a*b) + c
     "fnmadd.d": ("fma", 0xBF),  # vfnmsub231sd: -(a*b) - c
+    # binary32 likewise (the operands NaN-boxed, the result boxed): addss ... vfnmsub231ss
+    "fadd.s": ("sse_s", 0x58),
+    "fsub.s": ("sse_s", 0x5C),
+    "fmul.s": ("sse_s", 0x59),
+    "fdiv.s": ("sse_s", 0x5E),
+    "fsqrt.s": ("sqrt_s", 0x51),
+    "fmadd.s": ("fma_s", 0xB9),
+    "fmsub.s": ("fma_s", 0xBB),
+    "fnmsub.s": ("fma_s", 0xBD),
+    "fnmadd.s": ("fma_s", 0xBF),
 }
 # The hot tier's version of the same shortcut (LLVM IR, `lower.RegionLowering`): helper ->
 # (operation, the operands' signs, the index of its rm argument). fma(-a, b, c) is fnmsub's
