@@ -293,12 +293,12 @@ def test_a_time_slice_ending_in_a_nested_hot_loop_resumes_through_its_outer_head
     assert body == [f"  store i64 {inner}, i64* %resume", f"  br label %B{outer:x}"]
 
 
-# ---- binary64 FP in hot regions: the accrued-NX shortcut inline (`RegionLowering._hot_fp`) --
+# ---- FP in hot regions: the accrued-NX shortcut inline (`RegionLowering._hot_fp`) ----------
 
 
-@pytest.mark.parametrize("op", F.SHORTCUT_OPS)
+@pytest.mark.parametrize("op", F.SHORTCUT_OPS + F.SINGLE_OPS)
 def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
-    """The hot tier's binary64 FP (the shortcut inline, else the fast path out of line):
+    """The hot tier's binary64 and binary32 FP (the shortcut inline, else the fast path out of line):
     result, fflags and traps equal the reference interpreter's (exact softfloat) for operands
     around every boundary (`fp_cases`), with NX accrued or not, static and dynamic rounding
     modes (an illegal frm traps)."""
@@ -308,7 +308,8 @@ def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
     fa0 = ARCH.regs["fa0"][0]
     nsrc = F.sources(op)
     rng = random.Random(f"hot-nx-{op}")
-    vals = F.values(rng)
+    single = op.endswith(".s")
+    vals = F.values(rng, single)
     srcs = ", ".join(f"fa{i + 1}" for i in range(nsrc))
     for rm in ("rne", "dyn", "rtz"):
         code = program([f"{op} fa0, {srcs}, {rm}", "ebreak"])
@@ -320,7 +321,7 @@ def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
         assert eng.pc_region[CODE].opt == J.T2_OPT
         ref = Engine(ARCH, mem)
         for i in range(400):
-            xs = F.operands(rng, vals, nsrc, i)
+            xs = F.operands(rng, vals, nsrc, i, single)
             st = F.states(ARCH, CODE, xs, *F.flags_and_mode(rng))
             got = eng.run(st[0], 10)
             want = ref.run(st[1], 10)
@@ -329,5 +330,6 @@ def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
             assert (st[0][fa0], st[0][ff]) == (st[1][fa0], st[1][ff]), args
         # The shortcut is there under RNE (static or dynamic), not under another mode.
         text = eng.lower_region("f", "r", eng._form_region(CODE, 4, whole=True), [CODE], compact=False).text
-        assert ("to double" in text) == (rm != "rtz")
-        assert ("llvm.fma.f64" in text) == (nsrc == 3 and rm != "rtz")
+        t, fma = ("float", "llvm.fma.f32") if single else ("double", "llvm.fma.f64")
+        assert (f"to {t}" in text) == (rm != "rtz")
+        assert (fma in text) == (nsrc == 3 and rm != "rtz")

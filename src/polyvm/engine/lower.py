@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 11  # (11: hot binary64 FP: the NX shortcut inline, the fast path out of line)
+CODEGEN_REV = 12  # (12: hot binary32 FP: the NX shortcut inline too)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -262,6 +262,7 @@ class Unsupported(Exception):
 
 DBL_MIN_BITS = 0x0010_0000_0000_0000  # the smallest normal binary64, as bits
 INF_BITS = 0x7FF0_0000_0000_0000
+FLT_MIN_BITS, FLT_INF_BITS = 0x0080_0000, 0x7F80_0000  # binary32's
 
 
 def _c(w: int, v: int) -> str:
@@ -308,7 +309,7 @@ class RegionLowering:
         nslots: int = 0,
         compact: bool = False,
         fast_paths: frozenset[str] = frozenset(),
-        shortcuts: dict[str, tuple[str, tuple[int, ...], int, int, int, int, int]] | None = None,
+        shortcuts: dict[str, tuple[str, tuple[int, ...], int, int, int, int, int, str]] | None = None,
     ) -> None:
         self.name = name
         self.fast_paths = fast_paths if native_fn is not None else frozenset()
@@ -1134,13 +1135,15 @@ class RegionLowering:
         return self.op(f"getelementptr inbounds [8 x i64], [8 x i64]* {array}, i64 0, i64 0")
 
     def _hot_fp(self, name: str, h: Any, args: list[str], widths: list[int], xs: list[Val]) -> str:
-        """A binary64 FP helper in a hot region: its accrued-NX shortcut inline (the host's
+        """A binary64 or binary32 FP helper in a hot region: its accrued-NX shortcut inline
+        (binary32's operands checked NaN-boxed, its result boxed; the host's
         operation under round-to-nearest-even, with NX already accrued, when the result is
         finite and above the smallest normal: the helper's result, no flag to add), else
         its fast path out of line through ctx's table, as in the first tier. (Inlining the
         whole fast path at every call site made a float-heavy hot module several times
         bigger: bench_float's 64-block region was 800 KB of IR, 1.3 s to compile.)"""
-        op, signs, rm_i, fflags, frm, nx, dyn = self.shortcuts[name]
+        op, signs, rm_i, fflags, frm, nx, dyn, ty = self.shortcuts[name]
+        single = ty == "float"  # (binary32: operands NaN-boxed in 64-bit registers)
         rm = xs[rm_i].const
         rne = "true" if rm == 0 else None
         if rm == dyn:
@@ -1150,24 +1153,36 @@ class RegionLowering:
             return self._callback(name, h, args, widths, table=True)
         has_nx = self.op(f"icmp ne i64 {self.op(f'and i64 {self.load_slot(fflags)}, {nx}')}, 0")
         go = self.op(f"and i1 {rne}, {has_nx}")
+        ops = args[: len(signs)]
+        if single:  # every operand NaN-boxed: the upper halves, ANDed, all ones
+            both = ops[0]
+            for a in ops[1:]:
+                both = self.op(f"and i64 {both}, {a}")
+            boxed = self.op(f"icmp eq i64 {self.op(f'lshr i64 {both}, 32')}, 4294967295")
+            go = self.op(f"and i1 {go}, {boxed}")
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
         self.e(f"br i1 {go}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
+        t, it, sfx = ("float", "i32", "f32") if single else ("double", "i64", "f64")
         fs = []
-        for a, sign in zip(args, signs, strict=False):
-            f = self.op(f"bitcast i64 {a} to double")
-            fs.append(self.op(f"fneg double {f}") if sign < 0 else f)
+        for a, sign in zip(ops, signs, strict=True):
+            f = self.op(f"bitcast {it} {self.op(f'trunc i64 {a} to i32') if single else a} to {t}")
+            fs.append(self.op(f"fneg {t} {f}") if sign < 0 else f)
         if op in ("fma", "sqrt"):
-            fn = f"llvm.{op}.f64"
-            self.decls[fn] = f"declare double @{fn}({', '.join(['double'] * len(fs))})"
-            r = self.op(f"call double @{fn}({', '.join(f'double {f}' for f in fs)})")
+            fn = f"llvm.{op}.{sfx}"
+            self.decls[fn] = f"declare {t} @{fn}({', '.join([t] * len(fs))})"
+            r = self.op(f"call {t} @{fn}({', '.join(f'{t} {f}' for f in fs)})")
         else:
-            r = self.op(f"{op} double {fs[0]}, {fs[1]}")
-        ri = self.op(f"bitcast double {r} to i64")
-        # |result| in (DBL_MIN, inf): the magnitude (sign shifted out) minus just above
-        # DBL_MIN's, unsigned, below the span up to infinity's
-        off = self.op(f"sub i64 {self.op(f'shl i64 {ri}, 1')}, {(DBL_MIN_BITS + 1) << 1}")
-        ok = self.op(f"icmp ult i64 {off}, {_c(64, (INF_BITS - DBL_MIN_BITS - 1) << 1)}")
+            r = self.op(f"{op} {t} {fs[0]}, {fs[1]}")
+        ri = self.op(f"bitcast {t} {r} to {it}")
+        # |result| in (MIN, inf): the magnitude (sign shifted out) minus just above the
+        # smallest normal's, unsigned, below the span up to infinity's
+        lo, inf = (FLT_MIN_BITS, FLT_INF_BITS) if single else (DBL_MIN_BITS, INF_BITS)
+        w = 32 if single else 64
+        off = self.op(f"sub {it} {self.op(f'shl {it} {ri}, 1')}, {_c(w, (lo + 1) << 1)}")
+        ok = self.op(f"icmp ult {it} {off}, {_c(w, (inf - lo - 1) << 1)}")
+        if single:  # (boxed)
+            ri = self.op(f"or i64 {self.op(f'zext i32 {ri} to i64')}, {_c(64, 0xFFFF_FFFF_0000_0000)}")
         fast_end = self.cur
         self.e(f"br i1 {ok}, label %{done}, label %{slow}, !prof !0")
         self.label(slow)

@@ -141,14 +141,24 @@ class RiscV64(Arch):
         }
 
     @property
-    def ir_shortcuts(self) -> dict[str, tuple[str, tuple[int, ...], int, int, int, int, int]]:
+    def ir_shortcuts(self) -> dict[str, tuple[str, tuple[int, ...], int, int, int, int, int, str]]:
         """For the hot tier: helper -> (operation, operand signs, rm argument index, fflags
-        slot, frm slot, NX bit, the dynamic rounding mode's rm) of `fpnative.IR_NX_SHORTCUT`."""
+        slot, frm slot, NX bit, the dynamic rounding mode's rm, LLVM's FP type) of
+        `fpnative.IR_NX_SHORTCUT`."""
         from polyvm.isa.riscv import fpnative
         from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
 
         return {
-            n: (op, signs, rm, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7)
+            n: (
+                op,
+                signs,
+                rm,
+                FFLAGS_SLOT,
+                FRM_SLOT,
+                fpnative.NX,
+                7,
+                "float" if n.endswith(".s") else "double",
+            )
             for n, (op, signs, rm) in fpnative.IR_NX_SHORTCUT.items()
         }
 

@@ -821,11 +821,13 @@ def _table() -> dict[str, _Spec]:
 
 _TABLE = _table()
 NATIVE: frozenset[str] = frozenset(_TABLE)
+"""The helper names that have a native version."""
 
 # The accrued-NX shortcut (above) for the x86-64 first tier (`polyvm.engine.x64`), which emits
-# it inline before the helper's out-of-line fast path: helper -> the SSE2 scalar opcode
-# (F2 0F op xmm0, xmm1: addsd, subsd, mulsd, divsd). Binary64 only: its operands need no
-# unboxing. A finite result above the smallest normal (not equal to it: a result rounded up to
+# it inline before the helper's out-of-line fast path: helper -> (kind, opcode): "sse" the SSE2
+# scalar forms (F2 0F op xmm0, xmm1), "sqrt" sqrtsd, "fma" FMA3's 231 forms (VEX 0F38), each
+# with "_s" for binary32 (F3 prefix, VEX.W0; the operands are checked NaN-boxed, the result
+# boxed). A finite result above the smallest normal (not equal to it: a result rounded up to
 # it can be tiny before rounding, with UF) can only have raised NX, which is set already.
 X64_NX_SHORTCUT = {
     "fadd.d": ("sse", 0x58),  # addsd
@@ -861,8 +863,17 @@ IR_NX_SHORTCUT = {
     "fmsub.d": ("fma", (1, 1, -1), 3),
     "fnmsub.d": ("fma", (-1, 1, 1), 3),
     "fnmadd.d": ("fma", (-1, 1, -1), 3),
+    # binary32 likewise (operands NaN-boxed, the result boxed)
+    "fadd.s": ("fadd", (1, 1), 2),
+    "fsub.s": ("fsub", (1, 1), 2),
+    "fmul.s": ("fmul", (1, 1), 2),
+    "fdiv.s": ("fdiv", (1, 1), 2),
+    "fsqrt.s": ("sqrt", (1,), 1),
+    "fmadd.s": ("fma", (1, 1, 1), 3),
+    "fmsub.s": ("fma", (1, 1, -1), 3),
+    "fnmsub.s": ("fma", (-1, 1, 1), 3),
+    "fnmadd.s": ("fma", (-1, 1, -1), 3),
 }
-"""The helper names that have a native version."""
 
 
 def _rne(em: _Em, rm: ir.Value, rm_const: int | None, get_slot: Callable[[int], ir.Value]) -> ir.Value | None:
