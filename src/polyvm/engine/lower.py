@@ -263,6 +263,7 @@ class Unsupported(Exception):
 DBL_MIN_BITS = 0x0010_0000_0000_0000  # the smallest normal binary64, as bits
 INF_BITS = 0x7FF0_0000_0000_0000
 FLT_MIN_BITS, FLT_INF_BITS = 0x0080_0000, 0x7F80_0000  # binary32's
+NAN_BOX = 0xFFFF_FFFF_0000_0000  # the upper half of a binary32 NaN-boxed in a 64-bit register
 
 
 def _c(w: int, v: int) -> str:
@@ -1182,7 +1183,7 @@ class RegionLowering:
         off = self.op(f"sub {it} {self.op(f'shl {it} {ri}, 1')}, {_c(w, (lo + 1) << 1)}")
         ok = self.op(f"icmp ult {it} {off}, {_c(w, (inf - lo - 1) << 1)}")
         if single:  # (boxed)
-            ri = self.op(f"or i64 {self.op(f'zext i32 {ri} to i64')}, {_c(64, 0xFFFF_FFFF_0000_0000)}")
+            ri = self.op(f"or i64 {self.op(f'zext i32 {ri} to i64')}, {_c(64, NAN_BOX)}")
         fast_end = self.cur
         self.e(f"br i1 {ok}, label %{done}, label %{slow}, !prof !0")
         self.label(slow)

@@ -103,10 +103,12 @@ def _rex(w: int, r: int, b: int) -> int:
     return 0x40 | w << 3 | (r >> 3) << 2 | (b >> 3)
 
 
-# (`fpnative.X64_NX_SHORTCUT`'s kinds: binary64, and binary32 with "_s")
-_SHORTCUT_OPERANDS = {"sse": 2, "sqrt": 1, "fma": 3, "sse_s": 2, "sqrt_s": 1, "fma_s": 3}
-_FLT_MIN_BITS, _FLT_INF_BITS = 0x0080_0000, 0x7F80_0000
-_BOX = 0xFFFF_FFFF_0000_0000  # a NaN-boxed binary32's upper half
+# The operands of `fpnative.X64_NX_SHORTCUT`'s kinds (binary64; "_s" binary32)
+_SHORTCUT_OPERANDS = {"sse": 2, "sqrt": 1, "fma": 3}
+
+
+def _operands(kind: str) -> int:
+    return _SHORTCUT_OPERANDS[kind.removesuffix("_s")]
 
 
 @functools.cache
@@ -754,7 +756,7 @@ class X64Region:
             raise Unsupported(f"helper {h.name} with more than 8 arguments")
         done = None
         sc = self.shortcuts.get(name)
-        n = _SHORTCUT_OPERANDS[sc[0]] if sc is not None else 0
+        n = _operands(sc[0]) if sc is not None else 0
         if (
             sc is not None
             and d is not None
@@ -786,7 +788,7 @@ class X64Region:
             self.put(d, RAX)
 
     def _nx_shortcut(self, sc: tuple[str, int, int, int, int, int], xs: tuple[Val, ...]) -> Any:
-        """A binary64 FP helper's accrued-NX shortcut (`fpnative.X64_NX_SHORTCUT`), inline:
+        """An FP helper's accrued-NX shortcut (`fpnative.X64_NX_SHORTCUT`), inline:
         under round-to-nearest-even (a static rm 0, or the dynamic rm with frm 0) and with NX
         already accrued, the host's operation (SSE2, or FMA3's fused multiply-add); a finite
         result above the smallest normal is the helper's, with no flag to add. Anything else
@@ -795,7 +797,7 @@ class X64Region:
         kind, opc, fflags, frm, nx, dyn = sc
         slow, done = self.newlabel(), self.newlabel()
         b = self.buf
-        n = _SHORTCUT_OPERANDS[kind]
+        n = _operands(kind)
         if xs[n].const == dyn:
             b += b"\x48\x83" + _mem(7, ST, 8 * frm) + b"\x00"  # cmp qword [frm], 0
             self.jcc(C_NE, slow)
@@ -813,10 +815,10 @@ class X64Region:
             self._fp_op(kind, opc, xs)
             b += b"\x66\x0f\x7e\xc0"  # movd eax, xmm0
             b += b"\x89\xc1\xd1\xe1"  # mov ecx, eax; shl ecx, 1
-            b += b"\x81\xe9" + ((_FLT_MIN_BITS + 1) << 1).to_bytes(4, "little")  # sub ecx, imm32
-            b += b"\x81\xf9" + ((_FLT_INF_BITS - _FLT_MIN_BITS - 1) << 1).to_bytes(4, "little")  # cmp ecx
+            b += b"\x81\xe9" + ((L.FLT_MIN_BITS + 1) << 1).to_bytes(4, "little")  # sub ecx, imm32
+            b += b"\x81\xf9" + ((L.FLT_INF_BITS - L.FLT_MIN_BITS - 1) << 1).to_bytes(4, "little")  # cmp ecx
             self.jcc(C_AE, slow)
-            self.imm(RDX, _BOX)
+            self.imm(RDX, L.NAN_BOX)
             self.alu(0x09, RAX, RDX)  # or rax, rdx
             self.jmp(done)
             self.bind(slow)

@@ -149,17 +149,8 @@ class RiscV64(Arch):
         from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
 
         return {
-            n: (
-                op,
-                signs,
-                rm,
-                FFLAGS_SLOT,
-                FRM_SLOT,
-                fpnative.NX,
-                7,
-                "float" if n.endswith(".s") else "double",
-            )
-            for n, (op, signs, rm) in fpnative.IR_NX_SHORTCUT.items()
+            n: (op, signs, rm, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7, ty)
+            for n, (op, signs, rm, ty) in fpnative.IR_NX_SHORTCUT.items()
         }
 
     @property

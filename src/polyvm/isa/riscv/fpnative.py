@@ -829,7 +829,7 @@ NATIVE: frozenset[str] = frozenset(_TABLE)
 # with "_s" for binary32 (F3 prefix, VEX.W0; the operands are checked NaN-boxed, the result
 # boxed). A finite result above the smallest normal (not equal to it: a result rounded up to
 # it can be tiny before rounding, with UF) can only have raised NX, which is set already.
-X64_NX_SHORTCUT = {
+_X64_BINARY64 = {
     "fadd.d": ("sse", 0x58),  # addsd
     "fsub.d": ("sse", 0x5C),  # subsd
     "fmul.d": ("sse", 0x59),  # mulsd
@@ -839,21 +839,17 @@ X64_NX_SHORTCUT = {
     "fmsub.d": ("fma", 0xBB),  # vfmsub231sd: a*b - c
     "fnmsub.d": ("fma", 0xBD),  # vfnmadd231sd: -(a*b) + c
     "fnmadd.d": ("fma", 0xBF),  # vfnmsub231sd: -(a*b) - c
-    # binary32 likewise (the operands NaN-boxed, the result boxed): addss ... vfnmsub231ss
-    "fadd.s": ("sse_s", 0x58),
-    "fsub.s": ("sse_s", 0x5C),
-    "fmul.s": ("sse_s", 0x59),
-    "fdiv.s": ("sse_s", 0x5E),
-    "fsqrt.s": ("sqrt_s", 0x51),
-    "fmadd.s": ("fma_s", 0xB9),
-    "fmsub.s": ("fma_s", 0xBB),
-    "fnmsub.s": ("fma_s", 0xBD),
-    "fnmadd.s": ("fma_s", 0xBF),
+}
+# binary32 likewise (the operands NaN-boxed, the result boxed): addss ... vfnmsub231ss
+X64_NX_SHORTCUT = {
+    **_X64_BINARY64,
+    **{n.replace(".d", ".s"): (kind + "_s", op) for n, (kind, op) in _X64_BINARY64.items()},
 }
 # The hot tier's version of the same shortcut (LLVM IR, `lower.RegionLowering`): helper ->
-# (operation, the operands' signs, the index of its rm argument). fma(-a, b, c) is fnmsub's
-# -(a*b) + c: under RNE, negating an operand rounds the same as negating the result.
-IR_NX_SHORTCUT = {
+# (operation, the operands' signs, the index of its rm argument, LLVM's FP type). fma(-a, b, c)
+# is fnmsub's -(a*b) + c: under RNE, negating an operand rounds the same as negating the
+# result. binary32 likewise (operands NaN-boxed, the result boxed).
+_IR_BINARY64 = {
     "fadd.d": ("fadd", (1, 1), 2),
     "fsub.d": ("fsub", (1, 1), 2),
     "fmul.d": ("fmul", (1, 1), 2),
@@ -863,16 +859,10 @@ IR_NX_SHORTCUT = {
     "fmsub.d": ("fma", (1, 1, -1), 3),
     "fnmsub.d": ("fma", (-1, 1, 1), 3),
     "fnmadd.d": ("fma", (-1, 1, -1), 3),
-    # binary32 likewise (operands NaN-boxed, the result boxed)
-    "fadd.s": ("fadd", (1, 1), 2),
-    "fsub.s": ("fsub", (1, 1), 2),
-    "fmul.s": ("fmul", (1, 1), 2),
-    "fdiv.s": ("fdiv", (1, 1), 2),
-    "fsqrt.s": ("sqrt", (1,), 1),
-    "fmadd.s": ("fma", (1, 1, 1), 3),
-    "fmsub.s": ("fma", (1, 1, -1), 3),
-    "fnmsub.s": ("fma", (-1, 1, 1), 3),
-    "fnmadd.s": ("fma", (-1, 1, -1), 3),
+}
+IR_NX_SHORTCUT = {
+    **{n: (*v, "double") for n, v in _IR_BINARY64.items()},
+    **{n.replace(".d", ".s"): (*v, "float") for n, v in _IR_BINARY64.items()},
 }
 
 
