@@ -112,18 +112,23 @@ def _vm_flags(addr: int) -> list[str] | None:
     or not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"),
     reason="Linux with transparent huge pages (/proc/self/smaps)",
 )
-def test_big_mappings_ask_for_transparent_huge_pages() -> None:
+@pytest.mark.parametrize("window", [0, 1 << 38], ids=["own-buffers", "direct"])
+def test_big_mappings_ask_for_transparent_huge_pages(window: int) -> None:
     """A guest mapping of 2 MiB or more asks the host for transparent huge pages
     (madvise(MADV_HUGEPAGE), which Linux shows as "hg" in the mapping's VmFlags); a smaller
-    one does not."""
+    one does not, also where a big one was before (direct memory: one host mapping)."""
     import ctypes
 
     import polyvm.memory as M
 
     if not M._HUGEPAGES:
         pytest.skip("no MADV_HUGEPAGE here, or POLYVM_HUGEPAGES=0")
-    mem = AddressSpace()
+    mem = AddressSpace(window=window)
+    if window and mem.direct_base is None:
+        pytest.skip("no direct guest memory on this host")
     mem.map(0x4000_0000, 8 << 20, RW)
+    mem.map(0x8000_0000, 8 << 20, RW)
+    mem.unmap(0x8000_0000, 8 << 20)
     mem.map(0x8000_0000, 1 << 20, RW)
     flags = []
     for base in (0x4000_0000, 0x8000_0000):

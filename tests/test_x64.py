@@ -28,11 +28,12 @@ def _v(i: int, w: int) -> x64.Val:
     return x64.Val(i, w)
 
 
-def _asm(emit) -> bytes:
+def _asm(emit, direct: bool = False) -> bytes:
     r = x64.X64Region.__new__(x64.X64Region)
     r.buf, r.fixups, r.labels = bytearray(), [], {}
     r.loc = {1: x64.R9, 2: x64.R10}  # (temporaries 1 and 2 in r9 and r10)
     r.stubs, r.later, r._n, r.insn_pc, r.idx = [], [], 0, 0x1000, 0
+    r.direct = direct
     emit(r)
     return bytes(r.buf)
 
@@ -125,9 +126,14 @@ def test_the_inline_tlb_lookup(kind: str, w: int, text: str) -> None:
     """The software TLB's fast path as `lower._tlb_probe` defines it (index = page & 0xffff,
     4-word entries {read tag, write tag, addend, 0}, the tag compared with the page of the
     access's last byte), then the access at host address guest + addend; the miss path
-    (the runtime's access function) comes after the block."""
+    (the runtime's access function) comes after the block. With direct guest memory, the
+    same check, then guest + ctx's base (a load that does not wait on the entry's)."""
     assert _text(_asm(lambda a: a._access(kind, w))) == text
+    # (direct: the base is ctx's word CTX_GUEST_BASE, 24)
+    direct = text.replace("mov rax, qword ptr [rax + 0x10]", "mov rax, qword ptr [rbx + 0xc0]")
+    assert direct != text and _text(_asm(lambda a: a._access(kind, w), direct=True)) == direct
     assert x64.L.TLB_SIZE == 0x10000 and x64.L.TLB_ENTRY_WORDS == 4 and x64.L.PAGE_SHIFT == 12
+    assert x64.L.CTX_GUEST_BASE == 0xC0 // 8
 
 
 @here

@@ -507,7 +507,7 @@ def aot(path: str, *, jobs: int | None = None, out: Any = sys.stderr, cache_dir:
     t0 = time.perf_counter()
     proc = Process.from_file(path, [path], env=[], quiet=True)
     eng = JitEngine(proc.isa, proc.mem, tier="jit")
-    cache = TranslationCache(cache_dir or cache_root(), eng.compiler.host_id)
+    cache = eng.cache_for(TranslationCache(cache_dir or cache_root(), eng.compiler.host_id))
     if not cache.enabled:
         raise OSError(f"cannot write to the translation cache at {cache.root}")
     if out is not None:

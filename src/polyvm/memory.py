@@ -9,6 +9,13 @@ over per-permission page dictionaries, so an access is one dict lookup plus one 
 A page that is readable is in `_rpages`, a page that is writable *and holds no translated code*
 in `_wpages`; anything else (a fault, a store into code, an access that crosses a page) takes
 the slow path, which checks and raises `MemoryFault`.
+
+An address space made with a `window` (Linux user mode: the guest's whole address space) keeps
+the guest pages below it at one fixed offset in the host, as QEMU's user mode does with its
+guest_base: guest address a lives at host address `direct_base + a`. Native code then adds that
+constant instead of a per-page one it would first have to load, so the load of a pointer it has
+just loaded does not wait on a second load (pointer chasing). Pages above the window, and every
+page where the host cannot reserve the window, have a host buffer of their own.
 """
 
 from __future__ import annotations
@@ -88,6 +95,28 @@ def _anon_mmap(size: int) -> mmap.mmap:
     return m
 
 
+def _reserve_window(size: int) -> tuple[mmap.mmap, memoryview, int] | None:
+    """A private, zero-filled host range of `size` bytes that commits memory only where touched
+    (Linux: MAP_NORESERVE), its view and its host address; None where this host cannot give one
+    (another OS, host pages larger than the guest's, a strict overcommit policy, no room)."""
+    if (
+        sys.platform != "linux"
+        or mmap.PAGESIZE != PAGE_SIZE
+        or not _MAP_NORESERVE
+        or not hasattr(mmap, "MADV_DONTNEED")
+        or os.environ.get("POLYVM_DIRECT_MEMORY", "1") == "0"
+    ):
+        return None
+    import ctypes
+
+    try:
+        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+    except (OSError, OverflowError, ValueError):
+        return None
+    view = memoryview(m)
+    return m, view, ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
 class _Span:
     """Pages [start, end) with one protection, backed by buf from byte offset off."""
 
@@ -101,7 +130,14 @@ _FMT = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 
 
 
 class AddressSpace:
-    def __init__(self) -> None:
+    def __init__(self, window: int = 0) -> None:
+        """`window`: keep the pages below this address at one host offset (`direct_base`)."""
+        w = _reserve_window(page_align_up(window)) if window > 0 else None
+        # (the window's host mapping, its view, and the host address of guest address 0)
+        self._window = page_align_up(window) if w is not None else 0
+        self._arena: mmap.mmap | None = w[0] if w is not None else None
+        self._arena_view: memoryview | None = w[1] if w is not None else None
+        self.direct_base: int | None = w[2] if w is not None else None
         self._spans: list[_Span] = []  # sorted, non-overlapping
         self._starts: list[int] = []  # their first page numbers, for bisect
         self._pages: dict[int, memoryview] = {}  # touched pages only
@@ -195,11 +231,24 @@ class AddressSpace:
         a, b = addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT
         self._forget_pages(a, b)
         i, j = self._carve(a, b)
-        # One host buffer per mapping: a guest range inside one mapping is contiguous in host
-        # memory too (host_view: zero-copy device transfers). Big ones are host mmaps, whose
-        # pages the host OS only allocates when touched.
-        buf = memoryview(_anon_mmap(size) if size >= _MMAP_MIN else bytearray(size))
-        self._spans[i:j] = [_Span(a, b, prot, buf, 0)]
+        if addr + size <= self._window:
+            # In the window: at its fixed host offset, zeroed (the host frees what was there).
+            assert self._arena is not None and self._arena_view is not None
+            self._arena.madvise(mmap.MADV_DONTNEED, addr, size)
+            if _HUGEPAGES:
+                # (big mappings ask for transparent huge pages, as in _anon_mmap; small ones
+                # must not get them where a big one was)
+                with contextlib.suppress(OSError, ValueError):
+                    self._arena.madvise(
+                        mmap.MADV_HUGEPAGE if size >= _HUGE_MIN else mmap.MADV_NOHUGEPAGE, addr, size
+                    )
+            buf, off = self._arena_view, addr
+        else:
+            # One host buffer per mapping: a guest range inside one mapping is contiguous in
+            # host memory too (host_view: zero-copy device transfers). Big ones are host mmaps,
+            # whose pages the host OS only allocates when touched.
+            buf, off = memoryview(_anon_mmap(size) if size >= _MMAP_MIN else bytearray(size)), 0
+        self._spans[i:j] = [_Span(a, b, prot, buf, off)]
         self._starts[i:j] = [a]
         if data:
             self.write_raw(addr, data)
@@ -208,6 +257,12 @@ class AddressSpace:
         a, b = addr >> PAGE_SHIFT, page_align_up(addr + size) >> PAGE_SHIFT
         self._forget_pages(a, b)
         i, j = self._carve(a, b)
+        if self._arena is not None:
+            for sp in self._spans[i:j]:
+                if sp.buf is self._arena_view:  # (give the host its memory back)
+                    self._arena.madvise(
+                        mmap.MADV_DONTNEED, sp.start << PAGE_SHIFT, (sp.end - sp.start) << PAGE_SHIFT
+                    )
         del self._spans[i:j]
         del self._starts[i:j]
 
@@ -268,6 +323,11 @@ class AddressSpace:
                 j -= 1
             else:
                 k += 1
+
+    def direct(self, pn: int) -> bool:
+        """Page pn is mapped at its fixed host address `direct_base + (pn << PAGE_SHIFT)`."""
+        sp = self._find(pn)
+        return sp is not None and sp.buf is self._arena_view and self._arena_view is not None
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         pn, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT

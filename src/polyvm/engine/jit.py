@@ -308,6 +308,7 @@ class JitEngine:
         max_insns: int = 64,
         background: bool | None = None,
         baseline: str | None = None,
+        direct: bool | None = None,
     ) -> None:
         if tier not in ("jit", "auto", "aot"):
             raise ValueError(f"unknown tier {tier}")
@@ -316,7 +317,14 @@ class JitEngine:
         baseline = baseline or os.environ.get("POLYVM_BASELINE") or "x64"
         if baseline not in ("x64", "llvm"):
             raise ValueError(f"unknown baseline {baseline}")
-        self.arch, self.mem, self.tier, self.cache = arch, mem, tier, cache
+        self.arch, self.mem, self.tier = arch, mem, tier
+        # Guest memory at one host offset (`memory.AddressSpace(window=...)`): native code adds
+        # ctx's CTX_GUEST_BASE to an address the TLB allows, and only pages at that offset are
+        # put in the TLB. Such code is another variant in the cache. (`direct` True without
+        # such memory: code made for a process that has it, by the compile worker.)
+        base = getattr(mem, "direct_base", None)
+        self.direct = base is not None if direct is None else direct
+        self.cache = self.cache_for(cache)
         self.name = tier
         self.max_insns = max_insns
         self.compiler = Compiler.get()
@@ -347,6 +355,7 @@ class JitEngine:
         ctypes.memset(self.tlb, 0xFF, ctypes.sizeof(self.tlb))
         self._tlb_pages: dict[int, Any] = {}  # pn -> keep-alive of its host buffer export
         self.ctx[L.CTX_TLB] = ctypes.addressof(self.tlb)
+        self.ctx[L.CTX_GUEST_BASE] = base or 0
         self.counters = (ctypes.c_uint64 * N_COUNTERS)()
         self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
         self.table: dict[int, int] = {}  # pc -> native address
@@ -408,6 +417,10 @@ class JitEngine:
         self.ctx[L.CTX_FPN] = ctypes.addressof(self.fpn)
         self._dispatch = _REGION(rt["polyvm_dispatch"])
         self._rebuild_table()
+
+    def cache_for(self, cache: Any) -> Any:
+        """The part of `cache` that holds code of this engine's kind (see `direct`)."""
+        return cache.variant("direct") if cache is not None and self.direct else cache
 
     # ---- stats -------------------------------------------------------------------------
     @property
@@ -552,6 +565,8 @@ class JitEngine:
         sp = mem._find(pn)
         if sp is None or not sp.prot & PROT_READ:
             return
+        if self.direct and not mem.direct(pn):
+            return  # (not at the direct offset native code adds: always the slow path)
         try:
             # (holds the host buffer exported while native code may use its address)
             keep = ctypes.c_char.from_buffer(sp.buf, sp.off + ((pn - sp.start) << PAGE_SHIFT))
@@ -1241,6 +1256,7 @@ class JitEngine:
                 compact=compact,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
                 shortcuts=getattr(self.arch, "ir_shortcuts", None),
+                direct=self.direct,
             )
         except L.Unsupported:
             return None
@@ -1261,13 +1277,16 @@ class JitEngine:
                 entries=entries,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
                 shortcuts=getattr(self.arch, "x64_shortcuts", None),
+                direct=self.direct,
             )
         except L.Unsupported:
             return None
 
     def _region_name(self, blocks: list[Block], opt: int, entries: list[int] | None = None) -> str:
         h = hashlib.sha256()
-        h.update(f"{self.arch.name}|{opt}|{bool(self.code_hooks)}|".encode())
+        h.update(
+            f"{self.arch.name}|{opt}|{bool(self.code_hooks)}|{'direct|' if self.direct else ''}".encode()
+        )
         if self.mem.hooks:
             h.update(b"memory hooks|")  # (instrumented: other code)
         if entries is not None and len(entries) > 1:
@@ -1385,10 +1404,11 @@ def translate_job(path: str) -> None:
             return
         mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
         mem.write_raw(pn << PAGE_SHIFT, data)
-    if host_id != Compiler.get().host_id:
+    direct = host_id.endswith("|direct")  # (the run's memory was direct: code for it)
+    if host_id.removesuffix("|direct") != Compiler.get().host_id:
         return
     cache = TranslationCache(root, host_id, max_bytes=1 << 62)
-    eng = JitEngine(get_arch(arch_name), mem, tier="jit", cache=cache, background=False)
+    eng = JitEngine(get_arch(arch_name), mem, tier="jit", cache=cache, background=False, direct=direct)
     eng._translate(pcs, opt=JIT_OPT, limit=REGION_BLOCKS)
 
 

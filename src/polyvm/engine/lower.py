@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 12  # (12: hot binary32 FP: the NX shortcut inline too)
+CODEGEN_REV = 13  # (13: direct guest memory: a TLB hit adds CTX_GUEST_BASE)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -70,7 +70,8 @@ CTX_DISPATCHES = 13  # calls made by the dispatcher (statistics)
 CTX_STOP_NEXT = 14  # non-zero: a memory hook asked to stop; checked before each instruction then
 CTX_FPN = 15  # pointer to the first tier's helper table: u64 f(ctx, state, helper_index, args*) each
 CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form's accesses)
-CTX_WORDS = 24
+CTX_GUEST_BASE = 24  # host address of guest address 0 where memory is direct (`memory.AddressSpace`)
+CTX_WORDS = 25
 MEM_FNS = [f"{k}{w}" for k in ("ld", "st") for w in (8, 16, 32, 64)]
 
 TLB_BITS = 16
@@ -311,8 +312,13 @@ class RegionLowering:
         compact: bool = False,
         fast_paths: frozenset[str] = frozenset(),
         shortcuts: dict[str, tuple[str, tuple[int, ...], int, int, int, int, int, str]] | None = None,
+        direct: bool = False,
     ) -> None:
         self.name = name
+        # Guest memory is direct (the TLB's pages all at ctx's CTX_GUEST_BASE offset): a hit's
+        # host address is the access's address plus that word, read once at entry, not plus
+        # the addend the entry holds (a second load the access would wait on).
+        self.direct = direct and not compact
         self.fast_paths = fast_paths if native_fn is not None else frozenset()
         self.shortcuts = shortcuts or {}
         self.blocks = [b for b in blocks if b.insns]
@@ -478,6 +484,7 @@ class RegionLowering:
         self.label("entry")
         self._cx_used: set[int] = set()
         self._mem_used: set[str] = set()
+        self._gbase_used = False
         self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
         self.e("%icount = alloca i64")
         self.e("%args = alloca [8 x i64]")
@@ -521,6 +528,8 @@ class RegionLowering:
             self._shared_exit()
         o.append("}")
         pre = [f"  %cx{k} = getelementptr inbounds i64, i64* %ctx, i64 {k}" for k in sorted(self._cx_used)]
+        if self._gbase_used:
+            pre.append(f"  %gbase = load i64, i64* %cx{CTX_GUEST_BASE}")
         if self._inline_native:  # (what an inlined fast path reads and writes: `_call`)
             pre += [
                 "  %nargs = alloca [8 x i64]",
@@ -955,6 +964,17 @@ class RegionLowering:
         self.vals[d.id] = self._pure(op, d, a)
 
     # ---- memory ----------------------------------------------------------------------------
+    def _addend(self, ent: str) -> str:
+        """What a TLB hit adds to the guest address: the direct offset, or the entry's addend."""
+        if self.direct:
+            self._cx_used.add(CTX_GUEST_BASE)
+            self._gbase_used = True
+            return "%gbase"
+        return _tlb_addend(self.op, ent, self.nsa)
+
+    def _host_ptr(self, addr: str, ent: str, w: int) -> str:
+        return self.op(f"inttoptr i64 {self.op(f'add i64 {addr}, {self._addend(ent)}')} to i{w}*")
+
     def _tlb_hit(self, addr: str, w: int, field: int) -> tuple[str, str, str, str]:
         """The inline TLB lookup (`_tlb_probe`) and its branch: (entry, fast, slow, done)
         labels, the code going on in `fast`."""
@@ -980,7 +1000,7 @@ class RegionLowering:
             tlb = self.op(f"inttoptr i64 {self.ctx_load(CTX_TLB)} to i64*")
             fields = (0,) * g.loads + (1,) * g.stores
             ent, g.ok = _tlb_probe(self.op, tlb, lo, 8 * (g.hi - g.lo), *fields, md=self.nsa)
-            g.addend = _tlb_addend(self.op, ent, self.nsa)
+            g.addend = self._addend(ent)
         fast, slow, done = self.newlabel(), self.newlabel(), self.newlabel()
         self.e(f"br i1 {g.ok}, label %{fast}, label %{slow}, !prof !0")
         self.label(fast)
@@ -1039,7 +1059,7 @@ class RegionLowering:
         if self.compact:
             return self._call_ld(addr, w)
         ent, fast, slow, done = self._tlb_hit(addr, w, 0)
-        fv = self.op(f"load i{w}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w, self.nsa)}, align 1{self.nsa}")
+        fv = self.op(f"load i{w}, i{w}* {self._host_ptr(addr, ent, w)}, align 1{self.nsa}")
         fast_end = self.cur
         self.e(f"br label %{done}")
         self.label(slow)
@@ -1058,7 +1078,7 @@ class RegionLowering:
             self._call_st(addr, val, w)
             return
         ent, fast, slow, done = self._tlb_hit(addr, w, 1)
-        self.e(f"store i{w} {val}, i{w}* {_tlb_host_ptr(self.op, addr, ent, w, self.nsa)}, align 1{self.nsa}")
+        self.e(f"store i{w} {val}, i{w}* {self._host_ptr(addr, ent, w)}, align 1{self.nsa}")
         self.e(f"br label %{done}")
         self.label(slow)
         wide = self.op(f"zext i{w} {val} to i64") if w < 64 else val

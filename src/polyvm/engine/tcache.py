@@ -99,6 +99,8 @@ class TranslationCache:
         # here, under cProfile); what is not on disk yet is read from memory, and `flush`
         # waits for it.
         self._bg = background_writes
+        self._max_bytes = max_bytes
+        self._variants: dict[str, TranslationCache] = {}
         self._pending: dict[str, bytes] = {}  # path -> data not yet written
         self._queue: queue.Queue[str] | None = None
         self.host = hashlib.sha256(f"polyvm {__version__}|{host_id}".encode()).hexdigest()[:20]
@@ -121,6 +123,18 @@ class TranslationCache:
         if self.enabled:
             self._trim(max_bytes if max_bytes is not None else _max_bytes())
             self._drop_stale_jobs()
+
+    def variant(self, tag: str) -> TranslationCache:
+        """The part of the cache for code made another way on this host (host id + "|" + tag;
+        e.g. for direct guest memory): its own entries, never confused with this part's."""
+        if self.host_id.endswith(f"|{tag}"):
+            return self
+        v = self._variants.get(tag)
+        if v is None:
+            v = self._variants[tag] = TranslationCache(
+                self.root, f"{self.host_id}|{tag}", self._max_bytes, self._bg
+            )
+        return v
 
     def _drop_stale_jobs(self) -> None:
         """Delete job files (`JitEngine.finish`) no compile worker took within an hour."""

@@ -142,8 +142,10 @@ class X64Region:
         entries: list[int] | None = None,
         fast_paths: frozenset[str] = frozenset(),
         shortcuts: dict[str, tuple[int, int, int, int, int]] | None = None,
+        direct: bool = False,
     ) -> None:
         self.blocks = [b for b in blocks if b.insns]
+        self.direct = direct  # guest memory at ctx's CTX_GUEST_BASE offset (see `_access`)
         self.shortcuts = shortcuts or {}  # FP helpers with an inline shortcut (`_nx_shortcut`)
         if not self.blocks:
             raise Unsupported("empty region")
@@ -701,7 +703,8 @@ class X64Region:
     def _access(self, kind: str, w: int) -> None:
         """A w-bit load (into rax, zero-extended) or store (of rdx) at the address in rsi:
         the software TLB's fast path inline (`lower._tlb_probe`: the entry of the address's
-        page must have the page of the access's last byte as its read or write tag), the
+        page must have the page of the access's last byte as its read or write tag; the host
+        address is then the guest's plus the entry's addend, or ctx's direct base), the
         runtime's access function (`lower.mem_fn_text`: the fast path again, then the slow
         path in Python) after the block, called when it misses. No temporary lives in a
         caller-saved register across an access (`_allocate`), so that call may clobber them."""
@@ -719,7 +722,13 @@ class X64Region:
         b += b"\x48\x3b\x48" + bytes((0 if kind == "ld" else 8,))  # cmp rcx, [rax + tag]
         slow, done = self.newlabel(), self.newlabel()
         self.jcc(C_NE, slow)
-        b += b"\x48\x8b\x40\x10"  # mov rax, [rax + 16]  (the addend)
+        if self.direct:
+            # Guest memory is direct: the host address is the guest's plus ctx's base, a load
+            # that does not wait on the entry's (a chased pointer's next load then waits on
+            # the pointer alone); the entry only says the access may go ahead.
+            self.load(RAX, CTX, 8 * L.CTX_GUEST_BASE)
+        else:
+            b += b"\x48\x8b\x40\x10"  # mov rax, [rax + 16]  (the addend)
         if kind == "ld":
             b += {
                 64: b"\x48\x8b\x04\x06",

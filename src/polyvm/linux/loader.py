@@ -45,8 +45,10 @@ AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_MINSIGSTKSZ = 23, 25, 26, 31, 51
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
 
-# Guest memory layout, as Linux lays out an Sv48 RISC-V process (TASK_SIZE = 1 << 46).
-TASK_SIZE = 1 << 46
+# Guest memory layout, as Linux lays out a RISC-V process on an Sv39 MMU (TASK_SIZE = 1 << 38,
+# 256 GiB; also the default mmap window of newer kernels on Sv48 and Sv57 ones): all of it is one
+# direct window of the AddressSpace (guest address + a fixed host offset).
+TASK_SIZE = 1 << 38
 PIE_BASE = page_align_up(TASK_SIZE // 3 * 2)  # ELF_ET_DYN_BASE: 0x2aaaaaaab000
 STACK_TOP = TASK_SIZE - PAGE_SIZE
 STACK_SIZE = 8 << 20

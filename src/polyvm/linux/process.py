@@ -44,6 +44,7 @@ from polyvm.linux.loader import (
     MMAP_BASE,
     STACK_SIZE,
     STACK_TOP,
+    TASK_SIZE,
     LoadError,
     build_stack,
     parse_and_map,
@@ -277,7 +278,7 @@ class Process:
 
         Nothing of the process changes if the image is refused (LoadError).
         """
-        mem = AddressSpace()
+        mem = AddressSpace(window=TASK_SIZE)
         mm = MemoryMap(mem, MMAP_BASE)
         img = parse_and_map(image, mem, self.abi.e_machine)
         for seg in img.segments:

@@ -89,6 +89,7 @@ from polyvm.linux.mm import (
     MAP_SHARED,
     Vma,
 )
+from polyvm.linux.loader import TASK_SIZE
 from polyvm.linux.process import Wait
 from polyvm.linux.structs import (
     IOVEC,
@@ -1146,7 +1147,7 @@ MAP_TYPE = 0x0F
 # AddressSpace pages in on demand (big mappings are host mmaps), so a large mapping costs only
 # what the guest touches; this bounds a single accessible mapping at a host-friendly size.
 MAX_EAGER_MAP = 64 << 30
-TASK_LIMIT = 1 << 46
+TASK_LIMIT = TASK_SIZE
 
 
 @syscall("mmap")
