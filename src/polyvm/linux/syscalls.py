@@ -81,6 +81,7 @@ from polyvm.linux.files import (
     getdents64,
     host_pipe,
 )
+from polyvm.linux.loader import TASK_SIZE
 from polyvm.linux.mm import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -89,7 +90,6 @@ from polyvm.linux.mm import (
     MAP_SHARED,
     Vma,
 )
-from polyvm.linux.loader import TASK_SIZE
 from polyvm.linux.process import Wait
 from polyvm.linux.structs import (
     IOVEC,
