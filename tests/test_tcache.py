@@ -270,3 +270,55 @@ def test_aot_reads_function_symbols_of_both_elf_classes() -> None:
         assert len(raw64) == 4 * 24 and len(raw32) == 4 * 16
         assert _func_symbols(raw64, 64, order == "little") == [(0x1000, 64), (0x1040, 0)]
         assert _func_symbols(raw32, 32, order == "little") == [(0x1000, 64), (0x1040, 0)]
+
+
+def test_a_later_run_takes_up_the_hot_code_of_an_earlier_one(tmp_path, monkeypatch) -> None:
+    """main calls f, which loops: the first tier makes one region from main (f's blocks and
+    the return site after the call are its other entries); a hot region is then made for main
+    alone. A second engine on the same cache entering first at the return site (as code
+    leaving hot code does) gets the first-tier region back in the order it was made (main
+    first: its hot recompile is the cached one, not one rooted elsewhere) and with it the hot
+    code cached for main; an engine that has main's hot code first has it again after the
+    first-tier region comes in for the return site. Both get the first engine's result. When
+    the first-tier region turns hot itself, its hot recompile starts at the entries it still
+    serves."""
+    from polyvm.engine import jit as J
+
+    monkeypatch.setattr(J, "TIER2_INSNS", 1 << 62)  # (only the hot region made here)
+    # main: a0 = 0; a1 = n; call f; ebreak     f: loop a0 += 3, a1 times; ret
+    head = [*li("a0", 0), *li("a1", 3000)]
+    code = program(
+        [*head, "jal ra, 8", "ebreak"]
+        + ["addi a0, a0, 3", "addi a1, a1, -1", "bne a1, zero, -8", "jalr zero, 0(ra)"]
+    )
+    ret_site = CODE + len(program(head)) + 4
+    eng, r = _engine(code, TranslationCache(str(tmp_path), Compiler.get().host_id))
+    assert _run(eng, r) == 9000
+    first = eng.pc_region[ret_site]
+    assert first.opt == J.JIT_OPT and first.entry == CODE  # (made for main)
+    assert eng._translate([CODE], opt=J.T2_OPT, limit=1, whole=True)
+    hot = eng.pc_region[CODE]
+    assert hot.opt == J.T2_OPT and hot.pcs == [CODE]
+
+    eng2, r2 = _engine(code, TranslationCache(str(tmp_path), Compiler.get().host_id))
+    assert eng2._load_cached(ret_site)
+    again = eng2.pc_region[ret_site]
+    assert again.name == first.name and again.entry == CODE  # (the order it was made with)
+    assert eng2.pc_region[CODE].name == hot.name  # main's hot code came with it
+
+    eng3, r3 = _engine(code, TranslationCache(str(tmp_path), Compiler.get().host_id))
+    assert eng3._load_cached(CODE) and eng3.pc_region[CODE].name == hot.name
+    assert eng3._load_cached(ret_site) and eng3.pc_region[ret_site].name == first.name
+    assert eng3.pc_region[CODE].name == hot.name  # (not left to the first tier)
+    for e, regs in ((eng2, r2), (eng3, r3)):
+        assert _run(e, regs) == 9000 and regs == r
+        assert e.blocks_compiled == 0
+    # The first-tier region turning hot (again) while main has hot code: what runs there comes
+    # in through its other entries, so its hot recompile is rooted at those, not at main.
+    monkeypatch.setattr(J, "TIER2_INSNS", 1000)
+    eng.bg_hot = False
+    eng.counters[first.counter] = 1000
+    eng._maybe_tier2()
+    now = eng.pc_region[ret_site]
+    assert now.opt == J.T2_OPT and now.entry != CODE and now.entry in first.pcs
+    assert eng.pc_region[CODE] is hot

@@ -940,8 +940,16 @@ class JitEngine:
         )[:T2_ROOTS]
         for r in batch:
             self.counters[r.counter] = 0
+        # A region whose first entry has hot code already runs on through its other entries
+        # (a return site, a loop head the hot region does not enter at): root at those.
+        roots: list[int] = []
+        for r in batch:
+            live = [p for p in r.pcs if self.pc_region.get(p) is r]
+            roots += [p for p in (live if live and live[0] != r.entry else live[:1]) if p not in roots]
+        if not roots:
+            return
         self._translate(
-            [r.entry for r in batch],
+            roots,
             opt=T2_OPT,
             limit=REGION_BLOCKS_T2,
             whole=True,
@@ -1336,9 +1344,10 @@ class JitEngine:
     def _native_fn(self, name: str, consts: tuple[int | None, ...]) -> tuple[str, str] | None:
         return native_helper_ref(self.arch, name, consts)
 
-    def _load_cached(self, pc: int, want: str | None = None) -> bool:
+    def _load_cached(self, pc: int, want: str | None = None, hot_only: bool = False) -> bool:
         """Install the cached translation entered at pc if the cache has one for this code
-        (with `want`, only if it is that region: a hot recompile made by an earlier run)."""
+        (with `want`, only if it is that region: a hot recompile made by an earlier run; with
+        `hot_only`, only if it is hot-tier code)."""
         if self._instrumented or (want is None and pc in self._not_cached):
             return False
         t0 = time.perf_counter()
@@ -1348,8 +1357,10 @@ class JitEngine:
         code_pages = self.mem._code_pages
         for pn in [p for p in hashes if p not in code_pages]:
             del hashes[pn]
+        if hot_only and got is not None and int(got[0].get("opt", 1)) < T2_OPT:
+            got = None
         if got is None or (want is not None and not got[0]["symbol"].startswith(want + "_")):
-            if want is None:
+            if want is None and not hot_only:
                 self._not_cached.add(pc)
             self.compile_time += time.perf_counter() - t0
             return False
@@ -1368,11 +1379,23 @@ class JitEngine:
             return False
         name = sym.rsplit("_", 1)[0]
         pages = {p for p, _ in ent["pages"]}
-        entries = [pc] + [e for e in ent.get("entries", ()) if isinstance(e, int) and e != pc]
+        # (in the order it was made with: entries[0], the pc it was made for, roots its hot
+        # recompile, so that is the hot region an earlier run made and cached, not another)
+        entries = [e for e in ent.get("entries", ()) if isinstance(e, int)]
+        if pc not in entries:
+            entries = [pc, *entries]
         self.compiler.regions.setdefault(name, (sym, addr, ent["obj"], entries))
-        self._install(name, sym, entries, pages, addr, int(ent.get("opt", 1)))
+        opt = int(ent.get("opt", 1))
+        self._install(name, sym, entries, pages, addr, opt)
         self.regions_loaded += 1
         self.compile_time += time.perf_counter() - t0
+        if opt < T2_OPT:
+            # Its other entries (loop heads, return sites) may have hot code an earlier run
+            # made: the dispatcher would never ask for it (this region has those pcs now), and
+            # the loop would turn hot again here and be recompiled, as other regions.
+            for e in entries:
+                if e != pc:
+                    self._load_cached(e, hot_only=True)
         return True
 
 
