@@ -89,3 +89,21 @@ def test_suite_script_runs() -> None:
     assert 0 < loop < whole, res.stdout
     # (from the printed times, rounded to the millisecond: QEMU's is a few tens of them here)
     assert abs(float(loop_ratio.rstrip("x")) - loop / qemu) <= 0.04 * loop / qemu + 0.01, res.stdout
+
+
+def test_cold_runs_keep_only_the_per_host_objects(tmp_path) -> None:
+    """A cold run starts without any translation of the program; what `polyvm cache prepare`
+    made (v1/aux, the same for every program) stays unless --fresh-host."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import cpu_suite
+    finally:
+        sys.path.pop(0)
+    for keep in (True, False):
+        c = tmp_path / str(keep)
+        for f in ("v1/aux/runtime-1.o", "v1/0123/ent/abc", "v1/0123/obj/def.o", "v1/0123/job-1", "other"):
+            (c / f).parent.mkdir(parents=True, exist_ok=True)
+            (c / f).write_bytes(b"x")
+        cpu_suite.clear_translations(c, keep_host_objects=keep)
+        left = sorted(str(p.relative_to(c)) for p in c.rglob("*")) if c.exists() else []
+        assert left == (["v1", "v1/aux", "v1/aux/runtime-1.o"] if keep else [])

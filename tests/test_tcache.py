@@ -322,3 +322,25 @@ def test_a_later_run_takes_up_the_hot_code_of_an_earlier_one(tmp_path, monkeypat
     now = eng.pc_region[ret_site]
     assert now.opt == J.T2_OPT and now.entry != CODE and now.entry in first.pcs
     assert eng.pc_region[CODE] is hot
+
+
+def test_cache_prepare_makes_the_per_host_objects(cache_env) -> None:
+    """`polyvm cache prepare` compiles what every program shares (the dispatcher, each FP
+    helper's fast path) into the cache once; a second call finds them all there."""
+    import re
+
+    from polyvm.engine.tcache import _unseal
+
+    out = _polyvm("cache", "prepare", env=cache_env)
+    assert out.returncode == 0, out.stderr
+    n = int(re.search(r"(\d+) host objects", out.stdout).group(1))
+    aux = os.path.join(cache_env["POLYVM_CACHE_DIR"], "v1", "aux")
+    files = os.listdir(aux)
+    assert n > 20 and len(files) == n  # (one per fast path and the runtime module)
+    for f in files:
+        with open(os.path.join(aux, f), "rb") as fh:
+            assert _unseal(fh.read()) is not None
+    stamps = {f: os.stat(os.path.join(aux, f)).st_mtime_ns for f in files}
+    again = _polyvm("cache", "prepare", env=cache_env)
+    assert again.returncode == 0 and f"{n} host objects" in again.stdout
+    assert {f: os.stat(os.path.join(aux, f)).st_mtime_ns for f in os.listdir(aux)} == stamps

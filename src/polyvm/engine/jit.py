@@ -236,6 +236,17 @@ class Compiler:
             self._runtime = self.load(obj, names)
         return self._runtime
 
+    def prepare(self, archs: list[Arch]) -> int:
+        """Compile what is made once per host whatever the program (the runtime module and
+        every helper fast path of `archs`) into the cache, so a program's first run compiles
+        only its own code (`polyvm cache prepare`). Returns the number of objects."""
+        self.runtime()
+        n = 1
+        for arch in archs:
+            names = sorted(getattr(arch, "native_names", ()))
+            n += sum(1 for v in self.fast_paths(arch, names).values() if v is not None)
+        return n
+
     def fast_paths(self, arch: Arch, names: list[str]) -> dict[str, int | None]:
         """The addresses of helpers' out-of-line fast paths (`lower.fpn_wrapper_text`), which
         the first tier calls through ctx's table; None for a helper that has none. Compiled
