@@ -293,6 +293,71 @@ def test_a_time_slice_ending_in_a_nested_hot_loop_resumes_through_its_outer_head
     assert body == [f"  store i64 {inner}, i64* %resume", f"  br label %B{outer:x}"]
 
 
+def test_hot_regions_are_entered_where_calls_that_leave_them_return() -> None:
+    """g: ret; main: call through t1 (outside the region), call g (in it), call h (not in
+    the region's blocks), ebreak. A hot region is entered at the return sites of the calls
+    that leave it (the callee comes back through the dispatcher), not at the one after the
+    call whose callee it holds; the first tier at every return site (g is a loop head either
+    way: main's call to it jumps backward)."""
+    code = program(["jalr zero, 0(ra)", "jalr ra, 0(t1)", "jal ra, -8", "jal ra, 0x100", "ebreak"])
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    g, main = CODE, CODE + 4
+    blocks = [ARCH.lift_block(mem.fetch, pc, 64) for pc in (g, main, main + 4, main + 8, main + 12)]
+    _, _, hot = L.region_shape(blocks, [main], compact=False)
+    assert hot == [main, g, main + 4, main + 12]
+    _, _, first = L.region_shape(blocks, [main], compact=True)
+    assert first == [main, g, main + 4, main + 8, main + 12]
+
+
+def test_a_call_that_leaves_the_hot_region_returns_into_it(monkeypatch) -> None:
+    """for s1 = n..1: call f through a register (f: a0 = a0 * 3 + s1; ret). f is outside the
+    loop's hot region (an indirect call), so it returns through the dispatcher: the return
+    site inside the loop is an entry of the hot region (routed through the loop's header),
+    not left to the first-tier region made for it. Every slot equals the interpreter's; a0
+    by hand."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n = 2000
+    head = [*li("a0", 0), *li("s1", n), *li("t1", 0)]  # (t1: f's address, set below)
+    loop = ["jalr ra, 0(t1)", "addi s1, s1, -1", "bne s1, zero, -8", "ebreak"]
+    f = ["add t0, a0, a0", "add a0, t0, a0", "add a0, a0, s1", "jalr zero, 0(ra)"]
+    code = program(head + loop + f)
+    loop_at = CODE + len(program(head))
+    f_at = loop_at + 4 * len(loop)
+    t1 = ARCH.regs["t1"][0]
+    a0 = 0
+    for s1 in range(n, 0, -1):
+        a0 = (a0 * 3 + s1) & ((1 << 64) - 1)
+
+    def fresh() -> tuple[AddressSpace, list[int]]:
+        mem = AddressSpace()
+        mem.map(CODE, 0x1000, PROT_ALL)
+        mem.write_raw(CODE, code)
+        r = ARCH.new_state()
+        r[0] = CODE
+        return mem, r
+
+    mem, r = fresh()
+    ref_eng = Engine(ARCH, mem)
+    # (started at the loop, with t1 = f and s1 = n set here)
+    r[0], r[t1] = loop_at, f_at
+    r[ARCH.regs["s1"][0]] = n
+    stop = ref_eng.run(r, 1_000_000)
+    assert stop.reason == "breakpoint" and r[A0] == a0
+    mem2, r2 = fresh()
+    eng = JitEngine(ARCH, mem2, tier="jit", background=False)
+    r2[0], r2[t1] = loop_at, f_at
+    r2[ARCH.regs["s1"][0]] = n
+    stop = eng.run(r2, 50)
+    while stop.reason == "budget":
+        stop = eng.run(r2, 50)
+    assert stop.reason == "breakpoint" and r2 == r
+    ret_site = loop_at + 4
+    hot = eng.pc_region[loop_at]
+    assert hot.opt == J.T2_OPT and ret_site in hot.pcs and eng.pc_region[ret_site] is hot
+
+
 # ---- FP in hot regions: the accrued-NX shortcut inline (`RegionLowering._hot_fp`) ----------
 
 

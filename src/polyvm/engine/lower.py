@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 13  # (13: direct guest memory: a TLB hit adds CTX_GUEST_BASE)
+CODEGEN_REV = 14  # (14: hot regions are entered at the return sites of calls that leave them)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -142,7 +142,16 @@ def region_shape(
             targets = [t.target.const] if t.target.const is not None else list(ret_sites)
         heads.update(x for x in targets if x in inside and x <= blk.pc)
     ents = pcs if entries is None else [p for p in entries if p in inside]
-    for h in sorted(heads | set(ret_sites) if compact else heads):
+    # In hot regions, the return sites of calls that leave the region (a callee outside it, or
+    # an indirect call) too: the callee comes back through the dispatcher, which would
+    # otherwise go on in other (first-tier) code there. One inside a loop is entered through
+    # the loop's header (`LoopNest`), so the loop stays one LLVM loop.
+    away = {
+        b.end
+        for b in blocks
+        if b.end in inside and _is_call(b) and (b.term.target is None or b.term.target.const not in inside)
+    }
+    for h in sorted(heads | set(ret_sites) if compact else heads | away):
         if h not in ents:
             ents.append(h)
     return ret_sites, heads, ents
