@@ -105,7 +105,7 @@ def test_encodings_decode_as_intended(emit, text: str) -> None:
 
 
 TLB = (
-    "mov rax, rsi; shr rax, 0xc; and eax, 0xffff; shl rax, 5; add rax, qword ptr [rbx]; "  # the entry
+    "mov rax, rsi; shr rax, 7; and eax, 0x1fffe0; add rax, qword ptr [rbx]; "  # the entry: 32 * (page & 0xffff)
     "{last}and rcx, 0xfffffffffffff000; cmp rcx, qword ptr [rax{tag}]; jne; "  # its tag: the last byte's page
     "mov rax, qword ptr [rax + 0x10]; "  # the addend
 )

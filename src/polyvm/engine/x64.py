@@ -709,10 +709,11 @@ class X64Region:
         path in Python) after the block, called when it misses. No temporary lives in a
         caller-saved register across an access (`_allocate`), so that call may clobber them."""
         b = self.buf
+        # the entry's offset, ((addr >> 12) & (TLB_SIZE-1)) * 32, as (addr >> 7) & (that mask << 5)
+        esh = (L.TLB_ENTRY_WORDS * 8).bit_length() - 1
         b += b"\x48\x89\xf0"  # mov rax, rsi
-        b += b"\x48\xc1\xe8" + bytes((L.PAGE_SHIFT,))  # shr rax, 12
-        b += b"\x25" + (L.TLB_SIZE - 1).to_bytes(4, "little")  # and eax, TLB_SIZE-1
-        b += b"\x48\xc1\xe0" + bytes(((L.TLB_ENTRY_WORDS * 8).bit_length() - 1,))  # shl rax, 5
+        b += b"\x48\xc1\xe8" + bytes((L.PAGE_SHIFT - esh,))  # shr rax, 7
+        b += b"\x25" + ((L.TLB_SIZE - 1) << esh).to_bytes(4, "little")  # and eax, 0x1fffe0
         b += b"\x48\x03\x03"  # add rax, [rbx]  (ctx word CTX_TLB = 0: the TLB)
         if w > 8:
             b += b"\x48\x8d\x4e" + bytes((w // 8 - 1,))  # lea rcx, [rsi + w/8-1]
