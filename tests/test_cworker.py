@@ -287,8 +287,12 @@ def test_cli_run_leaves_hot_code_for_the_next_run(tmp_path) -> None:
     if AddressSpace(window=TASK_SIZE).direct_base is not None:
         cache = cache.variant("direct")  # (a Linux process's memory is direct on this host)
     t0 = time.monotonic()
-    while J.T2_OPT not in _cached_opts(cache):
+    while J.T2_OPT not in _cached_opts(cache) or J.JIT_OPT not in _cached_opts(cache):
         assert time.monotonic() - t0 < 120, "no hot-tier code reached the cache"
+        time.sleep(0.1)
+    # (the run's own files, deferred, went to the worker as one bundle, which it wrote)
+    while any(n.startswith("files-") for n in os.listdir(cache.dir)):
+        assert time.monotonic() - t0 < 120, "the run's bundle of cache files was not written"
         time.sleep(0.1)
     second = _cli("run", "--stats", "--engine", "jit", exe, "0.02", env=env)
     assert (second.returncode, second.stdout) == (0, ref.stdout)

@@ -344,3 +344,68 @@ def test_cache_prepare_makes_the_per_host_objects(cache_env) -> None:
     again = _polyvm("cache", "prepare", env=cache_env)
     assert again.returncode == 0 and f"{n} host objects" in again.stdout
     assert {f: os.stat(os.path.join(aux, f)).st_mtime_ns for f in os.listdir(aux)} == stamps
+
+
+def test_deferred_writes_go_as_one_bundle_the_next_run_can_read(tmp_path) -> None:
+    """A run's cache (`defer`) keeps what it stores in memory; `take_deferred` hands it over
+    as files, which `write_bundle` writes after the run — leaving out entries the writer wrote
+    itself (hot code for the same pc), files outside the cache directory and corrupt ones. A
+    cache opened before the bundle is written reads it (lookups hit), preferring a file the
+    disk has already."""
+    import marshal
+
+    from polyvm.engine.tcache import write_bundle
+
+    host = Compiler.get().host_id
+    code = _sum_loop(10, 1)
+    cache = TranslationCache(str(tmp_path), host, background_writes=True)
+    cache.defer()
+    eng, r = _engine(code, cache)
+    assert _run(eng, r) == 10
+    assert os.listdir(cache.ent_dir) == [] and os.listdir(cache.obj_dir) == []  # (nothing yet)
+    files = cache.take_deferred()
+    ents = [p for p in files if os.path.dirname(p) == cache.ent_dir]
+    assert ents and any(os.path.dirname(p) == cache.obj_dir for p in files)
+    assert cache.take_deferred() == {}
+
+    bundle = os.path.join(cache.dir, "files-test")
+    bad = {os.path.join(str(tmp_path), "outside"): next(iter(files.values())), ents[0] + "x": b"corrupt"}
+    with open(bundle, "wb") as f:
+        marshal.dump({**files, **bad}, f)
+    # Opened before the bundle is written: found through the bundle.
+    eng2, r2 = _engine(code, TranslationCache(str(tmp_path), host))
+    assert _run(eng2, r2) == 10 and eng2.regions_loaded > 0 and eng2.blocks_compiled == 0
+
+    skipped = ents[0]
+    hot = b"a newer file the worker wrote"
+    with open(skipped, "wb") as f:
+        f.write(hot)
+    assert write_bundle(bundle, skip={skipped}) == len(files) - 1
+    assert not os.path.exists(bundle) and not any(os.path.exists(p) for p in bad)
+    with open(skipped, "rb") as f:
+        assert f.read() == hot
+    for p, data in files.items():
+        if p != skipped:
+            with open(p, "rb") as f:
+                assert f.read() == data
+    # A bundle that is not one is deleted and writes nothing.
+    with open(bundle, "wb") as f:
+        f.write(b"\x00garbage")
+    assert write_bundle(bundle) == 0 and not os.path.exists(bundle)
+
+
+def test_a_bundle_not_yet_written_does_not_hide_newer_files(tmp_path) -> None:
+    """A cache opened while a bundle waits reads it only for files the disk does not have."""
+    import marshal
+
+    from polyvm.engine.tcache import _seal
+
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    on_disk, only_bundled = os.path.join(cache.ent_dir, "a" * 40), os.path.join(cache.ent_dir, "b" * 40)
+    with open(on_disk, "wb") as f:
+        f.write(_seal(b"disk"))
+    with open(os.path.join(cache.dir, "files-x"), "wb") as f:
+        marshal.dump({on_disk: _seal(b"bundle"), only_bundled: _seal(b"bundle")}, f)
+    c2 = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    assert c2._read(on_disk) == _seal(b"disk") and c2._read(only_bundled) == _seal(b"bundle")
+    assert "b" * 40 in c2._index

@@ -175,6 +175,12 @@ class CompileWorker:
         nobody waits for, done after everything submitted before it."""
         return self._put({"job": path})
 
+    def submit_files(self, path: str) -> Job:
+        """Write the bundle of cache files at `path` (`tcache.write_bundle`, a run's deferred
+        writes): after everything submitted before it, leaving out entries the worker wrote
+        itself (its hot code for the same pcs)."""
+        return self._put({"files": path})
+
     def _put(self, msg: dict[str, Any]) -> Job:
         with self._starting:
             w = self.w if self.alive() else self._start()
@@ -294,6 +300,11 @@ def _full(comp: Any, req: dict[str, Any]) -> tuple[bytes | None, str | None, str
             from polyvm.engine.jit import translate_job
 
             translate_job(req["job"])  # (the reply only says it is done)
+        elif "files" in req:
+            from polyvm.engine.tcache import write_bundle
+
+            written: set[str] = set().union(*(c.entries_written for c in _caches.values()))
+            write_bundle(req["files"], skip=written)
         else:
             obj = comp.compile(req["text"], req["opt"], account=False)
             if req.get("store") and os.path.isdir(req["store"]["root"]):
@@ -320,6 +331,9 @@ def main() -> None:
     # modules, then job files (work nobody waits for). A hot module that turns up while
     # another's optimized compile runs then gets its quick code after that compile, not after
     # every optimized compile queued before it.
+    # A run's bundle of cache files (`submit_files`, sent as it exits) goes before all of
+    # them: the next run may start at once and read them.
+    files: deque[dict[str, Any]] = deque()
     quick: deque[dict[str, Any]] = deque()
     full: deque[dict[str, Any]] = deque()
     later: deque[dict[str, Any]] = deque()
@@ -336,6 +350,8 @@ def main() -> None:
             if req is None:
                 open_ = False
                 quick.clear()  # (the engine is gone: quick code is never cached)
+            elif "files" in req:
+                files.append(req)
             elif "job" in req:
                 later.append(req)
             else:
@@ -344,7 +360,18 @@ def main() -> None:
                 full.append(req)
 
     while True:
-        take(block=not (quick or full or later))
+        take(block=not (files or quick or full or later))
+        if files:
+            req = files.popleft()
+            _full(comp, req)
+            if replying:
+                try:
+                    _send(
+                        out, {"id": req["id"], "obj": None, "obj_name": None, "error": None, "seconds": 0.0}
+                    )
+                except OSError:
+                    replying = False
+            continue
         if quick:
             req = quick.popleft()
             if replying:

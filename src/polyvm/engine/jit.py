@@ -396,6 +396,9 @@ class JitEngine:
         self._slice = 0
         self._inherited: set[int] = set()  # interpreted before a fork (see `forked`)
         self._child = False  # a fork's child (see `forked`)
+        if self.cache is not None and self.bg_hot and self.cache.writes_in_background:
+            # (the CLI's cache: what a run stores goes to disk when it ends, through the worker)
+            self.cache.defer()
         self._jobs: list[tuple[Any, list, int, dict[int, str | None], int]] = []
         self._pending_pcs: set[int] = set()
         self._flushes = 0
@@ -846,6 +849,24 @@ class JitEngine:
         only writes its file (`submit=False`): the top process hands them all to one worker,
         rather than each child starting its own. Returns the last job sent (None: none)."""
         cache = self.cache
+        if cache is not None and submit and self.compiler.worker.alive():
+            # What the run stored, as one bundle for the compile worker to write after the run
+            # has exited (`tcache.write_bundle`); written here if that fails.
+            files = cache.take_deferred()
+            if files:
+                try:
+                    fd, tmp = tempfile.mkstemp(prefix=".tmpfiles-", dir=cache.dir)
+                    with os.fdopen(fd, "wb") as f:
+                        marshal.dump(files, f)
+                    bundle = os.path.join(cache.dir, "files-" + os.path.basename(tmp)[10:])
+                    os.replace(tmp, bundle)
+                    self.compiler.worker.submit_files(bundle)
+                except OSError:
+                    from polyvm.engine import tcache
+
+                    for path, data in files.items():
+                        with contextlib.suppress(OSError):
+                            tcache._atomic_write(path, data)
         if cache is not None:
             cache.flush()  # (what this process stored, before it exits: a fork's child never runs atexit)
         if (
