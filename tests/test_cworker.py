@@ -285,7 +285,7 @@ def test_cli_run_leaves_hot_code_for_the_next_run(tmp_path) -> None:
     assert (first.returncode, first.stdout) == (0, ref.stdout)
     cache = TranslationCache(str(tmp_path / "tc"), Compiler.get().host_id)
     if AddressSpace(window=TASK_SIZE).direct_base is not None:
-        cache = cache.variant("direct")  # (a Linux process's memory is direct on this host)
+        cache = cache.variant(J.DIRECT_VARIANT)  # (a Linux process's memory is direct on this host)
     t0 = time.monotonic()
     while J.T2_OPT not in _cached_opts(cache) or J.JIT_OPT not in _cached_opts(cache):
         assert time.monotonic() - t0 < 120, "no hot-tier code reached the cache"

@@ -114,8 +114,8 @@ def _node(i: int) -> int:
     return (INSIDE if i % 2 == 0 else OUTSIDE) + 16 * (i // 2)
 
 
-def _list_memory(window: int) -> AddressSpace:
-    mem = AddressSpace(window=window)
+def _list_memory() -> AddressSpace:
+    mem = AddressSpace(window=WINDOW)
     mem.map(CODE, 0x1000, PROT_ALL, _list_program())
     mem.map(INSIDE, 0x1000, RW)
     mem.map(OUTSIDE, 0x1000, RW)
@@ -150,7 +150,7 @@ def test_native_code_walks_a_list_across_direct_and_other_pages(tier: str, monke
 
     arch = get_arch("riscv64")
     monkeypatch.setattr(J, "TIER2_INSNS", 20_000 if tier == "hot" else 1 << 62)
-    mem = _list_memory(WINDOW)
+    mem = _list_memory()
     if mem.direct_base is None:
         pytest.skip("no direct guest memory on this host")
     eng = JitEngine(arch, mem, tier="jit", background=False)

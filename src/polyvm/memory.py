@@ -327,7 +327,7 @@ class AddressSpace:
     def direct(self, pn: int) -> bool:
         """Page pn is mapped at its fixed host address `direct_base + (pn << PAGE_SHIFT)`."""
         sp = self._find(pn)
-        return sp is not None and sp.buf is self._arena_view and self._arena_view is not None
+        return sp is not None and self._arena_view is not None and sp.buf is self._arena_view
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         pn, last = addr >> PAGE_SHIFT, (addr + size - 1) >> PAGE_SHIFT

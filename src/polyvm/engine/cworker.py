@@ -361,18 +361,7 @@ def main() -> None:
 
     while True:
         take(block=not (files or quick or full or later))
-        if files:
-            req = files.popleft()
-            _full(comp, req)
-            if replying:
-                try:
-                    _send(
-                        out, {"id": req["id"], "obj": None, "obj_name": None, "error": None, "seconds": 0.0}
-                    )
-                except OSError:
-                    replying = False
-            continue
-        if quick:
+        if quick and not files:
             req = quick.popleft()
             if replying:
                 obj = _quick(comp, req)
@@ -381,7 +370,9 @@ def main() -> None:
                 except OSError:
                     replying = False
             continue
-        if full:
+        if files:
+            req = files.popleft()
+        elif full:
             req = full.popleft()
         elif later:
             req = later.popleft()

@@ -36,7 +36,7 @@ from polyvm.engine import GuestTrap, Stop, x64
 from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
-from polyvm.engine.tcache import TranslationCache
+from polyvm.engine.tcache import TranslationCache, write_files
 from polyvm.ir import Block
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFault
@@ -54,6 +54,7 @@ N_COUNTERS = 4096
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
+DIRECT_VARIANT = "direct"  # the cache's part for code made for direct guest memory (`cache_for`)
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(
@@ -434,7 +435,7 @@ class JitEngine:
 
     def cache_for(self, cache: Any) -> Any:
         """The part of `cache` that holds code of this engine's kind (see `direct`)."""
-        return cache.variant("direct") if cache is not None and self.direct else cache
+        return cache.variant(DIRECT_VARIANT) if cache is not None and self.direct else cache
 
     # ---- stats -------------------------------------------------------------------------
     @property
@@ -855,18 +856,9 @@ class JitEngine:
             files = cache.take_deferred()
             if files:
                 try:
-                    fd, tmp = tempfile.mkstemp(prefix=".tmpfiles-", dir=cache.dir)
-                    with os.fdopen(fd, "wb") as f:
-                        marshal.dump(files, f)
-                    bundle = os.path.join(cache.dir, "files-" + os.path.basename(tmp)[10:])
-                    os.replace(tmp, bundle)
-                    self.compiler.worker.submit_files(bundle)
+                    self.compiler.worker.submit_files(_publish(cache.dir, "files", files))
                 except OSError:
-                    from polyvm.engine import tcache
-
-                    for path, data in files.items():
-                        with contextlib.suppress(OSError):
-                            tcache._atomic_write(path, data)
+                    write_files(files)
         if cache is not None:
             cache.flush()  # (what this process stored, before it exits: a fork's child never runs atexit)
         if (
@@ -896,18 +888,8 @@ class JitEngine:
                 "root": cache.root,
                 "host_id": cache.host_id,
             }
-            path = None
-            try:
-                # Written under another name, then renamed: a job file is whole once listed.
-                fd, path = tempfile.mkstemp(prefix=".tmpjob-", dir=cache.dir)
-                with os.fdopen(fd, "wb") as f:
-                    # (marshal, not pickle: reading a job file can never run code)
-                    marshal.dump(job, f)
-                os.replace(path, os.path.join(cache.dir, "job-" + os.path.basename(path)[8:]))
-            except OSError:
-                if path is not None:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+            with contextlib.suppress(OSError):
+                _publish(cache.dir, "job", job)
         if not submit:
             return None
         try:
@@ -1459,8 +1441,8 @@ def translate_job(path: str) -> None:
             return
         mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
         mem.write_raw(pn << PAGE_SHIFT, data)
-    direct = host_id.endswith("|direct")  # (the run's memory was direct: code for it)
-    if host_id.removesuffix("|direct") != Compiler.get().host_id:
+    direct = host_id.endswith(f"|{DIRECT_VARIANT}")  # (the run's memory was direct: code for it)
+    if host_id.removesuffix(f"|{DIRECT_VARIANT}") != Compiler.get().host_id:
         return
     cache = TranslationCache(root, host_id, max_bytes=1 << 62)
     eng = JitEngine(get_arch(arch_name), mem, tier="jit", cache=cache, background=False, direct=direct)
@@ -1483,6 +1465,23 @@ def _function_sizes(obj: bytes) -> dict[str, int]:
         )
     except Exception:  # noqa: BLE001 - a debugging aid: a Mach-O/COFF object names nothing
         return {}
+
+
+def _publish(directory: str, kind: str, obj: Any) -> str:
+    """Write `obj` as file `<kind>-…` in `directory` (a job or a bundle of cache files for the
+    compile worker) and return its path: marshaled (reading it can never run code), under
+    another name first, then renamed, so the file is whole once listed. Raises OSError."""
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp{kind}-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            marshal.dump(obj, f)
+        path = os.path.join(directory, f"{kind}-" + os.path.basename(tmp)[len(kind) + 5 :])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def _pages_of(blocks: list[Block]) -> set[int]:

@@ -127,11 +127,13 @@ def region_shape(
     """(return sites, loop heads, entry pcs) of a region: return sites are the instructions
     after blocks that call (`_is_call`) inside the region, loop heads the targets of backward
     edges (an indirect jump's possible targets being the return sites); the entries are the
-    given ones (every block's without), then the loop heads, and in the first tier (`compact`)
-    the return sites too (see `RegionLowering._lower`)."""
+    given ones (every block's without), then the loop heads, and the return sites: all of them
+    in the first tier (`compact`), in hot regions those of the calls that leave the region
+    (see `RegionLowering._lower`)."""
     pcs = [b.pc for b in blocks]
     inside = set(pcs)
-    ret_sites = sorted({b.end for b in blocks if b.end in inside and _is_call(b)})
+    calls = [b for b in blocks if b.end in inside and _is_call(b)]
+    ret_sites = sorted({b.end for b in calls})
     heads: set[int] = set()
     for blk in blocks:
         t = blk.term
@@ -146,11 +148,7 @@ def region_shape(
     # an indirect call) too: the callee comes back through the dispatcher, which would
     # otherwise go on in other (first-tier) code there. One inside a loop is entered through
     # the loop's header (`LoopNest`), so the loop stays one LLVM loop.
-    away = {
-        b.end
-        for b in blocks
-        if b.end in inside and _is_call(b) and (b.term.target is None or b.term.target.const not in inside)
-    }
+    away = {b.end for b in calls if b.term.target is None or b.term.target.const not in inside}
     for h in sorted(heads | set(ret_sites) if compact else heads | away):
         if h not in ents:
             ents.append(h)

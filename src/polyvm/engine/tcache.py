@@ -169,7 +169,7 @@ class TranslationCache:
             with open(path, "rb") as f:
                 files = marshal.load(f)
         except (OSError, EOFError, ValueError, TypeError):
-            return  # (gone: the worker has written it)
+            return  # (gone: the worker has written all of it)
         if not isinstance(files, dict):
             return
         for p, data in files.items():
@@ -272,9 +272,7 @@ class TranslationCache:
 
     def flush(self) -> None:
         """Wait until every file stored so far is on disk (deferred ones written now)."""
-        for path, data in self.take_deferred().items():
-            with contextlib.suppress(OSError):
-                _atomic_write(path, data)
+        write_files(self.take_deferred())
         if self._queue is not None:
             self._queue.join()
 
@@ -401,43 +399,47 @@ class TranslationCache:
                 return
 
 
+def write_files(files: dict[str, bytes]) -> int:
+    """Write each file whole (`_atomic_write`); a failed one is skipped (a cache: the next run
+    translates it again). Returns the number written."""
+    n = 0
+    for path, data in files.items():
+        with contextlib.suppress(OSError):
+            _atomic_write(path, data)
+            n += 1
+    return n
+
+
 def write_bundle(path: str, skip: set[str] | frozenset[str] = frozenset()) -> int:
     """Write the files of a bundle (`JitEngine.finish`: a run's deferred cache files, marshaled
     path -> data, in the cache directory) and delete it; files in `skip` are left out (entries
     the compile worker wrote itself meanwhile: hot code that a run's first-tier entry for the
     same pc, stored earlier, must not replace). Returns the number written; a bad bundle is
-    deleted and writes nothing."""
-    taken = f"{path}.{os.getpid()}"
+    deleted and writes nothing. The bundle stays where it is until every file is written, so a
+    run that opens the cache meanwhile reads it (`_read_bundle`) or finds the files on disk."""
     try:
-        os.rename(path, taken)
-    except OSError:
-        return 0
-    n = 0
-    try:
-        with open(taken, "rb") as f:
+        with open(path, "rb") as f:
             files = marshal.load(f)
         if not isinstance(files, dict):
             return 0
         root = os.path.realpath(os.path.dirname(path))
-        for p, data in files.items():
-            # (only files of this cache directory, whole sealed ones)
-            if (
-                not isinstance(p, str)
-                or not isinstance(data, bytes)
-                or p in skip
-                or os.path.commonpath([root, os.path.realpath(p)]) != root
-                or _unseal(data) is None
-            ):
-                continue
-            with contextlib.suppress(OSError):
-                _atomic_write(p, data)
-                n += 1
+        # (only files of this cache directory, whole sealed ones)
+        return write_files(
+            {
+                p: data
+                for p, data in files.items()
+                if isinstance(p, str)
+                and isinstance(data, bytes)
+                and p not in skip
+                and os.path.commonpath([root, os.path.realpath(p)]) == root
+                and _unseal(data) is not None
+            }
+        )
     except (OSError, EOFError, ValueError, TypeError):
-        return n
+        return 0
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(taken)
-    return n
+            os.unlink(path)
 
 
 # ---- management (polyvm cache info|clear) --------------------------------------------------------
