@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 14  # (14: hot regions are entered at the return sites of calls that leave them)
+CODEGEN_REV = 15  # (15: an inner loop sharing its header with an outer one is a loop of its own)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -210,7 +210,17 @@ class LoopNest:
     target. Every loop is then entered at its header only and stays a natural loop for LLVM
     (a nested loop's head that the entry switch reached directly made the loops around it
     irreducible, and LLVM left their guest registers in memory). A set of blocks that direct
-    edges enter at several places is left as it is."""
+    edges enter at several places is left as it is.
+
+    A header can also head a smaller cycle of its own: a guest loop whose body ends in a
+    branch back to its own first block, nested in an outer loop whose back edge comes to the
+    same block (a compiler's rotated loops, where the block before the inner loop holds a
+    copy of its first iteration; or a region entered at the inner loop's header). LLVM makes
+    one loop of all cycles through a header, so the inner one would be no loop of its own and
+    its guest registers would stay in memory. `split` names such headers with the blocks of
+    their inner loop (the natural loops of the back edges that do not take in the whole
+    outer one): the lowering gives the outer loop a header block of its own that every other
+    way into the header goes through (`RegionLowering._head`)."""
 
     def __init__(self, direct: dict[int, list[int]], virtual: dict[int, list[int]]) -> None:
         succ = {n: list(direct.get(n, ())) + list(virtual.get(n, ())) for n in direct}
@@ -218,7 +228,12 @@ class LoopNest:
         for n, ss in direct.items():
             for s in ss:
                 dpred.setdefault(s, set()).add(n)
+        self._pred: dict[int, set[int]] = {n: set() for n in succ}
+        for n, ss in succ.items():
+            for s in ss:
+                self._pred.setdefault(s, set()).add(n)
         self.loops: list[tuple[int, frozenset[int]]] = []  # (header, blocks), outer ones first
+        self.split: dict[int, frozenset[int]] = {}  # header -> its inner loop's blocks
         self._find(set(direct), succ, dpred)
         self.chain: dict[int, list[int]] = {}  # block -> the loops it is in, outermost first
         for i, (_, body) in enumerate(self.loops):
@@ -235,7 +250,27 @@ class LoopNest:
                 continue  # entered at several blocks by the guest's own jumps
             head = ext.pop() if ext else min(comp)  # (reached by virtual edges only: its top)
             self.loops.append((head, frozenset(comp)))
+            self._split(head, comp, succ)
             self._find(comp - {head}, succ, dpred)
+
+    def _split(self, head: int, comp: set[int], succ: dict[int, list[int]]) -> None:
+        """Record the inner loop at `head` if some of its back edges close smaller cycles than
+        the loop `comp` (see the class)."""
+        inner: set[int] = set()
+        outer = False
+        for latch in (n for n in comp if head in succ.get(n, ())):
+            body, todo = {head, latch}, [latch] if latch != head else []  # its natural loop
+            while todo:
+                for p in self._pred.get(todo.pop(), ()):
+                    if p in comp and p not in body:
+                        body.add(p)
+                        todo.append(p)
+            if len(body) < len(comp):
+                inner |= body
+            else:
+                outer = True
+        if outer and inner and len(inner) < len(comp):
+            self.split[head] = frozenset(inner)
 
     def _path(self, src: int | None, target: int) -> list[int]:
         """The loops a virtual edge from src (None: the region's entry) into target enters
@@ -475,6 +510,7 @@ class RegionLowering:
         self.bbs = {blk.pc: f"B{blk.pc:x}" for blk in self.blocks}
         self.ret_sites, self.loop_heads, entries = region_shape(self.blocks, self.entries, self.compact)
         # Hot regions: jumps into loops through their headers (`LoopNest`).
+        self.outer_heads: dict[int, str] = {}
         self.nest = None if self.compact else self._loop_nest(entries)
         self.lands: dict[int, str] = {}
         self.deferred: list[list[str]] = []  # landing blocks, emitted after the body
@@ -527,7 +563,16 @@ class RegionLowering:
         # translation for it; RET_CONTINUE would send the dispatcher round again, no progress)
         self._leave(pc0, RET_MISS)
         for blk in self.blocks:
-            self.label(self.bbs[blk.pc])
+            self.src_pc = blk.pc
+            outer = self.outer_heads.get(blk.pc)
+            # (the outer loop's header, before the block: see `LoopNest.split`)
+            self.label(outer or self.bbs[blk.pc])
+            dispatch = self.nest.dispatch.get(blk.pc) if self.nest is not None else None
+            if dispatch:
+                self._dispatch(blk.pc, dispatch)
+            if outer is not None:
+                self.e(f"br label %{self.bbs[blk.pc]}")
+                self.label(self.bbs[blk.pc])
             self._block(blk)
         for lines in self.deferred:
             o.extend(lines)
@@ -667,7 +712,7 @@ class RegionLowering:
         backward edge, so loops still end their time slice)."""
         if target not in self.bbs:
             return None
-        return self._landing(target) if target <= self.src_pc else self.bbs[target]
+        return self._landing(target) if target <= self.src_pc else self._head(self.src_pc, target)
 
     def _landing(self, target: int) -> str | None:
         """The block that enters region block `target` from inside: it leaves (to the
@@ -694,7 +739,7 @@ class RegionLowering:
             # (weighted: without it LLVM takes every loop for one that runs twice, and keeps
             # the count and the ctx and state pointers on the stack in the hot loops)
             ex = self._exit_edge(_c(64, target), RET_CONTINUE)
-            self.e(f"br i1 {gt}, label %{self.bbs[target]}, label %{ex}, !prof !0")
+            self.e(f"br i1 {gt}, label %{self._head(self.src_pc, target)}, label %{ex}, !prof !0")
             self.deferred.append(self.out)
             self.out, self.cur = saved, cur
         return land
@@ -736,6 +781,14 @@ class RegionLowering:
                     out = [t.target.const]
             direct[blk.pc] = [x for x in out if x in self.bbs]
         nest = LoopNest(direct, virtual)
+        # (an inner loop that a virtual edge enters other than at its header stays part of
+        # the outer one: a jump from the outer header into its middle would make it
+        # irreducible)
+        targets = set(entries) | {p for ts in virtual.values() for p in ts}
+        for h, inner in list(nest.split.items()):
+            if any(p in inner and p != h for p in targets):
+                del nest.split[h]
+        self.outer_heads = {h: f"H{h:x}" for h in nest.split}
         self._routes: dict[tuple[int | None, int], int | None] = {}
         for p in entries:
             self._routes[None, p] = nest.route(None, p)
@@ -758,8 +811,17 @@ class RegionLowering:
         the header of the loop it enters (`LoopNest.route`)."""
         head = self._routes.get((src, target)) if self.nest is not None else None
         if head is None:
+            return self._head(src, target)
+        return self._set_resume(target, self._head(src, head))
+
+    def _head(self, src: int | None, target: int) -> str:
+        """The label an edge from block src (None: the region's entry) to region block
+        target branches to: the block, or the outer loop's header block before it where
+        target heads an inner loop of its own (`LoopNest.split`) that src is not in."""
+        lab = self.outer_heads.get(target)
+        if lab is None or (src is not None and src in self.nest.split[target]):  # type: ignore[union-attr]
             return self.bbs[target]
-        return self._set_resume(target, self.bbs[head])
+        return lab
 
     def _set_resume(self, value: int, to: str) -> str:
         """A block (one per value and destination) that sets the resume variable to value
@@ -786,7 +848,7 @@ class RegionLowering:
         cases = []
         for t in targets:
             nxt = self.nest.next_hop(head, t)
-            cases.append((t, self.bbs[nxt] if nxt != t else self._set_resume(0, self.bbs[t])))
+            cases.append((t, self._head(head, nxt) if nxt != t else self._set_resume(0, self._head(head, t))))
         self._switch(r, other, cases)
         self.label(other)
         self.e("store i64 0, i64* %resume")
@@ -797,8 +859,6 @@ class RegionLowering:
         self.vals: dict[int, str] = {}
         self.fwd = {}
         self.src_pc = blk.pc
-        if self.nest is not None and blk.pc in self.nest.dispatch:
-            self._dispatch(blk.pc, self.nest.dispatch[blk.pc])
         # (with code hooks a block ends before a hooked instruction, so a hook, which may
         # change the mappings, never runs between two accesses of a group)
         self.groups = {} if self.compact or self.mem_hooks else _mem_groups(blk)
