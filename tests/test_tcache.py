@@ -251,6 +251,36 @@ def test_cache_size_is_bounded(tmp_path) -> None:
     assert _run(eng, r) == 13 * 24
 
 
+def test_parts_no_run_used_for_a_month_are_deleted(tmp_path, monkeypatch) -> None:
+    """Opening the cache deletes other host configurations' parts and `aux` objects no run
+    used for $POLYVM_CACHE_STALE_DAYS (30): an older polyvm's or code generator's are never
+    looked at again. A part opened, or an aux object loaded, within that time stays (loading
+    sets the object's access time; its modification time is left as it was)."""
+    import time
+
+    from polyvm.engine import tcache as T
+
+    monkeypatch.setenv("POLYVM_CACHE_DIR", str(tmp_path))
+    host = Compiler.get().host_id
+    v1 = tmp_path / "v1"
+    month_ago = time.time() - 31 * 86400
+    for name, t in (("oldhost", month_ago), ("recenthost", time.time() - 86400)):
+        (v1 / name / "obj").mkdir(parents=True)
+        (v1 / name / "obj" / "x.o").write_bytes(b"x" * 100)
+        os.utime(v1 / name, (t, t))
+    kept, dropped = T._aux_path(host, "kept", "src1"), T._aux_path(host, "dropped", "src2")
+    T.store_aux(host, "kept", "src1", b"obj1")
+    T.store_aux(host, "dropped", "src2", b"obj2")
+    for p in (kept, dropped):
+        os.utime(p, (month_ago, month_ago))
+    assert T.load_aux(host, "kept", "src1") == b"obj1"
+    assert os.stat(kept).st_mtime == pytest.approx(month_ago)
+    cache = TranslationCache(str(tmp_path), host)
+    assert sorted(os.listdir(v1)) == sorted(["aux", "recenthost", cache.host])
+    assert os.listdir(v1 / "aux") == [os.path.basename(kept)]
+    assert info(str(tmp_path))["hosts"] == 2
+
+
 def test_aot_reads_function_symbols_of_both_elf_classes() -> None:
     """`polyvm aot`'s symbol reader: STT_FUNC symbols with a value, from raw Elf64_Sym and
     Elf32_Sym tables, either byte order. The entries are laid out field by field from the ELF

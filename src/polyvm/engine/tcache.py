@@ -13,8 +13,9 @@ page the region's code lies on with the hash of its contents, and is used only i
 still match (the guest code bytes are the key). Files are written to a temporary name and
 renamed into place, so concurrent processes see whole files or nothing; a file whose checksum
 or format is wrong is ignored (and replaced by the next translation), never loaded.
-The objects are kept under $POLYVM_CACHE_MAX_MB (default 1 GiB): opening the cache deletes the
-oldest ones beyond it.
+The objects are kept under $POLYVM_CACHE_MAX_MB (default 1 GiB) per host part: opening the cache
+deletes the oldest ones beyond it, and the parts (and `aux` objects) no run has used for
+$POLYVM_CACHE_STALE_DAYS (default 30).
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ def _max_bytes() -> int:
         return max(1, int(os.environ.get("POLYVM_CACHE_MAX_MB", "1024"))) << 20
     except ValueError:
         return 1024 << 20
+
+
+def _stale_seconds() -> float:
+    """How long a part of the cache no run opened is kept: $POLYVM_CACHE_STALE_DAYS (default
+    30)."""
+    try:
+        return max(0.0, float(os.environ.get("POLYVM_CACHE_STALE_DAYS", "30"))) * 86400
+    except ValueError:
+        return 30 * 86400
+
+
+def _last_use(e: os.DirEntry[str]) -> float:
+    st = e.stat(follow_symlinks=False)
+    return max(st.st_atime, st.st_mtime)
 
 
 def cache_root() -> str:
@@ -127,8 +142,11 @@ class TranslationCache:
         # each looked up on its own.
         self._objs: dict[str, bytes] = {}
         if self.enabled:
+            with contextlib.suppress(OSError):
+                os.utime(self.dir)  # (when a run last opened this part: see `_drop_stale_parts`)
             self._trim(max_bytes if max_bytes is not None else _max_bytes())
             self._drop_stale_jobs()
+            self._drop_stale_parts()
 
     def variant(self, tag: str) -> TranslationCache:
         """The part of the cache for code made another way on this host (host id + "|" + tag;
@@ -141,6 +159,35 @@ class TranslationCache:
                 self.root, f"{self.host_id}|{tag}", self._max_bytes, self._bg
             )
         return v
+
+    def _drop_stale_parts(self) -> None:
+        """Delete the parts of the cache no run has opened for $POLYVM_CACHE_STALE_DAYS (an
+        older polyvm's, code made before a change of the generated code's conventions, a CPU
+        or LLVM no longer used: their names never match again) and `aux` objects no run has
+        loaded for as long. Each part's directory is touched when opened, each aux object's
+        access time set when loaded; the bound of `_trim` is per part."""
+        base = os.path.dirname(self.dir)
+        if base in _swept:
+            return  # (once per process and cache)
+        _swept.add(base)
+        old = time.time() - _stale_seconds()
+        try:
+            with os.scandir(base) as it:
+                parts = [e for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return
+        for e in parts:
+            with contextlib.suppress(OSError):
+                if e.name == "aux":
+                    with os.scandir(e.path) as it:
+                        for f in it:
+                            if f.is_file(follow_symlinks=False) and _last_use(f) < old:
+                                os.unlink(f.path)
+                elif e.path != self.dir and _last_use(e) < old:
+                    # (renamed first: a run opening it meanwhile makes a fresh one)
+                    gone = os.path.join(base, f".stale-{e.name}-{os.getpid()}")
+                    os.rename(e.path, gone)
+                    shutil.rmtree(gone, ignore_errors=True)
 
     def _drop_stale_jobs(self) -> None:
         """Delete job files and bundles (`JitEngine.finish`) no compile worker took within an
@@ -450,7 +497,7 @@ def info(root: str | None = None) -> dict[str, Any]:
     if not os.path.isdir(base):
         return out
     for host in os.listdir(base):
-        if host == "aux":
+        if host == "aux" or host.startswith("."):
             continue
         out["hosts"] += 1
         for sub, key in (("ent", "entries"), ("obj", "objects")):
@@ -487,11 +534,16 @@ def load_aux(host_id: str, name: str, source: str) -> bytes | None:
     """A cached object compiled from LLVM IR `source` (the dispatcher), if present and whole."""
     if os.environ.get("POLYVM_CACHE", "1") == "0":
         return None
+    path = _aux_path(host_id, name, source)
     try:
-        with open(_aux_path(host_id, name, source), "rb") as f:
-            return _unseal(f.read())
+        with open(path, "rb") as f:
+            data = f.read()
+            # (last used, as its access time: see `TranslationCache._drop_stale_parts`)
+            with contextlib.suppress(OSError):
+                os.utime(f.fileno(), ns=(time.time_ns(), os.fstat(f.fileno()).st_mtime_ns))
     except OSError:
         return None
+    return _unseal(data)
 
 
 def store_aux(host_id: str, name: str, source: str, obj: bytes) -> None:
@@ -506,6 +558,7 @@ def store_aux(host_id: str, name: str, source: str, obj: bytes) -> None:
 
 
 _default: dict[str, TranslationCache | None] = {}
+_swept: set[str] = set()  # cache directories `_drop_stale_parts` looked at in this process
 _writers: weakref.WeakSet[TranslationCache] = weakref.WeakSet()  # caches with a writer thread
 
 
