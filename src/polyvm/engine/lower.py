@@ -241,8 +241,14 @@ class LoopNest:
                 self.chain.setdefault(n, []).append(i)
         self.dispatch: dict[int, list[int]] = {}  # header -> the targets routed through it
 
-    def _find(self, nodes: set[int], succ: dict[int, list[int]], dpred: dict[int, set[int]]) -> None:
-        for comp in _sccs(nodes, succ):
+    def _find(
+        self,
+        nodes: set[int],
+        succ: dict[int, list[int]],
+        dpred: dict[int, set[int]],
+        comps: list[set[int]] | None = None,
+    ) -> None:
+        for comp in _sccs(nodes, succ) if comps is None else comps:
             if len(comp) == 1 and next(iter(comp)) not in succ.get(next(iter(comp)), ()):
                 continue  # (no cycle)
             ext = {n for n in comp if any(p not in comp for p in dpred.get(n, ()))}
@@ -250,26 +256,36 @@ class LoopNest:
                 continue  # entered at several blocks by the guest's own jumps
             head = ext.pop() if ext else min(comp)  # (reached by virtual edges only: its top)
             self.loops.append((head, frozenset(comp)))
-            self._split(head, comp, succ)
-            self._find(comp - {head}, succ, dpred)
+            rest = comp - {head}
+            subs = _sccs(rest, succ)
+            self._split(head, comp, subs, succ)
+            self._find(rest, succ, dpred, subs)
 
-    def _split(self, head: int, comp: set[int], succ: dict[int, list[int]]) -> None:
+    def _split(self, head: int, comp: set[int], subs: list[set[int]], succ: dict[int, list[int]]) -> None:
         """Record the inner loop at `head` if some of its back edges close smaller cycles than
-        the loop `comp` (see the class)."""
-        inner: set[int] = set()
-        outer = False
-        for latch in (n for n in comp if head in succ.get(n, ())):
-            body, todo = {head, latch}, [latch] if latch != head else []  # its natural loop
-            while todo:
-                for p in self._pred.get(todo.pop(), ()):
-                    if p in comp and p not in body:
-                        body.add(p)
-                        todo.append(p)
-            if len(body) < len(comp):
-                inner |= body
-            else:
-                outer = True
-        if outer and inner and len(inner) < len(comp):
+        the loop `comp` (see the class). `subs`: the strongly connected sets of comp without
+        its header. A back edge's natural loop (head and the blocks that reach its source
+        without passing head) is all of comp exactly when its source lies in the one set of
+        `subs` that no edge leaves for another (every block reaches that set; with several
+        such sets, no back edge's loop is the whole); the others' natural loops, together, are
+        the inner loop."""
+        latches = [n for n in comp if head in succ.get(n, ())]
+        if len(latches) < 2:
+            return  # (one back edge: its natural loop is the whole loop)
+        where = {n: i for i, c in enumerate(subs) for n in c}
+        sinks = [
+            c for i, c in enumerate(subs) if all(where.get(x, i) == i for n in c for x in succ.get(n, ()))
+        ]
+        if len(sinks) != 1:
+            return
+        todo = [n for n in latches if n != head and n not in sinks[0]]
+        inner = {head, *todo}
+        while todo:
+            for p in self._pred.get(todo.pop(), ()):
+                if p in where and p not in inner:
+                    inner.add(p)
+                    todo.append(p)
+        if len(inner) < len(comp) and (len(inner) > 1 or head in latches):
             self.split[head] = frozenset(inner)
 
     def _path(self, src: int | None, target: int) -> list[int]:
