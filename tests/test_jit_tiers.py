@@ -390,6 +390,69 @@ def test_a_time_slice_ending_in_a_nested_hot_loop_resumes_through_its_outer_head
     assert body == [f"  store i64 {inner}, i64* %resume", f"  br label %B{outer:x}"]
 
 
+def _rare_path_loop(n: int) -> tuple[bytes, int, int]:
+    """for s1 = n..1: a0 += s1, and a0 ^= 0x55 where s1 == 1 (the branch to the rare block
+    is taken only in the last iteration). Returns code, the loop's head and the rare block."""
+    head = [*li("a0", 0), *li("s1", n), "addi t1, zero, 1"]
+    loop = ["add a0, a0, s1", "beq s1, t1, 12", "addi s1, s1, -1", "jal zero, -12"]
+    rare = ["xori a0, a0, 0x55", "ebreak"]
+    at = CODE + 4 * len(head)
+    return program(head + loop + rare), at, at + 4 * len(loop)
+
+
+@pytest.mark.parametrize("baseline", ["x64", "llvm"])
+def test_the_first_tier_marks_the_blocks_it_runs(baseline: str) -> None:
+    """Both first-tier code generators mark each block they run in ctx's table (`L.CTX_SEEN`,
+    at `L.seen_index(pc)`): the loop's blocks are marked after a run that stops before the
+    rare path is taken; the rare block (in the same region) is not."""
+    if baseline == "x64" and J.Compiler.get().emitter is None:
+        pytest.skip("no x86-64 emitter on this host")
+    # (other code for each: the process reuses a region it compiled, by its name)
+    code, loop, rare = _rare_path_loop(50 if baseline == "x64" else 51)
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    eng = JitEngine(ARCH, mem, tier="jit", background=False, baseline=baseline)
+    r = ARCH.new_state()
+    r[0] = CODE
+    eng.run(r, 40)  # (40 blocks: well before the last iteration)
+    assert r[0] != rare and rare in eng._lifted  # (translated with the loop's region)
+    assert eng.seen[L.seen_index(loop)] == 1 and eng.seen[L.seen_index(loop + 8)] == 1
+    assert eng.seen[L.seen_index(rare)] == 0
+    assert len({L.seen_index(p) for p in (CODE, loop, loop + 8, rare)}) == 4
+
+
+def test_hot_regions_take_in_only_blocks_that_ran(monkeypatch) -> None:
+    """The loop turns hot long before its rare path runs: its hot region holds the blocks that
+    ran (`_form_region(ran_only=True)`) and leaves the rare block to the first tier, which
+    runs it when the last iteration takes the branch. Every slot equals the interpreter's; a0
+    by hand."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n = 20_000
+    code, loop, rare = _rare_path_loop(n)
+    a0 = sum(range(1, n + 1)) ^ 0x55
+    hot_blocks: list[list[int]] = []
+    lower_region = JitEngine.lower_region
+
+    def record(self, name, label, blocks, entries, compact=False):  # type: ignore[no-untyped-def]
+        if not compact:
+            hot_blocks.append([b.pc for b in blocks])
+        return lower_region(self, name, label, blocks, entries, compact=compact)
+
+    monkeypatch.setattr(JitEngine, "lower_region", record)
+    runs = []
+    for jit in (False, True):
+        mem = AddressSpace()
+        mem.map(CODE, 0x1000, PROT_ALL)
+        mem.write_raw(CODE, code)
+        eng = JitEngine(ARCH, mem, tier="jit", background=False) if jit else Engine(ARCH, mem)
+        runs.append(_run(eng, 1000))
+    assert runs[0][A0] == a0 and runs[1] == runs[0]
+    assert eng.pc_region[loop].opt == J.T2_OPT
+    assert hot_blocks and all(loop in b and loop + 8 in b and rare not in b for b in hot_blocks), hot_blocks
+    assert eng.pc_region[rare].opt == J.JIT_OPT  # (the first tier's)
+
+
 def test_hot_regions_are_entered_where_calls_that_leave_them_return() -> None:
     """g: ret; main: call through t1 (outside the region), call g (in it), call h (not in
     the region's blocks), ebreak. A hot region is entered at the return sites of the calls

@@ -136,6 +136,16 @@ def test_the_inline_tlb_lookup(kind: str, w: int, text: str) -> None:
     assert x64.L.CTX_GUEST_BASE == 0xC0 // 8
 
 
+def test_the_first_tier_marks_a_block_run() -> None:
+    """A first-tier block starts by setting its byte in ctx's table of marks (ctx word
+    CTX_SEEN, 25) to 1; its index is (pc >> 1) ^ (pc >> 17) in 16 bits (pc 0x10044: 0x8022,
+    pc 0x3_0004_0000: 0x1_8002_0000 ^ 0x1_8002, low 16 bits: 0x8002)."""
+    assert _text(_asm(lambda a: a._mark(0x10044))) == (
+        "mov rax, qword ptr [rbx + 0xc8]; mov byte ptr [rax + 0x8022], 1"
+    )
+    assert x64.L.seen_index(0x3_0004_0000) == 0x8002 and x64.L.SEEN_SIZE == 0x10000
+
+
 @here
 @pytest.mark.parametrize("signs", ["ss", "uu", "su"])
 def test_high_multiply(signs: str) -> None:

@@ -370,6 +370,8 @@ class JitEngine:
         self.ctx[L.CTX_GUEST_BASE] = base or 0
         self.counters = (ctypes.c_uint64 * N_COUNTERS)()
         self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
+        self.seen = (ctypes.c_uint8 * L.SEEN_SIZE)()
+        self.ctx[L.CTX_SEEN] = ctypes.addressof(self.seen)
         self.table: dict[int, int] = {}  # pc -> native address
         # target pc -> the words of emitted code's chained exits to it, by address (`_chain_to`)
         self._chain_words: dict[int, dict[int, Any]] = {}
@@ -971,7 +973,12 @@ class JitEngine:
         )
 
     def _form_region(
-        self, pc: int | list[int], limit: int, whole: bool = False, per_root: int | None = None
+        self,
+        pc: int | list[int],
+        limit: int,
+        whole: bool = False,
+        per_root: int | None = None,
+        ran_only: bool = False,
     ) -> list[Block]:
         """Blocks reachable from pc through direct edges, breadth first: first the function's
         own blocks (branches, jumps and the return sites after calls), then the callees.
@@ -989,6 +996,7 @@ class JitEngine:
         stop = (lambda a: self._hooked(a, 1)) if self.code_hooks else None
         # (with memory hooks, blocks of one instruction: see `reference.Engine._compile`)
         max_insns = 1 if self.mem.hooks else self.max_insns
+        seen = self.seen
 
         def walk(local: deque[int], cap: int, into_callees: bool = True) -> bool:
             """Take blocks from `local` (then `callees`) until cap; False: pc is no code."""
@@ -996,6 +1004,8 @@ class JitEngine:
                 p = local.popleft() if local else callees.popleft()
                 if p in blocks or (p != pc and not whole and p in self.table):
                     continue  # already translated: reached through the dispatcher
+                if ran_only and not seen[L.seen_index(p)] and p not in roots:
+                    continue  # (never run in the first tier: left to it)
                 try:
                     b = self._lifted.get(p)
                     if b is None or not self._watched(b):
@@ -1067,7 +1077,11 @@ class JitEngine:
             # that runs together (a loop and the handlers its indirect jump reaches, say) then
             # stays in one native function, its indirect jumps switching over the entries.
             blocks = self._form_region(
-                pcs, min(limit * len(pcs), REGION_BLOCKS_T2_MAX), whole=True, per_root=limit
+                pcs,
+                min(limit * len(pcs), REGION_BLOCKS_T2_MAX),
+                whole=True,
+                per_root=limit,
+                ran_only=True,
             )
             if blocks:
                 have = {b.pc for b in blocks}
@@ -1079,7 +1093,7 @@ class JitEngine:
                 if pc not in formed[i][1]:
                     formed[i][1].append(pc)
                 continue
-            blocks = self._form_region(pc, limit, whole=whole)
+            blocks = self._form_region(pc, limit, whole=whole, ran_only=whole)
             if not blocks:
                 continue
             for b in blocks:

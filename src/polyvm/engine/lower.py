@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 15  # (15: an inner loop sharing its header with an outer one is a loop of its own)
+CODEGEN_REV = 16  # (16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -71,7 +71,21 @@ CTX_STOP_NEXT = 14  # non-zero: a memory hook asked to stop; checked before each
 CTX_FPN = 15  # pointer to the first tier's helper table: u64 f(ctx, state, helper_index, args*) each
 CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form's accesses)
 CTX_GUEST_BASE = 24  # host address of guest address 0 where memory is direct (`memory.AddressSpace`)
-CTX_WORDS = 25
+CTX_SEEN = 25  # pointer to the first tier's block marks (SEEN_SIZE bytes: `seen_index`)
+CTX_WORDS = 26
+
+# The first tier marks each block it runs (a byte set to 1 at its start, at `seen_index(pc)` in
+# ctx's CTX_SEEN table): hot regions are formed from blocks that ran (`JitEngine._form_region`).
+# (A hash of the pc, so cached code agrees across runs; two pcs sharing a byte only make a block
+# that never ran look as if it had.)
+SEEN_BITS = 16
+SEEN_SIZE = 1 << SEEN_BITS
+
+
+def seen_index(pc: int) -> int:
+    return ((pc >> 1) ^ (pc >> (SEEN_BITS + 1))) & (SEEN_SIZE - 1)
+
+
 MEM_FNS = [f"{k}{w}" for k in ("ld", "st") for w in (8, 16, 32, 64)]
 
 TLB_BITS = 16
@@ -589,6 +603,10 @@ class RegionLowering:
             if outer is not None:
                 self.e(f"br label %{self.bbs[blk.pc]}")
                 self.label(self.bbs[blk.pc])
+            if self.compact:  # (the first tier: mark the block run, CTX_SEEN)
+                tab = self.op(f"inttoptr i64 {self.ctx_load(CTX_SEEN)} to i8*")
+                at = self.op(f"getelementptr i8, i8* {tab}, i64 {seen_index(blk.pc)}")
+                self.e(f"store i8 1, i8* {at}")
             self._block(blk)
         for lines in self.deferred:
             o.extend(lines)

@@ -366,6 +366,8 @@ class X64Region:
         self._exit(None, L.RET_MISS)
         for blk in blocks:
             self.bind(self.bbs[blk.pc])
+            if self.counter is not None:  # (the first tier)
+                self._mark(blk.pc)
             self._block(blk)
         for lab, pc, code, dk in self.stubs:
             self.bind(lab)
@@ -483,6 +485,11 @@ class X64Region:
         self.alu(0x29, RAX, ICOUNT)  # sub rax, r14
         self.jcc(C_G, self.bbs[target])
         self._exit(target, L.RET_CONTINUE)
+
+    def _mark(self, pc: int) -> None:
+        """Mark the block at pc run: its byte in ctx's CTX_SEEN table set to 1."""
+        self.load(RAX, CTX, 8 * L.CTX_SEEN)
+        self.buf += b"\xc6\x80" + L.seen_index(pc).to_bytes(4, "little") + b"\x01"  # mov byte [rax+i], 1
 
     def _fault(self) -> Any:
         return self._stub(self.insn_pc, L.RET_FAULT, self.idx)
