@@ -498,18 +498,21 @@ class X64Region:
         self.buf += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"  # cmp qword, 0
         self.jcc(C_NE, self._fault())
 
-    def _prepare(self, blk: Block) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any]:
+    def _prepare(
+        self, blk: Block
+    ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int]]:
         """The block's statements as (op, dst, args, instruction index), with a guest
         register's value reused where the block has it already (a get after a put or a get of
         the same slot reads the value, not the state: a store-to-load round trip saved on
-        the chain of dependent instructions), and its terminator's values likewise."""
+        the chain of dependent instructions), and its terminator's values likewise; with, for
+        `_allocate`, the index of the statement that reads each temporary last (the
+        terminator's: the number of statements) and those of the statements that call out."""
         sub: dict[int, Val] = {}  # temp id -> the value it equals
         have: dict[int, Val] = {}  # slot -> a value it holds now
-
-        def r(v: Any) -> Any:
-            return sub.get(v.id, v) if isinstance(v, Val) and v.const is None else v
-
-        out = []
+        last: dict[int, int] = {}
+        calls: list[int] = []
+        out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
+        helpers = self.helpers
         for idx, insn in enumerate(blk.insns):
             for st in insn.stmts:
                 op, d, a = st.op, st.dst, st.args
@@ -524,51 +527,58 @@ class X64Region:
                             have[k] = d
                     out.append((op, d, a, idx))
                     continue
+                i = len(out)
+                args = []
+                for x in a:
+                    if type(x) is Val and x.const is None:
+                        x = sub.get(x.id, x)
+                        if x.const is None:
+                            last[x.id] = i
+                    args.append(x)
                 if op == "put":
-                    x = r(a[1])
-                    have[a[0]] = x
-                    out.append((op, d, (a[0], x), idx))
-                    continue
-                if op == "call":
-                    h = self.helpers[a[0]]
-                    if h.state:
-                        if h.writes is None:
-                            have.clear()
-                        else:
-                            for k in h.writes:
-                                have.pop(k, None)
-                    out.append((op, d, (a[0], *map(r, a[1:])), idx))
-                    continue
-                out.append((op, d, tuple(map(r, a)), idx))
+                    have[a[0]] = args[1]
+                elif op in _CALLS:
+                    calls.append(i)
+                    if op == "call":
+                        h = helpers[a[0]]
+                        if h.state:
+                            if h.writes is None:
+                                have.clear()
+                            else:
+                                for k in h.writes:
+                                    have.pop(k, None)
+                out.append((op, d, tuple(args), idx))
         t = blk.term
-        return out, (r(t.cond), r(t.target))
+        n = len(out)
+        uses = []
+        for x in (t.cond, t.target):
+            if type(x) is Val and x.const is None:
+                x = sub.get(x.id, x)
+                if x.const is None:
+                    last[x.id] = n
+            uses.append(x)
+        return out, (uses[0], uses[1]), last, calls
 
     def _allocate(
-        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], uses: tuple[Any, ...]
+        self,
+        stmts: list[tuple[str, Val | None, tuple[Any, ...], int]],
+        last: dict[int, int],
+        calls: list[int],
     ) -> None:
         """Registers for the block's temporaries (`loc`: id -> register, STACK, or None for
         a value never read), by linear scan over the statements: r8-r11 for values that no
         call (memory access, helper) lies within, r12/r13 for those across calls, the frame
         beyond that and for 128-bit values."""
-        last: dict[int, int] = {}
-        calls: list[int] = []
-        n = len(stmts)
-        for i, (op, _, a, _) in enumerate(stmts):
-            if op in _CALLS:
-                calls.append(i)
-            for v in a:
-                if isinstance(v, Val) and v.const is None:
-                    last[v.id] = i
-        for v in uses:
-            if isinstance(v, Val) and v.const is None:
-                last[v.id] = n
         loc: dict[int, int | None] = {}
         ends: dict[int, list[int]] = {}  # statement index -> registers freed after it
         free_lo, free_hi = list(_SCRATCH), list(_KEPT)
         ci = 0
+        ncalls = len(calls)
         for i, (_, d, _, _) in enumerate(stmts):
-            for reg in ends.pop(i, ()):
-                (free_hi if reg in _KEPT else free_lo).append(reg)
+            freed = ends.pop(i, None)
+            if freed:
+                for reg in freed:
+                    (free_hi if reg in _KEPT else free_lo).append(reg)
             if d is None:
                 continue
             end = last.get(d.id)
@@ -578,9 +588,9 @@ class X64Region:
             if d.w > 64:
                 loc[d.id] = STACK
                 continue
-            while ci < len(calls) and calls[ci] <= i:
+            while ci < ncalls and calls[ci] <= i:
                 ci += 1
-            crosses = ci < len(calls) and calls[ci] < end
+            crosses = ci < ncalls and calls[ci] < end
             pool = free_hi if crosses else (free_lo or free_hi)
             if not pool:
                 loc[d.id] = STACK
@@ -596,8 +606,8 @@ class X64Region:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
         self.later: list[Any] = []  # code after the block (slow paths)
-        stmts, (cond, target) = self._prepare(blk)
-        self._allocate(stmts, (cond, target))
+        stmts, (cond, target), last, calls = self._prepare(blk)
+        self._allocate(stmts, last, calls)
         # A branch on a compare that ends the block jumps on the compare's flags.
         self.fuse, self.fused = -1, None
         if (
