@@ -364,11 +364,17 @@ class X64Region:
         self._switch([(p, self.bbs[p]) for p in entries], miss)
         self.bind(miss)
         self._exit(None, L.RET_MISS)
-        for blk in blocks:
+        # Slow paths go after all the blocks (`later`), so that a block's code runs on into
+        # the next block's (or its landing's): a branch to the code that follows is no jump.
+        self.later: list[Any] = []
+        for i, blk in enumerate(blocks):
             self.bind(self.bbs[blk.pc])
             if self.counter is not None:  # (the first tier)
                 self._mark(blk.pc)
+            self.next_lab = self.bbs[blocks[i + 1].pc] if i + 1 < len(blocks) else None
             self._block(blk)
+        for f in self.later:
+            f()
         for lab, pc, code, dk in self.stubs:
             self.bind(lab)
             self._exit(pc, code, dk)
@@ -457,15 +463,33 @@ class X64Region:
             self.jcc(C_E, lab)
         self.jmp(default)
 
-    def _edge(self, target: int, cc: int | None = None) -> None:
-        """Continue at a constant target (jump if cc is None, else when flags say cc)."""
-        lab = self._to(target)
-        if lab is None:
-            lab = self._chain(target)
-        if cc is None:
+    def _edge(self, target: int) -> None:
+        """Continue at a constant target (no jump where its code comes next)."""
+        lab = self._label(target)
+        if lab != self._next():
             self.jmp(lab)
+
+    def _branch(self, cc: int, target: int, fallthrough: int) -> None:
+        """Continue at target when the flags say cc, else at fallthrough: one conditional
+        jump where either one's code comes next (the condition inverted for the target)."""
+        yes, no = self._label(target), self._label(fallthrough)
+        nxt = self._next()
+        if no == nxt:
+            self.jcc(cc, yes)
+        elif yes == nxt:
+            self.jcc(cc ^ 1, no)  # (x86 condition codes come in pairs: the low bit negates)
         else:
-            self.jcc(cc, lab)
+            self.jcc(cc, yes)
+            self.jmp(no)
+
+    def _label(self, target: int) -> Any:
+        lab = self._to(target)
+        return self._chain(target) if lab is None else lab
+
+    def _next(self) -> Any:
+        """The label of the code that follows the current block's: its first landing, else
+        the next block."""
+        return self.landings[0][0] if self.landings else self.next_lab
 
     def _to(self, target: int) -> Any:
         if target not in self.bbs:
@@ -605,7 +629,6 @@ class X64Region:
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
-        self.later: list[Any] = []  # code after the block (slow paths)
         stmts, (cond, target), last, calls = self._prepare(blk)
         self._allocate(stmts, last, calls)
         # A branch on a compare that ends the block jumps on the compare's flags.
@@ -661,12 +684,9 @@ class X64Region:
                 self.get(RAX, cond)
                 self.alu(0x85, RAX, RAX)
                 cc = C_NE
-            self._edge(t.target.const, cc)
-            self._edge(t.fallthrough)
+            self._branch(cc, t.target.const, t.fallthrough)
         for land, target in self.landings:
             self._landing(land, target)
-        for f in self.later:
-            f()
 
     # ---- statements ----------------------------------------------------------------------
     def _stmt(self, op: str, d: Any, a: tuple[Any, ...]) -> None:
