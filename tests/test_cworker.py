@@ -257,6 +257,26 @@ def test_quick_code_of_a_later_module_comes_before_an_earlier_optimized_one() ->
     assert early, "the second module's quick code came after the first one's optimized code"
 
 
+def test_the_newest_hot_module_is_compiled_first() -> None:
+    """Optimized modules waiting while the worker compiles another: the one sent last comes
+    first (the code that turned hot last is the program's current phase), and all complete."""
+    c = Compiler.get()
+    w = c.worker
+    a = w.submit(c.module_text([_chain("pv_lifo_a", 4000)], {}), 2)
+    time.sleep(0.2)  # (the worker is compiling a: 0.4 s for 2500 links here)
+    b = w.submit(c.module_text([_chain("pv_lifo_b", 200)], {}), 2)
+    d = w.submit(c.module_text([_chain("pv_lifo_d", 200)], {}), 2)
+    order: list[str] = []
+    deadline = time.monotonic() + 120
+    while len(order) < 3 and time.monotonic() < deadline:
+        for name, job in (("a", a), ("b", b), ("d", d)):
+            if job.done and name not in order:
+                order.append(name)
+        time.sleep(0.001)
+    assert all(j.done and j.error is None and j.obj for j in (a, b, d))
+    assert order == ["a", "d", "b"], order
+
+
 def test_bad_module_is_an_error_not_a_crash() -> None:
     w = Compiler.get().worker
     job = w.submit("this is not LLVM IR", 2)

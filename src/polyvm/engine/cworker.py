@@ -331,6 +331,7 @@ def main() -> None:
     # modules, then job files (work nobody waits for). A hot module that turns up while
     # another's optimized compile runs then gets its quick code after that compile, not after
     # every optimized compile queued before it.
+    # Optimized modules go newest first while the engine is there.
     # A run's bundle of cache files (`submit_files`, sent as it exits) goes before all of
     # them: the next run may start at once and read them.
     files: deque[dict[str, Any]] = deque()
@@ -373,7 +374,9 @@ def main() -> None:
         if files:
             req = files.popleft()
         elif full:
-            req = full.popleft()
+            # (the newest first while the engine waits: the code that turned hot last is the
+            # program's current phase; a module sent earlier may be for a phase that is over)
+            req = full.pop() if open_ else full.popleft()
         elif later:
             req = later.popleft()
         else:
