@@ -314,6 +314,63 @@ def test_values_live_across_accesses_and_calls() -> None:
         assert r[6] == (x + 1) & m
 
 
+def _walk(n_words: int) -> bytes:
+    """a0 counts, s0 walks 8 bytes at a time loading each word into t0 (a1 sums them), until
+    it faults past the page at 0x20000."""
+    return program(
+        [
+            *li("s0", 0x20000),
+            "addi a0, a0, 1",
+            "ld t0, 0(s0)",
+            "add a1, a1, t0",
+            "addi s0, s0, 8",
+            "jal zero, -16",
+        ]
+    )
+
+
+def test_a_loop_keeps_its_most_used_register_in_r15() -> None:
+    """The slot the region's loops read and write most (s0: the load's address and its own
+    increment, three times an iteration) is kept in r15; none where a helper's slots are not
+    declared."""
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    mem.write_raw(0x10000, _walk(0))
+    head = 0x10000 + 4 * len(li("s0", 0x20000))
+    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    eng = JitEngine(arch, mem, tier="jit")
+    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+    assert r.cached == arch.regs["s0"][0]
+
+
+@here
+def test_the_kept_register_is_in_the_state_at_every_exit() -> None:
+    """The walk above, against the interpreter: time slices of 3 blocks end inside the loop
+    (the budget exit), and the run ends with a fault on the load past the page, where s0
+    (kept in r15) must be the faulting address and every other slot the interpreter's."""
+    from polyvm.engine.reference import Engine
+
+    arch = get_arch("riscv64")
+    states = []
+    for jit in (False, True):
+        mem = AddressSpace()
+        mem.map(0x10000, 0x1000, PROT_ALL)
+        mem.map(0x20000, 0x1000, PROT_READ | PROT_WRITE)
+        mem.write_raw(0x10000, _walk(0))
+        mem.write_raw(0x20000, bytes(range(256)) * 16)
+        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
+        r = arch.new_state()
+        r[0] = 0x10000
+        stop = eng.run(r, 3)
+        while stop.reason == "budget":
+            stop = eng.run(r, 3)
+        assert stop.reason == "fault", stop
+        states.append(r)
+    s0 = arch.regs["s0"][0]
+    assert states[0][s0] == 0x21000 and states[1] == states[0]
+
+
 @here
 def test_chained_exits_follow_the_table() -> None:
     """A region's direct exit to code translated on its own jumps there without the

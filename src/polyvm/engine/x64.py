@@ -15,7 +15,8 @@ still recompiled by LLVM's optimizing pipeline; until that code arrives, they ru
 
 Conventions (System V AMD64, so Linux hosts): `i64 region(ctx, state)`; `rbx` holds ctx,
 `rbp` the state, `r14` the instruction count at the start of the current guest block (the
-region's local count), `r15` the count at entry (for the region's tier-up counter). All of
+region's local count), `r15` one guest register the region's loops use most (`_cached_slot`;
+the count at entry, for the region's tier-up counter, is a frame word). All of
 them are callee-saved, so calls of the runtime's access functions and of helpers through
 ctx's pointers keep them; temporaries live in r8-r11 (none across a call) and r12/r13.
 Frame: eight argument words for helper calls at `rsp`, then two words per IR temporary (for
@@ -56,7 +57,7 @@ assert L.CTX_TLB == 0 and L.TLB_ENTRY_WORDS == 4
 
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
 R8, R9, R10, R11, R12, R13, R14, R15 = range(8, 16)
-CTX, ST, ICOUNT, ICOUNT0 = RBX, RBP, R14, R15
+CTX, ST, ICOUNT, CACHED = RBX, RBP, R14, R15
 ARGS = 0  # helper argument array: 8 words at rsp
 TEMPS = 64  # first temporary's slot
 
@@ -73,6 +74,37 @@ _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
+
+
+_uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None]] = {}
+
+
+def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int] | None]:
+    """How often the block gets or puts each slot, and the slots its helper calls read or
+    write (None: a helper that does not say); once per block (regions share blocks)."""
+    m = _uses_memo.get(id(blk))
+    if m is not None and m[0] is blk:
+        return m[1], m[2]
+    uses: dict[int, int] = {}
+    touched: set[int] | None = set()
+    for insn in blk.insns:
+        for st in insn.stmts:
+            op = st.op
+            if op == "get" or op == "put":
+                k = st.args[0]
+                uses[k] = uses.get(k, 0) + 1
+            elif op == "call" and touched is not None:
+                h = helpers[st.args[0]]
+                if h.state:
+                    if h.reads is None or h.writes is None:
+                        touched = None
+                    else:
+                        touched |= h.reads | h.writes
+    if len(_uses_memo) > 100_000:
+        _uses_memo.clear()
+    res = frozenset(touched) if touched is not None else None
+    _uses_memo[id(blk)] = (blk, uses, res)
+    return uses, res
 
 
 def available() -> bool:
@@ -131,6 +163,8 @@ class X64Region:
 
     After construction: `code` (bytes), `entry_pcs`, `fpn_used` (helpers called through ctx's
     fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc))."""
+
+    cached: int | None = None  # the slot kept in r15 (`_cached_slot`)
 
     def __init__(
         self,
@@ -347,18 +381,23 @@ class X64Region:
         self.ret_sites, _, entries = L.region_shape(blocks, self.entries_in, True)
         self.entry_pcs = entries
         self.lands: dict[int, Any] = {}
-        # (a block's temporaries are numbered 1..ntemps: `ir.Builder`)
-        frame = TEMPS + 16 * (max(b.ntemps for b in blocks) + 1)
+        # (a block's temporaries are numbered 1..ntemps: `ir.Builder`; then the count at entry)
+        self.icount0_at = TEMPS + 16 * (max(b.ntemps for b in blocks) + 1)
+        frame = self.icount0_at + 8
         frame += 8 if frame % 16 == 0 else 0  # 6 pushes + return address: rsp 16-aligned at calls
         if frame >= 1 << 31:
             raise Unsupported("frame too big")
+        self.cached = self._cached_slot()
         b = self.buf
         b += b"\x53\x55\x41\x54\x41\x55\x41\x56\x41\x57"  # push rbx, rbp, r12..r15
         b += b"\x48\x81\xec" + frame.to_bytes(4, "little")  # sub rsp, frame
         self.mov(CTX, RDI)
         self.mov(ST, RSI)
         self.load(ICOUNT, ST, 8 * SLOT_ICOUNT)
-        self.mov(ICOUNT0, ICOUNT)
+        if self.counter is not None:
+            self.store(RSP, self.icount0_at, ICOUNT)
+        if self.cached is not None:
+            self.load(CACHED, ST, 8 * self.cached)
         self.load(RAX, ST, 8 * SLOT_PC)
         miss = self.newlabel()
         self._switch([(p, self.bbs[p]) for p in entries], miss)
@@ -386,10 +425,13 @@ class X64Region:
             self.bind("chain" if chain else "tail")
             self.store(ST, 8 * SLOT_PC, RAX)
             self.store(ST, 8 * SLOT_ICOUNT, ICOUNT)
+            if self.cached is not None:
+                self.store(ST, 8 * self.cached, CACHED)
             if self.counter is not None:
                 self.load(RDX if chain else RCX, CTX, 8 * L.CTX_COUNTERS)
+                self.load(RSI, RSP, self.icount0_at)
                 self.mov(RAX, ICOUNT)
-                self.alu(0x29, RAX, ICOUNT0)  # sub rax, r15
+                self.alu(0x29, RAX, RSI)  # sub rax, rsi (the count at entry)
                 # add [rcx|rdx + 8*counter], rax
                 self.buf += bytes((0x48, 0x01)) + _mem(RAX, RDX if chain else RCX, 8 * self.counter)
             if chain:
@@ -509,6 +551,47 @@ class X64Region:
         self.alu(0x29, RAX, ICOUNT)  # sub rax, r14
         self.jcc(C_G, self.bbs[target])
         self._exit(target, L.RET_CONTINUE)
+
+    def _cached_slot(self) -> int | None:
+        """The guest register the region keeps in r15 (`CACHED`) from its entry to its exits:
+        the slot read and written most in the region's loops (each of them at least twice
+        there), so that a loop does not store it and load it back on every iteration (a
+        store-to-load forward on its chain of dependent instructions, as QEMU's TCG does at
+        every block boundary). Not a slot a helper the region calls reads or writes, or that
+        an FP shortcut reads (they take it from the state), nor any with a helper whose slots
+        are not declared. The exit (`tail`, `chain`) stores it."""
+        bbs = self.bbs
+        succ: dict[int, list[int]] = {}
+        avoid: set[int] = set()
+        for blk in self.blocks:
+            t = blk.term
+            out = []
+            if t.kind == "branch":
+                out = [t.target.const, t.fallthrough]
+            elif t.kind == "jump" and t.target is not None and t.target.const is not None:
+                out = [t.target.const]
+            succ[blk.pc] = [x for x in out if x in bbs]
+        for sc in self.shortcuts.values():
+            avoid.update((sc[2], sc[3]))  # (fflags, frm)
+        looping: set[int] = set()
+        for comp in L._sccs(set(succ), succ):
+            if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
+                looping |= comp
+        count: dict[int, int] = {}
+        for blk in self.blocks:
+            uses, touched = _slot_uses(blk, self.helpers)
+            if touched is None:
+                return None
+            avoid |= touched
+            if blk.pc in looping:
+                for k, n in uses.items():
+                    count[k] = count.get(k, 0) + n
+        best = max(
+            (k for k in count if k not in avoid and k not in (SLOT_PC, SLOT_ICOUNT)),
+            key=lambda k: (count[k], -k),
+            default=None,
+        )
+        return best if best is not None and count[best] >= 2 else None
 
     def _mark(self, pc: int) -> None:
         """Mark the block at pc run: its byte in ctx's CTX_SEEN table set to 1."""
@@ -699,6 +782,8 @@ class X64Region:
             w = self.work(d)
             if k == SLOT_ICOUNT:
                 self.mov(w, ICOUNT)
+            elif k == self.cached:
+                self.mov(w, CACHED)
             else:
                 self.load(w, ST, 8 * k)
             self.mask(w, d.w)
@@ -709,7 +794,13 @@ class X64Region:
                 raise Unsupported("put pc/icount")
             if x.w > 64:
                 raise Unsupported("128-bit put")
-            self.store(ST, 8 * k, self.operand(x, RAX))
+            if k == self.cached:
+                if x.const is not None:
+                    self.imm(CACHED, x.const)
+                else:
+                    self.mov(CACHED, self.operand(x, RAX))
+            else:
+                self.store(ST, 8 * k, self.operand(x, RAX))
         elif op == "load":
             if d.w > 64:
                 raise Unsupported("128-bit memory access")
