@@ -986,7 +986,9 @@ class JitEngine:
         A first-tier region stops at code that already has a translation (reached through the
         dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
         stay inside one native function. With several roots (hottest first), each root's own
-        blocks come in turn (up to `per_root` each), then the callees of all of them."""
+        blocks come in turn (up to `per_root` each), then the callees of all of them.
+        `ran_only` (hot regions): only blocks the first tier has marked as run (`L.CTX_SEEN`)
+        besides the roots; an edge to any other is an exit, to the first tier's code."""
         roots = [pc] if isinstance(pc, int) else pc
         pc = roots[0]
         blocks: dict[int, Block] = {}
