@@ -262,8 +262,9 @@ def test_the_newest_hot_module_is_compiled_first() -> None:
     first (the code that turned hot last is the program's current phase), and all complete."""
     c = Compiler.get()
     w = c.worker
-    a = w.submit(c.module_text([_chain("pv_lifo_a", 4000)], {}), 2)
-    time.sleep(0.2)  # (the worker is compiling a: 0.4 s for 2500 links here)
+    _wait([w.submit(c.module_text([_chain("pv_lifo_up", 10)], {}), 2)])  # (the worker is up, idle)
+    a = w.submit(c.module_text([_chain("pv_lifo_a", 6000)], {}), 2)
+    time.sleep(0.1)  # (the worker took a alone and compiles it: about 1 s here)
     b = w.submit(c.module_text([_chain("pv_lifo_b", 200)], {}), 2)
     d = w.submit(c.module_text([_chain("pv_lifo_d", 200)], {}), 2)
     order: list[str] = []
