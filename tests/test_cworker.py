@@ -172,6 +172,49 @@ def test_a_hot_module_runs_emitted_code_until_the_optimized_code_arrives(monkeyp
     _the_optimized_code_replaces_it(eng, r, stop, quick_addrs, code)
 
 
+@pytest.mark.skipif(not x64.available(), reason="the first tier is emitted on x86-64 Linux hosts")
+def test_the_worker_lowers_hot_regions_from_their_code(monkeypatch) -> None:
+    """Where the first tier is emitted, a hot module goes to the worker as code — its
+    regions' block pcs and entries and the code pages they lie on — and the worker lowers it
+    (`jit.lower_remote`) into the text the guest's process would have made; the guest's
+    process makes no LLVM text for it. The optimized code then replaces the quick code and
+    the run ends with the interpreter's result."""
+    from polyvm.engine.cworker import CompileWorker
+
+    sent: list[tuple[str, dict | None]] = []
+    submit = CompileWorker.submit
+
+    def spy(self, text, opt, store=None, quick=None, lower=None):  # type: ignore[no-untyped-def]
+        sent.append((text, lower))
+        return submit(self, text, opt, store, quick, lower=lower)
+
+    hot_lowered: list[str] = []
+    lower_region = JitEngine.lower_region
+
+    def count(self, sym, name, blocks, entries, compact=False):  # type: ignore[no-untyped-def]
+        if not compact:
+            hot_lowered.append(name)
+        return lower_region(self, sym, name, blocks, entries, compact)
+
+    monkeypatch.setattr(CompileWorker, "submit", spy)
+    monkeypatch.setattr(JitEngine, "lower_region", count)
+    code = _loop(400_000, 23)  # (code no other test compiles in this process)
+    eng, r, stop = _until_a_hot_module_is_sent(monkeypatch, code, None)
+    assert not hot_lowered
+    text, spec = sent[-1]
+    assert text == "" and spec is not None and spec["regions"] and spec["pages"]
+    texts, _ = J.lower_remote(spec)
+    for reg, t in zip(spec["regions"], texts, strict=True):
+        blocks = [eng._lifted[pc] for pc in reg["pcs"]]
+        assert lower_region(eng, reg["sym"], reg["name"], blocks, reg["entries"]).text == t
+    job = eng._jobs[0][0]
+    hot = [reg for reg in eng.regions.values() if reg.opt == J.T2_OPT]
+    quick_addrs = {pc: eng.table[pc] for reg in hot for pc in reg.pcs}
+    _wait([job])
+    assert job.error is None and job.obj is not None
+    _the_optimized_code_replaces_it(eng, r, stop, quick_addrs, code)
+
+
 def test_the_worker_starts_with_the_first_compile_in_place(monkeypatch) -> None:
     """With hot code going to the worker, the worker is started at the first first-tier
     compile (it comes up while the guest's process compiles), before any hot module is sent;

@@ -159,16 +159,23 @@ class CompileWorker:
                 self._start()
 
     def submit(
-        self, text: str, opt: int, store: dict[str, Any] | None = None, quick: list[str] | None = None
+        self,
+        text: str,
+        opt: int,
+        store: dict[str, Any] | None = None,
+        quick: list[str] | None = None,
+        lower: dict[str, Any] | None = None,
     ) -> Job:
         """Compile `text` at `opt`; with `store` (cache root, host id, regions and page
         hashes) the worker also writes the result to the translation cache. With `quick` (the
         module's function names), the worker first compiles the same module the first tier's
         way (fast instruction selection, no IR passes: a tenth of the optimizing pipeline's
         time, code 1.4 to 3 times slower), its functions renamed `<name>q`, and sends that
-        (`Job.quick_obj`, never cached) before the optimized object. Raises OSError if no
-        worker can be started."""
-        return self._put({"text": text, "opt": opt, "store": store, "quick": quick})
+        (`Job.quick_obj`, never cached) before the optimized object. With `lower` (hot regions
+        as code, `jit.lower_remote`, and the module's other functions and declarations), the
+        worker lowers those regions itself and makes the module (`text` is then empty). Raises
+        OSError if no worker can be started."""
+        return self._put({"text": text, "opt": opt, "store": store, "quick": quick, "lower": lower})
 
     def submit_job(self, path: str) -> Job:
         """Translate the job file at `path` into the cache (`jit.translate_job`): work that
@@ -281,9 +288,24 @@ def _read_all(inp: BinaryIO, q: queue.SimpleQueue) -> None:
             return
 
 
+def _text(comp: Any, req: dict[str, Any]) -> str:
+    """A module request's LLVM text: as sent, with the regions sent as code (`lower`) lowered
+    here and added (once per request)."""
+    spec = req.pop("lower", None)
+    if spec:
+        from polyvm.engine.jit import lower_remote
+
+        texts, decls = lower_remote(spec)
+        req["text"] = comp.module_text([*spec["funcs"], *texts], {**spec["decls"], **decls})
+    return req["text"]
+
+
 def _quick(comp: Any, req: dict[str, Any]) -> bytes | None:
     """A hot module compiled the first tier's way, its functions renamed `<name>q`."""
-    text = req["text"]
+    try:
+        text = _text(comp, req)
+    except Exception:  # noqa: BLE001 - the optimized compile reports it
+        return None
     for sym in req["quick"]:
         text = text.replace(f"@{sym}(", f"@{sym}q(")
     try:
@@ -306,7 +328,7 @@ def _full(comp: Any, req: dict[str, Any]) -> tuple[bytes | None, str | None, str
             written: set[str] = set().union(*(c.entries_written for c in _caches.values()))
             write_bundle(req["files"], skip=written)
         else:
-            obj = comp.compile(req["text"], req["opt"], account=False)
+            obj = comp.compile(_text(comp, req), req["opt"], account=False)
             if req.get("store") and os.path.isdir(req["store"]["root"]):
                 try:
                     name = _store(req["store"], obj)

@@ -1068,6 +1068,19 @@ class JitEngine:
         made_q: list[tuple[str, str, list[int], set[int]]] = []
         fpn: set[str] = set()  # helpers called through the fast-path table
         nonce = os.urandom(4).hex()
+        # Hot regions the worker lowers itself (`lower_remote`): where it is there and the
+        # first tier's emitter gives them quick code meanwhile.
+        remote_blocks: dict[str, tuple[str, list[Block], list[int]]] = {}
+        remote: list[dict[str, Any]] | None = (
+            []
+            if opt >= T2_OPT
+            and background
+            and self.emit_first
+            and not self._instrumented
+            and not self.mem.hooks
+            and self.compiler.worker.usable
+            else None
+        )
         known = self.compiler.regions
         # Form the regions first: a pc that is a block of a region formed before it in this
         # batch becomes one more entry of that region instead of the start of a near copy
@@ -1127,23 +1140,37 @@ class JitEngine:
                     made_x.append((name, sym, er.entry_pcs, pages))
                     self.blocks_compiled += len(blocks)
                     continue
-            lw = self.lower_region(sym, name, blocks, entries, compact=opt == 0)
-            if lw is None:
-                continue
+            # A hot region at once, emitted without LLVM (`x64`), to run until the worker's
+            # optimized code arrives (instead of its quick LLVM compile).
+            er = (
+                self.emit_region(name, blocks, entries, counter=False)
+                if opt >= T2_OPT and background
+                else None
+            )
+            if er is not None and remote is not None:
+                # Its LLVM text made by the worker (`lower_remote`), from the blocks' code
+                # pages: not in the guest's process, whose run may end before it comes back.
+                remote.append(
+                    {"sym": sym, "name": name, "pcs": [b.pc for b in blocks], "entries": list(entries)}
+                )
+                remote_blocks[sym] = (name, blocks, entries)
+                lowered = L.region_shape(blocks, entries, False)[2]
+                fpn.update(er.fpn_used)
+            else:
+                lw = self.lower_region(sym, name, blocks, entries, compact=opt == 0)
+                if lw is None:
+                    continue
+                funcs.append(lw.text)
+                decls.update(lw.decls)
+                fpn.update(lw.fpn_used)
+                lowered = lw.entry_pcs
             self._note_sizes(blocks)
-            funcs.append(lw.text)
-            decls.update(lw.decls)
-            fpn.update(lw.fpn_used)
-            made.append((name, sym, lw.entry_pcs, pages))
+            made.append((name, sym, lowered, pages))
             self.blocks_compiled += len(blocks)
-            if opt >= T2_OPT and background:
-                # The hot region at once, emitted without LLVM (`x64`), to run until the
-                # worker's optimized code arrives (instead of its quick LLVM compile).
-                er = self.emit_region(name, blocks, entries, counter=False)
-                if er is not None:
-                    fpn.update(er.fpn_used)
-                    quick_x[sym + "x"] = er
-                    made_q.append((name, sym + "x", er.entry_pcs, pages))
+            if er is not None:
+                fpn.update(er.fpn_used)
+                quick_x[sym + "x"] = er
+                made_q.append((name, sym + "x", er.entry_pcs, pages))
         if fpn:  # (the helpers' fast paths the batch calls: compiled together)
             self._fast_path(*(self.helper_index[h] for h in sorted(fpn)))
         if made_x:
@@ -1152,7 +1179,7 @@ class JitEngine:
                 self._start_worker()
             self._finish(x64.link(emitted), made_x, opt)
         if made and background and self.compiler.worker.usable:
-            text = self.compiler.module_text(funcs, decls)
+            text = "" if remote else self.compiler.module_text(funcs, decls)
             pages = sorted(set().union(*(m[3] for m in made)))
             hashes = {pn: TranslationCache.page_hash(self.mem, pn) for pn in pages}
             store = None
@@ -1171,8 +1198,23 @@ class JitEngine:
             # A hot module comes back twice: first compiled the first tier's way (in a tenth
             # of the time), then optimized; the quick code runs until the optimized arrives.
             quick = [m[1] for m in made] if opt >= T2_OPT and len(made_q) < len(made) else None
+            lower = None
+            if remote:
+                code: dict[int, bytes] = {}
+                for pn in pages:
+                    with contextlib.suppress(MemoryFault):
+                        code[pn] = self.mem.read_raw(pn << PAGE_SHIFT, 1 << PAGE_SHIFT)
+                lower = {
+                    "arch": self.arch.name,
+                    "direct": self.direct,
+                    "max_insns": self.max_insns,
+                    "pages": code,
+                    "regions": remote,
+                    "funcs": funcs,
+                    "decls": decls,
+                }
             try:
-                job = self.compiler.worker.submit(text, opt, store, quick)
+                job = self.compiler.worker.submit(text, opt, store, quick, lower=lower)
             except OSError:
                 job = None  # no worker process here: compile in place
             if job is not None:
@@ -1182,6 +1224,14 @@ class JitEngine:
                 self._pending_pcs.update(e for m in made for e in m[2])
                 self.compile_time += time.perf_counter() - t0
                 return False
+        for sym, (name, blocks, entries) in remote_blocks.items():
+            # (no worker to send them to after all: lowered here)
+            lw = self.lower_region(sym, name, blocks, entries)
+            if lw is None:
+                made = [m for m in made if m[1] != sym]
+            else:
+                funcs.append(lw.text)
+                decls.update(lw.decls)
         if made:
             if self.bg_hot and not self._child:
                 self._start_worker()
@@ -1427,6 +1477,48 @@ class JitEngine:
                 if e != pc:
                     self._load_cached(e, hot_only=True)
         return True
+
+
+_lowering_engines: dict[tuple[str, bool, int], JitEngine] = {}
+
+
+def lower_remote(spec: dict[str, Any], eng: JitEngine | None = None) -> tuple[list[str], dict[str, str]]:
+    """The compile worker's side of a hot module sent as code (`JitEngine._translate`): each
+    region's blocks lifted again from the code pages the request carries, and lowered as the
+    guest's process would have (the same text: `test_cworker`). Returns the functions' texts
+    and their declarations; raises on a region the native tier cannot lower."""
+    from polyvm.isa import get_arch
+    from polyvm.memory import AddressSpace
+
+    mem = AddressSpace()
+    for pn, data in spec["pages"].items():
+        if not isinstance(pn, int) or not isinstance(data, bytes) or len(data) != 1 << PAGE_SHIFT:
+            raise ValueError("bad code page")
+        mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
+        mem.write_raw(pn << PAGE_SHIFT, data)
+    max_insns = int(spec["max_insns"])
+    if eng is None:  # (one per kind in the worker: it holds the lowering's per-process tables)
+        key = (str(spec["arch"]), bool(spec["direct"]), max_insns)
+        eng = _lowering_engines.get(key)
+        if eng is None:
+            eng = _lowering_engines[key] = JitEngine(
+                get_arch(key[0]),
+                AddressSpace(),
+                tier="jit",
+                background=False,
+                direct=key[1],
+                max_insns=max_insns,
+            )
+    texts: list[str] = []
+    decls: dict[str, str] = {}
+    for r in spec["regions"]:
+        blocks = [eng.arch.lift_block(mem.fetch, pc, max_insns) for pc in r["pcs"]]
+        lw = eng.lower_region(r["sym"], r["name"], blocks, list(r["entries"]), compact=False)
+        if lw is None:
+            raise RuntimeError(f"region {r['name']} cannot be lowered")
+        texts.append(lw.text)
+        decls.update(lw.decls)
+    return texts, decls
 
 
 def translate_job(path: str) -> None:
