@@ -215,6 +215,25 @@ def test_the_worker_lowers_hot_regions_from_their_code(monkeypatch) -> None:
     _the_optimized_code_replaces_it(eng, r, stop, quick_addrs, code)
 
 
+def test_a_module_without_its_regions_leaves_the_code_as_it_is(monkeypatch) -> None:
+    """A finished job whose object lacks the functions it was sent for (a worker's fault) is
+    dropped: the regions keep the code they had, and the run goes on to the interpreter's
+    result."""
+    code = _loop(400_000, 29)  # (code no other test compiles in this process)
+    eng, r, stop = _until_a_hot_module_is_sent(monkeypatch, code, None)
+    job = eng._jobs[0][0]
+    _wait([job])
+    c = Compiler.get()
+    job.obj = c.compile(c.module_text(["define i64 @pv_not_it() {\n  ret i64 0\n}"], {}), 2)
+    job.obj_name = None
+    before = dict(eng.table)
+    eng._poll_jobs()
+    assert not eng._jobs and eng.table == before
+    while stop.reason == "budget":
+        stop = eng.run(r, 100_000)
+    assert stop.reason == "breakpoint" and r == _reference(code)
+
+
 def test_the_worker_starts_with_the_first_compile_in_place(monkeypatch) -> None:
     """With hot code going to the worker, the worker is started at the first first-tier
     compile (it comes up while the guest's process compiles), before any hot module is sent;

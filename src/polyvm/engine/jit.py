@@ -1302,7 +1302,8 @@ class JitEngine:
                     job.quick_obj = None  # (cleared only once read: the reader thread sets it)
                 if quick is not None and flushes == self._flushes and self._unchanged(hashes):
                     t0 = time.perf_counter()
-                    self._finish(quick, [(n, s + "q", e, p) for n, s, e, p in made], opt, quick=True)
+                    with contextlib.suppress(RuntimeError):  # (see below)
+                        self._finish(quick, [(n, s + "q", e, p) for n, s, e, p in made], opt, quick=True)
                     self.compile_time += time.perf_counter() - t0
                 left.append(entry)
                 continue
@@ -1313,7 +1314,10 @@ class JitEngine:
             if not self._unchanged(hashes):
                 continue
             t0 = time.perf_counter()
-            self._finish(job.obj, made, opt, stored=job.obj_name)
+            try:
+                self._finish(job.obj, made, opt, stored=job.obj_name)
+            except RuntimeError:
+                pass  # (an object without the regions it was sent for: the code there stays)
             self.compile_time += time.perf_counter() - t0
         self._jobs = left
 
