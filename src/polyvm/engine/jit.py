@@ -1155,7 +1155,6 @@ class JitEngine:
                 )
                 remote_blocks[sym] = (name, blocks, entries)
                 lowered = L.region_shape(blocks, entries, False)[2]
-                fpn.update(er.fpn_used)
             else:
                 lw = self.lower_region(sym, name, blocks, entries, compact=opt == 0)
                 if lw is None:
@@ -1486,7 +1485,7 @@ class JitEngine:
 _lowering_engines: dict[tuple[str, bool, int], JitEngine] = {}
 
 
-def lower_remote(spec: dict[str, Any], eng: JitEngine | None = None) -> tuple[list[str], dict[str, str]]:
+def lower_remote(spec: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     """The compile worker's side of a hot module sent as code (`JitEngine._translate`): each
     region's blocks lifted again from the code pages the request carries, and lowered as the
     guest's process would have (the same text: `test_cworker`). Returns the functions' texts
@@ -1501,18 +1500,18 @@ def lower_remote(spec: dict[str, Any], eng: JitEngine | None = None) -> tuple[li
         mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
         mem.write_raw(pn << PAGE_SHIFT, data)
     max_insns = int(spec["max_insns"])
-    if eng is None:  # (one per kind in the worker: it holds the lowering's per-process tables)
-        key = (str(spec["arch"]), bool(spec["direct"]), max_insns)
-        eng = _lowering_engines.get(key)
-        if eng is None:
-            eng = _lowering_engines[key] = JitEngine(
-                get_arch(key[0]),
-                AddressSpace(),
-                tier="jit",
-                background=False,
-                direct=key[1],
-                max_insns=max_insns,
-            )
+    # (one engine per kind in the worker: it holds the lowering's per-process tables)
+    key = (str(spec["arch"]), bool(spec["direct"]), max_insns)
+    eng = _lowering_engines.get(key)
+    if eng is None:
+        eng = _lowering_engines[key] = JitEngine(
+            get_arch(key[0]),
+            AddressSpace(),
+            tier="jit",
+            background=False,
+            direct=key[1],
+            max_insns=max_insns,
+        )
     texts: list[str] = []
     decls: dict[str, str] = {}
     for r in spec["regions"]:
