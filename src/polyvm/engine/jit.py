@@ -42,7 +42,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFault
 
 M64 = (1 << 64) - 1
-REGION_BLOCKS = 24  # (see docs/jit.md, "Regions and chaining")
+REGION_BLOCKS = 32
 REGION_BLOCKS_T2 = 64
 REGION_BLOCKS_T2_MAX = 128  # a hot region formed from several hot entries (LLVM time grows faster than size)
 T2_ROOTS = 32  # hot entries in one hot region at most
