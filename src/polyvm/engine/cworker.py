@@ -290,13 +290,15 @@ def _read_all(inp: BinaryIO, q: queue.SimpleQueue) -> None:
 
 def _text(comp: Any, req: dict[str, Any]) -> str:
     """A module request's LLVM text: as sent, with the regions sent as code (`lower`) lowered
-    here and added (once per request)."""
-    spec = req.pop("lower", None)
+    here and added (once per request; a request whose lowering failed fails again, reported
+    by the optimized compile)."""
+    spec = req.get("lower")
     if spec:
         from polyvm.engine.jit import lower_remote
 
         texts, decls = lower_remote(spec)
         req["text"] = comp.module_text([*spec["funcs"], *texts], {**spec["decls"], **decls})
+        del req["lower"]
     return req["text"]
 
 

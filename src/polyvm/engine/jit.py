@@ -876,13 +876,8 @@ class JitEngine:
         pcs = sorted(pc for pc in self.interp.cache if pc not in skip)
         if pcs:
             pcs = pcs[:FINISH_BLOCKS]
-            pages = {}
-            for pn in sorted({pc >> PAGE_SHIFT for pc in pcs} | {(pc >> PAGE_SHIFT) + 1 for pc in pcs}):
-                if self._executable(pn):
-                    try:
-                        pages[pn] = self.mem.read_raw(pn << PAGE_SHIFT, 1 << PAGE_SHIFT)
-                    except MemoryFault:
-                        pass
+            pns = {pc >> PAGE_SHIFT for pc in pcs} | {(pc >> PAGE_SHIFT) + 1 for pc in pcs}
+            pages = self._code_pages(pn for pn in sorted(pns) if self._executable(pn))
             job = {
                 "arch": self.arch.name,
                 "pages": pages,
@@ -1199,15 +1194,11 @@ class JitEngine:
             quick = [m[1] for m in made] if opt >= T2_OPT and len(made_q) < len(made) else None
             lower = None
             if remote:
-                code: dict[int, bytes] = {}
-                for pn in pages:
-                    with contextlib.suppress(MemoryFault):
-                        code[pn] = self.mem.read_raw(pn << PAGE_SHIFT, 1 << PAGE_SHIFT)
                 lower = {
                     "arch": self.arch.name,
                     "direct": self.direct,
                     "max_insns": self.max_insns,
-                    "pages": code,
+                    "pages": self._code_pages(pages),
                     "regions": remote,
                     "funcs": funcs,
                     "decls": decls,
@@ -1319,6 +1310,15 @@ class JitEngine:
                 pass  # (an object without the regions it was sent for: the code there stays)
             self.compile_time += time.perf_counter() - t0
         self._jobs = left
+
+    def _code_pages(self, pns: Any) -> dict[int, bytes]:
+        """The contents of pages `pns` that can be read (code sent to the compile worker,
+        which translates it over a memory of those pages alone: `_code_memory`)."""
+        out = {}
+        for pn in pns:
+            with contextlib.suppress(MemoryFault):
+                out[pn] = self.mem.read_raw(pn << PAGE_SHIFT, 1 << PAGE_SHIFT)
+        return out
 
     def _unchanged(self, hashes: dict[int, str | None]) -> bool:
         """The code a background compile was made from is still there, unchanged and
@@ -1482,6 +1482,20 @@ class JitEngine:
         return True
 
 
+def _code_memory(pages: dict[Any, Any]) -> Any:
+    """A memory holding only the code pages the engine sent (`JitEngine._code_pages`),
+    readable and executable; None if one of them is not a whole page."""
+    from polyvm.memory import AddressSpace
+
+    mem = AddressSpace()
+    for pn, data in pages.items():
+        if not isinstance(pn, int) or not isinstance(data, bytes) or len(data) != 1 << PAGE_SHIFT:
+            return None
+        mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
+        mem.write_raw(pn << PAGE_SHIFT, data)
+    return mem
+
+
 _lowering_engines: dict[tuple[str, bool, int], JitEngine] = {}
 
 
@@ -1493,12 +1507,9 @@ def lower_remote(spec: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     from polyvm.isa import get_arch
     from polyvm.memory import AddressSpace
 
-    mem = AddressSpace()
-    for pn, data in spec["pages"].items():
-        if not isinstance(pn, int) or not isinstance(data, bytes) or len(data) != 1 << PAGE_SHIFT:
-            raise ValueError("bad code page")
-        mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
-        mem.write_raw(pn << PAGE_SHIFT, data)
+    mem = _code_memory(spec["pages"])
+    if mem is None:
+        raise ValueError("bad code page")
     max_insns = int(spec["max_insns"])
     # (one engine per kind in the worker: it holds the lowering's per-process tables)
     key = (str(spec["arch"]), bool(spec["direct"]), max_insns)
@@ -1544,14 +1555,10 @@ def translate_job(path: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(taken)
     from polyvm.isa import get_arch
-    from polyvm.memory import AddressSpace
 
-    mem = AddressSpace()
-    for pn, data in pages.items():
-        if not isinstance(pn, int) or not isinstance(data, bytes) or len(data) != 1 << PAGE_SHIFT:
-            return
-        mem.map(pn << PAGE_SHIFT, 1 << PAGE_SHIFT, PROT_READ | PROT_EXEC)
-        mem.write_raw(pn << PAGE_SHIFT, data)
+    mem = _code_memory(pages)
+    if mem is None:
+        return
     direct = host_id.endswith(f"|{DIRECT_VARIANT}")  # (the run's memory was direct: code for it)
     if host_id.removesuffix(f"|{DIRECT_VARIANT}") != Compiler.get().host_id:
         return

@@ -135,6 +135,17 @@ def _is_call(b: Block) -> bool:
     return False
 
 
+def direct_targets(blk: Block) -> list[int]:
+    """The pcs a block goes on to by its own branch or direct jump (none for an indirect jump
+    or an exit)."""
+    t = blk.term
+    if t.kind == "branch":
+        return [t.target.const, t.fallthrough]
+    if t.kind == "jump" and t.target is not None and t.target.const is not None:
+        return [t.target.const]
+    return []
+
+
 def region_shape(
     blocks: list[Block], entries: list[int] | None, compact: bool
 ) -> tuple[list[int], set[int], list[int]]:
@@ -151,11 +162,8 @@ def region_shape(
     heads: set[int] = set()
     for blk in blocks:
         t = blk.term
-        targets: list[int] = []
-        if t.kind == "branch":
-            targets = [t.target.const, t.fallthrough]
-        elif t.kind == "jump" and t.target is not None:
-            targets = [t.target.const] if t.target.const is not None else list(ret_sites)
+        indirect = t.kind == "jump" and t.target is not None and t.target.const is None
+        targets = list(ret_sites) if indirect else direct_targets(blk)
         heads.update(x for x in targets if x in inside and x <= blk.pc)
     ents = pcs if entries is None else [p for p in entries if p in inside]
     # In hot regions, the return sites of calls that leave the region (a callee outside it, or
@@ -805,15 +813,9 @@ class RegionLowering:
         likely = [p for p in self._likely(entries) if p in self.bbs]
         for blk in self.blocks:
             t = blk.term
-            out: list[int] = []
-            if t.kind == "branch":
-                out = [t.target.const, t.fallthrough]
-            elif t.kind == "jump" and t.target is not None:
-                if t.target.const is None:
-                    virtual[blk.pc] = likely
-                else:
-                    out = [t.target.const]
-            direct[blk.pc] = [x for x in out if x in self.bbs]
+            if t.kind == "jump" and t.target is not None and t.target.const is None:
+                virtual[blk.pc] = likely
+            direct[blk.pc] = [x for x in direct_targets(blk) if x in self.bbs]
         nest = LoopNest(direct, virtual)
         # (an inner loop that a virtual edge enters other than at its header stays part of
         # the outer one: a jump from the outer header into its middle would make it

@@ -212,19 +212,8 @@ class TranslationCache:
         """A bundle an earlier run left for its compile worker to write (`write_bundle`), which
         may not have written it yet: its files are read from memory here, where the disk has
         none (a file there is the bundle's own, or newer: the worker's hot code for that pc)."""
-        try:
-            with open(path, "rb") as f:
-                files = marshal.load(f)
-        except (OSError, EOFError, ValueError, TypeError):
-            return  # (gone: the worker has written all of it)
-        if not isinstance(files, dict):
-            return
-        for p, data in files.items():
-            if (
-                not isinstance(p, str)
-                or not isinstance(data, bytes)
-                or os.path.dirname(os.path.dirname(p)) != self.dir
-            ):
+        for p, data in _load_bundle(path).items():  # (empty once gone: the worker wrote it all)
+            if os.path.dirname(os.path.dirname(p)) != self.dir:
                 continue
             if p not in self._pending and not os.path.exists(p):
                 self._pending[p] = data
@@ -457,6 +446,19 @@ def write_files(files: dict[str, bytes]) -> int:
     return n
 
 
+def _load_bundle(path: str) -> dict[str, bytes]:
+    """A bundle's files (path -> data; `JitEngine.finish`), those of the right types; empty if
+    it is gone or not a bundle."""
+    try:
+        with open(path, "rb") as f:
+            files = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if not isinstance(files, dict):
+        return {}
+    return {p: d for p, d in files.items() if isinstance(p, str) and isinstance(d, bytes)}
+
+
 def write_bundle(path: str, skip: set[str] | frozenset[str] = frozenset()) -> int:
     """Write the files of a bundle (`JitEngine.finish`: a run's deferred cache files, marshaled
     path -> data, in the cache directory) and delete it; files in `skip` are left out (entries
@@ -465,24 +467,19 @@ def write_bundle(path: str, skip: set[str] | frozenset[str] = frozenset()) -> in
     deleted and writes nothing. The bundle stays where it is until every file is written, so a
     run that opens the cache meanwhile reads it (`_read_bundle`) or finds the files on disk."""
     try:
-        with open(path, "rb") as f:
-            files = marshal.load(f)
-        if not isinstance(files, dict):
-            return 0
+        files = _load_bundle(path)
         root = os.path.realpath(os.path.dirname(path))
         # (only files of this cache directory, whole sealed ones)
         return write_files(
             {
                 p: data
                 for p, data in files.items()
-                if isinstance(p, str)
-                and isinstance(data, bytes)
-                and p not in skip
+                if p not in skip
                 and os.path.commonpath([root, os.path.realpath(p)]) == root
                 and _unseal(data) is not None
             }
         )
-    except (OSError, EOFError, ValueError, TypeError):
+    except (OSError, ValueError):
         return 0
     finally:
         with contextlib.suppress(OSError):

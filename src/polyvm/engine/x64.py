@@ -560,17 +560,8 @@ class X64Region:
         every block boundary). Not a slot a helper the region calls reads or writes, or that
         an FP shortcut reads (they take it from the state), nor any with a helper whose slots
         are not declared. The exit (`tail`, `chain`) stores it."""
-        bbs = self.bbs
-        succ: dict[int, list[int]] = {}
+        succ = {blk.pc: [x for x in L.direct_targets(blk) if x in self.bbs] for blk in self.blocks}
         avoid: set[int] = set()
-        for blk in self.blocks:
-            t = blk.term
-            out = []
-            if t.kind == "branch":
-                out = [t.target.const, t.fallthrough]
-            elif t.kind == "jump" and t.target is not None and t.target.const is not None:
-                out = [t.target.const]
-            succ[blk.pc] = [x for x in out if x in bbs]
         for sc in self.shortcuts.values():
             avoid.update((sc[2], sc[3]))  # (fflags, frm)
         looping: set[int] = set()
