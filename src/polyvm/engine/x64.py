@@ -1335,21 +1335,25 @@ class Loader:
             self._thunk = self._place(b"\x31\xc0\xc3")
         return self._thunk
 
-    def _place(self, code: bytes) -> int:
-        n = len(code)
-        if self._pos + n > self._size:
+    def reserve(self, n: int, align: int = 16) -> int:
+        """The address of n bytes of executable memory, aligned to `align` (a power of two,
+        at most a page), for the caller to write (`elfload` places LLVM's objects here)."""
+        at = (self._pos + align - 1) & -align
+        if at + n > self._size:
             size = max(self.CHUNK, (n + 4095) & ~4095)
             # (private: a forked guest process places its own code where its parent places
             # other code; Python's default for anonymous maps is shared)
             m = mmap.mmap(-1, size, flags=_PRIVATE, prot=_RWX)
             self._maps.append(m)
             self._base = ctypes.addressof(ctypes.c_char.from_buffer(m))
-            self._pos, self._size = 0, size
-        m = self._maps[-1]
-        at = self._pos
-        m[at : at + n] = code
+            self._size, at = size, 0
         self._pos = (at + n + 15) & ~15
         return self._base + at
+
+    def _place(self, code: bytes) -> int:
+        addr = self.reserve(len(code))
+        ctypes.memmove(addr, code, len(code))
+        return addr
 
     def load(self, blob: bytes, names: list[str]) -> dict[str, int]:
         """Place a blob (once) and return the addresses of `names` in it."""
