@@ -147,7 +147,9 @@ def test_placed_objects_compute_what_llvms_own_loader_makes_them_compute() -> No
     _check(placed.symbols)
     # The same object through MCJIT (renamed: its symbols are process-wide there).
     c = Compiler.get()
-    other = _obj(MODULE.replace("@pick", "@pick_m").replace("@dispatch", "@dispatch_m").replace("@poly", "@poly_m"))
+    other = _obj(
+        MODULE.replace("@pick", "@pick_m").replace("@dispatch", "@dispatch_m").replace("@poly", "@poly_m")
+    )
     c.ee.add_object_file(c.llvm.ObjectFileRef.from_data(other))
     c.ee.finalize_object()
     _check({n: c.ee.get_function_address(f"{n}_m") for n in ("pick", "dispatch", "poly")})
@@ -163,7 +165,9 @@ def test_hot_region_objects_are_placed_and_run() -> None:
     from polyvm.memory import PROT_ALL, AddressSpace
 
     arch = get_arch("riscv64")
-    code = program([*li("a0", 0), *li("a1", 3000), "add a0, a0, a1", "addi a1, a1, -1", "bne a1, zero, -8", "ebreak"])
+    code = program(
+        [*li("a0", 0), *li("a1", 3000), "add a0, a0, a1", "addi a1, a1, -1", "bne a1, zero, -8", "ebreak"]
+    )
     mem = AddressSpace()
     mem.map(0x10000, 0x1000, PROT_ALL)
     mem.write_raw(0x10000, code)
