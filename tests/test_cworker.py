@@ -381,6 +381,21 @@ def test_cli_run_leaves_hot_code_for_the_next_run(tmp_path) -> None:
     assert (second.returncode, second.stdout) == (0, ref.stdout)
     m = re.search(r"(\d+) loaded from the translation cache", second.stderr)
     assert m and int(m.group(1)) > 0, second.stderr
+    if x64.available():
+        # A run with its code in the cache places LLVM's objects itself (`elfload`) and knows
+        # the host from the cache (`jit.host_facts`): it never loads LLVM.
+        probe = (
+            "import sys\nfrom polyvm import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint('llvmlite loaded:', 'llvmlite.binding' in sys.modules, file=sys.stderr)\n"
+        )
+        third = subprocess.run(
+            [sys.executable, "-c", probe, "run", "--engine", "jit", exe, "0.02"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert third.stdout == ref.stdout and "llvmlite loaded: False" in third.stderr, third.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
