@@ -778,3 +778,27 @@ def test_intrinsics_declared_once() -> None:
             fpnative.emit(name, b, args, [None] * nregs(name) + [7, WORD], lambda k: y)
     b.ret_void()
     llvm.parse_assembly(str(mod)).verify()  # a duplicate declaration would not parse
+
+
+def test_the_light_tables_agree_with_the_fast_paths() -> None:
+    """`fptables` (read by translation without building any fast path) says what `fpnative`'s
+    own table holds: the same helper names, the same ones taking a rounding mode, shortcuts
+    only for helpers that have a fast path; and translating cached or first-tier code never
+    imports the IR builder's module."""
+    import subprocess
+    import sys
+
+    from polyvm.isa.riscv import fptables
+
+    assert {n: spec[1] for n, spec in fpnative._TABLE.items()} == fptables.TAKES_RM
+    assert set(fptables.X64_NX_SHORTCUT) <= fptables.NATIVE
+    assert set(fptables.IR_NX_SHORTCUT) <= fptables.NATIVE
+    assert fptables.native_consts("fadd.d", (3, WORD)) == (3, None)
+    assert fptables.native_consts("feq.d", (WORD,)) == (WORD,)
+    probe = (
+        "import sys\nfrom polyvm.isa import get_arch\na = get_arch('riscv64')\n"
+        "a.native_names, a.x64_shortcuts, a.ir_shortcuts, a.native_consts('fmul.s', (1, 2))\n"
+        "print('llvmlite.ir' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

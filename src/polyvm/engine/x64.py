@@ -135,7 +135,7 @@ def _rex(w: int, r: int, b: int) -> int:
     return 0x40 | w << 3 | (r >> 3) << 2 | (b >> 3)
 
 
-# The operands of `fpnative.X64_NX_SHORTCUT`'s kinds (binary64; "_s" binary32)
+# The operands of `fptables.X64_NX_SHORTCUT`'s kinds (binary64; "_s" binary32)
 _SHORTCUT_OPERANDS = {"sse": 2, "sqrt": 1, "fma": 3}
 
 
@@ -917,7 +917,7 @@ class X64Region:
             self.put(d, RAX)
 
     def _nx_shortcut(self, sc: tuple[str, int, int, int, int, int], xs: tuple[Val, ...]) -> Any:
-        """An FP helper's accrued-NX shortcut (`fpnative.X64_NX_SHORTCUT`), inline:
+        """An FP helper's accrued-NX shortcut (`fptables.X64_NX_SHORTCUT`), inline:
         under round-to-nearest-even (a static rm 0, or the dynamic rm with frm 0) and with NX
         already accrued, the host's operation (SSE2, or FMA3's fused multiply-add); a finite
         result above the smallest normal is the helper's, with no flag to add. Anything else

@@ -131,40 +131,40 @@ class RiscV64(Arch):
     @property
     def x64_shortcuts(self) -> dict[str, tuple[str, int, int, int, int, int]]:
         """For the x86-64 first tier: helper -> (kind, opcode, fflags slot, frm slot, NX bit,
-        the dynamic rounding mode's rm) of `fpnative.X64_NX_SHORTCUT`."""
-        from polyvm.isa.riscv import fpnative
+        the dynamic rounding mode's rm) of `fptables.X64_NX_SHORTCUT`."""
+        from polyvm.isa.riscv import fptables
         from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
 
         return {
-            n: (kind, op, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7)
-            for n, (kind, op) in fpnative.X64_NX_SHORTCUT.items()
+            n: (kind, op, FFLAGS_SLOT, FRM_SLOT, fptables.NX, 7)
+            for n, (kind, op) in fptables.X64_NX_SHORTCUT.items()
         }
 
     @property
     def ir_shortcuts(self) -> dict[str, tuple[str, tuple[int, ...], int, int, int, int, int, str]]:
         """For the hot tier: helper -> (operation, operand signs, rm argument index, fflags
         slot, frm slot, NX bit, the dynamic rounding mode's rm, LLVM's FP type) of
-        `fpnative.IR_NX_SHORTCUT`."""
-        from polyvm.isa.riscv import fpnative
+        `fptables.IR_NX_SHORTCUT`."""
+        from polyvm.isa.riscv import fptables
         from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
 
         return {
-            n: (op, signs, rm, FFLAGS_SLOT, FRM_SLOT, fpnative.NX, 7, ty)
-            for n, (op, signs, rm, ty) in fpnative.IR_NX_SHORTCUT.items()
+            n: (op, signs, rm, FFLAGS_SLOT, FRM_SLOT, fptables.NX, 7, ty)
+            for n, (op, signs, rm, ty) in fptables.IR_NX_SHORTCUT.items()
         }
 
     @property
     def native_names(self) -> frozenset[str]:
         """The helpers native_emit has a fast path for."""
-        from polyvm.isa.riscv import fpnative
+        from polyvm.isa.riscv import fptables
 
-        return fpnative.NATIVE
+        return fptables.NATIVE
 
     @staticmethod
     def native_consts(name, consts):  # type: ignore[no-untyped-def]
-        from polyvm.isa.riscv import fpnative
+        from polyvm.isa.riscv import fptables
 
-        return fpnative.native_consts(name, consts)
+        return fptables.native_consts(name, consts)
 
     def lift_block(
         self,

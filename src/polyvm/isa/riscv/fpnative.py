@@ -37,6 +37,7 @@ from collections.abc import Callable
 from llvmlite import ir
 
 from polyvm.isa.riscv.common import FFLAGS_SLOT, FRM_SLOT
+from polyvm.isa.riscv.fptables import DZ, NATIVE, NV, NX, OF, UF
 
 __all__ = ["emit", "NATIVE"]
 
@@ -47,7 +48,6 @@ I64 = ir.IntType(64)
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
 
-NX, UF, OF, DZ, NV = 1, 2, 4, 8, 16
 NAN_BOX = 0xFFFF_FFFF_0000_0000
 
 # Tininess after rounding for binary32: RN_24(|v|) < 2**-126  <=>  |v| < 2**-126 - 2**-151 (the
@@ -820,50 +820,6 @@ def _table() -> dict[str, _Spec]:
 
 
 _TABLE = _table()
-NATIVE: frozenset[str] = frozenset(_TABLE)
-"""The helper names that have a native version."""
-
-# The accrued-NX shortcut (above) for the x86-64 first tier (`polyvm.engine.x64`), which emits
-# it inline before the helper's out-of-line fast path: helper -> (kind, opcode): "sse" the SSE2
-# scalar forms (F2 0F op xmm0, xmm1), "sqrt" sqrtsd, "fma" FMA3's 231 forms (VEX 0F38), each
-# with "_s" for binary32 (F3 prefix, VEX.W0; the operands are checked NaN-boxed, the result
-# boxed). A finite result above the smallest normal (not equal to it: a result rounded up to
-# it can be tiny before rounding, with UF) can only have raised NX, which is set already.
-_X64_BINARY64 = {
-    "fadd.d": ("sse", 0x58),  # addsd
-    "fsub.d": ("sse", 0x5C),  # subsd
-    "fmul.d": ("sse", 0x59),  # mulsd
-    "fdiv.d": ("sse", 0x5E),  # divsd
-    "fsqrt.d": ("sqrt", 0x51),  # sqrtsd
-    "fmadd.d": ("fma", 0xB9),  # vfmadd231sd: a*b + c (FMA3 hosts)
-    "fmsub.d": ("fma", 0xBB),  # vfmsub231sd: a*b - c
-    "fnmsub.d": ("fma", 0xBD),  # vfnmadd231sd: -(a*b) + c
-    "fnmadd.d": ("fma", 0xBF),  # vfnmsub231sd: -(a*b) - c
-}
-# binary32 likewise (the operands NaN-boxed, the result boxed): addss ... vfnmsub231ss
-X64_NX_SHORTCUT = {
-    **_X64_BINARY64,
-    **{n.replace(".d", ".s"): (kind + "_s", op) for n, (kind, op) in _X64_BINARY64.items()},
-}
-# The hot tier's version of the same shortcut (LLVM IR, `lower.RegionLowering`): helper ->
-# (operation, the operands' signs, the index of its rm argument, LLVM's FP type). fma(-a, b, c)
-# is fnmsub's -(a*b) + c: under RNE, negating an operand rounds the same as negating the
-# result. binary32 likewise (operands NaN-boxed, the result boxed).
-_IR_BINARY64 = {
-    "fadd.d": ("fadd", (1, 1), 2),
-    "fsub.d": ("fsub", (1, 1), 2),
-    "fmul.d": ("fmul", (1, 1), 2),
-    "fdiv.d": ("fdiv", (1, 1), 2),
-    "fsqrt.d": ("sqrt", (1,), 1),
-    "fmadd.d": ("fma", (1, 1, 1), 3),
-    "fmsub.d": ("fma", (1, 1, -1), 3),
-    "fnmsub.d": ("fma", (-1, 1, 1), 3),
-    "fnmadd.d": ("fma", (-1, 1, -1), 3),
-}
-IR_NX_SHORTCUT = {
-    **{n: (*v, "double") for n, v in _IR_BINARY64.items()},
-    **{n.replace(".d", ".s"): (*v, "float") for n, v in _IR_BINARY64.items()},
-}
 
 
 def _rne(em: _Em, rm: ir.Value, rm_const: int | None, get_slot: Callable[[int], ir.Value]) -> ir.Value | None:
@@ -922,13 +878,3 @@ def emit(
     if rne is not em.TRUE:
         ok = b.and_(rne, ok)
     return ok, res, ({} if flags is None else {FFLAGS_SLOT: flags})
-
-
-def native_consts(name: str, consts: tuple[int | None, ...]) -> tuple[int | None, ...]:
-    """The constant arguments the fast path of `name` depends on: the instruction word (the
-    last argument of the helpers that take a rounding mode) is only for the exact helper's
-    illegal-instruction trap, so native code built for one word serves every word."""
-    spec = _TABLE.get(name)
-    if spec is not None and spec[1] and consts:
-        return (*consts[:-1], None)
-    return consts
