@@ -558,3 +558,58 @@ def test_hot_fp_shortcut_is_the_helper(op: str) -> None:
         t, fma = ("float", "llvm.fma.f32") if single else ("double", "llvm.fma.f64")
         assert (f"to {t}" in text) == (rm != "rtz")
         assert (fma in text) == (nsrc == 3 and rm != "rtz")
+
+
+_PROMOTED = """
+import sys
+from polyvm.engine import cworker, jit
+c = jit.Compiler.get()
+llvm = c.llvm
+if sys.argv[1] == "worker":
+    cworker.configure_llvm(llvm)
+mod = llvm.parse_assembly(jit.resolve_native(open(sys.argv[2]).read()))
+pb = llvm.create_pass_builder(c.tms[2], llvm.create_pipeline_tuning_options(speed_level=1))
+pb.getModulePassManager().run(mod, pb)
+print(str(mod))
+"""
+
+
+def test_the_worker_keeps_a_big_regions_loop_registers_in_host_registers(tmp_path) -> None:
+    """In a region of real size (its state pointer used hundreds of times: LLVM's capture
+    tracking gives up past 100 and LICM then keeps every guest register of a loop in memory),
+    the compile worker's LLVM settings (`cworker.configure_llvm`) let LICM keep the inner
+    loop's registers in host registers (no store left in the loop; they move to its exits),
+    where the same pipeline without them leaves stores in it. (Separate processes: the
+    setting is process-wide.)"""
+    import subprocess
+    import sys
+
+    n, m, word = 3, 5, 0x1234_5678_9ABC
+    code, outer, inner, after = _rotated_loops(n, m)
+    # Many more guest registers touched before the loops (the state's uses past 100).
+    regs = ("a1", "a2", "a3", "a4", "a5", "a6", "a7", "t1", "t2", "t3", "t4", "t5", "t6", "s3", "s4")
+    extra = [f"addi {r}, {r}, {k + 1}" for k in range(6) for r in regs]
+    pad = len(extra) * 4
+    code = program(extra) + code  # (the loops' code unchanged: only their addresses move)
+    outer, inner, after = outer + pad, inner + pad, after + pad
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    mem.map(TABLE, 0x1000, PROT_READ | PROT_WRITE)
+    mem.write_raw(TABLE, word.to_bytes(8, "little"))
+    eng = JitEngine(ARCH, mem, tier="jit", background=False)
+    blocks = eng._form_region(CODE, J.REGION_BLOCKS_T2, whole=True)
+    assert {outer, inner} <= {b.pc for b in blocks}
+    text = eng.lower_region("f", "r", blocks, [CODE], compact=False).text
+    assert text.count("%st") > 150  # (the state's slots used that often)
+    src = tmp_path / "region.ll"
+    src.write_text(J.Compiler.get().module_text([text], {}))
+    bodies = {}
+    for how in ("worker", "plain"):
+        out = subprocess.run(
+            [sys.executable, "-c", _PROMOTED, how, str(src)], capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        bodies[how] = out.stdout.split(f"\nB{inner:x}:")[1].split(f"\nB{after:x}:")[0]
+    assert "xor" in bodies["worker"] and "store" not in bodies["worker"], bodies["worker"]
+    assert "store" in bodies["plain"]
