@@ -1003,7 +1003,9 @@ class JitEngine:
         only writes its file (`submit=False`): the top process hands them all to one worker,
         rather than each child starting its own. Returns the last job sent (None: none)."""
         cache = self.cache
-        if cache is not None and submit and self.compiler.worker.alive():
+        # (the worker as it is: a run that started none does not import it to ask)
+        worker = self.compiler._worker
+        if cache is not None and submit and worker is not None and worker.alive():
             # What the run stored, as one bundle for the compile worker to write after the run
             # has exited (`tcache.write_bundle`); written here if that fails.
             files = cache.take_deferred()
@@ -1020,7 +1022,7 @@ class JitEngine:
             or not cache.enabled
             or self.code_hooks
             or self.mem.hooks
-            or not self.compiler.worker.usable
+            or (worker is not None and not worker.usable)
         ):
             return None
         skip = self.table.keys() | self._no_native | self._pending_pcs | self._inherited
