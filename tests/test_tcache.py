@@ -443,3 +443,38 @@ def test_a_bundle_not_yet_written_does_not_hide_newer_files(tmp_path) -> None:
     c2 = TranslationCache(str(tmp_path), Compiler.get().host_id)
     assert c2._read(on_disk) == _seal(b"disk") and c2._read(only_bundled) == _seal(b"bundle")
     assert "b" * 40 in c2._index
+
+
+def test_a_bundle_whose_worker_died_is_written_by_the_next_run(tmp_path) -> None:
+    """A bundle is named after the worker that writes it (`tcache.bundle_owner`). A cache
+    opened while that worker runs reads it from memory and leaves it; one opened after that
+    worker has died (here: a process that has exited) writes its files and deletes it, instead
+    of every run reading it until it is an hour old. Another host's bundle is left alone."""
+    import marshal
+    import subprocess
+
+    from polyvm.engine.tcache import _seal, bundle_owner
+
+    host = Compiler.get().host_id
+    cache = TranslationCache(str(tmp_path), host)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    cases = {
+        "alive": bundle_owner(os.getpid()),
+        "dead": bundle_owner(dead_pid),
+        "elsewhere": "0badc0de." + str(dead_pid),
+    }
+    paths = {}
+    for k, owner in cases.items():
+        p = os.path.join(cache.ent_dir, k * 5)
+        paths[k] = (os.path.join(cache.dir, f"files-{owner}-abc_12"), p)
+        with open(paths[k][0], "wb") as f:
+            marshal.dump({p: _seal(k.encode())}, f)
+    TranslationCache(str(tmp_path), host)
+    for k, (bundle, p) in paths.items():
+        if k == "dead":
+            assert not os.path.exists(bundle)
+            with open(p, "rb") as f:
+                assert f.read() == _seal(b"dead")
+        else:
+            assert os.path.exists(bundle) and not os.path.exists(p), k

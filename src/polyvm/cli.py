@@ -135,11 +135,11 @@ def cmd_cache(a: argparse.Namespace) -> int:
         return 0
     if a.cache_cmd == "prepare":
         from polyvm.engine.jit import Compiler, JitUnavailable
-        from polyvm.isa import get_arch
+        from polyvm.isa import ARCH_NAMES, get_arch
 
         t0 = time.perf_counter()
         try:
-            n = Compiler.get().prepare([get_arch("riscv64")])
+            n = Compiler.get().prepare([get_arch(name) for name in ARCH_NAMES])
         except JitUnavailable as e:
             return _err(str(e))
         print(

@@ -40,6 +40,7 @@ from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
 from polyvm.engine.tcache import TranslationCache, write_files
+from polyvm.engine.tcache import bundle_owner as tcache_owner
 from polyvm.ir import Block
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFault
@@ -1011,7 +1012,10 @@ class JitEngine:
             files = cache.take_deferred()
             if files:
                 try:
-                    self.compiler.worker.submit_files(_publish(cache.dir, "files", files))
+                    # (named after the worker that writes it: a run that finds it after that
+                    # worker has died writes it itself, `tcache.bundle_owner`)
+                    owner = tcache_owner(worker.proc.pid) if worker.proc is not None else "x"
+                    worker.submit_files(_publish(cache.dir, f"files-{owner}", files))
                 except OSError:
                     write_files(files)
         if cache is not None:

@@ -206,7 +206,10 @@ class TranslationCache:
         except OSError:
             pass
         for path in bundles:
-            self._read_bundle(path)
+            if _owner_gone(os.path.basename(path)):
+                write_bundle(path)  # (its worker died before writing it: nobody else will)
+            else:
+                self._read_bundle(path)
 
     def _read_bundle(self, path: str) -> None:
         """A bundle an earlier run left for its compile worker to write (`write_bundle`), which
@@ -457,6 +460,31 @@ def _load_bundle(path: str) -> dict[str, bytes]:
     if not isinstance(files, dict):
         return {}
     return {p: d for p, d in files.items() if isinstance(p, str) and isinstance(d, bytes)}
+
+
+def bundle_owner(pid: int) -> str:
+    """The part of a bundle's name that says which process writes it (`JitEngine.finish`):
+    this host's name, hashed, and the compile worker's pid."""
+    node = os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+    return f"{hashlib.sha256(node.encode()).hexdigest()[:8]}.{pid}"
+
+
+def _owner_gone(name: str) -> bool:
+    """A bundle (`files-<owner>-...`) whose writer, a process of this host, is no longer
+    running; False where that cannot be told (another host's, an unnamed or a live one)."""
+    parts = name.split("-")
+    if len(parts) < 3 or "." not in parts[1]:
+        return False
+    host, _, pid = parts[1].partition(".")
+    if os.name == "nt" or not pid.isdigit() or host != bundle_owner(0).partition(".")[0]:
+        return False  # (on Windows, os.kill's signal 0 is not a probe)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # (alive, another user's)
+        return False
+    return False
 
 
 def write_bundle(path: str, skip: set[str] | frozenset[str] = frozenset()) -> int:

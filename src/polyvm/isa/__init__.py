@@ -61,6 +61,9 @@ class Arch:
 _capstone_cache: dict[tuple[int, int], object] = {}
 
 
+ARCH_NAMES = ("riscv64",)  # the guest ISAs polyvm has (`get_arch` takes these and their aliases)
+
+
 def get_arch(name: str) -> Arch:
     if name in ("riscv64", "rv64"):
         from polyvm.isa.riscv import RISCV64
