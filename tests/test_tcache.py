@@ -457,7 +457,9 @@ def test_a_bundle_whose_worker_died_is_written_by_the_next_run(tmp_path) -> None
 
     host = Compiler.get().host_id
     cache = TranslationCache(str(tmp_path), host)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(gone.stdout)
     cases = {
         "alive": bundle_owner(os.getpid()),
