@@ -77,6 +77,10 @@ _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(
 
 
 _uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None]] = {}
+# (the encodings of the loads and stores made so far: (reg, base, disp) -> bytes; a few hundred)
+_LOADS: dict[tuple[int, int, int], bytes] = {}
+_STORES: dict[tuple[int, int, int], bytes] = {}
+_ALUS: dict[tuple[int, int, int], bytes] = {}  # (op, dst, src) -> a register-register form's bytes
 
 
 def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int] | None]:
@@ -227,13 +231,19 @@ class X64Region:
         return bytes(buf)
 
     def load(self, reg: int, base: int, disp: int) -> None:  # mov reg, [base+disp]
-        self.buf += bytes((_rex(1, reg, base), 0x8B)) + _mem(reg, base, disp)
+        code = _LOADS.get((reg, base, disp))
+        if code is None:
+            code = _LOADS[reg, base, disp] = bytes((_rex(1, reg, base), 0x8B)) + _mem(reg, base, disp)
+        self.buf += code
 
     def store(self, base: int, disp: int, reg: int) -> None:  # mov [base+disp], reg
-        self.buf += bytes((_rex(1, reg, base), 0x89)) + _mem(reg, base, disp)
+        code = _STORES.get((reg, base, disp))
+        if code is None:
+            code = _STORES[reg, base, disp] = bytes((_rex(1, reg, base), 0x89)) + _mem(reg, base, disp)
+        self.buf += code
 
     def mov(self, dst: int, src: int) -> None:
-        self.buf += bytes((_rex(1, src, dst), 0x89, 0xC0 | (src & 7) << 3 | dst & 7))
+        self.alu(0x89, dst, src)  # (mov r/m64, r64: the same form)
 
     def imm(self, reg: int, x: int) -> None:
         """reg = x (an unsigned 64-bit value)."""
@@ -250,7 +260,10 @@ class X64Region:
             self.buf += bytes((_rex(1, 0, reg), 0xB8 | reg & 7)) + x.to_bytes(8, "little")
 
     def alu(self, op: int, dst: int, src: int) -> None:  # add/or/and/sub/xor/cmp(0x39)/test(0x85)
-        self.buf += bytes((_rex(1, src, dst), op, 0xC0 | (src & 7) << 3 | dst & 7))
+        code = _ALUS.get((op, dst, src))
+        if code is None:
+            code = _ALUS[op, dst, src] = bytes((_rex(1, src, dst), op, 0xC0 | (src & 7) << 3 | dst & 7))
+        self.buf += code
 
     def alu_imm(self, n: int, reg: int, x: int) -> None:  # op reg, imm (n: /0 add, /5 sub, /7 cmp)
         if -128 <= x < 128:
@@ -611,28 +624,34 @@ class X64Region:
         calls: list[int] = []
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
         helpers = self.helpers
+        append, subget = out.append, sub.get
         for idx, insn in enumerate(blk.insns):
             for st in insn.stmts:
                 op, d, a = st.op, st.dst, st.args
                 if op == "get":
                     k = a[0]
-                    if k not in (SLOT_PC, SLOT_ICOUNT) and d.w <= 64:
+                    if k != SLOT_PC and k != SLOT_ICOUNT and d.w <= 64:
                         v = have.get(k)
                         if v is not None and v.w == d.w:
                             sub[d.id] = v
                             continue
                         if d.w == 64:
                             have[k] = d
-                    out.append((op, d, a, idx))
+                    append((op, d, a, idx))
                     continue
                 i = len(out)
-                args = []
+                args = a  # (a new tuple only where a value is replaced)
                 for x in a:
                     if type(x) is Val and x.const is None:
-                        x = sub.get(x.id, x)
-                        if x.const is None:
+                        y = subget(x.id)
+                        if y is None:
                             last[x.id] = i
-                    args.append(x)
+                        else:
+                            if y.const is None:
+                                last[y.id] = i
+                            args = None
+                if args is None:
+                    args = tuple(subget(x.id, x) if type(x) is Val and x.const is None else x for x in a)
                 if op == "put":
                     have[a[0]] = args[1]
                 elif op in _CALLS:
@@ -645,7 +664,7 @@ class X64Region:
                             else:
                                 for k in h.writes:
                                     have.pop(k, None)
-                out.append((op, d, tuple(args), idx))
+                append((op, d, args, idx))
         t = blk.term
         n = len(out)
         uses = []
