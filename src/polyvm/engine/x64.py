@@ -80,6 +80,7 @@ _uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None]] = {}
 # (the encodings of the loads and stores made so far: (reg, base, disp) -> bytes; a few hundred)
 _LOADS: dict[tuple[int, int, int], bytes] = {}
 _STORES: dict[tuple[int, int, int], bytes] = {}
+_JCC = [bytes((0x0F, 0x80 | cc)) for cc in range(16)]  # jcc rel32's opcode bytes by condition
 _ALUS: dict[tuple[int, int, int], bytes] = {}  # (op, dst, src) -> a register-register form's bytes
 
 
@@ -221,8 +222,10 @@ class X64Region:
         self._rel32(lab)
 
     def jcc(self, cc: int, lab: Any) -> None:
-        self.buf += bytes((0x0F, 0x80 | cc))
-        self._rel32(lab)
+        buf = self.buf
+        buf += _JCC[cc]
+        self.fixups.append((len(buf), lab))
+        buf += b"\0\0\0\0"
 
     def _resolve(self) -> bytes:
         buf, labels = self.buf, self.labels
@@ -1034,7 +1037,13 @@ class X64Region:
             self.mask(r, w)
             self.put(d, r)
             return
-        if w > 64 or any(isinstance(x, Val) and x.w > 64 for x in a):
+        wide = w > 64
+        if not wide:
+            for x in a:
+                if type(x) is Val and x.w > 64:
+                    wide = True
+                    break
+        if wide:
             self._wide(op, d, a)
             return
         if op == "select":
