@@ -137,12 +137,12 @@ def test_the_inline_tlb_lookup(kind: str, w: int, text: str) -> None:
 
 
 def test_the_first_tier_marks_a_block_run() -> None:
-    """A first-tier block starts by setting its byte in ctx's table of marks (ctx word
-    CTX_SEEN, 25) to 1; its index is (pc >> 1) ^ (pc >> 17) in 16 bits (pc 0x10044: 0x8022,
-    pc 0x3_0004_0000: 0x1_8002_0000 ^ 0x1_8002, low 16 bits: 0x8002)."""
-    assert _text(_asm(lambda a: a._mark(0x10044))) == (
-        "mov rax, qword ptr [rbx + 0xc8]; mov byte ptr [rax + 0x8022], 1"
-    )
+    """A first-tier block starts by setting its byte in the table of marks to 1, one store
+    relative to ctx (rbx): the table follows ctx's 26 words, at 0xd0; a block's index is
+    (pc >> 1) ^ (pc >> 17) in 16 bits (pc 0x10044: 0x8022, so 0xd0 + 0x8022 = 0x80f2; pc
+    0x3_0004_0000: 0x1_8002_0000 ^ 0x1_8002, low 16 bits: 0x8002)."""
+    assert _text(_asm(lambda a: a._mark(0x10044))) == "mov byte ptr [rbx + 0x80f2], 1"
+    assert x64.L.SEEN_AT == 8 * 26 == 0xD0
     assert x64.L.seen_index(0x3_0004_0000) == 0x8002 and x64.L.SEEN_SIZE == 0x10000
 
 

@@ -513,7 +513,8 @@ class JitEngine:
         n = arch.nslots
         self.st = (ctypes.c_uint64 * n)()
         self._st_addr = ctypes.addressof(self.st)
-        self.ctx = (ctypes.c_uint64 * L.CTX_WORDS)()
+        # (its words, then the first tier's block marks: `lower.SEEN_AT`)
+        self.ctx = (ctypes.c_uint64 * (L.CTX_WORDS + L.SEEN_SIZE // 8))()
         self._ctx_addr = ctypes.addressof(self.ctx)
         self.tlb = (ctypes.c_uint64 * (L.TLB_SIZE * L.TLB_ENTRY_WORDS))()
         ctypes.memset(self.tlb, 0xFF, ctypes.sizeof(self.tlb))
@@ -522,7 +523,7 @@ class JitEngine:
         self.ctx[L.CTX_GUEST_BASE] = base or 0
         self.counters = (ctypes.c_uint64 * N_COUNTERS)()
         self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
-        self.seen = (ctypes.c_uint8 * L.SEEN_SIZE)()
+        self.seen = (ctypes.c_uint8 * L.SEEN_SIZE).from_address(ctypes.addressof(self.ctx) + L.SEEN_AT)
         self.ctx[L.CTX_SEEN] = ctypes.addressof(self.seen)
         self.table: dict[int, int] = {}  # pc -> native address
         # target pc -> the words of emitted code's chained exits to it, by address (`_chain_to`)

@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 17  # (17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
+CODEGEN_REV = 18  # (18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -73,6 +73,9 @@ CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form
 CTX_GUEST_BASE = 24  # host address of guest address 0 where memory is direct (`memory.AddressSpace`)
 CTX_SEEN = 25  # pointer to the first tier's block marks (SEEN_SIZE bytes: `seen_index`)
 CTX_WORDS = 26
+# The marks themselves follow ctx's words (ctx + SEEN_AT), so the x86-64 first tier marks a block
+# with one store relative to ctx (`x64.X64Region._mark`); LLVM's first tier goes through CTX_SEEN.
+SEEN_AT = 8 * CTX_WORDS
 
 # The first tier marks each block it runs (a byte set to 1 at its start, at `seen_index(pc)` in
 # ctx's CTX_SEEN table): hot regions are formed from blocks that ran (`JitEngine._form_region`).

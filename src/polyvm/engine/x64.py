@@ -601,9 +601,10 @@ class X64Region:
         return best if best is not None and count[best] >= 2 else None
 
     def _mark(self, pc: int) -> None:
-        """Mark the block at pc run: its byte in ctx's CTX_SEEN table set to 1."""
-        self.load(RAX, CTX, 8 * L.CTX_SEEN)
-        self.buf += b"\xc6\x80" + L.seen_index(pc).to_bytes(4, "little") + b"\x01"  # mov byte [rax+i], 1
+        """Mark the block at pc run: its byte in the table after ctx's words set to 1, one
+        store relative to ctx (`lower.SEEN_AT`)."""
+        at = L.SEEN_AT + L.seen_index(pc)
+        self.buf += b"\xc6\x83" + at.to_bytes(4, "little") + b"\x01"  # mov byte [rbx+at], 1
 
     def _fault(self) -> Any:
         return self._stub(self.insn_pc, L.RET_FAULT, self.idx)
