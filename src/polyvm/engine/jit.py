@@ -116,18 +116,20 @@ def host_facts() -> dict[str, str]:
         except ImportError as e:  # pragma: no cover - depends on the install
             raise JitUnavailable("the JIT needs llvmlite (pip install 'polyvm[jit]')") from e
         facts = _facts_from_llvm(llvm)
-        if fp is not None:
-            tcache.store_aux("", "host", fp, json.dumps(facts).encode())
+        _store_host_facts(facts, fp)
+        return facts
     _host_facts = facts
     return facts
 
 
-def _store_host_facts(facts: dict[str, str]) -> None:
+def _store_host_facts(facts: dict[str, str], fp: str | None = None) -> None:
+    """Make `facts` this process's and keep them for later runs (under `fp`, the host's
+    fingerprint, computed here if not given)."""
     global _host_facts
     from polyvm.engine import tcache
 
     _host_facts = facts
-    fp = _host_fingerprint()
+    fp = fp or _host_fingerprint()
     if fp is not None:
         tcache.store_aux("", "host", fp, json.dumps(facts).encode())
 
