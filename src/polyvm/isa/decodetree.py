@@ -167,6 +167,7 @@ class DecodeTable:
         self.fields: dict[str, Field] = {}
         self.formats: dict[str, tuple[int, int, dict[str, Field | int]]] = {}
         self.patterns: list[Pattern] = []
+        self._extractors: dict[str, Callable[[int], Args]] = {}  # source -> extractor
         self._parse(text)
         for p in self.patterns:
             for name in p.args:
@@ -345,15 +346,19 @@ class DecodeTable:
         return first
 
     def _compile_extract(self, p: Pattern) -> Callable[[int], Args]:
-        env: dict[str, Any] = {"_Args": Args}
-        for name, fn in self.functions.items():
-            env[f"_fn_{name}"] = fn
         items = []
         for name, a in p.args.items():
             items.append(f"{name}={a!r}" if isinstance(a, int) else f"{name}={a.expr('i')}")
         src = f"def extract(i):\n    return _Args({', '.join(items)})\n"
-        exec(compile(src, f"<decode {p.name}>", "exec"), env)
-        return env["extract"]
+        # (patterns of one format share their extractor: compiled once per table)
+        fn = self._extractors.get(src)
+        if fn is None:
+            env: dict[str, Any] = {"_Args": Args}
+            for name, f in self.functions.items():
+                env[f"_fn_{name}"] = f
+            exec(compile(src, f"<decode {p.name}>", "exec"), env)
+            fn = self._extractors[src] = env["extract"]
+        return fn
 
     # ---- the decision tree ---------------------------------------------------------------
     def _build(self, pats: list[Pattern], used: int) -> Any:
