@@ -402,7 +402,7 @@ def _rare_path_loop(n: int) -> tuple[bytes, int, int]:
 
 @pytest.mark.parametrize("baseline", ["x64", "llvm"])
 def test_the_first_tier_marks_the_blocks_it_runs(baseline: str) -> None:
-    """Both first-tier code generators mark each block they run in ctx's table (`L.CTX_SEEN`,
+    """Both first-tier code generators mark each block they run in the table after ctx's words (`L.SEEN_AT`,
     at `L.seen_index(pc)`): the loop's blocks are marked after a run that stops before the
     rare path is taken; the rare block (in the same region) is not."""
     if baseline == "x64" and J.Compiler.get().emitter is None:

@@ -59,7 +59,8 @@ def _cstr(table: bytes, at: int) -> bytes:
 def load(obj: bytes, reserve: Callable[[int, int], int]) -> Placed | None:
     """Place `obj` (an x86-64 relocatable ELF file) in memory that `reserve(size, align)`
     returns the address of (writable and executable, at least `size` bytes), or None where
-    the object is not one this loader handles (nothing reserved then)."""
+    the object is not one this loader handles (found before anything is reserved, but for a
+    32-bit relocation out of range, which an image under 2 GiB cannot have)."""
     try:
         return _load(obj, reserve)
     except (Unsupported, struct.error, IndexError, ValueError):

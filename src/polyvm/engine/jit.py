@@ -39,8 +39,7 @@ from polyvm.engine import GuestTrap, Stop, elfload, x64
 from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
-from polyvm.engine.tcache import TranslationCache, write_files
-from polyvm.engine.tcache import bundle_owner as tcache_owner
+from polyvm.engine.tcache import TranslationCache, bundle_owner, write_files
 from polyvm.ir import Block
 from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
 from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFault
@@ -229,9 +228,7 @@ class Compiler:
             import llvmlite.binding as llvm
         except ImportError as e:  # pragma: no cover - depends on the install
             raise JitUnavailable("the JIT needs llvmlite (pip install 'polyvm[jit]')") from e
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        facts = _facts_from_llvm(llvm)
+        facts = _facts_from_llvm(llvm)  # (which initializes LLVM's native target)
         if facts != host_facts():
             # (the facts kept for this host were not LLVM's after all: kept right for the next
             # run; this one's code is made for what LLVM says, never for features it lacks)
@@ -526,7 +523,6 @@ class JitEngine:
         self.counters = (ctypes.c_uint64 * N_COUNTERS)()
         self.ctx[L.CTX_COUNTERS] = ctypes.addressof(self.counters)
         self.seen = (ctypes.c_uint8 * L.SEEN_SIZE).from_address(ctypes.addressof(self.ctx) + L.SEEN_AT)
-        self.ctx[L.CTX_SEEN] = ctypes.addressof(self.seen)
         self.table: dict[int, int] = {}  # pc -> native address
         # target pc -> the words of emitted code's chained exits to it, by address (`_chain_to`)
         self._chain_words: dict[int, dict[int, Any]] = {}
@@ -1017,7 +1013,7 @@ class JitEngine:
                 try:
                     # (named after the worker that writes it: a run that finds it after that
                     # worker has died writes it itself, `tcache.bundle_owner`)
-                    owner = tcache_owner(worker.proc.pid) if worker.proc is not None else "x"
+                    owner = bundle_owner(worker.proc.pid)
                     worker.submit_files(_publish(cache.dir, f"files-{owner}", files))
                 except OSError:
                     write_files(files)
@@ -1142,7 +1138,7 @@ class JitEngine:
         dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
         stay inside one native function. With several roots (hottest first), each root's own
         blocks come in turn (up to `per_root` each), then the callees of all of them.
-        `ran_only` (hot regions): only blocks the first tier has marked as run (`L.CTX_SEEN`)
+        `ran_only` (hot regions): only blocks the first tier has marked as run (`L.SEEN_AT`)
         besides the roots; an edge to any other is an exit, to the first tier's code."""
         roots = [pc] if isinstance(pc, int) else pc
         pc = roots[0]

@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 18  # (18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
+CODEGEN_REV = 19  # (19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -71,14 +71,14 @@ CTX_STOP_NEXT = 14  # non-zero: a memory hook asked to stop; checked before each
 CTX_FPN = 15  # pointer to the first tier's helper table: u64 f(ctx, state, helper_index, args*) each
 CTX_MEM_FN = 16  # 8 words: polyvm_ld8..ld64, polyvm_st8..st64 (the compact form's accesses)
 CTX_GUEST_BASE = 24  # host address of guest address 0 where memory is direct (`memory.AddressSpace`)
-CTX_SEEN = 25  # pointer to the first tier's block marks (SEEN_SIZE bytes: `seen_index`)
+# (word 25: free)
 CTX_WORDS = 26
-# The marks themselves follow ctx's words (ctx + SEEN_AT), so the x86-64 first tier marks a block
-# with one store relative to ctx (`x64.X64Region._mark`); LLVM's first tier goes through CTX_SEEN.
+# The first tier's block marks (SEEN_SIZE bytes: `seen_index`) follow ctx's words, at ctx +
+# SEEN_AT: both first tiers mark a block with one store relative to ctx (`x64.X64Region._mark`).
 SEEN_AT = 8 * CTX_WORDS
 
 # The first tier marks each block it runs (a byte set to 1 at its start, at `seen_index(pc)` in
-# ctx's CTX_SEEN table): hot regions are formed from blocks that ran (`JitEngine._form_region`).
+# the table at ctx + SEEN_AT): hot regions are formed from blocks that ran (`JitEngine._form_region`).
 # (A hash of the pc, so cached code agrees across runs; two pcs sharing a byte only make a block
 # that never ran look as if it had.)
 SEEN_BITS = 16
@@ -614,9 +614,9 @@ class RegionLowering:
             if outer is not None:
                 self.e(f"br label %{self.bbs[blk.pc]}")
                 self.label(self.bbs[blk.pc])
-            if self.compact:  # (the first tier: mark the block run, CTX_SEEN)
-                tab = self.op(f"inttoptr i64 {self.ctx_load(CTX_SEEN)} to i8*")
-                at = self.op(f"getelementptr i8, i8* {tab}, i64 {seen_index(blk.pc)}")
+            if self.compact:  # (the first tier: mark the block run, at ctx + SEEN_AT)
+                tab = self.op("bitcast i64* %ctx to i8*")
+                at = self.op(f"getelementptr i8, i8* {tab}, i64 {SEEN_AT + seen_index(blk.pc)}")
                 self.e(f"store i8 1, i8* {at}")
             self._block(blk)
         for lines in self.deferred:
