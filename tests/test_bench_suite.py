@@ -94,6 +94,41 @@ def test_suite_script_runs() -> None:
     assert lo - 0.005 <= float(loop_ratio.rstrip("x")) <= hi + 0.005, res.stdout
 
 
+def test_repeats_run_in_rounds() -> None:
+    """--repeat N: N rounds of QEMU, then each engine and mode once (a cold run, then a warm
+    one on the cache that cold run left), the best of each kept."""
+    pytest.importorskip("llvmlite")
+    _build("bench_int")
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "cpu_suite.py"),
+            "--engine",
+            "jit",
+            "--cold-and-warm",
+            "--repeat",
+            "2",
+            "--scale",
+            SCALE,
+            "--programs",
+            "bench_int",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_env(),
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    runs = [line for line in res.stderr.splitlines() if "QEMU this round" in line]
+    assert [("(cold)" in r, "(warm)" in r) for r in runs] == [(True, False), (False, True)] * 2, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith("bench_int ")]
+    assert [(r[1], r[2], r[-1]) for r in rows] == [("jit", "(cold)", "ok"), ("jit", "(warm)", "ok")], res.stdout
+    # (each row's time is the best of its two runs, as logged)
+    for row, mode in zip(rows, ("cold", "warm"), strict=True):
+        times = [float(r.split(f"({mode}): ")[1].split()[0]) for r in runs if f"({mode})" in r]
+        assert float(row[4]) == pytest.approx(min(times), abs=0.0006), (row, times)
+
+
 def test_cold_runs_keep_only_the_per_host_objects(tmp_path) -> None:
     """A cold run starts without any translation of the program; what `polyvm cache prepare`
     made (v1/aux, the same for every program) stays unless --fresh-host."""
