@@ -122,7 +122,9 @@ def test_repeats_run_in_rounds() -> None:
     runs = [line for line in res.stderr.splitlines() if "QEMU this round" in line]
     assert [("(cold)" in r, "(warm)" in r) for r in runs] == [(True, False), (False, True)] * 2, res.stderr
     rows = [line.split() for line in res.stdout.splitlines() if line.startswith("bench_int ")]
-    assert [(r[1], r[2], r[-1]) for r in rows] == [("jit", "(cold)", "ok"), ("jit", "(warm)", "ok")], res.stdout
+    assert [(r[1], r[2], r[-1]) for r in rows] == [("jit", "(cold)", "ok"), ("jit", "(warm)", "ok")], (
+        res.stdout
+    )
     # (each row's time is the best of its two runs, as logged)
     for row, mode in zip(rows, ("cold", "warm"), strict=True):
         times = [float(r.split(f"({mode}): ")[1].split()[0]) for r in runs if f"({mode})" in r]
