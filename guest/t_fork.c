@@ -192,16 +192,23 @@ int main(int argc, char **argv) {
         printf("posix_spawn missing: %d\n", rc);
         if (rc == 0) waitpid(sp, &st, 0);
     } else if (!strcmp(m, "wnohang")) {
+        /* The child exits once the parent has closed the gate (after three polls): no timing. */
+        int gate[2];
+        pipe(gate);
         pid_t c = fork();
         if (c == 0) {
-            msleep(600); /* long enough for three polls of a slow (interpreted, loaded) parent */
+            char b;
+            close(gate[1]);
+            while (read(gate[0], &b, 1) < 0 && errno == EINTR) {
+            }
             _exit(5);
         }
+        close(gate[0]);
         printf("wnohang at once: %d\n", (int)waitpid(c, &st, WNOHANG));
         int polls = 0;
         pid_t r;
         while ((r = waitpid(c, &st, WNOHANG)) == 0) {
-            polls++;
+            if (++polls == 3) close(gate[1]);
             msleep(10);
         }
         printf("polled several times: %d\n", polls >= 3);
@@ -233,14 +240,20 @@ int main(int argc, char **argv) {
         memset(&si, 0, sizeof si);
         rc = waitid(P_ALL, 0, &si, WEXITED);
         printf("waitid: %d code=%d status=%d pid ok %d\n", rc, si.si_code, si.si_status, si.si_pid == c);
+        pipe(gate);
         c = fork();
         if (c == 0) {
-            msleep(100);
+            char b;
+            close(gate[1]);
+            while (read(gate[0], &b, 1) < 0 && errno == EINTR) {
+            }
             _exit(0);
         }
+        close(gate[0]);
         memset(&si, 0xff, sizeof si);
         rc = waitid(P_PID, (id_t)c, &si, WEXITED | WNOHANG);
         printf("waitid wnohang: %d pid=%d\n", rc, (int)si.si_pid);
+        close(gate[1]);
         waitpid(c, &st, 0);
     } else if (!strcmp(m, "sigchld")) {
         struct sigaction sa;
