@@ -394,7 +394,7 @@ class X64Region:
     def _emit(self) -> None:
         blocks = self.blocks
         self.bbs = {blk.pc: ("B", blk.pc) for blk in blocks}
-        self.ret_sites, _, entries = L.region_shape(blocks, self.entries_in, True)
+        self.ret_sites, self.heads, entries = L.region_shape(blocks, self.entries_in, True)
         self.entry_pcs = entries
         self.lands: dict[int, Any] = {}
         # (a block's temporaries are numbered 1..ntemps: `ir.Builder`; then the count at entry)
@@ -576,6 +576,8 @@ class X64Region:
         every block boundary). Not a slot a helper the region calls reads or writes, or that
         an FP shortcut reads (they take it from the state), nor any with a helper whose slots
         are not declared. The exit (`tail`, `chain`) stores it."""
+        if not self.heads:
+            return None  # (no backward edge: no loop, as every cycle has one)
         succ = {blk.pc: [x for x in L.direct_targets(blk) if x in self.bbs] for blk in self.blocks}
         avoid: set[int] = set()
         for sc in self.shortcuts.values():
