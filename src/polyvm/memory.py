@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import platform
 import struct
 import sys
 from bisect import bisect_left, bisect_right
@@ -66,7 +65,7 @@ _MMAP_MIN = 256 * 1024  # mappings this big get an anonymous host mmap (zero pag
 
 # Linux's MAP_NORESERVE (not exported by Python's mmap): reserve address space, not commit.
 _MAP_NORESERVE = (
-    0x4000 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "riscv64") else 0
+    0x4000 if sys.platform == "linux" and os.uname().machine in ("x86_64", "aarch64", "riscv64") else 0
 )
 
 

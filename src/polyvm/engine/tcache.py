@@ -26,7 +26,6 @@ import hashlib
 import json
 import marshal
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -118,7 +117,7 @@ class TranslationCache:
         self._max_bytes = max_bytes
         self._variants: dict[str, TranslationCache] = {}
         self._pending: dict[str, bytes] = {}  # path -> data not yet written
-        self._queue: queue.Queue[str] | None = None
+        self._queue: Any = None  # (a queue.Queue of paths, with the writer thread)
         # Deferred writes (`defer`): kept in memory until the run ends, then handed to the
         # compile worker as one bundle (`take_deferred`, `write_bundle`) or written by `flush`.
         self._defer = False
@@ -290,12 +289,14 @@ class TranslationCache:
             return
         self._pending[path] = data
         if self._queue is None:
+            import queue  # (here: most runs never start the writer)
+
             self._queue = queue.Queue()
             threading.Thread(target=self._writer, args=(self._queue,), daemon=True).start()
             _writers.add(self)
         self._queue.put(path)
 
-    def _writer(self, q: queue.Queue[str]) -> None:
+    def _writer(self, q: Any) -> None:
         while True:
             path = q.get()
             try:

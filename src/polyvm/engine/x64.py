@@ -39,7 +39,7 @@ import functools
 import hashlib
 import marshal
 import mmap
-import platform
+import os
 import sys
 from typing import Any
 
@@ -114,7 +114,8 @@ def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int]
 
 def available() -> bool:
     """This host can run emitted code: x86-64 with the System V calling convention (Linux)."""
-    if not (platform.machine().lower() in ("x86_64", "amd64") and sys.platform.startswith("linux")):
+    # (os.uname, not the platform module: a Linux host's machine, without that import's cost)
+    if not (sys.platform.startswith("linux") and os.uname().machine.lower() in ("x86_64", "amd64")):
         return False
     try:  # (a system may refuse writable executable memory: then LLVM makes the first tier)
         mmap.mmap(-1, 4096, flags=_PRIVATE, prot=_RWX).close()
