@@ -209,6 +209,12 @@ class TranslationCache:
                 write_bundle(path)  # (its worker died before writing it: nobody else will)
             else:
                 self._read_bundle(path)
+        if bundles:
+            # The entries listed when the cache was opened may predate what a bundle's worker
+            # (or this process, above) wrote since: a bundle is deleted only once all its files
+            # are on disk, so listing again after reading the bundles misses none of them.
+            with contextlib.suppress(OSError):
+                self._index.update(os.listdir(self.ent_dir))
 
     def _read_bundle(self, path: str) -> None:
         """A bundle an earlier run left for its compile worker to write (`write_bundle`), which
