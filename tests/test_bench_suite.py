@@ -60,24 +60,17 @@ def test_program_matches_qemu(name: str) -> None:
     assert b" instructions in " in v.stderr
 
 
-def test_suite_script_runs() -> None:
+def _suite(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """bench/cpu_suite.py on bench_int at the tiny scale, with `args`."""
     _build("bench_int")
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "cpu_suite.py"),
-            "--engine",
-            "interp",
-            "--scale",
-            SCALE,
-            "--programs",
-            "bench_int",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
+    cmd = [sys.executable, str(ROOT / "bench" / "cpu_suite.py"), *args, "--scale", SCALE]
+    return subprocess.run(
+        [*cmd, "--programs", "bench_int"], capture_output=True, text=True, timeout=timeout, env=_env()
     )
+
+
+def test_suite_script_runs() -> None:
+    res = _suite("--engine", "interp", timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     row = next(line for line in res.stdout.splitlines() if line.startswith("bench_int "))
     cells = row.split()
@@ -98,26 +91,7 @@ def test_repeats_run_in_rounds() -> None:
     """--repeat N: N rounds of QEMU, then each engine and mode once (a cold run, then a warm
     one on the cache that cold run left), the best of each kept."""
     pytest.importorskip("llvmlite")
-    _build("bench_int")
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "cpu_suite.py"),
-            "--engine",
-            "jit",
-            "--cold-and-warm",
-            "--repeat",
-            "2",
-            "--scale",
-            SCALE,
-            "--programs",
-            "bench_int",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=_env(),
-    )
+    res = _suite("--engine", "jit", "--cold-and-warm", "--repeat", "2", timeout=240)
     assert res.returncode == 0, res.stdout + res.stderr
     runs = [line for line in res.stderr.splitlines() if "QEMU this round" in line]
     assert [("(cold)" in r, "(warm)" in r) for r in runs] == [(True, False), (False, True)] * 2, res.stderr
