@@ -128,17 +128,21 @@ def clear_translations(cache: Path, keep_host_objects: bool = True) -> None:
                 d.unlink(missing_ok=True)
 
 
+# Set in the environment of every polyvm run of this script: their compile workers inherit it,
+# so that `wait_for_compile_workers` waits for those and for no other process's.
+RUN_TAG = "POLYVM_BENCH_RUN"
+
+
 def wait_for_compile_workers(limit: float = 120.0) -> None:
     """polyvm's compile worker finishes the hot-tier compiles it was sent after the run exits
     (writing them to the cache): wait for it (untimed), so the next run neither competes with
-    it for a core nor misses what it was about to cache. Linux only (/proc); elsewhere no-op."""
+    it for a core nor misses what it was about to cache. The workers are this script's runs'
+    (their environment holds RUN_TAG with this process's id; by then they are orphans, so
+    their parent says nothing): another process's polyvm, a test suite's next door, is not
+    waited for. Linux only (/proc); elsewhere no-op."""
     if not os.path.isdir("/proc/self"):
         return
-    # A worker of a process above this one (a test runner's own JIT) is not a run's: it stays.
-    ancestors, pid = set(), os.getpid()
-    while pid > 1 and pid not in ancestors:
-        ancestors.add(pid)
-        pid = _ppid(pid)
+    mark = f"{RUN_TAG}={os.getpid()}".encode()
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
         busy = False
@@ -147,7 +151,10 @@ def wait_for_compile_workers(limit: float = 120.0) -> None:
                 continue
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"polyvm.engine.cworker" in f.read() and _ppid(int(pid)) not in ancestors:
+                    if b"polyvm.engine.cworker" not in f.read():
+                        continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0"):
                         busy = True
                         break
             except OSError:
@@ -155,15 +162,6 @@ def wait_for_compile_workers(limit: float = 120.0) -> None:
         if not busy:
             return
         time.sleep(0.05)
-
-
-def _ppid(pid: int) -> int:
-    """The parent of process pid (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def tail(b: bytes, lines: int = 15) -> str:
@@ -327,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     base_env = dict(os.environ)
     base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
     vm_env = dict(base_env)
+    vm_env[RUN_TAG] = str(os.getpid())  # (see wait_for_compile_workers)
     if cache is not None:
         vm_env["POLYVM_CACHE_DIR"] = str(Path(cache).resolve())
 

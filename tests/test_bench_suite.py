@@ -121,3 +121,29 @@ def test_cold_runs_keep_only_the_per_host_objects(tmp_path) -> None:
         cpu_suite.clear_translations(c, keep_host_objects=keep)
         left = sorted(str(p.relative_to(c)) for p in c.rglob("*")) if c.exists() else []
         assert left == (["v1", "v1/aux", "v1/aux/runtime-1.o"] if keep else [])
+
+
+def test_the_suite_waits_for_its_own_runs_compile_workers_only() -> None:
+    """Between runs the suite waits for the compile workers its polyvm runs left (marked by
+    RUN_TAG in their environment), not for another process's (a test suite running beside it)."""
+    import time
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import cpu_suite
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc: the suite does not wait")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(1.5)", "polyvm.engine.cworker"]
+    foreign = subprocess.Popen(sleeper)
+    try:
+        t0 = time.monotonic()
+        cpu_suite.wait_for_compile_workers(limit=10)
+        assert time.monotonic() - t0 < 1.0 and foreign.poll() is None
+    finally:
+        foreign.wait()
+    own = subprocess.Popen(sleeper, env=dict(os.environ, **{cpu_suite.RUN_TAG: str(os.getpid())}))
+    try:
+        cpu_suite.wait_for_compile_workers(limit=10)
+        assert own.poll() is not None  # (it had exited when the wait ended)
+    finally:
+        own.wait()
