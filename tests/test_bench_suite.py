@@ -134,14 +134,25 @@ def test_the_suite_waits_for_its_own_runs_compile_workers_only() -> None:
     if not os.path.isdir("/proc/self"):
         pytest.skip("no /proc: the suite does not wait")
     sleeper = [sys.executable, "-c", "import time; time.sleep(1.5)", "polyvm.engine.cworker"]
-    foreign = subprocess.Popen(sleeper)
+
+    def started(p: subprocess.Popen) -> subprocess.Popen:
+        """p once it runs the sleeper (until its exec, /proc shows this process's command)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                if b"polyvm.engine.cworker" in f.read():
+                    return p
+            time.sleep(0.01)
+        raise AssertionError("the sleeper did not start")
+
+    foreign = started(subprocess.Popen(sleeper))
     try:
         t0 = time.monotonic()
         cpu_suite.wait_for_compile_workers(limit=10)
         assert time.monotonic() - t0 < 1.0 and foreign.poll() is None
     finally:
         foreign.wait()
-    own = subprocess.Popen(sleeper, env=dict(os.environ, **{cpu_suite.RUN_TAG: str(os.getpid())}))
+    own = started(subprocess.Popen(sleeper, env=dict(os.environ, **{cpu_suite.RUN_TAG: str(os.getpid())})))
     try:
         cpu_suite.wait_for_compile_workers(limit=10)
         assert own.poll() is not None  # (it had exited when the wait ended)
