@@ -23,8 +23,9 @@ engine never needs to know which ISA it is running.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from polyvm.record import FrozenRecord, Record
 
 WIDTHS = (1, 8, 16, 32, 64, 128)
 
@@ -65,35 +66,40 @@ CMPOPS = frozenset("eq ne ult ule slt sle".split())
 UNOPS = frozenset("not neg clz ctz popcnt bswap".split())
 
 
-@dataclass(slots=True)
-class Stmt:
+class Stmt(Record):
     """`dst = op(args)`; `dst` is None for statements without a result.
 
     `args` holds Vals, except for: get (slot number), put (slot number, Val), call (helper name
     then Vals), casts (Val only; the target width is `dst.w`).
     """
 
-    op: str
-    dst: Val | None
-    args: tuple[Any, ...]
+    _fields = ("op", "dst", "args")
+    __slots__ = _fields
+
+    def __init__(self, op: str, dst: Val | None, args: tuple[Any, ...]) -> None:
+        self.op = op
+        self.dst = dst
+        self.args = args
 
     def __repr__(self) -> str:
         lhs = f"{self.dst!r} = " if self.dst is not None else ""
         return f"{lhs}{self.op} {', '.join(map(repr, self.args))}"
 
 
-@dataclass(slots=True)
-class Insn:
+class Insn(Record):
     """One guest instruction: its address, its length in bytes and its statements."""
 
-    pc: int
-    size: int
-    stmts: list[Stmt] = field(default_factory=list)
-    text: str = ""
+    _fields = ("pc", "size", "stmts", "text")
+    __slots__ = _fields
+
+    def __init__(self, pc: int, size: int, stmts: list[Stmt] | None = None, text: str = "") -> None:
+        self.pc = pc
+        self.size = size
+        self.stmts: list[Stmt] = [] if stmts is None else stmts
+        self.text = text
 
 
-@dataclass(slots=True)
-class Terminator:
+class Terminator(Record):
     """How a block ends.
 
     kind:
@@ -104,21 +110,37 @@ class Terminator:
         of the instruction that caused it.
     """
 
-    kind: str
-    target: Val | None = None
-    cond: Val | None = None
-    fallthrough: int | None = None
-    reason: str = ""
-    pc: int = 0
-    info: Any = None
+    _fields = ("kind", "target", "cond", "fallthrough", "reason", "pc", "info")
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        kind: str,
+        target: Val | None = None,
+        cond: Val | None = None,
+        fallthrough: int | None = None,
+        reason: str = "",
+        pc: int = 0,
+        info: Any = None,
+    ) -> None:
+        self.kind = kind
+        self.target = target
+        self.cond = cond
+        self.fallthrough = fallthrough
+        self.reason = reason
+        self.pc = pc
+        self.info = info
 
 
-@dataclass(slots=True)
-class Block:
-    pc: int
-    insns: list[Insn]
-    term: Terminator
-    ntemps: int = 0
+class Block(Record):
+    _fields = ("pc", "insns", "term", "ntemps")
+    __slots__ = _fields
+
+    def __init__(self, pc: int, insns: list[Insn], term: Terminator, ntemps: int = 0) -> None:
+        self.pc = pc
+        self.insns = insns
+        self.term = term
+        self.ntemps = ntemps
 
     @property
     def size(self) -> int:
@@ -138,8 +160,7 @@ class Block:
         return "\n".join(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Helper:
+class Helper(FrozenRecord):
     """A named operation too complex for plain IR (IEEE arithmetic, CSR access).
 
     `fn(state, *args)` when `state` is true (it may read and write slots and raise a guest
@@ -149,14 +170,28 @@ class Helper:
     that keep slots elsewhere (locals, host registers) need only sync those around the call.
     """
 
-    name: str
-    fn: Callable[..., Any]
-    arg_widths: tuple[int, ...]
-    result_width: int | None
-    state: bool = False
-    pure: bool = False
-    reads: frozenset[int] | None = None
-    writes: frozenset[int] | None = None
+    _fields = ("name", "fn", "arg_widths", "result_width", "state", "pure", "reads", "writes")
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        arg_widths: tuple[int, ...],
+        result_width: int | None,
+        state: bool = False,
+        pure: bool = False,
+        reads: frozenset[int] | None = None,
+        writes: frozenset[int] | None = None,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.arg_widths = arg_widths
+        self.result_width = result_width
+        self.state = state
+        self.pure = pure
+        self.reads = reads
+        self.writes = writes
 
 
 class HelperRegistry:

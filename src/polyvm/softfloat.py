@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+
+from polyvm.record import FrozenRecord
 
 __all__ = [
     "F32",
@@ -117,8 +118,7 @@ F32 = FloatFormat("binary32", 8, 23)
 F64 = FloatFormat("binary64", 11, 52)
 
 
-@dataclass(frozen=True, slots=True)
-class FpEnv:
+class FpEnv(FrozenRecord):
     """Architecture-specific corners of IEEE 754 that the standard leaves open.
 
     ``default_nan``: every NaN result is the default NaN (RISC-V).  When false, NaN operands
@@ -131,12 +131,31 @@ class FpEnv:
     Only :data:`RISCV_ENV` is exercised by the tests.
     """
 
-    name: str = "riscv"
-    default_nan: bool = True
-    default_nan_negative: bool = False
-    tininess_before_rounding: bool = False
-    cvt_nan: str = "max"
-    cvt_invalid: str = "saturate"
+    _fields = (
+        "name",
+        "default_nan",
+        "default_nan_negative",
+        "tininess_before_rounding",
+        "cvt_nan",
+        "cvt_invalid",
+    )
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        name: str = "riscv",
+        default_nan: bool = True,
+        default_nan_negative: bool = False,
+        tininess_before_rounding: bool = False,
+        cvt_nan: str = "max",
+        cvt_invalid: str = "saturate",
+    ) -> None:
+        self.name = name
+        self.default_nan = default_nan
+        self.default_nan_negative = default_nan_negative
+        self.tininess_before_rounding = tininess_before_rounding
+        self.cvt_nan = cvt_nan
+        self.cvt_invalid = cvt_invalid
 
 
 RISCV_ENV = FpEnv()

@@ -6,8 +6,9 @@ something the layer above must handle happens, and reports it as a `Stop`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from polyvm.record import Record
 
 
 class GuestTrap(Exception):
@@ -19,8 +20,7 @@ class GuestTrap(Exception):
         self.info = info
 
 
-@dataclass(slots=True)
-class Stop:
+class Stop(Record):
     """Why an engine returned.
 
     reason:
@@ -34,10 +34,23 @@ class Stop:
     to run for "budget"/"stopped") and the instruction count is exact.
     """
 
-    reason: str
-    pc: int
-    resume: int = 0
-    addr: int = 0
-    access: str = ""
-    mapped: bool = False
-    info: Any = None
+    _fields = ("reason", "pc", "resume", "addr", "access", "mapped", "info")
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        reason: str,
+        pc: int,
+        resume: int = 0,
+        addr: int = 0,
+        access: str = "",
+        mapped: bool = False,
+        info: Any = None,
+    ) -> None:
+        self.reason = reason
+        self.pc = pc
+        self.resume = resume
+        self.addr = addr
+        self.access = access
+        self.mapped = mapped
+        self.info = info

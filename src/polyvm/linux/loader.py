@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
 
 from polyvm.memory import (
     PAGE_MASK,
@@ -20,6 +19,7 @@ from polyvm.memory import (
     page_align_down,
     page_align_up,
 )
+from polyvm.record import Record
 
 ET_EXEC, ET_DYN = 2, 3
 PT_LOAD, PT_INTERP, PT_PHDR, PT_TLS = 1, 3, 6, 7
@@ -60,25 +60,40 @@ class LoadError(Exception):
     """The file cannot be loaded; str(e) is one line saying why."""
 
 
-@dataclass
-class Segment:
-    start: int
-    end: int
-    prot: int
-    offset: int
+class Segment(Record):
+    _fields = ("start", "end", "prot", "offset")
+
+    def __init__(self, start: int, end: int, prot: int, offset: int) -> None:
+        self.start = start
+        self.end = end
+        self.prot = prot
+        self.offset = offset
 
 
-@dataclass
-class Image:
-    entry: int
-    phdr: int
-    phent: int
-    phnum: int
-    bias: int
-    brk: int  # first page after the highest segment: where the heap starts
-    exec_stack: bool
-    segments: list[Segment] = field(default_factory=list)
-    tls: tuple[int, int, int, int] | None = None  # vaddr, filesz, memsz, align
+class Image(Record):
+    _fields = ("entry", "phdr", "phent", "phnum", "bias", "brk", "exec_stack", "segments", "tls")
+
+    def __init__(
+        self,
+        entry: int,
+        phdr: int,
+        phent: int,
+        phnum: int,
+        bias: int,
+        brk: int,  # first page after the highest segment: where the heap starts
+        exec_stack: bool,
+        segments: list[Segment] | None = None,
+        tls: tuple[int, int, int, int] | None = None,  # vaddr, filesz, memsz, align
+    ) -> None:
+        self.entry = entry
+        self.phdr = phdr
+        self.phent = phent
+        self.phnum = phnum
+        self.bias = bias
+        self.brk = brk
+        self.exec_stack = exec_stack
+        self.segments: list[Segment] = [] if segments is None else segments
+        self.tls = tls
 
 
 def _prot(flags: int) -> int:

@@ -10,9 +10,8 @@ pages until an mprotect makes them accessible, so reserving address space costs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from polyvm.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace
+from polyvm.record import Record
 
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
@@ -25,17 +24,30 @@ MAP_STACK = 0x20000
 MAP_FIXED_NOREPLACE = 0x100000
 
 
-@dataclass
-class Vma:
-    start: int
-    end: int
-    prot: int
-    flags: int = MAP_PRIVATE | MAP_ANONYMOUS
-    name: str = ""  # backing file path (guest view) or [heap] / [stack] / [vdso]
-    offset: int = 0
-    dev: int = 0
-    ino: int = 0
-    host_path: str | None = None  # to re-read file pages (MADV_DONTNEED on a private file map)
+class Vma(Record):
+    _fields = ("start", "end", "prot", "flags", "name", "offset", "dev", "ino", "host_path")
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        prot: int,
+        flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
+        name: str = "",  # backing file path (guest view) or [heap] / [stack] / [vdso]
+        offset: int = 0,
+        dev: int = 0,
+        ino: int = 0,
+        host_path: str | None = None,  # to re-read file pages (MADV_DONTNEED on a private file map)
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.prot = prot
+        self.flags = flags
+        self.name = name
+        self.offset = offset
+        self.dev = dev
+        self.ino = ino
+        self.host_path = host_path
 
 
 class MemoryMap:
@@ -78,9 +90,9 @@ class MemoryMap:
                 out.append(v)
                 continue
             if v.start < start:
-                out.append(replace(v, end=start))
+                out.append(v.replace(end=start))
             if v.end > end:
-                out.append(replace(v, start=end, offset=v.offset + (end - v.start)))
+                out.append(v.replace(start=end, offset=v.offset + (end - v.start)))
         self.vmas = sorted(out, key=lambda v: v.start)
 
     def add(self, vma: Vma) -> None:
@@ -102,7 +114,7 @@ class MemoryMap:
                 and p.host_path is None
                 and v.host_path is None
             ):
-                out[-1] = replace(p, end=v.end)
+                out[-1] = p.replace(end=v.end)
             else:
                 out.append(v)
         self.vmas = out
@@ -130,7 +142,7 @@ class MemoryMap:
         for v in self.vmas:
             if v.start < end and start < v.end:
                 s, e = max(v.start, start), min(v.end, end)
-                pieces.append(replace(v, start=s, end=e, prot=prot, offset=v.offset + (s - v.start)))
+                pieces.append(v.replace(start=s, end=e, prot=prot, offset=v.offset + (s - v.start)))
         self._carve(start, end)
         self.vmas = sorted(self.vmas + pieces, key=lambda v: v.start)
         self._merge()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal as _host_signal
 import struct
 import sys
-from dataclasses import dataclass
+
+from polyvm.record import Record
 
 NSIG = 64
 SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = 1, 2, 3, 4, 5, 6, 7, 8
@@ -66,12 +67,14 @@ def bit(sig: int) -> int:
     return 1 << (sig - 1)
 
 
-@dataclass
-class SigAction:
-    handler: int = SIG_DFL
-    flags: int = 0
-    restorer: int = 0
-    mask: int = 0
+class SigAction(Record):
+    _fields = ("handler", "flags", "restorer", "mask")
+
+    def __init__(self, handler: int = SIG_DFL, flags: int = 0, restorer: int = 0, mask: int = 0) -> None:
+        self.handler = handler
+        self.flags = flags
+        self.restorer = restorer
+        self.mask = mask
 
 
 def siginfo(signo: int, code: int, *, addr: int | None = None, pid: int = 0, uid: int = 0) -> bytes:

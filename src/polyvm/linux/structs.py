@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+
+from polyvm.record import Record
 
 TIMESPEC = struct.Struct("<qq")  # struct timespec / timeval / __kernel_timespec
 IOVEC = struct.Struct("<QQ")
@@ -23,23 +24,54 @@ UTSNAME_FIELD = 65
 RLIM_INFINITY = (1 << 64) - 1
 
 
-@dataclass
-class StatLike:
+class StatLike(Record):
     """The fields of a stat result, so virtual files can have one too."""
 
-    st_dev: int = 0
-    st_ino: int = 0
-    st_mode: int = 0
-    st_nlink: int = 1
-    st_uid: int = 0
-    st_gid: int = 0
-    st_rdev: int = 0
-    st_size: int = 0
-    st_blksize: int = 4096
-    st_blocks: int = 0
-    st_atime_ns: int = 0
-    st_mtime_ns: int = 0
-    st_ctime_ns: int = 0
+    _fields = (
+        "st_dev",
+        "st_ino",
+        "st_mode",
+        "st_nlink",
+        "st_uid",
+        "st_gid",
+        "st_rdev",
+        "st_size",
+        "st_blksize",
+        "st_blocks",
+        "st_atime_ns",
+        "st_mtime_ns",
+        "st_ctime_ns",
+    )
+
+    def __init__(
+        self,
+        st_dev: int = 0,
+        st_ino: int = 0,
+        st_mode: int = 0,
+        st_nlink: int = 1,
+        st_uid: int = 0,
+        st_gid: int = 0,
+        st_rdev: int = 0,
+        st_size: int = 0,
+        st_blksize: int = 4096,
+        st_blocks: int = 0,
+        st_atime_ns: int = 0,
+        st_mtime_ns: int = 0,
+        st_ctime_ns: int = 0,
+    ) -> None:
+        self.st_dev = st_dev
+        self.st_ino = st_ino
+        self.st_mode = st_mode
+        self.st_nlink = st_nlink
+        self.st_uid = st_uid
+        self.st_gid = st_gid
+        self.st_rdev = st_rdev
+        self.st_size = st_size
+        self.st_blksize = st_blksize
+        self.st_blocks = st_blocks
+        self.st_atime_ns = st_atime_ns
+        self.st_mtime_ns = st_mtime_ns
+        self.st_ctime_ns = st_ctime_ns
 
     @classmethod
     def from_host(cls, st: os.stat_result) -> StatLike:

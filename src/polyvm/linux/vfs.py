@@ -13,16 +13,15 @@ from __future__ import annotations
 import os
 import stat as st
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from polyvm.linux.errnos import ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR, SyscallError, from_host
+from polyvm.record import Record
 
 MAX_SYMLINKS = 40
 PATH_MAX = 4096
 
 
-@dataclass
-class Resolved:
+class Resolved(Record):
     """A guest path after resolution.
 
     guest: the absolute guest path (normalised, symlinks resolved except a final unfollowed one)
@@ -31,11 +30,21 @@ class Resolved:
     virt:  for /proc nodes: ("dir", names) | ("link", target) | ("file", producer)
     """
 
-    guest: str
-    host: str | None
-    exists: bool
-    virt: tuple | None = None
-    lstat: os.stat_result | None = None
+    _fields = ("guest", "host", "exists", "virt", "lstat")
+
+    def __init__(
+        self,
+        guest: str,
+        host: str | None,
+        exists: bool,
+        virt: tuple | None = None,
+        lstat: os.stat_result | None = None,
+    ) -> None:
+        self.guest = guest
+        self.host = host
+        self.exists = exists
+        self.virt = virt
+        self.lstat = lstat
 
 
 class ProcView:
