@@ -357,3 +357,39 @@ def test_compressed_expansions_by_hand() -> None:
     assert (p.name, a.rd, a.rs1, a.rs2) == ("add", 10, 10, 11)
     p, a = decode16.decode(0x852E)
     assert (p.name, a.rd, a.rs1, a.imm) == ("addi", 10, 11, 0)
+
+
+def test_a_lazy_table_is_built_at_its_first_use() -> None:
+    """`lazy=True` (the RISC-V tables: a run whose code all comes from the cache decodes
+    nothing) parses and builds at the first use and decodes as a table built at once; threads
+    asking together build it once."""
+    import threading
+
+    from polyvm.isa import riscv as R
+
+    text = R.FORMATS32 + "".join(m.PATTERNS for m in R.EXTENSIONS32)
+    eager = DecodeTable(text, 32, handlers=R._HANDLERS)
+    lazy = DecodeTable(text, 32, handlers=R._HANDLERS, lazy=True)
+    assert "_root" not in vars(lazy) and "patterns" not in vars(lazy)
+    rng = random.Random(7)
+    words = [rng.getrandbits(32) | 3 for _ in range(3000)]
+
+    def names(table: DecodeTable) -> list:
+        out = []
+        for w in words:
+            m = table.decode(w)
+            out.append(None if m is None else (m[0].name, sorted(vars(m[1]).items())))
+        return out
+
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(names(lazy))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    want = names(eager)
+    assert len(results) == 4 and all(r == want for r in results)
+    assert sum(x is not None for x in want) > 500  # (a real sample: about a third decode)
+    assert [p.name for p in lazy.patterns] == [p.name for p in eager.patterns]
+    with pytest.raises(AttributeError):
+        _ = lazy.no_such_attribute

@@ -33,6 +33,7 @@ at the leaves, never a scan over the whole table.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -141,6 +142,7 @@ class _Node:
         self.children = children
 
 
+_BUILDING = threading.Lock()  # (lazy tables: `DecodeTable.__getattr__`)
 _FIELD_SLICE = re.compile(r"^(\d+):(s?)(\d+)$")
 _INLINE = re.compile(r"^([A-Za-z_]\w*):(s?)(\d+)$")
 _BITS = re.compile(r"^[01.\-]+$")
@@ -161,7 +163,26 @@ class DecodeTable:
         *,
         functions: Mapping[str, Callable[[int], int]] | None = None,
         handlers: Mapping[str, Any] | None = None,
+        lazy: bool = False,
     ) -> None:
+        """With `lazy`, the text is parsed and the tree built when the table is first used (a
+        run whose code all comes from the translation cache decodes nothing)."""
+        self._args = (text, width, functions, handlers)
+        if not lazy:
+            self._build_table()
+
+    def __getattr__(self, name: str) -> Any:
+        # (only for attributes not there yet: those of a lazy table not built yet; one thread
+        # builds it, another asking meanwhile waits for it)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        with _BUILDING:
+            if "_args" in self.__dict__:
+                self._build_table()
+        return object.__getattribute__(self, name)
+
+    def _build_table(self) -> None:
+        text, width, functions, handlers = self.__dict__.pop("_args")
         self.width = width
         self.functions = dict(functions or {})
         self.fields: dict[str, Field] = {}

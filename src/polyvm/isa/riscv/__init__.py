@@ -71,8 +71,13 @@ def _handlers() -> dict[str, Any]:
 
 
 _HANDLERS = _handlers()
-decode32 = DecodeTable(FORMATS32 + "".join(m.PATTERNS for m in EXTENSIONS32), 32, handlers=_HANDLERS)
-decode16 = DecodeTable(rv64c.FORMATS16 + rv64c.PATTERNS, 16, functions=rv64c.FUNCTIONS, handlers=_HANDLERS)
+# (built at their first decode: a run whose code all comes from the cache decodes nothing)
+decode32 = DecodeTable(
+    FORMATS32 + "".join(m.PATTERNS for m in EXTENSIONS32), 32, handlers=_HANDLERS, lazy=True
+)
+decode16 = DecodeTable(
+    rv64c.FORMATS16 + rv64c.PATTERNS, 16, functions=rv64c.FUNCTIONS, handlers=_HANDLERS, lazy=True
+)
 
 
 def fcsr_read(state: list[int]) -> int:
