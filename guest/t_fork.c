@@ -123,17 +123,25 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < total; i++) ok &= got[i] == (char)(i * 7);
         printf("read %zu bytes, content ok %d, eof %zd\n", total, ok, n);
         show("writer", waitpid(c, &st, 0), c, st);
-        /* A reader that went away: the writer gets SIGPIPE. */
+        /* A reader that went away: the writer gets SIGPIPE. (It writes once the parent has
+           closed its ends: the parent closes the gate after them.) */
+        int gate[2];
         pipe(p);
+        pipe(gate);
         c = fork();
         if (c == 0) {
+            char g;
             close(p[0]);
-            msleep(50);
+            close(gate[1]);
+            while (read(gate[0], &g, 1) < 0 && errno == EINTR) {
+            }
             write(p[1], "x", 1);
             _exit(0);
         }
+        close(gate[0]);
         close(p[0]);
         close(p[1]);
+        close(gate[1]);
         show("sigpipe", waitpid(c, &st, 0), c, st);
         /* Two-way: the parent sends, the child upper-cases and answers. */
         int up[2], down[2];
