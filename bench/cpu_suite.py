@@ -380,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
                 q = None
                 break
             if q is not None and (run.stdout, run.returncode) != (q.stdout, q.returncode):
-                q = run  # nondeterministic output: reported below as QEMU's
-            elif q is None or run.seconds < q.seconds:
+                log(f"{name}: QEMU's output differs between rounds: no reference to compare with")
+                q = None
+                break
+            if q is None or run.seconds < q.seconds:
                 q = run
             if q.returncode != 0:
                 break

@@ -35,9 +35,21 @@ class Record:
 
 
 class FrozenRecord(Record):
-    """A record never changed once made: hashable over its fields."""
+    """A record never changed once made (a field is set once, by `__init__`): hashable over
+    its fields."""
 
     __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            object.__getattribute__(self, name)
+        except AttributeError:  # (not set yet: `__init__`)
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name!r}")
 
     def __hash__(self) -> int:
         return hash(tuple(getattr(self, f) for f in self._fields))
