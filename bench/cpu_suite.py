@@ -21,7 +21,9 @@ Every program runs under `qemu-riscv64` and under `python -m polyvm run -q --sta
 for each engine, in rounds (QEMU, then each engine and mode once; --repeat rounds); wall-clock
 times are the best of the rounds (and "loop s", polyvm's own --stats time of that run's guest
 loop: translation included, Python's start-up and the ELF's loading not, against QEMU's whole
-wall time in "loop/QEMU"). polyvm's stdout and exit status must equal QEMU's: a difference is
+wall time in "loop/QEMU"). "per round" is the median (and range) of each round's polyvm time
+over that round's QEMU time: on a machine whose speed drifts between minutes, runs seconds
+apart are compared. polyvm's stdout and exit status must equal QEMU's: a difference is
 reported as MISMATCH and the exit status is 1.
 
 --cache DIR sets POLYVM_CACHE_DIR for the polyvm runs (the JIT's persistent translation cache).
@@ -53,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +86,17 @@ class Row:
     instructions: int | None
     guest_s: float | None  # polyvm's own --stats time for the guest loop
     status: str  # "ok", "MISMATCH", "FAILED", "TIMEOUT"
+    # polyvm's time over QEMU's in each round (the QEMU run just before it): on a machine
+    # whose speed drifts, a round's ratio compares runs made within seconds of each other
+    round_ratios: list[float] = field(default_factory=list)
+
+    @property
+    def round_ratio(self) -> float | None:
+        """The median of the per-round ratios."""
+        r = sorted(self.round_ratios)
+        if not r:
+            return None
+        return r[len(r) // 2] if len(r) % 2 else (r[len(r) // 2 - 1] + r[len(r) // 2]) / 2
 
     @property
     def ratio(self) -> float | None:
@@ -177,6 +190,15 @@ def fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _per_round(r: Row) -> str:
+    m = r.round_ratio
+    if m is None:
+        return "-"
+    if len(r.round_ratios) == 1:
+        return f"{m:.2f}x"
+    return f"{m:.2f}x ({min(r.round_ratios):.2f}-{max(r.round_ratios):.2f})"
+
+
 def _geomean(xs: list[float]) -> float:
     return math.exp(sum(map(math.log, xs)) / len(xs))
 
@@ -193,9 +215,10 @@ def print_table(rows: list[Row]) -> None:
         "loop/QEMU",
         "guest insns",
         "MIPS",
+        "per round",
         "status",
     )
-    left = {0, 1, 10}  # left-aligned columns
+    left = {0, 1, 11}  # left-aligned columns
     body = []
     for r in rows:
         mips = r.instructions / r.polyvm_s / 1e6 if r.instructions and r.polyvm_s else None
@@ -212,20 +235,23 @@ def print_table(rows: list[Row]) -> None:
                 fmt(r.loop_ratio, ".2f") + ("x" if r.loop_ratio else ""),
                 "-" if r.instructions is None else f"{r.instructions:,}",
                 fmt(mips, ".1f"),
+                _per_round(r),
                 r.status,
             )
         )
     # geometric mean of the ratios per engine (and mode), over the programs that matched QEMU
-    groups: dict[str, list[tuple[float, float | None]]] = {}
+    groups: dict[str, list[tuple[float, float | None, float | None]]] = {}
     for r in rows:
         if r.ratio and r.status == "ok":
             groups.setdefault(f"{r.engine} ({r.mode})" if r.mode else r.engine, []).append(
-                (r.ratio, r.loop_ratio)
+                (r.ratio, r.loop_ratio, r.round_ratio)
             )
     for engine, pairs in groups.items():
-        g = _geomean([a for a, _ in pairs])
-        loops = [b for _, b in pairs if b]
+        g = _geomean([a for a, _, _ in pairs])
+        loops = [b for _, b, _ in pairs if b]
         gl = _geomean(loops) if len(loops) == len(pairs) else None
+        rounds = [c for _, _, c in pairs if c]
+        gr = _geomean(rounds) if len(rounds) == len(pairs) else None
         body.append(
             (
                 "geomean",
@@ -238,6 +264,7 @@ def print_table(rows: list[Row]) -> None:
                 fmt(gl, ".2f") + ("x" if gl else ""),
                 "",
                 "",
+                fmt(gr, ".2f") + ("x" if gr else ""),
                 f"{len(pairs)} program{'s' * (len(pairs) > 1)}",
             )
         )
@@ -257,6 +284,8 @@ def print_table(rows: list[Row]) -> None:
         "polyvm/QEMU: wall-time ratio (lower is better); QEMU/polyvm: polyvm's throughput relative to QEMU;"
     )
     print("MIPS: polyvm guest instructions per wall-clock second of the whole run (startup included).")
+    print("per round: the median of each round's polyvm/QEMU (that round's QEMU run), with their range;")
+    print("the geomean row: of those medians.")
     print("loop s: polyvm's own --stats time of the guest loop (its translation included; Python's start-up")
     print("and loading the ELF not); loop/QEMU: that against QEMU's whole wall time (lower is better).")
 
@@ -370,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         # sides of a ratio alike, not on whichever side ran during the slow minute.
         jobs: list[tuple[str, str]] = [(e, m) for e in engines for m in modes]
         best: dict[tuple[str, str], Run] = {}
+        per_round: dict[tuple[str, str], list[float]] = {}
         bad: dict[tuple[str, str], str] = {}  # job -> why it stopped (a mismatch, a failure)
         q: Run | None = None
         for _ in range(a.repeat):
@@ -423,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                     bad[engine, mode] = "MISMATCH"
                     continue
                 log(f"{label}: {v.seconds:.3f} s (QEMU this round: {run.seconds:.3f} s), same output")
+                per_round.setdefault((engine, mode), []).append(v.seconds / run.seconds)
                 if (engine, mode) not in best or v.seconds < best[engine, mode].seconds:
                     best[engine, mode] = v
         if q is None:
@@ -435,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: qemu {q.seconds:.3f} s (best): {q.stdout.decode(errors='replace').strip()}")
         for engine, mode in jobs:
             row = Row(name, engine, mode, q.seconds, None, None, None, bad.get((engine, mode), "ok"))
+            row.round_ratios = per_round.get((engine, mode), [])
             rows.append(row)
             v = best.get((engine, mode))
             if row.status != "ok" or v is None:
@@ -453,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             "qemu": qver[0] if qver else None,
             "scale": a.scale,
             "repeat": a.repeat,
-            "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
+            "rows": [asdict(r) | {"ratio": r.ratio, "round_ratio": r.round_ratio} for r in rows],
         }
         Path(a.json).write_text(json.dumps(data, indent=2) + "\n")
     bad = [r for r in rows if r.status != "ok"]

@@ -99,10 +99,21 @@ def test_repeats_run_in_rounds() -> None:
     assert [(r[1], r[2], r[-1]) for r in rows] == [("jit", "(cold)", "ok"), ("jit", "(warm)", "ok")], (
         res.stdout
     )
-    # (each row's time is the best of its two runs, as logged)
+    # (each row's time is the best of its two runs, as logged; "per round" the median of the
+    # two rounds' ratios to the QEMU run of the same round, and their range)
     for row, mode in zip(rows, ("cold", "warm"), strict=True):
         times = [float(r.split(f"({mode}): ")[1].split()[0]) for r in runs if f"({mode})" in r]
         assert float(row[4]) == pytest.approx(min(times), abs=0.0006), (row, times)
+        qemus = [float(r.split("QEMU this round: ")[1].split()[0]) for r in runs if f"({mode})" in r]
+        ratios = [t / q for t, q in zip(times, qemus, strict=True)]
+        median, span = row[-3], row[-2]
+        # (the logged times are rounded to the millisecond, QEMU's only tens of them here: the
+        # bounds those roundings allow, and the printed ratio's own rounding)
+        h = 0.0005
+        tol = max(r * (h / t + h / q) for r, t, q in zip(ratios, times, qemus, strict=True)) + 0.006
+        assert float(median.rstrip("x")) == pytest.approx(sum(ratios) / 2, abs=tol), (row, ratios)
+        lo, hi = (float(x) for x in span.strip("()").split("-"))
+        assert (lo, hi) == (pytest.approx(min(ratios), abs=tol), pytest.approx(max(ratios), abs=tol)), row
 
 
 def test_cold_runs_keep_only_the_per_host_objects(tmp_path) -> None:
