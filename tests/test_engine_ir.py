@@ -599,3 +599,60 @@ def test_trap_resume_when_the_translation_is_reused() -> None:
             1,
         )
         assert_native(eng, 0x1000)
+
+
+def test_the_builder_reads_a_register_once_per_block() -> None:
+    """A 64-bit register read or written earlier in the block is that value: no second `get`
+    (one statement fewer for every engine). Not after a helper that may write it, not for
+    the pc or the count (slots 0 and 1, which every instruction moves), not a narrower read;
+    an instruction dropped undecoded forgets what it read."""
+
+    def gets(b: Builder) -> list[tuple[int, int]]:
+        return [(s.args[0], s.dst.w) for i in b.insns for s in i.stmts if s.op == "get"]
+
+    b = Builder(0x1000, HELPERS)
+    b.begin(0x1000, 4)
+    x = b.get(3)
+    assert b.get(3) is x  # (the same instruction)
+    b.put(4, b.add(x, b.const(1, 64)))
+    b.begin(0x1004, 4)
+    assert b.get(3) is x  # (the next one)
+    y = b.get(4)
+    assert y.const is None and y is b.insns[0].stmts[-1].args[1]  # what was put
+    assert gets(b) == [(3, 64)]
+    b.call("accrue", x)  # writes slot 5 alone
+    assert b.get(3) is x and gets(b) == [(3, 64)]
+    b.get(5)
+    b.call("accrue", x)
+    b.get(5)
+    assert gets(b) == [(3, 64), (5, 64), (5, 64)]
+    b.call("trap_if_odd_any_slot", x)  # (no slots declared: any of them)
+    b.get(3)
+    assert gets(b) == [(3, 64), (5, 64), (5, 64), (3, 64)]
+    b.get(0), b.get(0), b.get(1), b.get(1), b.get(6, 32), b.get(6, 32)
+    assert gets(b)[4:] == [(0, 64), (0, 64), (1, 64), (1, 64), (6, 32), (6, 32)]
+    b.put(7, b.const(9, 64))  # (a constant put reads back as the constant)
+    assert b.get(7).const == 9
+    b.begin(0x1008, 4)
+    b.get(2)
+    b.drop_current()
+    b.begin(0x1008, 4)
+    b.get(2)
+    assert gets(b)[-1] == (2, 64) and len(b.insns) == 3
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+def test_a_register_a_helper_writes_is_read_again(kind: str) -> None:
+    """Slot 5 read, a helper that writes it, read again: the second read sees the helper's
+    write on every engine (hand-checked: 0x0F | 0x30 = 0x3F, minus 0x0F)."""
+
+    def build(b: Builder) -> None:
+        before = b.get(5)
+        b.call("accrue", b.const(0x30, 64))  # slot 5 |= 0x30
+        b.put(6, b.sub(b.get(5), before))
+        b.put(7, b.get(5))
+
+    fn = run_op(kind, build)
+    r = [0, 0, 0, 0, 0, 0x0F, 0, 0]
+    fn(r)
+    assert r[5:] == [0x3F, 0x30, 0x3F], r

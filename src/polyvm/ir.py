@@ -27,6 +27,8 @@ from typing import Any
 
 from polyvm.record import FrozenRecord, Record
 
+_SLOT_ICOUNT = 1  # (`polyvm.isa`: slot 0 the pc, 1 the count; the registers after them)
+
 WIDTHS = (1, 8, 16, 32, 64, 128)
 
 
@@ -249,12 +251,12 @@ class Builder:
         self._n = 0
         self._cur: Insn | None = None
         self._known: dict[int, int] = {}  # slot -> constant put earlier in this block
+        self._have: dict[int, Val] = {}  # slot -> a 64-bit value read or put earlier in it
 
     # ---- structure -------------------------------------------------------------------
     def begin(self, pc: int, size: int, text: str = "") -> Insn:
         self._cur = Insn(pc, size, [], text)
         self.insns.append(self._cur)
-        self._known_before = dict(self._known)
         return self._cur
 
     def drop_current(self) -> None:
@@ -262,7 +264,10 @@ class Builder:
         if self._cur is not None:
             self.insns.pop()
             self._cur = self.insns[-1] if self.insns else None
-            self._known = self._known_before
+            # (what it read or put is forgotten with what came before: reading again is
+            # always right, and a lifter ends the block here anyway)
+            self._known.clear()
+            self._have.clear()
 
     @property
     def done(self) -> bool:
@@ -299,15 +304,29 @@ class Builder:
         k = self._known.get(slot) if w <= 64 else None
         if k is not None:
             return self.const(k, w)
+        if w == 64 and slot > _SLOT_ICOUNT:
+            # A register read or written earlier in this block is that value (no second read
+            # of the state: every engine would otherwise load it again or find it the same).
+            # Not the pc or the count, which every instruction moves.
+            v = self._have.get(slot)
+            if v is None:
+                v = self._have[slot] = self._emit("get", 64, slot)  # type: ignore[assignment]
+            return v  # type: ignore[return-value]
         return self._emit("get", w, slot)  # type: ignore[return-value]
 
     def put(self, slot: int, v: Val) -> None:
         if v.const is not None and v.w <= 64:
             self._known[slot] = v.const
+            self._have.pop(slot, None)
         else:
             self._known.pop(slot, None)
-            if v.w > 64:
-                self._known.pop(slot + 1, None)
+            if v.w == 64 and slot > _SLOT_ICOUNT:
+                self._have[slot] = v
+            else:
+                self._have.pop(slot, None)
+                if v.w > 64:
+                    self._known.pop(slot + 1, None)
+                    self._have.pop(slot + 1, None)
         self._emit("put", None, slot, v)
 
     # ---- memory ------------------------------------------------------------------------
@@ -331,12 +350,14 @@ class Builder:
         assert len(args) == len(h.arg_widths), f"{name}: {len(args)} args"
         if h.pure and all(a.is_const for a in args):
             return self.const(h.fn(*[a.const for a in args]), h.result_width or 64)
-        if h.state:  # the helper may write slots: forget constants it could overwrite
+        if h.state:  # the helper may write slots: forget what it could overwrite
             if h.writes is None:
                 self._known.clear()
+                self._have.clear()
             else:
                 for k in h.writes:
                     self._known.pop(k, None)
+                    self._have.pop(k, None)
         return self._emit("call", h.result_width, name, *args)
 
     # ---- arithmetic (with constant folding) ------------------------------------------
