@@ -7,7 +7,7 @@ QEMU. This module writes the same region — same entry protocol, exits, counter
 checks, faults and calls through `ctx` (see `lower`) — as x86-64 machine code directly, in
 Python, at a few microseconds per IR statement, the way a baseline compiler does (QEMU's TCG,
 V8's Sparkplug): guest registers stay in the state array (a block reuses a value it read or
-wrote, `_prepare`), the block's IR temporaries get registers by linear scan (`_allocate`; a
+wrote: `ir.Builder.get`), the block's IR temporaries get registers by linear scan (`_allocate`; a
 frame slot when none is left), each statement is a few instructions computing in its
 result's register, every memory access has the software TLB's fast path inline (`_access`),
 and a direct exit to other translated code is a chained tail call (`_chain`). Hot regions are
@@ -619,69 +619,31 @@ class X64Region:
     def _prepare(
         self, blk: Block
     ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int]]:
-        """The block's statements as (op, dst, args, instruction index), with a guest
-        register's value reused where the block has it already (a get after a put or a get of
-        the same slot reads the value, not the state: a store-to-load round trip saved on
-        the chain of dependent instructions), and its terminator's values likewise; with, for
-        `_allocate`, the index of the statement that reads each temporary last (the
-        terminator's: the number of statements) and those of the statements that call out."""
-        sub: dict[int, Val] = {}  # temp id -> the value it equals
-        have: dict[int, Val] = {}  # slot -> a value it holds now
+        """The block's statements as (op, dst, args, instruction index) and its terminator's
+        values, with, for `_allocate`, the index of the statement that reads each temporary
+        last (the terminator's: the number of statements) and those of the statements that
+        call out. (A guest register is read once per block already: `ir.Builder.get` reuses a
+        value the block read or wrote, so a get here is a load of the state.)"""
         last: dict[int, int] = {}
         calls: list[int] = []
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
-        helpers = self.helpers
-        append, subget = out.append, sub.get
+        append = out.append
         for idx, insn in enumerate(blk.insns):
             for st in insn.stmts:
-                op, d, a = st.op, st.dst, st.args
-                if op == "get":
-                    k = a[0]
-                    if k != SLOT_PC and k != SLOT_ICOUNT and d.w <= 64:
-                        v = have.get(k)
-                        if v is not None and v.w == d.w:
-                            sub[d.id] = v
-                            continue
-                        if d.w == 64:
-                            have[k] = d
-                    append((op, d, a, idx))
-                    continue
+                op, a = st.op, st.args
                 i = len(out)
-                args = a  # (a new tuple only where a value is replaced)
                 for x in a:
                     if type(x) is Val and x.const is None:
-                        y = subget(x.id)
-                        if y is None:
-                            last[x.id] = i
-                        else:
-                            if y.const is None:
-                                last[y.id] = i
-                            args = None
-                if args is None:
-                    args = tuple(subget(x.id, x) if type(x) is Val and x.const is None else x for x in a)
-                if op == "put":
-                    have[a[0]] = args[1]
-                elif op in _CALLS:
+                        last[x.id] = i
+                if op in _CALLS:
                     calls.append(i)
-                    if op == "call":
-                        h = helpers[a[0]]
-                        if h.state:
-                            if h.writes is None:
-                                have.clear()
-                            else:
-                                for k in h.writes:
-                                    have.pop(k, None)
-                append((op, d, args, idx))
+                append((op, st.dst, a, idx))
         t = blk.term
         n = len(out)
-        uses = []
         for x in (t.cond, t.target):
             if type(x) is Val and x.const is None:
-                x = sub.get(x.id, x)
-                if x.const is None:
-                    last[x.id] = n
-            uses.append(x)
-        return out, (uses[0], uses[1]), last, calls
+                last[x.id] = n
+        return out, (t.cond, t.target), last, calls
 
     def _allocate(
         self,
