@@ -225,3 +225,97 @@ def test_direct_and_other_code_keep_apart_in_the_cache(tmp_path) -> None:
     assert run(False)[1] > 0
     again, loaded = run(True)
     assert again == out and loaded > 0
+
+
+# ---- a group of accesses from one base, checked in the TLB once (`x64._grouped_access`) -------
+GROUP_TOP = 0x48000  # a read-only page, the one below it read-write
+
+
+def _group_run(start: int, body: list[str], monkeypatch, own_block: bool = True) -> tuple:
+    """Run `a1 = start; a2, a3, a4 = 10, 100, 1000; body; ebreak` in the first tier on direct
+    memory; the stop, the state, the memory, the body's first pc, and the regions' groups."""
+    pytest.importorskip("llvmlite")
+    from polyvm.engine import jit as J
+    from polyvm.engine import x64
+    from polyvm.engine.jit import JitEngine
+    from polyvm.isa import get_arch
+    from polyvm.isa.riscv.asm import li, program
+
+    monkeypatch.setattr(J, "TIER2_INSNS", 1 << 62)
+    groups: list[int] = []
+    made = x64.X64Region.__init__
+
+    def count(self, *a, **k):  # type: ignore[no-untyped-def]
+        made(self, *a, **k)
+        groups.append(self.groups)
+
+    monkeypatch.setattr(x64.X64Region, "__init__", count)
+    head = [*li("a1", start), *li("a2", 10), *li("a3", 100), *li("a4", 1000)]
+    mem = _direct()
+    # (the body in a block of its own, so that a1 is a register read, not a constant: the
+    # constant addresses of a block with `li a1` before them make a group of their own)
+    if own_block:
+        head.append("jal zero, 4")
+    mem.map(CODE, 0x1000, PROT_ALL, program([*head, *body, "ebreak"]))
+    mem.map(GROUP_TOP - 0x1000, 0x2000, RW)
+    mem.write(GROUP_TOP + 64, (7).to_bytes(8, "little") + (8).to_bytes(8, "little"))
+    mem.protect(GROUP_TOP, 0x1000, PROT_READ)
+    arch = get_arch("riscv64")
+    eng = JitEngine(arch, mem, tier="jit", background=False)
+    assert eng.direct and eng.emit_first
+    r = arch.new_state()
+    r[0] = CODE
+    stop = eng.run(r, 1000)
+    regs = {n: r[arch.regs[n][0]] for n in ("a5", "a6", "a7")}
+    return stop, regs, r[1], mem, CODE + 4 * len(head), groups
+
+
+@pytest.mark.parametrize("own_block", [True, False])
+def test_a_group_of_accesses_in_one_page_is_checked_once(own_block: bool, monkeypatch) -> None:
+    """Three stores and three loads at a1 + 0, 8, 16 in one read-write page: one group, and
+    the loads read back what the stores wrote; the same at constant addresses (a1 set in the
+    same block)."""
+    body = ["sd a2, 0(a1)", "sd a3, 8(a1)", "sw a4, 16(a1)", "ld a5, 0(a1)", "ld a6, 8(a1)", "lwu a7, 16(a1)"]
+    stop, regs, _, mem, _, groups = _group_run(GROUP_TOP - 64, body, monkeypatch, own_block)
+    assert stop.reason == "breakpoint", stop
+    assert regs == {"a5": 10, "a6": 100, "a7": 1000}
+    assert mem.read(GROUP_TOP - 64, 20) == (10).to_bytes(8, "little") + (100).to_bytes(8, "little") + (
+        1000
+    ).to_bytes(4, "little")
+    assert sum(groups) >= 1
+
+
+@pytest.mark.parametrize(
+    "start, body, at, loaded, written",
+    [
+        # the group reaches into the read-only page: the two stores below it happen, the
+        # word store at its first byte faults, the load after it does not run
+        (GROUP_TOP - 16, ["sd a2, 0(a1)", "sd a3, 8(a1)", "sw a4, 16(a1)", "ld a5, 0(a1)"], 2, {}, 16),
+        # the whole group in the read-only page: its loads happen, its store faults
+        (
+            GROUP_TOP + 64,
+            ["ld a5, 0(a1)", "ld a6, 8(a1)", "sd a2, 16(a1)", "ld a7, 0(a1)"],
+            2,
+            {"a5": 7, "a6": 8},
+            0,
+        ),
+    ],
+)
+def test_a_fault_in_a_group_of_accesses_is_precise(start, body, at, loaded, written, monkeypatch) -> None:
+    """Where the group's one TLB check fails, each access goes on its own: the fault is at
+    the faulting store (hand-checked: the body's instruction `at`), with exactly the
+    instructions before it retired and their effects, and nothing after it."""
+    stop, regs, count, mem, pc, _ = _group_run(start, body, monkeypatch)
+    fault_at = start + int(body[at].split(", ")[1].split("(")[0])
+    assert (stop.reason, stop.pc, stop.access, stop.mapped, stop.addr) == (
+        "fault",
+        pc + 4 * at,
+        "w",
+        True,
+        fault_at,
+    )
+    assert count == (pc - CODE) // 4 + at
+    assert regs == {"a5": 0, "a6": 0, "a7": 0} | loaded
+    assert mem.read(GROUP_TOP, 4) == bytes(4)
+    if written:
+        assert mem.read(GROUP_TOP - 16, 16) == (10).to_bytes(8, "little") + (100).to_bytes(8, "little")

@@ -386,8 +386,25 @@ def _walk_sum(n: int) -> int:
     return sum((10 + i) + (100 + 2 * i) + (1000 + 3 * i) for i in range(n))
 
 
+@pytest.fixture(params=[False, True], ids=["buffers", "direct"])
+def direct_memory(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """The Emulator's memory as the Python API makes it (a host buffer per mapping), or as
+    Linux user mode does (a window at one host offset: `direct_base`; native code then adds
+    that offset, and its TLB entries only say whether an access may go ahead). (These runs
+    stop at `until`, which instruments their code: LLVM's tiers; the emitted first tier's
+    groups are tested in test_direct_memory.)"""
+    if request.param:
+        import polyvm.api as api
+        from polyvm.memory import AddressSpace
+
+        if AddressSpace(window=1 << 38).direct_base is None:
+            pytest.skip("no direct guest memory on this host")
+        monkeypatch.setattr(api, "AddressSpace", lambda: AddressSpace(window=1 << 38))
+    return request.param
+
+
 @pytest.mark.parametrize("engine", ALL)
-def test_accesses_from_one_base_across_a_page_boundary(engine: str) -> None:
+def test_accesses_from_one_base_across_a_page_boundary(engine: str, direct_memory: bool) -> None:
     """A loop stores three values at a1+0, +8, +16 and loads them back while a1 walks down
     over a page boundary, so some iterations' bytes lie in two pages (two host buffers here):
     every iteration must read back what it wrote, and memory must hold what the stores left
@@ -418,7 +435,7 @@ def test_accesses_from_one_base_across_a_page_boundary(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ALL)
-def test_a_fault_inside_a_group_of_accesses_is_precise(engine: str) -> None:
+def test_a_fault_inside_a_group_of_accesses_is_precise(engine: str, direct_memory: bool) -> None:
     """The same walk up to a read-only page, one iteration further in the last of four walks
     (hot code by then on `hot-sync`): in that iteration a1+16 is the page's first byte, the
     two stores below it have happened, the word store at a1+16 faults, and nothing after it

@@ -69,9 +69,21 @@ _ALU_N = {"add": 0, "or": 1, "and": 4, "sub": 5, "xor": 6}  # (the immediate for
 _SHIFT = {"rotl": 0, "rotr": 1, "shl": 4, "lshr": 5, "ashr": 7}
 _POW2 = (8, 16, 32, 64)
 STACK = -1  # a temporary's location: its frame slot
+GROUPS = 4  # access groups per block checked in the TLB once (`_groups`): their flags' frame words
 _SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
 _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
+# a w-bit load into rax (zero-extended) or store of rdx, at rsi + rax
+_ACCESS = {
+    ("ld", 64): b"\x48\x8b\x04\x06",
+    ("ld", 32): b"\x8b\x04\x06",
+    ("ld", 16): b"\x0f\xb7\x04\x06",
+    ("ld", 8): b"\x0f\xb6\x04\x06",
+    ("st", 64): b"\x48\x89\x14\x06",
+    ("st", 32): b"\x89\x14\x06",
+    ("st", 16): b"\x66\x89\x14\x06",
+    ("st", 8): b"\x88\x14\x06",
+}
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
 
@@ -168,9 +180,11 @@ class X64Region:
     """One region (`lower.RegionLowering(compact=True)`'s semantics) as machine code.
 
     After construction: `code` (bytes), `entry_pcs`, `fpn_used` (helpers called through ctx's
-    fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc))."""
+    fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc)),
+    `groups` (how many groups of accesses it checks in the TLB once: `_groups`)."""
 
     cached: int | None = None  # the slot kept in r15 (`_cached_slot`)
+    acc: Any = None  # the access group of the statement being emitted (`_groups`), if any
 
     def __init__(
         self,
@@ -202,6 +216,7 @@ class X64Region:
         self._chains: dict[int, Any] = {}  # target pc -> its chained exit's label
         self.chain_slots: list[tuple[Any, int]] = []  # (the word's label, target pc)
         self._n = 0
+        self.groups = 0  # access groups checked in the TLB once (`_groups`)
         self._emit()
         self.code = self._resolve()
         self.chains = [(self.labels[slot], pc) for slot, pc in self.chain_slots]  # (offset, pc)
@@ -400,7 +415,8 @@ class X64Region:
         self.lands: dict[int, Any] = {}
         # (a block's temporaries are numbered 1..ntemps: `ir.Builder`; then the count at entry)
         self.icount0_at = TEMPS + 16 * (max(b.ntemps for b in blocks) + 1)
-        frame = self.icount0_at + 8
+        self.flags_at = self.icount0_at + 8  # (a byte per access group: `_grouped_access`)
+        frame = self.flags_at + 8 * GROUPS if self.direct else self.icount0_at + 8
         frame += 8 if frame % 16 == 0 else 0  # 6 pushes + return address: rsp 16-aligned at calls
         if frame >= 1 << 31:
             raise Unsupported("frame too big")
@@ -626,6 +642,7 @@ class X64Region:
         value the block read or wrote, so a get here is a load of the state.)"""
         last: dict[int, int] = {}
         calls: list[int] = []
+        adds = self.adds = {}  # (temp id -> its add's operands: `_groups`)
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
         append = out.append
         for idx, insn in enumerate(blk.insns):
@@ -637,6 +654,8 @@ class X64Region:
                         last[x.id] = i
                 if op in _CALLS:
                     calls.append(i)
+                elif op == "add":
+                    adds[st.dst.id] = a
                 append((op, st.dst, a, idx))
         t = blk.term
         n = len(out)
@@ -703,10 +722,17 @@ class X64Region:
             and stmts[-1][1] is cond
         ):
             self.fuse = cond.id
-        for op, d, a, idx in stmts:
+        groups = self._groups(stmts, calls) if self.direct and len(calls) > 1 else None
+        if groups:
+            self.groups += len({v[0] for v in groups.values()})
+        self.acc = None
+        for i, (op, d, a, idx) in enumerate(stmts):
             self.idx = idx
             self.insn_pc = blk.insns[idx].pc
+            if groups:
+                self.acc = groups.get(i)
             self._stmt(op, d, a)
+        self.acc = None
         t = blk.term
         self.buf += b"\x4d\x8d" + _mem(ICOUNT, ICOUNT, len(blk.insns))  # lea r14, [r14 + n] (flags kept)
         if t.kind == "exit":
@@ -814,7 +840,16 @@ class X64Region:
         address is then the guest's plus the entry's addend, or ctx's direct base), the
         runtime's access function (`lower.mem_fn_text`: the fast path again, then the slow
         path in Python) after the block, called when it misses. No temporary lives in a
-        caller-saved register across an access (`_allocate`), so that call may clobber them."""
+        caller-saved register across an access (`_allocate`), so that call may clobber them.
+        An access of a group (`_groups`) goes through `_grouped_access` instead."""
+        acc = self.acc
+        if acc is not None:
+            self.acc = None
+            self._grouped_access(kind, w, acc)
+            return
+        self._probed_access(kind, w)
+
+    def _probed_access(self, kind: str, w: int) -> None:
         b = self.buf
         # the entry's offset, ((addr >> 12) & (TLB_SIZE-1)) * 32, as (addr >> 7) & (that mask << 5)
         esh = (L.TLB_ENTRY_WORDS * 8).bit_length() - 1
@@ -837,23 +872,20 @@ class X64Region:
             self.load(RAX, CTX, 8 * L.CTX_GUEST_BASE)
         else:
             b += b"\x48\x8b\x40\x10"  # mov rax, [rax + 16]  (the addend)
-        if kind == "ld":
-            b += {
-                64: b"\x48\x8b\x04\x06",
-                32: b"\x8b\x04\x06",
-                16: b"\x0f\xb7\x04\x06",
-                8: b"\x0f\xb6\x04\x06",
-            }[w]
-        else:
-            b += {64: b"\x48\x89\x14\x06", 32: b"\x89\x14\x06", 16: b"\x66\x89\x14\x06", 8: b"\x88\x14\x06"}[
-                w
-            ]
+        b += _ACCESS[kind, w]
         self.bind(done)
+        self._slow_access(kind, w, slow, done)
+
+    def _slow_access(self, kind: str, w: int, slow: Any, done: Any, first: bytes = b"") -> None:
+        """After the block, at `slow`: (the bytes `first`, then) the runtime's access function
+        for the access (rsi the address, rdx a store's value), its fault exit at the current
+        instruction, and back to `done`."""
         fault = self._fault()
         fn = 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"{kind}{w}"))
 
         def slow_path() -> None:
             self.bind(slow)
+            self.buf += first
             self.mov(RDI, CTX)
             self.call_mem(CTX, fn)
             if kind == "ld":
@@ -864,6 +896,96 @@ class X64Region:
             self.jmp(done)
 
         self.later.append(slow_path)
+
+    def _groups(
+        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], calls: list[int]
+    ) -> dict[int, Any]:
+        """Accesses of the block through one base value at constant offsets (`add(base, c)`
+        or the base itself; or at constant addresses in one page), two or more, within less
+        than a page of each other: checked in
+        the TLB together, at the first of them (`_grouped_access`). Statement index ->
+        (group, first?, the group's lowest and highest byte relative to this access's
+        address, the kinds of access). Up to GROUPS groups a block; not `cstore`s (they may
+        not run)."""
+        adds = self.adds
+        # base id (or a constant address's page) -> (i, offset (the address), size, kind)
+        bases: dict[Any, list[tuple[int, int, int, str]]] = {}
+        for i in calls:
+            op, d, a, _ = stmts[i]
+            if op != "load" and op != "store":
+                continue
+            addr = a[0]
+            w = d.w if op == "load" else a[1].w  # type: ignore[union-attr]
+            if w > 64:
+                continue
+            if addr.const is not None:  # (a global's address: a group per page)
+                key, off = ("page", addr.const >> L.PAGE_SHIFT), addr.const
+            else:
+                key, off = addr.id, 0
+                xy = adds.get(addr.id)
+                if xy is not None and xy[0].w == 64:
+                    x, y = xy
+                    if y.const is not None and x.const is None:
+                        key, off = x.id, y.const - (1 << 64) if y.const >> 63 else y.const
+                    elif x.const is not None and y.const is None:
+                        key, off = y.id, x.const - (1 << 64) if x.const >> 63 else x.const
+            bases.setdefault(key, []).append((i, off, w // 8, "ld" if op == "load" else "st"))
+        out: dict[int, Any] = {}
+        g = 0
+        for members in bases.values():
+            if len(members) < 2:
+                continue
+            lo = min(m[1] for m in members)
+            hi = max(m[1] + m[2] - 1 for m in members)
+            if hi - lo >= 1 << L.PAGE_SHIFT:
+                continue
+            kinds = frozenset(m[3] for m in members)
+            for j, (i, off, _, _) in enumerate(members):
+                out[i] = (g, j == 0, lo - off, hi - off, kinds)
+            g += 1
+            if g == GROUPS:
+                break
+        return out
+
+    def _grouped_access(self, kind: str, w: int, acc: tuple[int, bool, int, int, frozenset[str]]) -> None:
+        """An access of a group (`_groups`, direct guest memory only): the group's first
+        access looks the TLB entry of the group's lowest byte up once, for every kind of
+        access the group makes, with the page of its highest byte as the tag (so all of them
+        lie in that page, which lets each of them go ahead), and keeps the answer in a frame
+        byte; each access then tests that byte and goes straight to guest memory. Where the
+        answer is no (a page boundary inside the group, a miss, a page that must take the
+        slow path, as code pages' stores do), every access of the group calls the runtime's
+        access function, after the block, as a probe that misses does (`_slow_access`: the
+        TLB looked up again, then the slow path): the same faults, at the same instructions,
+        as without groups. Nothing a block does between its accesses changes
+        what the TLB allows (protections change only in system calls, which end blocks)."""
+        g, first, dlo, dhi, kinds = acc
+        flag = self.flags_at + 8 * g
+        slow, done = self.newlabel(), self.newlabel()
+        b = self.buf
+        if first:
+            esh = (L.TLB_ENTRY_WORDS * 8).bit_length() - 1
+            b += b"\x48\x8d\x86" + dlo.to_bytes(4, "little", signed=True)  # lea rax, [rsi + lo]
+            b += b"\x48\xc1\xe8" + bytes((L.PAGE_SHIFT - esh,))  # shr rax, 7
+            b += b"\x25" + ((L.TLB_SIZE - 1) << esh).to_bytes(4, "little")  # and eax, 0x1fffe0
+            b += b"\x48\x03\x03"  # add rax, [rbx]  (the TLB)
+            b += b"\x48\x8d\x8e" + dhi.to_bytes(4, "little", signed=True)  # lea rcx, [rsi + hi]
+            b += b"\x48\x81\xe1" + (-(1 << L.PAGE_SHIFT)).to_bytes(4, "little", signed=True)  # and rcx, page
+            for k in ("ld", "st"):
+                if k in kinds:
+                    b += b"\x48\x3b\x48" + bytes((0 if k == "ld" else 8,))  # cmp rcx, [rax + tag]
+                    self.jcc(C_NE, slow)
+            b += b"\xc6\x84\x24" + flag.to_bytes(4, "little") + b"\x01"  # mov byte [rsp + flag], 1
+        else:
+            b += b"\x80\xbc\x24" + flag.to_bytes(4, "little") + b"\x00"  # cmp byte [rsp + flag], 0
+            self.jcc(C_E, slow)
+        self.load(RAX, CTX, 8 * L.CTX_GUEST_BASE)
+        self.buf += _ACCESS[kind, w]
+        self.bind(done)
+        # (no: this and the group's later accesses go through the runtime's access function,
+        # which looks the TLB up again, then takes the slow path; mov byte [rsp + flag], 0)
+        clear = b"\xc6\x84\x24" + flag.to_bytes(4, "little") + b"\x00" if first else b""
+        self._slow_access(kind, w, slow, done, clear)
 
     def _call(self, name: str, xs: tuple[Val, ...], d: Val | None) -> None:
         h = self.helpers[name]
