@@ -493,3 +493,25 @@ def test_the_inline_nx_shortcut_is_the_helper(op: str) -> None:
         if single:
             host_op = host_op[:-1] + "s"  # (the ss form)
         assert (host_op in names) == (rm != "rtz"), names
+
+
+def test_a_group_of_accesses_checks_the_tlb_once() -> None:
+    """A group's first access (`_grouped_access`, direct memory): the TLB entry of the group's
+    lowest byte (here 8 below this access), its read and write tags against the page of the
+    highest byte (15 above), the answer in a frame byte (flags at rsp + 0x200, group 1), then
+    the store at guest + ctx's base; a later access tests the byte first. The miss path (the
+    runtime's access function) comes after the block."""
+
+    def emit(a, first: bool) -> None:
+        a.flags_at = 0x200
+        a._grouped_access("st", 64, (1, first, -8, 15, frozenset({"ld", "st"})))
+
+    assert _text(_asm(lambda a: emit(a, True), direct=True)) == (
+        "lea rax, [rsi - 8]; shr rax, 7; and eax, 0x1fffe0; add rax, qword ptr [rbx]; "
+        "lea rcx, [rsi + 0xf]; and rcx, 0xfffffffffffff000; cmp rcx, qword ptr [rax]; jne; "
+        "cmp rcx, qword ptr [rax + 8]; jne; mov byte ptr [rsp + 0x208], 1; "
+        "mov rax, qword ptr [rbx + 0xc0]; mov qword ptr [rsi + rax], rdx"
+    )
+    assert _text(_asm(lambda a: emit(a, False), direct=True)) == (
+        "cmp byte ptr [rsp + 0x208], 0; je; mov rax, qword ptr [rbx + 0xc0]; mov qword ptr [rsi + rax], rdx"
+    )
