@@ -513,3 +513,39 @@ def test_a_bad_job_file_is_dropped(tmp_path) -> None:
     wrong.write_bytes(marshal.dumps({**job, "host_id": Compiler.get().host_id}))
     J.translate_job(str(wrong))
     assert os.listdir(tmp_path) == [] and not root.exists()
+
+
+def test_a_hot_module_waits_until_its_quick_code_has_run_a_while(monkeypatch) -> None:
+    """Where the first tier is emitted (`x64`), a hot region's quick code is installed at
+    once and counts what it runs; its module goes to the worker only once that code has run
+    HOT_STAY times TIER2_INSNS instructions (a phase over before then does not hold the worker
+    up), and when the run ends (`finish`) for what is still held. The result is the
+    interpreter's either way."""
+    if Compiler.get().emitter is None:
+        pytest.skip("the first tier is not emitted on this host")
+    monkeypatch.setattr(J, "TIER2_INSNS", 10000)
+    monkeypatch.setattr(J, "HOT_STAY", 16)
+    for n, sent_in_run in ((200_000, True), (5_000, False)):
+        # 200,000 iterations of 3 instructions run well past 16 x 10,000 on the quick code;
+        # 5,000 turn hot (past the first tier's 10,000) and end long before 160,000 more
+        code = _loop(n, 3)
+        eng = JitEngine(ARCH, _mem(code), tier="jit", background=None)
+        eng.bg_hot = True
+        eng._start_worker()
+        r = ARCH.new_state()
+        r[0] = CODE
+        held_at = None
+        stop = eng.run(r, 1000)
+        while stop.reason == "budget":
+            if eng._held and held_at is None:
+                held_at = r[1]  # (the count when a module was first seen held)
+                assert not eng._jobs and any(reg.opt == J.T2_OPT for reg in eng.regions.values())
+            stop = eng.run(r, 1000)
+        assert stop.reason == "breakpoint" and r == _reference(code)
+        assert held_at is not None, "no hot module was held"
+        assert bool(eng._jobs) == sent_in_run and bool(eng._held) != sent_in_run, (n, eng._jobs, eng._held)
+        if sent_in_run:
+            assert r[1] - held_at >= 16 * 10000  # (sent only after that much more)
+        eng.finish(submit=False)
+        assert not eng._held and eng._jobs  # (the rest sent as the run ends)
+        _wait([j[0] for j in eng._jobs])

@@ -52,6 +52,10 @@ T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
 JIT_OPT = 0  # the first tier: the compact form, straight to fast instruction selection
 TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled hot
+# A hot module goes to the compile worker once its quick x64 code has run HOT_STAY times
+# TIER2_INSNS instructions (`_release_held`): a phase over before that leaves the worker free
+# for the next one's.
+HOT_STAY = int(os.environ.get("POLYVM_HOT_STAY", "16"))
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 N_COUNTERS = 4096
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
@@ -554,6 +558,10 @@ class JitEngine:
             # (the CLI's cache: what a run stores goes to disk when it ends, through the worker)
             self.cache.defer()
         self._jobs: list[tuple[Any, list, int, dict[int, str | None], int]] = []
+        # Hot modules held back until their quick code has run a while (`_release_held`):
+        # (submit's arguments, made, opt, hashes, flushes, the quick regions' counters, their
+        # counts when held back)
+        self._held: list[tuple[tuple, list, int, dict[int, str | None], int, list[int], int]] = []
         self._pending_pcs: set[int] = set()
         self._flushes = 0
         self.bg_compile_time = 0.0
@@ -905,6 +913,8 @@ class JitEngine:
         while True:
             if self._jobs:
                 self._poll_jobs()
+            if self._held:
+                self._release_held()
             if self._table_dirty:
                 self._rebuild_table()
             if every:
@@ -1002,6 +1012,8 @@ class JitEngine:
         into Python again (0.9 s of a 2.1 s busybox `sh -c` run before this). A fork's child
         only writes its file (`submit=False`): the top process hands them all to one worker,
         rather than each child starting its own. Returns the last job sent (None: none)."""
+        if self._held and not self._child:
+            self._release_held(all_=True)
         cache = self.cache
         # (the worker as it is: a run that started none does not import it to ask)
         worker = self.compiler._worker
@@ -1294,7 +1306,7 @@ class JitEngine:
             # A hot region at once, emitted without LLVM (`x64`), to run until the worker's
             # optimized code arrives (instead of its quick LLVM compile).
             er = (
-                self.emit_region(name, blocks, entries, counter=False)
+                self.emit_region(name, blocks, entries, counter=False, counts=HOT_STAY > 0)
                 if opt >= T2_OPT and background
                 else None
             )
@@ -1359,8 +1371,28 @@ class JitEngine:
                     "funcs": funcs,
                     "decls": decls,
                 }
+            args = (text, opt, store, quick, lower)
+            if quick is None and made_q and HOT_STAY > 0 and self.compiler.worker.alive():
+                # Its quick code now; the module once that code has run a while (a phase
+                # that ends first does not hold the worker up for the next one).
+                self._finish(x64.link(quick_x), made_q, opt, quick=True)
+                counters = sorted({_counter_of(m[0]) for m in made_q})
+                self._held.append(
+                    (
+                        args,
+                        made,
+                        opt,
+                        hashes,
+                        self._flushes,
+                        counters,
+                        sum(self.counters[c] for c in counters),
+                    )
+                )
+                self._pending_pcs.update(e for m in made for e in m[2])
+                self.compile_time += time.perf_counter() - t0
+                return False
             try:
-                job = self.compiler.worker.submit(text, opt, store, quick, lower=lower)
+                job = self.compiler.worker.submit(*args[:4], lower=lower)
             except OSError:
                 job = None  # no worker process here: compile in place
             if job is not None:
@@ -1437,6 +1469,24 @@ class JitEngine:
                 self.cache.store_entry(self.mem, entries, sym, obj_name, opt, sorted(pages))
         self.regions_compiled += len(made)
 
+    def _release_held(self, all_: bool = False) -> None:
+        """Send the held hot modules whose quick code has run HOT_STAY × TIER2_INSNS
+        instructions since (`all_`: every one, as the run ends: the worker compiles them after it, for the
+        cache). A module that cannot be sent is dropped (its quick code stays)."""
+        keep = []
+        for entry in self._held:
+            args, made, opt, hashes, flushes, counters, start = entry
+            if not all_ and sum(self.counters[c] for c in counters) - start < HOT_STAY * TIER2_INSNS:
+                keep.append(entry)
+                continue
+            try:
+                job = self.compiler.worker.submit(*args[:4], lower=args[4])
+            except OSError:
+                self._pending_pcs.difference_update(e for m in made for e in m[2])
+                continue
+            self._jobs.append((job, made, opt, hashes, flushes))
+        self._held = keep
+
     def _poll_jobs(self) -> None:
         """Install the background compilations that have finished (between blocks)."""
         left = []
@@ -1509,10 +1559,11 @@ class JitEngine:
             return None
 
     def emit_region(
-        self, name: str, blocks: list[Block], entries: list[int], counter: bool = True
+        self, name: str, blocks: list[Block], entries: list[int], counter: bool = True, counts: bool = False
     ) -> x64.X64Region | None:
         """Region `name` in the first tier's form as x86-64 code (`x64`), or None where this
-        host or the region needs LLVM. `counter` False: a hot region's (counting nothing)."""
+        host or the region needs LLVM. `counter` False: a hot region's quick code (no tier-up,
+        no block marks), counting the instructions it runs in its counter if `counts`."""
         if not self.emit_first or self._instrumented:
             return None
         try:
@@ -1520,7 +1571,8 @@ class JitEngine:
                 blocks,
                 self.arch.helpers,
                 self.helper_index,
-                counter=_counter_of(name) if counter else None,
+                counter=_counter_of(name) if counter or counts else None,
+                marks=counter,
                 entries=entries,
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
                 shortcuts=getattr(self.arch, "x64_shortcuts", None),

@@ -197,8 +197,11 @@ class X64Region:
         fast_paths: frozenset[str] = frozenset(),
         shortcuts: dict[str, tuple[int, int, int, int, int]] | None = None,
         direct: bool = False,
+        marks: bool | None = None,
     ) -> None:
         self.blocks = [b for b in blocks if b.insns]
+        # (the first tier marks the blocks it runs: `_mark`; by default where it counts)
+        self.marks = counter is not None if marks is None else marks
         self.direct = direct  # guest memory at ctx's CTX_GUEST_BASE offset (see `_access`)
         self.shortcuts = shortcuts or {}  # FP helpers with an inline shortcut (`_nx_shortcut`)
         if not self.blocks:
@@ -441,7 +444,7 @@ class X64Region:
         self.later: list[Any] = []
         for i, blk in enumerate(blocks):
             self.bind(self.bbs[blk.pc])
-            if self.counter is not None:  # (the first tier)
+            if self.marks:  # (the first tier)
                 self._mark(blk.pc)
             self.next_lab = self.bbs[blocks[i + 1].pc] if i + 1 < len(blocks) else None
             self._block(blk)
