@@ -1074,6 +1074,10 @@ class JitEngine:
         the parent's, whose `finish` hands it on."""
         self._inherited = set(self.interp.cache)
         self._child = True
+        # (hot modules the parent held back are the parent's to send, as its jobs are)
+        for _, made, *_ in self._held:
+            self._pending_pcs.difference_update(e for m in made for e in m[2])
+        self._held = []
 
     # ---- translation ---------------------------------------------------------------------
     def _enter(self, pc: int) -> bool:
