@@ -607,6 +607,11 @@ def test_the_builder_reads_a_register_once_per_block() -> None:
     the pc or the count (slots 0 and 1, which every instruction moves), not a narrower read;
     an instruction dropped undecoded forgets what it read."""
 
+    from polyvm import ir
+    from polyvm.isa import SLOT_ICOUNT, SLOT_PC
+
+    assert (SLOT_PC, SLOT_ICOUNT) == (0, ir._SLOT_ICOUNT)  # (ir's copy of the layout's constant)
+
     def gets(b: Builder) -> list[tuple[int, int]]:
         return [(s.args[0], s.dst.w) for i in b.insns for s in i.stmts if s.op == "get"]
 

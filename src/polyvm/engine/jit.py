@@ -1396,7 +1396,7 @@ class JitEngine:
                 self.compile_time += time.perf_counter() - t0
                 return False
             try:
-                job = self.compiler.worker.submit(*args[:4], lower=lower)
+                job = self.compiler.worker.submit(*args)
             except OSError:
                 job = None  # no worker process here: compile in place
             if job is not None:
@@ -1475,8 +1475,8 @@ class JitEngine:
 
     def _release_held(self, all_: bool = False) -> None:
         """Send the held hot modules whose quick code has run HOT_STAY × TIER2_INSNS
-        instructions since (`all_`: every one, as the run ends: the worker compiles them after it, for the
-        cache). A module that cannot be sent is dropped (its quick code stays)."""
+        instructions since (`all_`: every one, as the run ends: the worker compiles them after
+        it, for the cache). A module that cannot be sent is dropped (its quick code stays)."""
         keep = []
         for entry in self._held:
             args, made, opt, hashes, flushes, counters, start = entry
@@ -1484,7 +1484,7 @@ class JitEngine:
                 keep.append(entry)
                 continue
             try:
-                job = self.compiler.worker.submit(*args[:4], lower=args[4])
+                job = self.compiler.worker.submit(*args)
             except OSError:
                 self._pending_pcs.difference_update(e for m in made for e in m[2])
                 continue

@@ -637,15 +637,15 @@ class X64Region:
 
     def _prepare(
         self, blk: Block
-    ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int]]:
+    ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int], dict]:
         """The block's statements as (op, dst, args, instruction index) and its terminator's
         values, with, for `_allocate`, the index of the statement that reads each temporary
         last (the terminator's: the number of statements) and those of the statements that
-        call out. (A guest register is read once per block already: `ir.Builder.get` reuses a
+        call out, and for `_groups` the operands of its `add`s by result. (A guest register is read once per block already: `ir.Builder.get` reuses a
         value the block read or wrote, so a get here is a load of the state.)"""
         last: dict[int, int] = {}
         calls: list[int] = []
-        adds = self.adds = {}  # (temp id -> its add's operands: `_groups`)
+        adds: dict[int, tuple[Any, ...]] = {}  # (temp id -> its add's operands: `_groups`)
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
         append = out.append
         for idx, insn in enumerate(blk.insns):
@@ -665,7 +665,7 @@ class X64Region:
         for x in (t.cond, t.target):
             if type(x) is Val and x.const is None:
                 last[x.id] = n
-        return out, (t.cond, t.target), last, calls
+        return out, (t.cond, t.target), last, calls, adds
 
     def _allocate(
         self,
@@ -713,7 +713,7 @@ class X64Region:
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
-        stmts, (cond, target), last, calls = self._prepare(blk)
+        stmts, (cond, target), last, calls, adds = self._prepare(blk)
         self._allocate(stmts, last, calls)
         # A branch on a compare that ends the block jumps on the compare's flags.
         self.fuse, self.fused = -1, None
@@ -725,7 +725,7 @@ class X64Region:
             and stmts[-1][1] is cond
         ):
             self.fuse = cond.id
-        groups = self._groups(stmts, calls) if self.direct and len(calls) > 1 else None
+        groups = self._groups(stmts, calls, adds) if self.direct and len(calls) > 1 else None
         if groups:
             self.groups += len({v[0] for v in groups.values()})
         self.acc = None
@@ -852,22 +852,38 @@ class X64Region:
             return
         self._probed_access(kind, w)
 
-    def _probed_access(self, kind: str, w: int) -> None:
+    def _tlb_check(self, lo: int, hi: int, kinds: Any, miss: Any) -> None:
+        """`lower._tlb_probe`'s check for the bytes rsi + lo .. rsi + hi: the TLB entry of
+        the first byte's page must have the last byte's page as its tag for each kind of
+        access ("ld": the read tag, "st": the write tag), else on to `miss`. Leaves the
+        entry's address in rax; rsi and rdx are kept."""
         b = self.buf
         # the entry's offset, ((addr >> 12) & (TLB_SIZE-1)) * 32, as (addr >> 7) & (that mask << 5)
         esh = (L.TLB_ENTRY_WORDS * 8).bit_length() - 1
-        b += b"\x48\x89\xf0"  # mov rax, rsi
+        self._rsi_plus(RAX, lo)
         b += b"\x48\xc1\xe8" + bytes((L.PAGE_SHIFT - esh,))  # shr rax, 7
         b += b"\x25" + ((L.TLB_SIZE - 1) << esh).to_bytes(4, "little")  # and eax, 0x1fffe0
         b += b"\x48\x03\x03"  # add rax, [rbx]  (ctx word CTX_TLB = 0: the TLB)
-        if w > 8:
-            b += b"\x48\x8d\x4e" + bytes((w // 8 - 1,))  # lea rcx, [rsi + w/8-1]
-        else:
-            b += b"\x48\x89\xf1"  # mov rcx, rsi
+        self._rsi_plus(RCX, hi)
         b += b"\x48\x81\xe1" + (-(1 << L.PAGE_SHIFT)).to_bytes(4, "little", signed=True)  # and rcx, page
-        b += b"\x48\x3b\x48" + bytes((0 if kind == "ld" else 8,))  # cmp rcx, [rax + tag]
+        for k in ("ld", "st"):
+            if k in kinds:
+                b += b"\x48\x3b\x48" + bytes((0 if k == "ld" else 8,))  # cmp rcx, [rax + tag]
+                self.jcc(C_NE, miss)
+
+    def _rsi_plus(self, reg: int, d: int) -> None:
+        """reg (rax or rcx) = rsi + d: `mov`, or `lea` with an 8- or 32-bit displacement."""
+        if d == 0:
+            self.buf += b"\x48\x89" + bytes((0xF0 | reg,))  # mov reg, rsi
+        elif -128 <= d < 128:
+            self.buf += b"\x48\x8d" + bytes((0x46 | reg << 3,)) + d.to_bytes(1, "little", signed=True)
+        else:
+            self.buf += b"\x48\x8d" + bytes((0x86 | reg << 3,)) + d.to_bytes(4, "little", signed=True)
+
+    def _probed_access(self, kind: str, w: int) -> None:
+        b = self.buf
         slow, done = self.newlabel(), self.newlabel()
-        self.jcc(C_NE, slow)
+        self._tlb_check(0, w // 8 - 1, (kind,), slow)
         if self.direct:
             # Guest memory is direct: the host address is the guest's plus ctx's base, a load
             # that does not wait on the entry's (a chased pointer's next load then waits on
@@ -901,16 +917,14 @@ class X64Region:
         self.later.append(slow_path)
 
     def _groups(
-        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], calls: list[int]
+        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], calls: list[int], adds: dict
     ) -> dict[int, Any]:
         """Accesses of the block through one base value at constant offsets (`add(base, c)`
         or the base itself; or at constant addresses in one page), two or more, within less
-        than a page of each other: checked in
-        the TLB together, at the first of them (`_grouped_access`). Statement index ->
+        than a page of each other: checked in the TLB together, at the first of them (`_grouped_access`). Statement index ->
         (group, first?, the group's lowest and highest byte relative to this access's
         address, the kinds of access). Up to GROUPS groups a block; not `cstore`s (they may
         not run)."""
-        adds = self.adds
         # base id (or a constant address's page) -> (i, offset (the address), size, kind)
         bases: dict[Any, list[tuple[int, int, int, str]]] = {}
         for i in calls:
@@ -967,17 +981,7 @@ class X64Region:
         slow, done = self.newlabel(), self.newlabel()
         b = self.buf
         if first:
-            esh = (L.TLB_ENTRY_WORDS * 8).bit_length() - 1
-            b += b"\x48\x8d\x86" + dlo.to_bytes(4, "little", signed=True)  # lea rax, [rsi + lo]
-            b += b"\x48\xc1\xe8" + bytes((L.PAGE_SHIFT - esh,))  # shr rax, 7
-            b += b"\x25" + ((L.TLB_SIZE - 1) << esh).to_bytes(4, "little")  # and eax, 0x1fffe0
-            b += b"\x48\x03\x03"  # add rax, [rbx]  (the TLB)
-            b += b"\x48\x8d\x8e" + dhi.to_bytes(4, "little", signed=True)  # lea rcx, [rsi + hi]
-            b += b"\x48\x81\xe1" + (-(1 << L.PAGE_SHIFT)).to_bytes(4, "little", signed=True)  # and rcx, page
-            for k in ("ld", "st"):
-                if k in kinds:
-                    b += b"\x48\x3b\x48" + bytes((0 if k == "ld" else 8,))  # cmp rcx, [rax + tag]
-                    self.jcc(C_NE, slow)
+            self._tlb_check(dlo, dhi, kinds, slow)
             b += b"\xc6\x84\x24" + flag.to_bytes(4, "little") + b"\x01"  # mov byte [rsp + flag], 1
         else:
             b += b"\x80\xbc\x24" + flag.to_bytes(4, "little") + b"\x00"  # cmp byte [rsp + flag], 0
