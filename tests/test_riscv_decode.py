@@ -393,3 +393,90 @@ def test_a_lazy_table_is_built_at_its_first_use() -> None:
     assert [p.name for p in lazy.patterns] == [p.name for p in eager.patterns]
     with pytest.raises(AttributeError):
         _ = lazy.no_such_attribute
+
+
+def _riscv_tables() -> list[tuple[str, int, dict | None]]:
+    from polyvm.isa import riscv as R
+    from polyvm.isa.riscv import rv64c
+
+    return [
+        (R.FORMATS32 + "".join(m.PATTERNS for m in R.EXTENSIONS32), 32, None),
+        (rv64c.FORMATS16 + rv64c.PATTERNS, 16, rv64c.FUNCTIONS),
+    ]
+
+
+def _decodings(table: DecodeTable, words: list[int]) -> list:
+    out = []
+    for w in words:
+        m = table.decode(w)
+        out.append(None if m is None else (m[0].name, m[0].handler, sorted(vars(m[1]).items())))
+    return out
+
+
+def _words(fresh: DecodeTable, width: int) -> list[int]:
+    """Instructions of every pattern (its fixed bits, the others random) and random ones."""
+    rng = random.Random(width)
+    words = [p.bits | (rng.getrandbits(width) & ~p.mask) for p in fresh.patterns for _ in range(6)]
+    return words + [rng.getrandbits(width) for _ in range(2000)]
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """`decodetree.persist` into a dict, for the test."""
+    from polyvm.isa import decodetree
+
+    saved: dict = {}
+    monkeypatch.setattr(decodetree, "_store", None)
+    decodetree.persist(lambda n, k: saved.get((n, k)), lambda n, k, d: saved.__setitem__((n, k), d))
+    return saved
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["decode32", "decode16"])
+def test_a_kept_table_decodes_as_a_built_one_and_compiles_nothing(
+    store: dict, monkeypatch: pytest.MonkeyPatch, which: int
+) -> None:
+    """`keep` with `persist`: the first build saves the table, the next one loads it and
+    decodes every pattern's instructions (and random words) as a table built from the text,
+    with the same handlers, its extractors loaded rather than compiled; a table without
+    `keep` is never saved."""
+    from polyvm.isa import riscv as R
+
+    text, width, fns = _riscv_tables()[which]
+    fresh = DecodeTable(text, width, functions=fns, handlers=R._HANDLERS)
+    assert store == {}
+    DecodeTable(text, width, functions=fns, handlers=R._HANDLERS, keep="t").build()
+    assert [n for n, _ in store] == ["t"]
+    words = _words(fresh, width)
+    want = _decodings(fresh, words)
+    compiled: list = []
+    real = DecodeTable._compile_extract
+    monkeypatch.setattr(DecodeTable, "_compile_extract", lambda s, p: compiled.append(p) or real(s, p))
+    kept = DecodeTable(text, width, functions=fns, handlers=R._HANDLERS, lazy=True, keep="t")
+    assert _decodings(kept, words) == want
+    assert compiled == []
+    assert [(p.name, p.mask, p.bits, p.line) for p in kept.patterns] == [
+        (p.name, p.mask, p.bits, p.line) for p in fresh.patterns
+    ]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other shape", "truncated"])
+def test_a_kept_table_that_does_not_load_is_built_again(store: dict, damage: str) -> None:
+    """Data that does not load (another format, damaged) is ignored: the table is built from
+    its text, decodes correctly, and is saved again."""
+    import marshal
+
+    from polyvm.isa import riscv as R
+
+    text, width, fns = _riscv_tables()[0]
+    DecodeTable(text, width, functions=fns, handlers=R._HANDLERS, keep="t").build()
+    ((key, good),) = store.items()
+    store[key] = {
+        "garbage": b"\x00not marshal data",
+        "other shape": marshal.dumps((1, 2, 3)),
+        "truncated": good[: len(good) // 2],
+    }[damage]
+    table = DecodeTable(text, width, functions=fns, handlers=R._HANDLERS, keep="t")
+    fresh = DecodeTable(text, width, functions=fns, handlers=R._HANDLERS)
+    words = _words(fresh, width)
+    assert _decodings(table, words) == _decodings(fresh, words)
+    assert store[key] == good

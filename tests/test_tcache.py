@@ -357,7 +357,8 @@ def test_a_later_run_takes_up_the_hot_code_of_an_earlier_one(tmp_path, monkeypat
 
 def test_cache_prepare_makes_the_per_host_objects(cache_env) -> None:
     """`polyvm cache prepare` compiles what every program shares (the dispatcher, each FP
-    helper's fast path) into the cache once; a second call finds them all there."""
+    helper's fast path) into the cache once, and keeps the RISC-V decode tables there
+    (`decodetree.persist`); a second call finds them all there."""
     import re
 
     from polyvm.engine.tcache import _unseal
@@ -368,9 +369,11 @@ def test_cache_prepare_makes_the_per_host_objects(cache_env) -> None:
     aux = os.path.join(cache_env["POLYVM_CACHE_DIR"], "v1", "aux")
     # (besides them, what LLVM says of the host, kept where a fingerprint of it can be made:
     # `jit.host_facts`)
-    files = [f for f in os.listdir(aux) if not f.startswith("host-")]
+    tables = sorted(f.rsplit("-", 1)[0] for f in os.listdir(aux) if f.startswith("riscv-decode"))
+    assert tables == ["riscv-decode16", "riscv-decode32"]
+    files = [f for f in os.listdir(aux) if not f.startswith(("host-", "riscv-decode"))]
     assert n > 20 and len(files) == n  # (one per fast path and the runtime module)
-    assert len(os.listdir(aux)) == n + (jit._host_fingerprint() is not None)
+    assert len(os.listdir(aux)) == n + 2 + (jit._host_fingerprint() is not None)
     for f in files:
         with open(os.path.join(aux, f), "rb") as fh:
             assert _unseal(fh.read()) is not None

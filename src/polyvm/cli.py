@@ -143,7 +143,8 @@ def cmd_cache(a: argparse.Namespace) -> int:
         except JitUnavailable as e:
             return _err(str(e))
         print(
-            f"polyvm cache: {n} host objects (the dispatcher, the FP helpers' fast paths) ready in "
+            f"polyvm cache: {n} host objects (the dispatcher, the FP helpers' fast paths) and the decode "
+            f"tables ready in "
             f"{tcache.cache_root()} ({time.perf_counter() - t0:.2f} s)"
         )
         return 0

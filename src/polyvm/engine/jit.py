@@ -39,9 +39,9 @@ from polyvm.engine import GuestTrap, Stop, elfload, x64
 from polyvm.engine import lower as L
 from polyvm.engine.reference import Engine as Interp
 from polyvm.engine.reference import HookStop
-from polyvm.engine.tcache import TranslationCache, bundle_owner, write_files
+from polyvm.engine.tcache import TranslationCache, bundle_owner, load_aux, store_aux, write_files
 from polyvm.ir import Block
-from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch
+from polyvm.isa import SLOT_ICOUNT, SLOT_PC, Arch, decodetree
 from polyvm.memory import PAGE_SHIFT, PROT_EXEC, PROT_READ, PROT_WRITE, MemoryFault
 
 M64 = (1 << 64) - 1
@@ -58,6 +58,13 @@ TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled 
 HOT_STAY = int(os.environ.get("POLYVM_HOT_STAY", "16"))
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 N_COUNTERS = 4096
+
+# Decode tables are kept in the cache's per-host part like the dispatcher (`tcache.load_aux`):
+# a program's first run loads them instead of parsing and compiling (`decodetree.persist`).
+decodetree.persist(
+    lambda name, key: load_aux("decode", name, key),
+    lambda name, key, data: store_aux("decode", name, key, data),
+)
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
@@ -394,11 +401,13 @@ class Compiler:
 
     def prepare(self, archs: list[Arch]) -> int:
         """Compile what is made once per host whatever the program (the runtime module and
-        every helper fast path of `archs`) into the cache, so a program's first run compiles
-        only its own code (`polyvm cache prepare`). Returns the number of objects."""
+        every helper fast path of `archs`, and their decode tables: `decodetree.persist`)
+        into the cache, so a program's first run compiles only its own code (`polyvm cache
+        prepare`). Returns the number of objects."""
         self.runtime()
         n = 1
         for arch in archs:
+            arch.prepare()
             names = sorted(getattr(arch, "native_names", ()))
             n += sum(1 for v in self.fast_paths(arch, names).values() if v is not None)
         return n

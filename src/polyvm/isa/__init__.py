@@ -26,6 +26,10 @@ class Arch:
     def new_state(self) -> list[int]:
         return [0] * self.nslots
 
+    def prepare(self) -> None:
+        """Build what decoding needs now rather than at the first decode (`polyvm cache
+        prepare`: tables kept between runs are then there for a program's first run)."""
+
     def lift_block(
         self,
         fetch: Callable[[int, int], bytes],

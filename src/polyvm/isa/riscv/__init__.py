@@ -72,11 +72,21 @@ def _handlers() -> dict[str, Any]:
 
 _HANDLERS = _handlers()
 # (built at their first decode: a run whose code all comes from the cache decodes nothing)
+# (kept between runs where the cache keeps them: `decodetree.persist`)
 decode32 = DecodeTable(
-    FORMATS32 + "".join(m.PATTERNS for m in EXTENSIONS32), 32, handlers=_HANDLERS, lazy=True
+    FORMATS32 + "".join(m.PATTERNS for m in EXTENSIONS32),
+    32,
+    handlers=_HANDLERS,
+    lazy=True,
+    keep="riscv-decode32",
 )
 decode16 = DecodeTable(
-    rv64c.FORMATS16 + rv64c.PATTERNS, 16, functions=rv64c.FUNCTIONS, handlers=_HANDLERS, lazy=True
+    rv64c.FORMATS16 + rv64c.PATTERNS,
+    16,
+    functions=rv64c.FUNCTIONS,
+    handlers=_HANDLERS,
+    lazy=True,
+    keep="riscv-decode16",
 )
 
 
@@ -170,6 +180,10 @@ class RiscV64(Arch):
         from polyvm.isa.riscv import fptables
 
         return fptables.native_consts(name, consts)
+
+    def prepare(self) -> None:
+        decode32.build()
+        decode16.build()
 
     def lift_block(
         self,
