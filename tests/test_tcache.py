@@ -101,6 +101,43 @@ def test_corrupt_cache_files_are_ignored_and_rebuilt(tmp_path) -> None:
     assert _run(eng3, r3) == 350 and eng3.regions_loaded > 0
 
 
+def test_storing_fresh_objects_and_known_page_hashes(tmp_path, monkeypatch) -> None:
+    """What a translation stores as it is made: an object made just now (`fresh`, its
+    symbols have a nonce) is written without looking for it on disk; an entry's page hashes
+    the engine already knows (`known`) are used as given, the others computed; a lookup then
+    finds the entry while the pages hold the same bytes, and not once one changes."""
+    host = Compiler.get().host_id
+    cache = TranslationCache(str(tmp_path), host)
+    mem = AddressSpace()
+    mem.map(CODE, 0x2000, PROT_ALL)
+    mem.write_raw(CODE, _sum_loop(3, 1))
+    pn = CODE >> 12
+    known = {pn: TranslationCache.page_hash(mem, pn)}
+
+    def no_disk(path: str) -> bool:
+        raise AssertionError(f"looked for {path}")
+
+    monkeypatch.setattr(os.path, "exists", no_disk)
+    obj = b"\x7fELF not really" + os.urandom(8)
+    name = cache.store_object(obj, fresh=True)
+    monkeypatch.undo()
+    assert name is not None
+    hashed: list[int] = []
+    real = TranslationCache.page_hash
+    monkeypatch.setattr(
+        TranslationCache, "page_hash", staticmethod(lambda m, p: hashed.append(p) or real(m, p))
+    )
+    cache.store_entry(mem, [CODE], "sym", name, 1, [pn, pn + 1], known=known)
+    assert hashed == [pn + 1]
+    monkeypatch.undo()
+    cache.flush()
+    again = TranslationCache(str(tmp_path), host)
+    got = again.lookup(mem, CODE, {})
+    assert got is not None and got[1] == obj and got[0]["symbol"] == "sym"
+    mem.write_raw(CODE + 0x1000, b"\x01")  # (a page the region covers)
+    assert TranslationCache(str(tmp_path), host).lookup(mem, CODE, {}) is None
+
+
 def test_unwritable_cache_dir_runs_without_cache(tmp_path) -> None:
     target = tmp_path / "file"
     target.write_text("not a directory")
@@ -123,6 +160,34 @@ def cache_env(tmp_path):
     return env
 
 
+def _wait_for_workers(env: dict[str, str], limit: float = 60.0) -> None:
+    """Wait until no compile worker started by runs with `env` (the same cache directory in
+    their environment) is left: they finish writing a run's files after it exits. Linux
+    (/proc) only."""
+    import time
+
+    if not os.path.isdir("/proc/self"):
+        return
+    mark = f"POLYVM_CACHE_DIR={env['POLYVM_CACHE_DIR']}".encode()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        busy = False
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"polyvm.engine.cworker" not in f.read():
+                        continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    busy = mark in f.read().split(b"\0")
+            except OSError:
+                continue
+            if busy:
+                break
+        if not busy:
+            return
+        time.sleep(0.05)
+
+
 def test_cli_warm_run_concurrent_runs_and_cache_commands(cache_env) -> None:
     hello = build_guest("hello")
     ref = _polyvm("run", "--engine", "interp", hello, "x", env=cache_env)
@@ -143,6 +208,8 @@ def test_cli_warm_run_concurrent_runs_and_cache_commands(cache_env) -> None:
     warm = _polyvm("run", "--stats", "--engine", "jit", hello, "x", env=cache_env)
     assert warm.stdout == ref.stdout and warm.returncode == ref.returncode
     assert " 0 regions" in warm.stderr and "loaded from the translation cache" in warm.stderr, warm.stderr
+    # (the cold runs' compile workers write their runs' files after them: counted once done)
+    _wait_for_workers(cache_env)
     st = info(cache_env["POLYVM_CACHE_DIR"])
     assert st["entries"] > 0 and st["objects"] > 0
     out = _polyvm("cache", "info", env=cache_env)

@@ -1472,14 +1472,17 @@ class JitEngine:
         use_cache = self.cache is not None and not self._instrumented
         obj_name = stored
         if obj_name is None and use_cache:
-            obj_name = self.cache.store_object(obj)
+            obj_name = self.cache.store_object(obj, fresh=True)  # (its symbols have a nonce)
         if obj_name is not None:
             self.compiler.obj_bytes[obj_name] = obj
         for name, sym, entries, pages in made:
             known[name] = (sym, addrs[sym], obj_name, entries)
             self._install(name, sym, entries, pages, addrs[sym], opt)
             if obj_name is not None and stored is None:
-                self.cache.store_entry(self.mem, entries, sym, obj_name, opt, sorted(pages))
+                # (its pages hold code now: their hashes the engine knows stay right)
+                self.cache.store_entry(
+                    self.mem, entries, sym, obj_name, opt, sorted(pages), known=self._page_hashes
+                )
         self.regions_compiled += len(made)
 
     def _release_held(self, all_: bool = False) -> None:

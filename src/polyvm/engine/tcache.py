@@ -390,14 +390,17 @@ class TranslationCache:
             return None
 
     # ---- storing ---------------------------------------------------------------------------
-    def store_object(self, obj: bytes) -> str | None:
+    def store_object(self, obj: bytes, fresh: bool = False) -> str | None:
+        """Store a compiled object; its name (None: not stored). `fresh`: made just now, with
+        a nonce of its own in its symbols (no file can hold it yet: not looked for on disk,
+        a system call per region of a cold run)."""
         if not self.enabled:
             return None
         name = hashlib.sha256(obj).hexdigest()[:40]
         path = os.path.join(self.obj_dir, name + ".o")
         try:
             good = False
-            if path in self._pending or os.path.exists(path):
+            if path in self._pending or (not fresh and os.path.exists(path)):
                 good = _unseal(self._read(path)) == obj
             if not good:
                 self._write(path, _seal(obj))
@@ -406,14 +409,25 @@ class TranslationCache:
         return name
 
     def store_entry(
-        self, mem: Any, entries: list[int], symbol: str, obj_name: str, opt: int, pages: list[int]
+        self,
+        mem: Any,
+        entries: list[int],
+        symbol: str,
+        obj_name: str,
+        opt: int,
+        pages: list[int],
+        known: dict[int, str | None] | None = None,
     ) -> None:
-        """Record region `symbol` of object `obj_name`, entered at each pc of `entries`."""
+        """Record region `symbol` of object `obj_name`, entered at each pc of `entries`.
+        `known`: page hashes already computed for pages whose contents have not changed since
+        (the engine's, for pages of code whose stores it watches)."""
         if not self.enabled:
             return
         hashes = {}
         for p in sorted(set(pages) | {pc >> 12 for pc in entries}):
-            h = self.page_hash(mem, p)
+            h = known.get(p) if known is not None else None
+            if h is None:
+                h = self.page_hash(mem, p)
             if h is None:
                 return
             hashes[p] = h
