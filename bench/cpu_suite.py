@@ -61,6 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from polyvm import testing  # noqa: E402
 from polyvm.testing import byte_compile  # noqa: E402
 from polyvm.testing.guest import GuestBuildError, build_guest  # noqa: E402
 
@@ -150,31 +151,9 @@ def wait_for_compile_workers(limit: float = 120.0) -> None:
     """polyvm's compile worker finishes the hot-tier compiles it was sent after the run exits
     (writing them to the cache): wait for it (untimed), so the next run neither competes with
     it for a core nor misses what it was about to cache. The workers are this script's runs'
-    (their environment holds RUN_TAG with this process's id; by then they are orphans, so
-    their parent says nothing): another process's polyvm, a test suite's next door, is not
-    waited for. Linux only (/proc); elsewhere no-op."""
-    if not os.path.isdir("/proc/self"):
-        return
-    mark = f"{RUN_TAG}={os.getpid()}".encode()
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        busy = False
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"polyvm.engine.cworker" not in f.read():
-                        continue
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if mark in f.read().split(b"\0"):
-                        busy = True
-                        break
-            except OSError:
-                continue
-        if not busy:
-            return
-        time.sleep(0.05)
+    (their environment holds RUN_TAG with this process's id): another process's polyvm, a
+    test suite's next door, is not waited for. Linux only (/proc); elsewhere no-op."""
+    testing.wait_for_compile_workers(f"{RUN_TAG}={os.getpid()}", limit)
 
 
 def tail(b: bytes, lines: int = 15) -> str:

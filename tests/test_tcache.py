@@ -20,6 +20,7 @@ from polyvm.engine.tcache import TranslationCache, clear, info  # noqa: E402
 from polyvm.isa import get_arch  # noqa: E402
 from polyvm.isa.riscv.asm import li, program  # noqa: E402
 from polyvm.memory import PROT_ALL, PROT_READ, PROT_WRITE, AddressSpace  # noqa: E402
+from polyvm.testing import wait_for_compile_workers  # noqa: E402
 from polyvm.testing.guest import build_guest  # noqa: E402
 
 ARCH = get_arch("riscv64")
@@ -160,34 +161,6 @@ def cache_env(tmp_path):
     return env
 
 
-def _wait_for_workers(env: dict[str, str], limit: float = 60.0) -> None:
-    """Wait until no compile worker started by runs with `env` (the same cache directory in
-    their environment) is left: they finish writing a run's files after it exits. Linux
-    (/proc) only."""
-    import time
-
-    if not os.path.isdir("/proc/self"):
-        return
-    mark = f"POLYVM_CACHE_DIR={env['POLYVM_CACHE_DIR']}".encode()
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        busy = False
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"polyvm.engine.cworker" not in f.read():
-                        continue
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    busy = mark in f.read().split(b"\0")
-            except OSError:
-                continue
-            if busy:
-                break
-        if not busy:
-            return
-        time.sleep(0.05)
-
-
 def test_cli_warm_run_concurrent_runs_and_cache_commands(cache_env) -> None:
     hello = build_guest("hello")
     ref = _polyvm("run", "--engine", "interp", hello, "x", env=cache_env)
@@ -209,7 +182,7 @@ def test_cli_warm_run_concurrent_runs_and_cache_commands(cache_env) -> None:
     assert warm.stdout == ref.stdout and warm.returncode == ref.returncode
     assert " 0 regions" in warm.stderr and "loaded from the translation cache" in warm.stderr, warm.stderr
     # (the cold runs' compile workers write their runs' files after them: counted once done)
-    _wait_for_workers(cache_env)
+    wait_for_compile_workers(f"POLYVM_CACHE_DIR={cache_env['POLYVM_CACHE_DIR']}", 60)
     st = info(cache_env["POLYVM_CACHE_DIR"])
     assert st["entries"] > 0 and st["objects"] > 0
     out = _polyvm("cache", "info", env=cache_env)
