@@ -62,7 +62,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from polyvm import testing  # noqa: E402
-from polyvm.testing import byte_compile  # noqa: E402
 from polyvm.testing.guest import GuestBuildError, build_guest  # noqa: E402
 
 PROGRAMS = ("bench_int", "bench_float", "bench_mem", "bench_branch")
@@ -297,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qemu", default=None, help="path of qemu-riscv64 (default: found on PATH)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     a = ap.parse_args(argv)
-    byte_compile()  # (polyvm timed as installed, not compiling its own sources)
+    testing.byte_compile()  # (polyvm timed as installed, not compiling its own sources)
 
     engines = [e.strip() for e in a.engine.split(",") if e.strip()]
     programs = [p.strip() for p in a.programs.split(",") if p.strip()]

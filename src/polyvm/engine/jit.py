@@ -58,6 +58,10 @@ TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled 
 HOT_STAY = int(os.environ.get("POLYVM_HOT_STAY", "16"))
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 N_COUNTERS = 4096
+FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
+FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
+T2_OPT = 2  # the hot tier (see Compiler.compile)
+DIRECT_VARIANT = "direct"  # the cache's part for code made for direct guest memory (`cache_for`)
 
 # Decode tables are kept in the cache's per-host part like the dispatcher (`tcache.load_aux`):
 # a program's first run loads them instead of parsing and compiling (`decodetree.persist`).
@@ -65,10 +69,6 @@ decodetree.persist(
     lambda name, key: load_aux("decode", name, key),
     lambda name, key, data: store_aux("decode", name, key, data),
 )
-FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
-FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
-T2_OPT = 2  # the hot tier (see Compiler.compile)
-DIRECT_VARIANT = "direct"  # the cache's part for code made for direct guest memory (`cache_for`)
 
 _SLOW_LD = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
 _SLOW_ST = ctypes.CFUNCTYPE(

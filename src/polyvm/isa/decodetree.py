@@ -156,10 +156,10 @@ def persist(
     given a table once it is built, `load(name, key)` asked for it before the next build
     (None: not there). `name` is the table's `keep`; `key` all the table depends on (its text,
     width, field functions' names and the Python version's bytecode magic: `data` holds
-    compiled extractors). Parsing the text, building the tree and compiling the extractors a program uses
-    cost 7-16 ms of a RISC-V program's first run; loading a kept table about 1 ms. Data that
-    does not load is ignored and the table built again (and saved again). `persist(None,
-    None)` stops it."""
+    compiled extractors). Parsing the text, building the tree and compiling the extractors a
+    program uses cost 7-16 ms of a RISC-V program's first run; loading a kept table about
+    1.5 ms. Data that does not load is ignored and the table built again (and saved again).
+    `persist(None, None)` stops it."""
     global _store
     _store = (load, save) if load is not None and save is not None else None
 
