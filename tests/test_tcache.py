@@ -185,11 +185,23 @@ def test_cli_warm_run_concurrent_runs_and_cache_commands(cache_env) -> None:
     wait_for_compile_workers(f"POLYVM_CACHE_DIR={cache_env['POLYVM_CACHE_DIR']}", 60)
     st = info(cache_env["POLYVM_CACHE_DIR"])
     assert st["entries"] > 0 and st["objects"] > 0
+    aux = os.path.join(cache_env["POLYVM_CACHE_DIR"], "v1", "aux")
+    assert st["shared"] == len(os.listdir(aux)) > 0  # (the dispatcher, FP fast paths, decode tables)
+    v1 = os.path.join(cache_env["POLYVM_CACHE_DIR"], "v1")
+    kept = [
+        os.path.join(d, f)
+        for d, _, fs in os.walk(v1)
+        for f in fs
+        if os.path.basename(d) in ("aux", "ent", "obj")
+    ]
+    assert st["bytes"] == sum(os.path.getsize(f) for f in kept if not os.path.basename(f).startswith(".tmp-"))
     out = _polyvm("cache", "info", env=cache_env)
     assert out.returncode == 0 and f"{st['entries']} entries" in out.stdout
+    assert f"{st['shared']} shared objects" in out.stdout and f"{st['bytes']} bytes" in out.stdout
     out = _polyvm("cache", "clear", env=cache_env)
-    assert out.returncode == 0
+    assert out.returncode == 0 and f"({st['bytes']} bytes)" in out.stdout
     assert info(cache_env["POLYVM_CACHE_DIR"])["entries"] == 0
+    assert info(cache_env["POLYVM_CACHE_DIR"])["shared"] == 0
     assert clear(cache_env["POLYVM_CACHE_DIR"]) == 0
 
 

@@ -156,6 +156,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
     else:
         print(
             f"translation cache: {st['path']}\n  {st['entries']} entries, {st['objects']} objects, "
+            f"{st['shared']} shared objects (the dispatcher, FP fast paths, decode tables), "
             f"{st['bytes']} bytes, {st['hosts']} host configuration(s)"
         )
     return 0

@@ -537,27 +537,31 @@ def write_bundle(path: str, skip: set[str] | frozenset[str] = frozenset()) -> in
 
 # ---- management (polyvm cache info|clear) --------------------------------------------------------
 def info(root: str | None = None) -> dict[str, Any]:
+    """What the cache holds: the host configurations, their entries and objects, the objects
+    shared by every program of a host (`aux`: the dispatcher, FP fast paths, decode tables;
+    host facts) and the bytes of all of them."""
     root = root or cache_root()
-    out: dict[str, Any] = {"path": root, "hosts": 0, "entries": 0, "objects": 0, "bytes": 0}
+    out: dict[str, Any] = {"path": root, "hosts": 0, "entries": 0, "objects": 0, "shared": 0, "bytes": 0}
     base = os.path.join(root, "v1")
     if not os.path.isdir(base):
         return out
+    dirs = [(os.path.join(base, "aux"), "shared")]
     for host in os.listdir(base):
         if host == "aux" or host.startswith("."):
             continue
         out["hosts"] += 1
-        for sub, key in (("ent", "entries"), ("obj", "objects")):
-            d = os.path.join(base, host, sub)
+        dirs += [(os.path.join(base, host, "ent"), "entries"), (os.path.join(base, host, "obj"), "objects")]
+    for d, key in dirs:
+        try:
+            names = [n for n in os.listdir(d) if not n.startswith(".tmp-")]
+        except OSError:
+            continue
+        out[key] += len(names)
+        for n in names:
             try:
-                names = [n for n in os.listdir(d) if not n.startswith(".tmp-")]
+                out["bytes"] += os.path.getsize(os.path.join(d, n))
             except OSError:
-                continue
-            out[key] += len(names)
-            for n in names:
-                try:
-                    out["bytes"] += os.path.getsize(os.path.join(d, n))
-                except OSError:
-                    pass
+                pass
     return out
 
 
