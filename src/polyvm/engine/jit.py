@@ -319,7 +319,7 @@ class Compiler:
             pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=1))
             pb.getModulePassManager().run(mod, pb)
             # Then jump threading (an -O2 pass -O1 leaves out), with a clean-up after it: a
-            # group of accesses checked in the TLB once (`lower._mem_groups`) branches on the
+            # group of accesses checked in the TLB once (`lower.mem_groups`) branches on the
             # same condition at each access, and threading makes the accesses after the first
             # one straight-line code (a copy loop's eight byte stores: one compare instead of
             # eight). The same or less compile time on every hot module of the bench programs.

@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 20  # (20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
+CODEGEN_REV = 21  # (21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -900,7 +900,7 @@ class RegionLowering:
         self.src_pc = blk.pc
         # (with code hooks a block ends before a hooked instruction, so a hook, which may
         # change the mappings, never runs between two accesses of a group)
-        self.groups = {} if self.compact or self.mem_hooks else _mem_groups(blk)
+        self.groups = {} if self.compact or self.mem_hooks else mem_groups(blk)
         n = len(blk.insns)
         self.dirty = {}
         for idx, insn in enumerate(blk.insns):
@@ -1092,7 +1092,7 @@ class RegionLowering:
         return ent, fast, slow, done
 
     def _grouped(self, g: _Group, s: Stmt, addr: str, val: str | None, w: int) -> str | None:
-        """A load (val None) or store of a group (`_mem_groups`): the group's first access
+        """A load (val None) or store of a group (`mem_groups`): the group's first access
         checks the software TLB once for the bytes all of them touch; each access then goes
         straight to host memory if that check passed, else through the runtime's access
         function (the TLB's fast path and the slow path, out of line), in program order either
@@ -1441,24 +1441,31 @@ PROF_META = (
 
 class _Group:
     """Loads and stores of one guest block at constant offsets from one base value (`base`:
-    the Val of the first access's base), with no helper call between them: the bytes
-    [base+lo, base+hi) they touch, at most a page, are checked in the TLB once."""
+    the Val of the first access's base; a constant 0 for accesses at constant addresses), with
+    no helper call between them: the bytes [base+lo, base+hi) they touch, at most a page, are
+    checked in the TLB once. `offs`: each access's offset from the base (by id of its stmt)."""
 
-    __slots__ = ("base", "first", "lo", "hi", "loads", "stores", "ok", "addend")
+    __slots__ = ("base", "first", "lo", "hi", "loads", "stores", "ok", "addend", "offs")
 
     def __init__(self, base: Val, first: Stmt, lo: int, hi: int) -> None:
         self.base, self.first, self.lo, self.hi = base, first, lo, hi
         self.loads = self.stores = False
         self.ok = self.addend = ""
+        self.offs: dict[int, int] = {}
 
 
-def _mem_groups(blk: Block) -> dict[int, _Group]:
+_ZERO = Val(0, 64, 0)  # (the base of a group of accesses at constant addresses)
+
+
+def mem_groups(blk: Block) -> dict[int, _Group]:
     """Group a block's loads and stores by base (id(stmt) -> group): accesses whose address
     is the same value plus a constant (a register read before any write to it in between,
-    or one temporary), 8 to 64 bits wide, between two helper calls (a helper may change the
-    mappings), spanning at most a page; groups of one access are left out. A function's
-    prologue and epilogue (a register saved or restored at each offset from sp) and a
-    structure's fields then cost one TLB check instead of one each."""
+    or one temporary; or constant addresses in one page), 8 to 64 bits wide, between two
+    helper calls (a helper may change the mappings), spanning at most a page; groups of one
+    access are left out. A function's prologue and epilogue (a register saved or restored at
+    each offset from sp), a structure's fields and `memcpy`'s byte stores then cost one TLB
+    check instead of one each. Both code generators use it: LLVM's hot tier (`_grouped`) and
+    the x86-64 first tier (`x64.X64Region._groups`)."""
     defs: dict[int, Stmt] = {}
     version: dict[int, int] = {}
     key_of: dict[int, tuple] = {}  # temp id -> ("slot", k, version) for slot reads
@@ -1479,18 +1486,21 @@ def _mem_groups(blk: Block) -> dict[int, _Group]:
             elif op in ("load", "store"):
                 a = st.args[0]
                 w = st.dst.w if op == "load" else st.args[1].w
-                if a.const is not None or w not in (8, 16, 32, 64):
+                if w not in (8, 16, 32, 64):
                     continue
-                base, off = a, 0
-                d = defs.get(a.id)
-                if (
-                    d is not None
-                    and d.op == "add"
-                    and d.args[1].const is not None
-                    and d.args[0].const is None
-                ):
-                    base, off = d.args[0], to_signed(d.args[1].const, a.w)
-                key = (segment, key_of.get(base.id, ("temp", base.id)))
+                if a.const is not None:  # (a global's address: a group per page)
+                    base, off = _ZERO, to_signed(a.const, a.w)
+                    key: tuple = (segment, ("page", a.const >> PAGE_SHIFT))
+                else:
+                    base, off = a, 0
+                    d = defs.get(a.id)
+                    if d is not None and d.op == "add":
+                        x, y = d.args
+                        if y.const is not None and x.const is None:
+                            base, off = x, to_signed(y.const, a.w)
+                        elif x.const is not None and y.const is None:
+                            base, off = y, to_signed(x.const, a.w)
+                    key = (segment, key_of.get(base.id, ("temp", base.id)))
                 found.setdefault(key, []).append((st, base, off, w // 8, op == "store"))
     groups: dict[int, _Group] = {}
     for accesses in found.values():
@@ -1503,9 +1513,10 @@ def _mem_groups(blk: Block) -> dict[int, _Group]:
         if hi - lo > 1 << PAGE_SHIFT:
             continue
         g = _Group(first[1], first[0], lo, hi)
-        for st, _, _, _, store in accesses:
+        for st, _, off, _, store in accesses:
             g.stores |= store
             g.loads |= not store
+            g.offs[id(st)] = off
             groups[id(st)] = g
     return groups
 

@@ -637,15 +637,15 @@ class X64Region:
 
     def _prepare(
         self, blk: Block
-    ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int], dict]:
-        """The block's statements as (op, dst, args, instruction index) and its terminator's
-        values, with, for `_allocate`, the index of the statement that reads each temporary
-        last (the terminator's: the number of statements) and those of the statements that
-        call out, and for `_groups` the operands of its `add`s by result. (A guest register is read once per block already: `ir.Builder.get` reuses a
-        value the block read or wrote, so a get here is a load of the state.)"""
+    ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int]]:
+        """The block's statements, every one in order, as (op, dst, args, instruction index)
+        and its terminator's values, with, for `_allocate`, the index of the statement that
+        reads each temporary last (the terminator's: the number of statements) and those of
+        the statements that call out. (A guest register is read once per block already:
+        `ir.Builder.get` reuses a value the block read or wrote, so a get here is a load of
+        the state.)"""
         last: dict[int, int] = {}
         calls: list[int] = []
-        adds: dict[int, tuple[Any, ...]] = {}  # (temp id -> its add's operands: `_groups`)
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
         append = out.append
         for idx, insn in enumerate(blk.insns):
@@ -657,15 +657,13 @@ class X64Region:
                         last[x.id] = i
                 if op in _CALLS:
                     calls.append(i)
-                elif op == "add":
-                    adds[st.dst.id] = a
                 append((op, st.dst, a, idx))
         t = blk.term
         n = len(out)
         for x in (t.cond, t.target):
             if type(x) is Val and x.const is None:
                 last[x.id] = n
-        return out, (t.cond, t.target), last, calls, adds
+        return out, (t.cond, t.target), last, calls
 
     def _allocate(
         self,
@@ -713,7 +711,7 @@ class X64Region:
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
-        stmts, (cond, target), last, calls, adds = self._prepare(blk)
+        stmts, (cond, target), last, calls = self._prepare(blk)
         self._allocate(stmts, last, calls)
         # A branch on a compare that ends the block jumps on the compare's flags.
         self.fuse, self.fused = -1, None
@@ -725,7 +723,7 @@ class X64Region:
             and stmts[-1][1] is cond
         ):
             self.fuse = cond.id
-        groups = self._groups(stmts, calls, adds) if self.direct and len(calls) > 1 else None
+        groups = self._groups(blk) if self.direct and len(calls) > 1 else None
         if groups:
             self.groups += len({v[0] for v in groups.values()})
         self.acc = None
@@ -916,52 +914,31 @@ class X64Region:
 
         self.later.append(slow_path)
 
-    def _groups(
-        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], calls: list[int], adds: dict
-    ) -> dict[int, Any]:
-        """Accesses of the block through one base value at constant offsets (`add(base, c)`
-        or the base itself; or at constant addresses in one page), two or more, within less
-        than a page of each other: checked in the TLB together, at the first of them (`_grouped_access`). Statement index ->
-        (group, first?, the group's lowest and highest byte relative to this access's
-        address, the kinds of access). Up to GROUPS groups a block; not `cstore`s (they may
-        not run)."""
-        # base id (or a constant address's page) -> (i, offset (the address), size, kind)
-        bases: dict[Any, list[tuple[int, int, int, str]]] = {}
-        for i in calls:
-            op, d, a, _ = stmts[i]
-            if op != "load" and op != "store":
-                continue
-            addr = a[0]
-            w = d.w if op == "load" else a[1].w  # type: ignore[union-attr]
-            if w > 64:
-                continue
-            if addr.const is not None:  # (a global's address: a group per page)
-                key, off = ("page", addr.const >> L.PAGE_SHIFT), addr.const
-            else:
-                key, off = addr.id, 0
-                xy = adds.get(addr.id)
-                if xy is not None and xy[0].w == 64:
-                    x, y = xy
-                    if y.const is not None and x.const is None:
-                        key, off = x.id, y.const - (1 << 64) if y.const >> 63 else y.const
-                    elif x.const is not None and y.const is None:
-                        key, off = y.id, x.const - (1 << 64) if x.const >> 63 else x.const
-            bases.setdefault(key, []).append((i, off, w // 8, "ld" if op == "load" else "st"))
+    def _groups(self, blk: Block) -> dict[int, Any]:
+        """The block's groups of accesses checked in the TLB together (`lower.mem_groups`, as
+        the hot tier has them), the first GROUPS of them: statement index (in `_prepare`'s
+        order) -> (group, first?, the group's lowest and highest byte relative to this
+        access's address, the kinds of access)."""
+        groups = L.mem_groups(blk)
         out: dict[int, Any] = {}
-        g = 0
-        for members in bases.values():
-            if len(members) < 2:
-                continue
-            lo = min(m[1] for m in members)
-            hi = max(m[1] + m[2] - 1 for m in members)
-            if hi - lo >= 1 << L.PAGE_SHIFT:
-                continue
-            kinds = frozenset(m[3] for m in members)
-            for j, (i, off, _, _) in enumerate(members):
-                out[i] = (g, j == 0, lo - off, hi - off, kinds)
-            g += 1
-            if g == GROUPS:
-                break
+        if not groups:
+            return out
+        numbers: dict[int, int] = {}
+        i = -1
+        for insn in blk.insns:
+            for st in insn.stmts:
+                i += 1
+                g = groups.get(id(st))
+                if g is None:
+                    continue
+                n = numbers.get(id(g))
+                if n is None:
+                    if len(numbers) == GROUPS:
+                        continue
+                    n = numbers[id(g)] = len(numbers)
+                off = g.offs[id(st)]
+                kinds = frozenset(k for k, on in (("ld", g.loads), ("st", g.stores)) if on)
+                out[i] = (n, st is g.first, g.lo - off, g.hi - 1 - off, kinds)
         return out
 
     def _grouped_access(self, kind: str, w: int, acc: tuple[int, bool, int, int, frozenset[str]]) -> None:
