@@ -9,6 +9,8 @@ the JIT runs on an x86-64 Linux host.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytest.importorskip("llvmlite")
@@ -515,3 +517,98 @@ def test_a_group_of_accesses_checks_the_tlb_once() -> None:
     assert _text(_asm(lambda a: emit(a, False), direct=True)) == (
         "cmp byte ptr [rsp + 0x208], 0; je; mov rax, qword ptr [rbx + 0xc0]; mov qword ptr [rsi + rax], rdx"
     )
+
+
+def _stores_to(build, slot: int) -> int:
+    """How many stores to `slot` of the state (rbp + 8 * slot) the first tier's code for
+    `build`'s block makes, disassembled."""
+    arch = OneBlock(build)
+    mem = AddressSpace()
+    mem.map(0x1000, 0x1000, PROT_ALL)
+    eng = new_engine("jit", arch, mem)
+    blk = arch.lift_block(mem.fetch, 0x1000, 64)
+    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1)
+    target = f"mov qword ptr [rbp + {8 * slot:#x}],"
+    return sum(part.startswith(target) for part in _text(r.code).split("; "))
+
+
+def test_a_put_overwritten_in_its_block_is_not_stored() -> None:
+    """Two puts of one slot with nothing between them that could see the state: the first
+    is left out (`_dead_puts`). A load, a store or a helper call between them keeps both (a
+    fault there leaves with the first value in the state; a helper may read it)."""
+
+    def plain(b) -> None:
+        x = b.get(2, 64)
+        b.put(3, b.add(x, b.const(1, 64)))
+        b.put(3, b.add(x, b.const(2, 64)))
+
+    def around(between):
+        def build(b) -> None:
+            x = b.get(2, 64)
+            b.put(3, b.add(x, b.const(1, 64)))
+            between(b, x)
+            b.put(3, b.add(x, b.const(2, 64)))
+
+        return build
+
+    assert _stores_to(plain, 3) == 1
+    assert _stores_to(around(lambda b, x: b.put(4, b.load(x, 64))), 3) == 2
+    assert _stores_to(around(lambda b, x: b.store(x, x)), 3) == 2
+    assert _stores_to(around(lambda b, x: b.put(4, b.call("accrue", x))), 3) == 2
+    # (another slot's put between them is no reason to keep the first)
+    assert _stores_to(around(lambda b, x: b.put(4, x)), 3) == 1
+
+
+@here
+def test_a_fault_between_two_puts_leaves_the_first_in_the_state() -> None:
+    """put 3; a load that faults; put 3 again: the run leaves at the load with the first
+    value in slot 3 (the engine's state as the interpreter's), and without the fault with
+    the second."""
+
+    def build(b) -> None:
+        x = b.get(2, 64)
+        b.put(3, b.add(x, b.const(1, 64)))
+        b.put(4, b.load(x, 64))
+        b.put(3, b.add(x, b.const(2, 64)))
+
+    for addr, reason in ((0x3000, "halt"), (0x5000, "fault")):
+        states = []
+        for kind in ("interp", "jit"):
+            mem = AddressSpace()
+            mem.map(0x1000, 0x1000, PROT_ALL)
+            mem.map(0x3000, 0x1000, PROT_READ | PROT_WRITE)
+            eng = new_engine(kind, OneBlock(build), mem)
+            r = [0x1000, 0, addr, 0, 0, 0, 0, 0]
+            assert eng.run(r, 8).reason == reason
+            if kind == "jit":
+                assert 0x1000 in eng.table
+            states.append(r)
+        assert states[0] == states[1]
+        assert states[1][3] == addr + (2 if reason == "halt" else 1), states
+
+
+def test_a_group_after_a_left_out_put_keeps_its_accesses() -> None:
+    """A put left out (`_dead_puts`) before a group of three loads from one base (direct
+    memory): the group is still checked in the TLB once, at its first load (one lookup of the
+    TLB's entry, two tests of the group's flag byte), the statements' group marks counted
+    without the left-out put."""
+
+    def build(b) -> None:
+        x = b.get(2, 64)
+        b.put(3, b.add(x, b.const(1, 64)))
+        b.put(3, b.add(x, b.const(2, 64)))
+        acc = b.load(x, 64)
+        for off in (8, 16):
+            acc = b.add(acc, b.load(b.add(x, b.const(off, 64)), 64))
+        b.put(4, acc)
+
+    arch = OneBlock(build)
+    mem = AddressSpace()
+    mem.map(0x1000, 0x1000, PROT_ALL)
+    eng = new_engine("jit", arch, mem)
+    blk = arch.lift_block(mem.fetch, 0x1000, 64)
+    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1, direct=True)
+    text = _text(r.code)
+    assert r.groups == 1
+    assert text.count("and eax, 0x1fffe0") == 1, text  # (the TLB entry's index: one lookup)
+    assert len(re.findall(r"cmp byte ptr \[rsp \+ 0x[0-9a-f]+\], 0", text)) == 2, text
