@@ -559,6 +559,35 @@ def test_a_put_overwritten_in_its_block_is_not_stored() -> None:
     assert _stores_to(around(lambda b, x: b.put(4, x)), 3) == 1
 
 
+def test_a_get_between_two_puts_keeps_the_first() -> None:
+    """put 3; get 3; put 3 (IR written out: the builder itself would reuse the put's value
+    instead of a get): the get reads the state, so the first put is stored."""
+    from polyvm.ir import Block, Insn, Stmt, Terminator
+
+    x64v = x64.Val
+    t = [x64v(i, 64) for i in range(5)]
+    stmts = [
+        Stmt("get", t[1], (2,)),
+        Stmt("add", t[2], (t[1], x64v(0, 64, 1))),
+        Stmt("put", None, (3, t[2])),
+        Stmt("get", t[3], (3,)),
+        Stmt("put", None, (4, t[3])),
+        Stmt("add", t[4], (t[1], x64v(0, 64, 2))),
+        Stmt("put", None, (3, t[4])),
+    ]
+    blk = Block(0x1000, [Insn(0x1000, 4, stmts)], Terminator("jump", x64v(0, 64, 0x2000)), ntemps=4)
+    arch = OneBlock(lambda b: None)
+    mem = AddressSpace()
+    mem.map(0x1000, 0x1000, PROT_ALL)
+    eng = new_engine("jit", arch, mem)
+    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1)
+    assert _text(r.code).count("mov qword ptr [rbp + 0x18],") == 2
+    # (and without the get, one)
+    blk.insns[0].stmts = stmts[:3] + stmts[5:]
+    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1)
+    assert _text(r.code).count("mov qword ptr [rbp + 0x18],") == 1
+
+
 @here
 def test_a_fault_between_two_puts_leaves_the_first_in_the_state() -> None:
     """put 3; a load that faults; put 3 again: the run leaves at the load with the first

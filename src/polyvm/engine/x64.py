@@ -73,33 +73,7 @@ GROUPS = 4  # access groups per block checked in the TLB once (`_groups`): their
 _SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
 _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
-
-
-def _dead_puts(blk: Block) -> set[int]:
-    """The puts of a block (their ids) that a later put of the same slot in the block
-    overwrites with nothing between them that could see the state: no memory access (which
-    may fault, leaving with the state as it was before its instruction), no helper call, no
-    get of the slot. A compiler's code reuses a register within a block often (a fifth to a
-    quarter of the puts of the bench programs' blocks); QEMU's TCG drops such stores as dead
-    too. First-tier-only cold bench_int (`POLYVM_HOT_STAY=1000000`, three alternating
-    rounds, medians of the guest loop): 0.617 -> 0.602 s."""
-    dead: set[int] = set()
-    later: set[int] = set()
-    for insn in reversed(blk.insns):
-        for st in reversed(insn.stmts):
-            op = st.op
-            if op == "put":
-                k = st.args[0]
-                if k in later:
-                    dead.add(id(st))
-                else:
-                    later.add(k)
-            elif op in _CALLS:
-                later.clear()
-            elif op == "get":
-                later.discard(st.args[0])
-    return dead
-
+_NOP = "nop"  # a statement `_prepare` leaves out (a put overwritten before anything sees it)
 
 # a w-bit load into rax (zero-extended) or store of rdx, at rsi + rax
 _ACCESS = {
@@ -664,22 +638,29 @@ class X64Region:
         self.jcc(C_NE, self._fault())
 
     def _prepare(
-        self, blk: Block, dead: set[int]
+        self, blk: Block
     ) -> tuple[list[tuple[str, Val | None, tuple[Any, ...], int]], Any, dict[int, int], list[int]]:
-        """The block's statements in order, as (op, dst, args, instruction index), but the
-        `dead` puts (`_dead_puts`), and its terminator's values, with, for `_allocate`, the
-        index of the statement that reads each temporary last (the terminator's: the number
-        of statements) and those of the statements that call out. (A guest register is read once per block already:
+        """The block's statements, every one in order, as (op, dst, args, instruction index)
+        and its terminator's values, with, for `_allocate`, the index of the statement that
+        reads each temporary last (the terminator's: the number of statements) and those of
+        the statements that call out. (A guest register is read once per block already:
         `ir.Builder.get` reuses a value the block read or wrote, so a get here is a load of
-        the state.)"""
+        the state.)
+
+        A put that a later put of the same slot overwrites, with nothing between them that
+        could see the state (a memory access, which may fault and leave with the state as it
+        was before its instruction; a helper call; a get of the slot), becomes `_NOP`: a
+        compiler's code reuses a register within a block often (a fifth to a quarter of the
+        puts of the bench programs' blocks), and QEMU's TCG drops such stores as dead too.
+        First-tier-only cold bench_int (`POLYVM_HOT_STAY=1000000`, three alternating rounds,
+        medians of the guest loop): 0.617 -> 0.602 s."""
         last: dict[int, int] = {}
         calls: list[int] = []
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
         append = out.append
+        puts: dict[int, int] = {}  # slot -> its put's index, while nothing since could see it
         for idx, insn in enumerate(blk.insns):
             for st in insn.stmts:
-                if id(st) in dead:
-                    continue
                 op, a = st.op, st.args
                 i = len(out)
                 for x in a:
@@ -687,6 +668,14 @@ class X64Region:
                         last[x.id] = i
                 if op in _CALLS:
                     calls.append(i)
+                    puts.clear()
+                elif op == "put":
+                    j = puts.get(a[0])
+                    if j is not None:
+                        out[j] = (_NOP, None, (), out[j][3])
+                    puts[a[0]] = i
+                elif op == "get":
+                    puts.pop(a[0], None)
                 append((op, st.dst, a, idx))
         t = blk.term
         n = len(out)
@@ -741,8 +730,7 @@ class X64Region:
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
-        dead = _dead_puts(blk)
-        stmts, (cond, target), last, calls = self._prepare(blk, dead)
+        stmts, (cond, target), last, calls = self._prepare(blk)
         self._allocate(stmts, last, calls)
         # A branch on a compare that ends the block jumps on the compare's flags.
         self.fuse, self.fused = -1, None
@@ -754,11 +742,13 @@ class X64Region:
             and stmts[-1][1] is cond
         ):
             self.fuse = cond.id
-        groups = self._groups(blk, dead) if self.direct and len(calls) > 1 else None
+        groups = self._groups(blk) if self.direct and len(calls) > 1 else None
         if groups:
             self.groups += len({v[0] for v in groups.values()})
         self.acc = None
         for i, (op, d, a, idx) in enumerate(stmts):
+            if op is _NOP:
+                continue
             self.idx = idx
             self.insn_pc = blk.insns[idx].pc
             if groups:
@@ -945,11 +935,11 @@ class X64Region:
 
         self.later.append(slow_path)
 
-    def _groups(self, blk: Block, dead: set[int]) -> dict[int, Any]:
+    def _groups(self, blk: Block) -> dict[int, Any]:
         """The block's groups of accesses checked in the TLB together (`lower.mem_groups`, as
         the hot tier has them), the first GROUPS of them: statement index (in `_prepare`'s
         order) -> (group, first?, the group's lowest and highest byte relative to this
-        access's address, the kinds of access); `dead`: the puts `_prepare` leaves out."""
+        access's address, the kinds of access)."""
         groups = L.mem_groups(blk)
         out: dict[int, Any] = {}
         if not groups:
@@ -958,8 +948,6 @@ class X64Region:
         i = -1
         for insn in blk.insns:
             for st in insn.stmts:
-                if id(st) in dead:
-                    continue
                 i += 1
                 g = groups.get(id(st))
                 if g is None:
