@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 22  # (22: the x64 first tier leaves out puts overwritten in their block; 21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
+CODEGEN_REV = 23  # (23: hot regions count down what is left of the time slice; 22: the x64 first tier leaves out puts overwritten in their block; 21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -570,7 +570,13 @@ class RegionLowering:
         self._mem_used: set[str] = set()
         self._gbase_used = False
         self.exits: list[tuple[str, str, int, int]] = []  # (block, pc, code, count delta)
-        self.e("%icount = alloca i64")
+        # The count: in the first tier `%icount`; in hot regions `%left`, what is left of the
+        # time slice (ctx's limit minus the count, which is the limit minus it again): a block
+        # subtracts its instructions and a backward edge's check is that it is still above 0,
+        # one subtraction and a branch on its flags in a hot loop (where the count, and its
+        # difference to the limit at each check, were two more instructions an iteration);
+        # the count itself is computed where it is read (`_count`: exits, the count's slot).
+        self.e("%icount = alloca i64" if self.compact else "%left = alloca i64")
         self.e("%args = alloca [8 x i64]")
         if self.nest is not None and self.nest.dispatch:
             self.e("%resume = alloca i64")  # (the block a routed jump goes on to; 0: none)
@@ -585,12 +591,15 @@ class RegionLowering:
             self.e(f"%st{k} = getelementptr inbounds i64, i64* %state, i64 {k}")
         cx_at = len(o)  # the pointers to the ctx words used go here (known at the end)
         self.icount0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_ICOUNT)}")
-        self.e(f"store i64 {self.icount0}, i64* %icount")
         pc0 = self.op(f"load i64, i64* {self.state_ptr(SLOT_PC)}")
         # The time slice's end, read once in hot regions (only the dispatcher sets it, between
         # calls of native code; read at every check, it was a load in every hot loop, which
         # LICM cannot hoist where the check is not reached on every iteration).
         self.limit = None if self.compact else self.ctx_load(CTX_LIMIT)
+        if self.limit is None:
+            self.e(f"store i64 {self.icount0}, i64* %icount")
+        else:
+            self.e(f"store i64 {self.op(f'sub i64 {self.limit}, {self.icount0}')}, i64* %left")
         # Loop heads (targets of backward edges) are entries too (`region_shape`): backward
         # edges are where the time slice is checked, so a slice that ends in a loop resumes at
         # an entry. In the first tier, return sites too: a callee compiled in another region
@@ -655,7 +664,7 @@ class RegionLowering:
             ins = ", ".join(f"[{x[i + 1] if i == 0 else _c(64, x[i + 1])}, %{x[0]}]" for x in self.exits)
             self.e(f"%x.{nm} = phi i64 {ins}")
             phis.append(nm)
-        icount = self.op("load i64, i64* %icount")
+        icount = self._count()
         if "dk" in phis:
             icount = self.op(f"add i64 {icount}, %x.dk")
         self.e(f"store i64 {icount}, i64* {self.state_ptr(SLOT_ICOUNT)}")
@@ -728,7 +737,7 @@ class RegionLowering:
         lab = self.newlabel()
         saved, cur, self.out = self.out, self.cur, []
         self.label(lab)
-        icount = self.op("load i64, i64* %icount")
+        icount = self._count()
         if icount_add:
             icount = self.op(f"add i64 {icount}, {icount_add}")
         self.e(f"store i64 {icount}, i64* {self.state_ptr(SLOT_ICOUNT)}")
@@ -739,9 +748,19 @@ class RegionLowering:
         self.out, self.cur = saved, cur
         return lab
 
+    def _count(self) -> str:
+        """The instruction count now (at the start of the current block)."""
+        if self.limit is None:
+            return self.op("load i64, i64* %icount")
+        return self.op(f"sub i64 {self.limit}, {self.op('load i64, i64* %left')}")
+
     def _add_icount(self, n: int) -> None:
-        cur = self.op("load i64, i64* %icount")
-        self.e(f"store i64 {self.op(f'add i64 {cur}, {n}')}, i64* %icount")
+        if self.limit is None:
+            cur = self.op("load i64, i64* %icount")
+            self.e(f"store i64 {self.op(f'add i64 {cur}, {n}')}, i64* %icount")
+        else:
+            cur = self.op("load i64, i64* %left")
+            self.e(f"store i64 {self.op(f'sub i64 {cur}, {n}')}, i64* %left")
 
     def _edge(self, target: int) -> None:
         """Continue at a constant target: natively when it is in the region."""
@@ -792,8 +811,10 @@ class RegionLowering:
     def _slice_left(self) -> str:
         """i1: the time slice is not over (the count has not reached ctx's limit; a signed
         difference, so a count near 2**64 set through the API still stops)."""
-        limit = self.limit or self.ctx_load(CTX_LIMIT)
-        left = self.op(f"sub i64 {limit}, {self.op('load i64, i64* %icount')}")
+        if self.limit is None:
+            left = self.op(f"sub i64 {self.ctx_load(CTX_LIMIT)}, {self.op('load i64, i64* %icount')}")
+        else:
+            left = self.op("load i64, i64* %left")
         return self.op(f"icmp sgt i64 {left}, 0")
 
     def _fault_exit(self) -> str:
@@ -968,7 +989,7 @@ class RegionLowering:
         self._edge(t.fallthrough)
 
     def _store_pc_count(self, insn: Insn, idx: int) -> None:
-        ic = self.op(f"add i64 {self.op('load i64, i64* %icount')}, {idx}")
+        ic = self.op(f"add i64 {self._count()}, {idx}")
         self.e(f"store i64 {ic}, i64* {self.state_ptr(SLOT_ICOUNT)}")
         self.e(f"store i64 {_c(64, insn.pc)}, i64* {self.state_ptr(SLOT_PC)}")
 
@@ -1013,7 +1034,7 @@ class RegionLowering:
             if k == SLOT_ICOUNT:
                 # The count at the start of the block (docs/ir.md): lifts add the
                 # instruction's index themselves.
-                r = self.op("load i64, i64* %icount")
+                r = self._count()
                 if d.w != 64:
                     r = self.op(f"trunc i64 {r} to i{d.w}")
             elif d.w == 128:
