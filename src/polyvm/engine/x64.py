@@ -14,9 +14,11 @@ and a direct exit to other translated code is a chained tail call (`_chain`). Ho
 still recompiled by LLVM's optimizing pipeline; until that code arrives, they run emitted too.
 
 Conventions (System V AMD64, so Linux hosts): `i64 region(ctx, state)`; `rbx` holds ctx,
-`rbp` the state, `r14` the instruction count at the start of the current guest block (the
-region's local count), `r15` one guest register the region's loops use most (`_cached_slot`;
-the count at entry, for the region's tier-up counter, is a frame word). All of
+`rbp` the state, `r14` what is left of the time slice at the start of the current guest block
+(ctx's limit, read at entry into a frame word, less the instruction count: a block subtracts
+its instructions, a backward edge's check tests r14, the count is computed where it is read:
+`_count`), `r15` one guest register the region's loops use most (`_cached_slot`; r14 at
+entry, for the region's tier-up counter, is a frame word). All of
 them are callee-saved, so calls of the runtime's access functions and of helpers through
 ctx's pointers keep them; temporaries live in r8-r11 (none across a call) and r12/r13.
 Frame: eight argument words for helper calls at `rsp`, then two words per IR temporary (for
@@ -418,10 +420,12 @@ class X64Region:
         self.ret_sites, self.heads, entries = L.region_shape(blocks, self.entries_in, True)
         self.entry_pcs = entries
         self.lands: dict[int, Any] = {}
-        # (a block's temporaries are numbered 1..ntemps: `ir.Builder`; then the count at entry)
-        self.icount0_at = TEMPS + 16 * (max(b.ntemps for b in blocks) + 1)
-        self.flags_at = self.icount0_at + 8  # (a byte per access group: `_grouped_access`)
-        frame = self.flags_at + 8 * GROUPS if self.direct else self.icount0_at + 8
+        # (a block's temporaries are numbered 1..ntemps: `ir.Builder`; then what was left of
+        # the time slice at entry, for the tier-up counter, and the slice's end: see `ICOUNT`)
+        self.left0_at = TEMPS + 16 * (max(b.ntemps for b in blocks) + 1)
+        self.limit_at = self.left0_at + 8
+        self.flags_at = self.limit_at + 8  # (a byte per access group: `_grouped_access`)
+        frame = self.flags_at + 8 * GROUPS if self.direct else self.limit_at + 8
         frame += 8 if frame % 16 == 0 else 0  # 6 pushes + return address: rsp 16-aligned at calls
         if frame >= 1 << 31:
             raise Unsupported("frame too big")
@@ -431,9 +435,11 @@ class X64Region:
         b += b"\x48\x81\xec" + frame.to_bytes(4, "little")  # sub rsp, frame
         self.mov(CTX, RDI)
         self.mov(ST, RSI)
-        self.load(ICOUNT, ST, 8 * SLOT_ICOUNT)
+        self.load(ICOUNT, CTX, 8 * L.CTX_LIMIT)
+        self.store(RSP, self.limit_at, ICOUNT)
+        self.buf += bytes((_rex(1, ICOUNT, ST), 0x2B)) + _mem(ICOUNT, ST, 8 * SLOT_ICOUNT)  # sub r14, count
         if self.counter is not None:
-            self.store(RSP, self.icount0_at, ICOUNT)
+            self.store(RSP, self.left0_at, ICOUNT)
         if self.cached is not None:
             self.load(CACHED, ST, 8 * self.cached)
         self.load(RAX, ST, 8 * SLOT_PC)
@@ -457,19 +463,20 @@ class X64Region:
             self._exit(pc, code, dk)
         for slot, target in self.chain_slots:
             self._chain_stub(self._chains[target], slot, target)
-        # The one way out: state[pc] = rax, state[icount] = r14, the region's counter, return
-        # edx; or, chained, the same and a jump to rcx with ctx and state as its arguments.
+        # The one way out: state[pc] = rax, state[icount] = the slice's end - r14, the
+        # region's counter, return edx; or, chained, the same and a jump to rcx with ctx and
+        # state as its arguments.
         for chain in (False, True) if self.chain_slots else (False,):
             self.bind("chain" if chain else "tail")
             self.store(ST, 8 * SLOT_PC, RAX)
-            self.store(ST, 8 * SLOT_ICOUNT, ICOUNT)
+            self._count(RAX)
+            self.store(ST, 8 * SLOT_ICOUNT, RAX)
             if self.cached is not None:
                 self.store(ST, 8 * self.cached, CACHED)
             if self.counter is not None:
                 self.load(RDX if chain else RCX, CTX, 8 * L.CTX_COUNTERS)
-                self.load(RSI, RSP, self.icount0_at)
-                self.mov(RAX, ICOUNT)
-                self.alu(0x29, RAX, RSI)  # sub rax, rsi (the count at entry)
+                self.load(RAX, RSP, self.left0_at)
+                self.alu(0x29, RAX, ICOUNT)  # sub rax, r14 (the instructions run here)
                 # add [rcx|rdx + 8*counter], rax
                 self.buf += bytes((0x48, 0x01)) + _mem(RAX, RDX if chain else RCX, 8 * self.counter)
             if chain:
@@ -487,13 +494,19 @@ class X64Region:
             self.bind(slot)
             self.buf += bytes(8)
 
+    def _count(self, reg: int) -> None:
+        """reg = the instruction count (at the start of the current block): the time slice's
+        end less what is left of it (r14)."""
+        self.load(reg, RSP, self.limit_at)
+        self.alu(0x29, reg, ICOUNT)  # sub reg, r14
+
     def _exit(self, pc: int | None, code: int, dk: int = 0) -> None:
-        """Leave: pc (None: it is in rax), return code, dk instructions beyond r14."""
+        """Leave: pc (None: it is in rax), return code, dk instructions beyond the count."""
         if pc is not None:
             self.imm(RAX, pc)
         self.buf += bytes((0xBA,)) + code.to_bytes(4, "little")  # mov edx, code
         if dk:
-            self.alu_imm(0, ICOUNT, dk)
+            self.alu_imm(5, ICOUNT, dk)  # sub r14, dk
         self.jmp("tail")
 
     def _stub(self, pc: int, code: int, dk: int = 0) -> Any:
@@ -517,8 +530,7 @@ class X64Region:
     def _chain_stub(self, lab: Any, slot: Any, target: int) -> None:
         self.bind(lab)
         plain = self.newlabel()
-        self.load(RAX, CTX, 8 * L.CTX_LIMIT)
-        self.alu(0x29, RAX, ICOUNT)  # sub rax, r14
+        self.alu(0x85, ICOUNT, ICOUNT)  # test r14, r14 (what is left of the time slice)
         self.jcc(C_LE, plain)
         self.buf += b"\x48\x8b\x0d"  # mov rcx, [rip + slot]
         self._rel32(slot)
@@ -583,10 +595,9 @@ class X64Region:
         return land
 
     def _landing(self, land: Any, target: int) -> None:
-        """A backward edge's time-slice check: on to the block while ctx's limit is ahead."""
+        """A backward edge's time-slice check: on to the block while some of it is left."""
         self.bind(land)
-        self.load(RAX, CTX, 8 * L.CTX_LIMIT)
-        self.alu(0x29, RAX, ICOUNT)  # sub rax, r14
+        self.alu(0x85, ICOUNT, ICOUNT)  # test r14, r14
         self.jcc(C_G, self.bbs[target])
         self._exit(target, L.RET_CONTINUE)
 
@@ -756,7 +767,7 @@ class X64Region:
             self._stmt(op, d, a)
         self.acc = None
         t = blk.term
-        self.buf += b"\x4d\x8d" + _mem(ICOUNT, ICOUNT, len(blk.insns))  # lea r14, [r14 + n] (flags kept)
+        self.buf += b"\x4d\x8d" + _mem(ICOUNT, ICOUNT, -len(blk.insns))  # lea r14, [r14 - n] (flags kept)
         if t.kind == "exit":
             rid = L.EXIT_IDS.get(t.reason)
             if rid is None:
@@ -808,7 +819,7 @@ class X64Region:
                 raise Unsupported("128-bit get")
             w = self.work(d)
             if k == SLOT_ICOUNT:
-                self.mov(w, ICOUNT)
+                self._count(w)
             elif k == self.cached:
                 self.mov(w, CACHED)
             else:
