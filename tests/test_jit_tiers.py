@@ -613,3 +613,42 @@ def test_the_worker_keeps_a_big_regions_loop_registers_in_host_registers(tmp_pat
         bodies[how] = out.stdout.split(f"\nB{inner:x}:")[1].split(f"\nB{after:x}:")[0]
     assert "xor" in bodies["worker"] and "store" not in bodies["worker"], bodies["worker"]
     assert "store" in bodies["plain"]
+
+
+def test_a_hot_loop_after_a_long_prologue_is_rooted_near_the_loop(monkeypatch) -> None:
+    """Twelve one-branch blocks run once, then a loop: the emitted first tier's regions are
+    small (`REGION_BLOCKS_EMITTED`), so the region whose counter turns hot starts a few blocks
+    before the loop, not at the program's first block, and the hot region made from it holds
+    the loop and at most a region's worth of the once-run blocks before it (with 32-block
+    first-tier regions it held all twelve). Every slot equals the interpreter's; a0 by hand."""
+    if J.Compiler.get().emitter is None:
+        pytest.skip("no x86-64 emitter on this host (the LLVM first tier keeps 32-block regions)")
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n = 20_000
+    prologue = ["addi a2, a2, 1", "beq zero, zero, 4"] * 12  # (a block each: a branch ends it)
+    head = [*li("a0", 0), *li("s1", n)]
+    loop = ["add a0, a0, s1", "addi s1, s1, -1", "bne s1, zero, -8", "ebreak"]
+    code = program(prologue + head + loop)
+    loop_at = CODE + 4 * (len(program(prologue + head)) // 4)
+    hot_blocks: list[list[int]] = []
+    lower_region = JitEngine.lower_region
+
+    def record(self, name, label, blocks, entries, compact=False):  # type: ignore[no-untyped-def]
+        if not compact:
+            hot_blocks.append([b.pc for b in blocks])
+        return lower_region(self, name, label, blocks, entries, compact=compact)
+
+    monkeypatch.setattr(JitEngine, "lower_region", record)
+    runs = []
+    for jit in (False, True):
+        mem = AddressSpace()
+        mem.map(CODE, 0x1000, PROT_ALL)
+        mem.write_raw(CODE, code)
+        eng = JitEngine(ARCH, mem, tier="jit", background=False) if jit else Engine(ARCH, mem)
+        runs.append(_run(eng, 1000))
+    assert runs[0][A0] == n * (n + 1) // 2 and runs[1] == runs[0]
+    assert eng.pc_region[loop_at].opt == J.T2_OPT
+    prologue_pcs = {CODE + 8 * i for i in range(12)}
+    for b in hot_blocks:
+        assert loop_at in b and CODE not in b, [hex(p) for p in b]
+        assert len(prologue_pcs & set(b)) <= J.REGION_BLOCKS_EMITTED, [hex(p) for p in b]
