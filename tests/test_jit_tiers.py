@@ -422,15 +422,9 @@ def test_the_first_tier_marks_the_blocks_it_runs(baseline: str) -> None:
     assert len({L.seen_index(p) for p in (CODE, loop, loop + 8, rare)}) == 4
 
 
-def test_hot_regions_take_in_only_blocks_that_ran(monkeypatch) -> None:
-    """The loop turns hot long before its rare path runs: its hot region holds the blocks that
-    ran (`_form_region(ran_only=True)`) and leaves the rare block to the first tier, which
-    runs it when the last iteration takes the branch. Every slot equals the interpreter's; a0
-    by hand."""
-    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
-    n = 20_000
-    code, loop, rare = _rare_path_loop(n)
-    a0 = sum(range(1, n + 1)) ^ 0x55
+def _run_recording_hot_blocks(monkeypatch, code: bytes) -> tuple[list[list[int]], JitEngine, list[list[int]]]:
+    """Run `code` on the interpreter and on the JIT (time slices of 1000 blocks): the two
+    final states, the JIT engine, and the pcs of the blocks of each hot region it lowered."""
     hot_blocks: list[list[int]] = []
     lower_region = JitEngine.lower_region
 
@@ -447,6 +441,19 @@ def test_hot_regions_take_in_only_blocks_that_ran(monkeypatch) -> None:
         mem.write_raw(CODE, code)
         eng = JitEngine(ARCH, mem, tier="jit", background=False) if jit else Engine(ARCH, mem)
         runs.append(_run(eng, 1000))
+    return runs, eng, hot_blocks
+
+
+def test_hot_regions_take_in_only_blocks_that_ran(monkeypatch) -> None:
+    """The loop turns hot long before its rare path runs: its hot region holds the blocks that
+    ran (`_form_region(ran_only=True)`) and leaves the rare block to the first tier, which
+    runs it when the last iteration takes the branch. Every slot equals the interpreter's; a0
+    by hand."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n = 20_000
+    code, loop, rare = _rare_path_loop(n)
+    a0 = sum(range(1, n + 1)) ^ 0x55
+    runs, eng, hot_blocks = _run_recording_hot_blocks(monkeypatch, code)
     assert runs[0][A0] == a0 and runs[1] == runs[0]
     assert eng.pc_region[loop].opt == J.T2_OPT
     assert hot_blocks and all(loop in b and loop + 8 in b and rare not in b for b in hot_blocks), hot_blocks
@@ -629,23 +636,8 @@ def test_a_hot_loop_after_a_long_prologue_is_rooted_near_the_loop(monkeypatch) -
     head = [*li("a0", 0), *li("s1", n)]
     loop = ["add a0, a0, s1", "addi s1, s1, -1", "bne s1, zero, -8", "ebreak"]
     code = program(prologue + head + loop)
-    loop_at = CODE + 4 * (len(program(prologue + head)) // 4)
-    hot_blocks: list[list[int]] = []
-    lower_region = JitEngine.lower_region
-
-    def record(self, name, label, blocks, entries, compact=False):  # type: ignore[no-untyped-def]
-        if not compact:
-            hot_blocks.append([b.pc for b in blocks])
-        return lower_region(self, name, label, blocks, entries, compact=compact)
-
-    monkeypatch.setattr(JitEngine, "lower_region", record)
-    runs = []
-    for jit in (False, True):
-        mem = AddressSpace()
-        mem.map(CODE, 0x1000, PROT_ALL)
-        mem.write_raw(CODE, code)
-        eng = JitEngine(ARCH, mem, tier="jit", background=False) if jit else Engine(ARCH, mem)
-        runs.append(_run(eng, 1000))
+    loop_at = CODE + len(program(prologue + head))
+    runs, eng, hot_blocks = _run_recording_hot_blocks(monkeypatch, code)
     assert runs[0][A0] == n * (n + 1) // 2 and runs[1] == runs[0]
     assert eng.pc_region[loop_at].opt == J.T2_OPT
     prologue_pcs = {CODE + 8 * i for i in range(12)}

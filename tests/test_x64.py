@@ -519,22 +519,26 @@ def test_a_group_of_accesses_checks_the_tlb_once() -> None:
     )
 
 
-def _stores_to(build, slot: int) -> int:
-    """How many stores to `slot` of the state (rbp + 8 * slot) the first tier's code for
-    `build`'s block makes, disassembled."""
+def _first_tier(build, blk=None, direct: bool = False) -> x64.X64Region:
+    """The first tier's region for `build`'s block (`OneBlock`), or for `blk` as given."""
     arch = OneBlock(build)
     mem = AddressSpace()
     mem.map(0x1000, 0x1000, PROT_ALL)
     eng = new_engine("jit", arch, mem)
-    blk = arch.lift_block(mem.fetch, 0x1000, 64)
-    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1)
+    if blk is None:
+        blk = arch.lift_block(mem.fetch, 0x1000, 64)
+    return x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1, direct=direct)
+
+
+def _stores_to(build, slot: int, blk=None) -> int:
+    """How many stores to `slot` of the state (rbp + 8 * slot) that code makes, disassembled."""
     target = f"mov qword ptr [rbp + {8 * slot:#x}],"
-    return sum(part.startswith(target) for part in _text(r.code).split("; "))
+    return sum(part.startswith(target) for part in _text(_first_tier(build, blk).code).split("; "))
 
 
 def test_a_put_overwritten_in_its_block_is_not_stored() -> None:
     """Two puts of one slot with nothing between them that could see the state: the first
-    is left out (`_dead_puts`). A load, a store or a helper call between them keeps both (a
+    is left out (`X64Region._prepare`). A load, a store or a helper call between them keeps both (a
     fault there leaves with the first value in the state; a helper may read it)."""
 
     def plain(b) -> None:
@@ -564,28 +568,21 @@ def test_a_get_between_two_puts_keeps_the_first() -> None:
     instead of a get): the get reads the state, so the first put is stored."""
     from polyvm.ir import Block, Insn, Stmt, Terminator
 
-    x64v = x64.Val
-    t = [x64v(i, 64) for i in range(5)]
+    t = [_v(i, 64) for i in range(5)]
     stmts = [
         Stmt("get", t[1], (2,)),
-        Stmt("add", t[2], (t[1], x64v(0, 64, 1))),
+        Stmt("add", t[2], (t[1], x64.Val(0, 64, 1))),
         Stmt("put", None, (3, t[2])),
         Stmt("get", t[3], (3,)),
         Stmt("put", None, (4, t[3])),
-        Stmt("add", t[4], (t[1], x64v(0, 64, 2))),
+        Stmt("add", t[4], (t[1], x64.Val(0, 64, 2))),
         Stmt("put", None, (3, t[4])),
     ]
-    blk = Block(0x1000, [Insn(0x1000, 4, stmts)], Terminator("jump", x64v(0, 64, 0x2000)), ntemps=4)
-    arch = OneBlock(lambda b: None)
-    mem = AddressSpace()
-    mem.map(0x1000, 0x1000, PROT_ALL)
-    eng = new_engine("jit", arch, mem)
-    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1)
-    assert _text(r.code).count("mov qword ptr [rbp + 0x18],") == 2
+    blk = Block(0x1000, [Insn(0x1000, 4, stmts)], Terminator("jump", x64.Val(0, 64, 0x2000)), ntemps=4)
+    assert _stores_to(None, 3, blk) == 2
     # (and without the get, one)
     blk.insns[0].stmts = stmts[:3] + stmts[5:]
-    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1)
-    assert _text(r.code).count("mov qword ptr [rbp + 0x18],") == 1
+    assert _stores_to(None, 3, blk) == 1
 
 
 @here
@@ -617,10 +614,10 @@ def test_a_fault_between_two_puts_leaves_the_first_in_the_state() -> None:
 
 
 def test_a_group_after_a_left_out_put_keeps_its_accesses() -> None:
-    """A put left out (`_dead_puts`) before a group of three loads from one base (direct
-    memory): the group is still checked in the TLB once, at its first load (one lookup of the
-    TLB's entry, two tests of the group's flag byte), the statements' group marks counted
-    without the left-out put."""
+    """A put left out (`X64Region._prepare`) before a group of three loads from one base
+    (direct memory): the group is still checked in the TLB once, at its first load (one
+    lookup of the TLB's entry, two tests of the group's flag byte): the left-out put does not
+    shift the statements' group marks."""
 
     def build(b) -> None:
         x = b.get(2, 64)
@@ -631,12 +628,7 @@ def test_a_group_after_a_left_out_put_keeps_its_accesses() -> None:
             acc = b.add(acc, b.load(b.add(x, b.const(off, 64)), 64))
         b.put(4, acc)
 
-    arch = OneBlock(build)
-    mem = AddressSpace()
-    mem.map(0x1000, 0x1000, PROT_ALL)
-    eng = new_engine("jit", arch, mem)
-    blk = arch.lift_block(mem.fetch, 0x1000, 64)
-    r = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1, direct=True)
+    r = _first_tier(build, direct=True)
     text = _text(r.code)
     assert r.groups == 1
     assert text.count("and eax, 0x1fffe0") == 1, text  # (the TLB entry's index: one lookup)
