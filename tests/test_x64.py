@@ -316,6 +316,39 @@ def test_values_live_across_accesses_and_calls() -> None:
         assert r[6] == (x + 1) & m
 
 
+def test_values_live_across_an_access_stay_in_scratch_registers() -> None:
+    """Values live across memory accesses and no helper call are kept in r8-r11 (not the
+    frame: before, only the two callee-saved registers were allowed across an access), and
+    survive the access's slow path (a TLB miss: the runtime's function, which may clobber
+    every caller-saved register, is called with them saved around it)."""
+
+    def build(b) -> None:
+        x = b.get(2, 64)
+        ts = [b.add(x, b.const(i + 1, 64)) for i in range(4)]
+        m = b.load(b.const(0x3000, 64), 32)  # (the engine's first access: a TLB miss)
+        b.store(b.const(0x3008, 64), ts[3])
+        acc = b.zext(m, 64)
+        for t in ts:
+            acc = b.add(acc, t)
+        b.put(3, acc)
+
+    locs = _first_tier(build).loc
+    assert x64.STACK not in locs.values()
+    assert sum(r in x64._SCRATCH for r in locs.values()) >= 4, locs
+    mem = AddressSpace()
+    mem.map(0x1000, 0x1000, PROT_ALL)
+    mem.map(0x3000, 0x1000, PROT_READ | PROT_WRITE)
+    mem.write_raw(0x3000, (7).to_bytes(4, "little"))
+    m = (1 << 64) - 1
+    for x in edge_values(64):
+        eng = new_engine("jit", OneBlock(build), mem)  # (a new TLB: the load misses again)
+        r = [0x1000, 0, x, 0, 0, 0, 0, 0]
+        assert eng.run(r, 8).reason == "halt"
+        assert 0x1000 in eng.table
+        assert r[3] == (7 + sum(x + i + 1 for i in range(4))) & m, hex(x)
+        assert int.from_bytes(mem.read_raw(0x3008, 8), "little") == (x + 4) & m
+
+
 def _walk(n_words: int) -> bytes:
     """a0 counts, s0 walks 8 bytes at a time loading each word into t0 (a1 sums them), until
     it faults past the page at 0x20000."""

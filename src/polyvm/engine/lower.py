@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 24  # (24: the x64 first tier counts down what is left of the time slice too; 23: hot regions count down what is left of the time slice; 22: the x64 first tier leaves out puts overwritten in their block; 21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
+CODEGEN_REV = 25  # (25: the x64 first tier keeps temporaries in r8-r11 across memory accesses, saved in their slow paths; 24: the x64 first tier counts down what is left of the time slice too; 23: hot regions count down what is left of the time slice; 22: the x64 first tier leaves out puts overwritten in their block; 21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}

@@ -75,6 +75,10 @@ GROUPS = 4  # access groups per block checked in the TLB once (`_groups`): their
 _SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
 _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
+# An access's slow path (`_slow_access`) keeps r8-r11 across the runtime's function: four
+# pushes (rsp stays 16-byte aligned at the call), and the pops after it, which leave the flags.
+_PUSH_SCRATCH = b"\x41\x50\x41\x51\x41\x52\x41\x53"  # push r8, r9, r10, r11
+_POP_SCRATCH = b"\x41\x5b\x41\x5a\x41\x59\x41\x58"  # pop r11, r10, r9, r8
 _NOP = "nop"  # a statement `_prepare` leaves out (a put overwritten before anything sees it)
 
 # a w-bit load into rax (zero-extended) or store of rdx, at rsi + rax
@@ -667,6 +671,7 @@ class X64Region:
         medians of the guest loop): 0.617 -> 0.602 s."""
         last: dict[int, int] = {}
         calls: list[int] = []
+        accesses = 0
         out: list[tuple[str, Val | None, tuple[Any, ...], int]] = []
         append = out.append
         puts: dict[int, int] = {}  # slot -> its put's index, while nothing since could see it
@@ -678,7 +683,10 @@ class X64Region:
                     if type(x) is Val and x.const is None:
                         last[x.id] = i
                 if op in _CALLS:
-                    calls.append(i)
+                    if op == "call":
+                        calls.append(i)
+                    else:
+                        accesses += 1
                     puts.clear()
                 elif op == "put":
                     j = puts.get(a[0])
@@ -693,7 +701,7 @@ class X64Region:
         for x in (t.cond, t.target):
             if type(x) is Val and x.const is None:
                 last[x.id] = n
-        return out, (t.cond, t.target), last, calls
+        return out, (t.cond, t.target), last, calls, accesses
 
     def _allocate(
         self,
@@ -703,8 +711,8 @@ class X64Region:
     ) -> None:
         """Registers for the block's temporaries (`loc`: id -> register, STACK, or None for
         a value never read), by linear scan over the statements: r8-r11 for values that no
-        call (memory access, helper) lies within, r12/r13 for those across calls, the frame
-        beyond that and for 128-bit values."""
+        helper call lies within (a memory access's slow path keeps them: `_slow_access`),
+        r12/r13 for those across calls, the frame beyond that and for 128-bit values."""
         loc: dict[int, int | None] = {}
         ends: dict[int, list[int]] = {}  # statement index -> registers freed after it
         free_lo, free_hi = list(_SCRATCH), list(_KEPT)
@@ -741,7 +749,7 @@ class X64Region:
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
         self.landings: list[tuple[Any, int]] = []
-        stmts, (cond, target), last, calls = self._prepare(blk)
+        stmts, (cond, target), last, calls, accesses = self._prepare(blk)
         self._allocate(stmts, last, calls)
         # A branch on a compare that ends the block jumps on the compare's flags.
         self.fuse, self.fused = -1, None
@@ -753,7 +761,7 @@ class X64Region:
             and stmts[-1][1] is cond
         ):
             self.fuse = cond.id
-        groups = self._groups(blk) if self.direct and len(calls) > 1 else None
+        groups = self._groups(blk) if self.direct and accesses > 1 else None
         if groups:
             self.groups += len({v[0] for v in groups.values()})
         self.acc = None
@@ -872,8 +880,8 @@ class X64Region:
         page must have the page of the access's last byte as its read or write tag; the host
         address is then the guest's plus the entry's addend, or ctx's direct base), the
         runtime's access function (`lower.mem_fn_text`: the fast path again, then the slow
-        path in Python) after the block, called when it misses. No temporary lives in a
-        caller-saved register across an access (`_allocate`), so that call may clobber them.
+        path in Python) after the block, called when it misses, with r8-r11 (temporaries
+        that live across the access: `_allocate`) saved around it.
         An access of a group (`_groups`) goes through `_grouped_access` instead."""
         acc = self.acc
         if acc is not None:
@@ -934,11 +942,14 @@ class X64Region:
 
         def slow_path() -> None:
             self.bind(slow)
-            self.buf += first
+            b = self.buf
+            b += first
+            b += _PUSH_SCRATCH  # (temporaries live across an access in r8-r11: `_allocate`)
             self.mov(RDI, CTX)
             self.call_mem(CTX, fn)
+            b += _POP_SCRATCH  # (flags untouched: tested below)
             if kind == "ld":
-                self.buf += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"
+                b += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"
             else:
                 self.alu(0x85, RAX, RAX)
             self.jcc(C_NE, fault)
