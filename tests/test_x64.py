@@ -316,6 +316,7 @@ def test_values_live_across_accesses_and_calls() -> None:
         assert r[6] == (x + 1) & m
 
 
+@here
 def test_values_live_across_an_access_stay_in_scratch_registers() -> None:
     """Values live across memory accesses and no helper call are kept in r8-r11 (not the
     frame: before, only the two callee-saved registers were allowed across an access), and
@@ -347,6 +348,36 @@ def test_values_live_across_an_access_stay_in_scratch_registers() -> None:
         assert 0x1000 in eng.table
         assert r[3] == (7 + sum(x + i + 1 for i in range(4))) & m, hex(x)
         assert int.from_bytes(mem.read_raw(0x3008, 8), "little") == (x + 4) & m
+
+
+@here
+@pytest.mark.parametrize("op", ["add", "xor", "mul"])
+def test_a_commutative_operation_is_computed_in_its_second_operands_register(op: str) -> None:
+    """`d = z op y` where d is given y's register (y read for the last time there): the
+    operands swap, one instruction in that register, not `mov rax, z; op rax, y; mov y, rax`.
+    The values as Python's integers say."""
+
+    def build(b) -> None:
+        x = b.get(2, 64)
+        z = b.add(x, b.const(5, 64))
+        y = b.get(3, 64)  # (given a register after z's: the one the allocator frees last)
+        b.put(4, getattr(b, op)(z, y))
+
+    text = _text(_first_tier(build).code)
+    body = text[text.index("mov byte ptr [rbx") :]  # (from the block's mark on)
+    mnemonic = "imul" if op == "mul" else op
+    assert re.search(rf"mov (r\w+), qword ptr \[rbp \+ 0x18\]; {mnemonic} \1, r\w+; ", body), body
+    assert "rax" not in body.split("; lea r14")[0], body
+    mem = AddressSpace()
+    mem.map(0x1000, 0x1000, PROT_ALL)
+    eng = new_engine("jit", OneBlock(build), mem)
+    m = (1 << 64) - 1
+    py = {"add": lambda a, b: a + b, "xor": lambda a, b: a ^ b, "mul": lambda a, b: a * b}[op]
+    for x in edge_values(64):
+        for y in (0, 1, 0x8000000000000000, m, 0x123456789ABCDEF):
+            r = [0x1000, 0, x, y, 0, 0, 0, 0]
+            assert eng.run(r, 8).reason == "halt"
+            assert r[4] == py((x + 5) & m, y) & m, (hex(x), hex(y))
 
 
 def _walk(n_words: int) -> bytes:

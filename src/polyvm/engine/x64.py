@@ -68,6 +68,7 @@ C_B, C_AE, C_E, C_NE, C_BE, C_A, C_L, C_GE, C_LE, C_G = 2, 3, 4, 5, 6, 7, 12, 13
 _CMP_CC = {"eq": C_E, "ne": C_NE, "ult": C_B, "ule": C_BE, "slt": C_L, "sle": C_LE}
 _ALU = {"add": 0x01, "or": 0x09, "and": 0x21, "sub": 0x29, "xor": 0x31}
 _ALU_N = {"add": 0, "or": 1, "and": 4, "sub": 5, "xor": 6}  # (the immediate forms' /n)
+_COMMUTES = frozenset(("add", "or", "and", "xor", "mul"))
 _SHIFT = {"rotl": 0, "rotr": 1, "shl": 4, "lshr": 5, "ashr": 7}
 _POW2 = (8, 16, 32, 64)
 STACK = -1  # a temporary's location: its frame slot
@@ -1198,6 +1199,13 @@ class X64Region:
         if y.w != aw and not (op in _SHIFT and (y.w < aw or op in ("rotl", "rotr"))):
             raise Unsupported(f"{op} of mixed widths")
         if op in _ALU or op == "mul":
+            if (
+                op in _COMMUTES
+                and y.const is None
+                and self.loc.get(y.id) == self.loc.get(d.id)
+                and (x.const is not None or self.loc.get(x.id) != self.loc.get(d.id))
+            ):
+                x, y = y, x  # (d in y's register, read last here: computed in place, no copies)
             w = self.work(d, y)
             self.get(w, x)
             k = None if op == "mul" else _imm32(y, aw, "wrap" if op in ("add", "sub") else "zext")
