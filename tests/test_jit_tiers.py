@@ -644,3 +644,48 @@ def test_a_hot_loop_after_a_long_prologue_is_rooted_near_the_loop(monkeypatch) -
     for b in hot_blocks:
         assert loop_at in b and CODE not in b, [hex(p) for p in b]
         assert len(prologue_pcs & set(b)) <= J.REGION_BLOCKS_EMITTED, [hex(p) for p in b]
+
+
+def test_a_later_loop_turns_hot_while_the_first_ones_hot_code_is_on_its_way(monkeypatch) -> None:
+    """Two loops in one first-tier region entered before both (its first entry, then each
+    loop's head). The first loop turns hot; its hot module is rooted at the region's first
+    entry and is held back (as `_release_held` does until its quick code has run a while:
+    here it never comes, the run does not wait for it). The second loop then runs on the same
+    first-tier region, whose counter grows again: it must turn hot at its own head, not wait
+    for the first module (before, a region whose first entry had hot code on its way was no
+    candidate at all, and a cold bench_mem's pointer chase stayed on the first tier).
+    Every slot equals the interpreter's; a0 by hand."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n = 20_000
+    head = [*li("a0", 0), *li("s1", n)]
+    loop1 = ["add a0, a0, s1", "addi s1, s1, -1", "bne s1, zero, -8"]
+    mid = li("s1", n)
+    loop2 = ["xor a0, a0, s1", "addi s1, s1, -1", "bne s1, zero, -8", "ebreak"]
+    code = program(head + loop1 + mid + loop2)
+    first = CODE + len(program(head))
+    second = CODE + len(program(head + loop1 + mid))
+    held: list[list[int]] = []
+    translate = JitEngine._translate
+
+    def hold_first(self, pcs, opt, limit, whole=False, background=False):  # type: ignore[no-untyped-def]
+        if opt >= J.T2_OPT and not held:
+            held.append(list(pcs))
+            self._pending_pcs.update([*pcs, first])  # (on its way, as a held module's pcs are)
+            return False
+        return translate(self, pcs, opt, limit, whole, background)
+
+    monkeypatch.setattr(JitEngine, "_translate", hold_first)
+    runs = []
+    for jit in (False, True):
+        mem = AddressSpace()
+        mem.map(CODE, 0x1000, PROT_ALL)
+        mem.write_raw(CODE, code)
+        eng = JitEngine(ARCH, mem, tier="jit", background=False) if jit else Engine(ARCH, mem)
+        runs.append(_run(eng, 1000))
+    a0 = sum(range(1, n + 1))
+    for i in range(n, 0, -1):
+        a0 ^= i
+    assert runs[0][A0] == a0 and runs[1] == runs[0]
+    assert held and CODE in held[0], held  # (the first loop's module: rooted at the region's entry)
+    assert eng.pc_region[first].opt == J.JIT_OPT  # (its hot code never came)
+    assert eng.pc_region[second].opt == J.T2_OPT

@@ -1135,7 +1135,16 @@ class JitEngine:
         """Recompile the regions that turned hot with the hot tier, together with the ones
         on their way (a sixty-fourth of the way there): code that runs together, such as the
         handlers an interpreter loop's jump table reaches, then becomes one region."""
-        cand = [r for r in self.regions.values() if r.opt < T2_OPT and r.entry not in self._pending_pcs]
+        pending, pc_region = self._pending_pcs, self.pc_region
+        # (a region whose first entry's hot code is on its way is one still where one of its
+        # other entries leads to it: a loop after the one that turned hot, say, which the hot
+        # region does not take in when it has not run yet)
+        cand = [
+            r
+            for r in self.regions.values()
+            if r.opt < T2_OPT
+            and (r.entry not in pending or any(p not in pending and pc_region.get(p) is r for p in r.pcs))
+        ]
         if not any(self.counters[r.counter] >= TIER2_INSNS for r in cand):
             return
         batch = sorted(
@@ -1148,7 +1157,7 @@ class JitEngine:
         # (a return site, a loop head the hot region does not enter at): root at those.
         roots: list[int] = []
         for r in batch:
-            live = [p for p in r.pcs if self.pc_region.get(p) is r]
+            live = [p for p in r.pcs if pc_region.get(p) is r and p not in pending]
             roots += [p for p in (live if live and live[0] != r.entry else live[:1]) if p not in roots]
         if not roots:
             return
