@@ -66,7 +66,12 @@ TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled 
 # for the next one's.
 HOT_STAY = int(os.environ.get("POLYVM_HOT_STAY", "16"))
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
-N_COUNTERS = 4096
+# Tier-up counters, one per region, chosen by a hash of its name (`_counter_of`: cached code
+# has its counter's offset in it). Two regions of a run that share one see each other's counts:
+# with 4096 of them a cold bench_mem had a 64-block vfprintf region "hot" from a loop's counts
+# (recompiled for nothing); with 65536 (512 KiB, touched only where used) the chance that some
+# two of a few hundred regions share one is a few percent.
+N_COUNTERS = 1 << 16
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
 T2_OPT = 2  # the hot tier (see Compiler.compile)
