@@ -395,10 +395,11 @@ def _walk(n_words: int) -> bytes:
     )
 
 
-def test_a_loop_keeps_its_most_used_register_in_r15() -> None:
-    """The slot the region's loops read and write most (s0: the load's address and its own
-    increment, three times an iteration) is kept in r15; none where a helper's slots are not
-    declared."""
+def test_a_loop_keeps_its_most_used_registers_in_host_registers() -> None:
+    """The slots the region's loops read and write most: s0 (the load's address and its own
+    increment, three times an iteration) in r15, then a0 and a1 (read and written once an
+    iteration each) in r13 and r12, the region calling no helper (a memory access is no
+    helper call). t0, written and then read inside the block (one put), is not kept."""
     arch = get_arch("riscv64")
     mem = AddressSpace()
     mem.map(0x10000, 0x1000, PROT_ALL)
@@ -407,14 +408,43 @@ def test_a_loop_keeps_its_most_used_register_in_r15() -> None:
     blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
     eng = JitEngine(arch, mem, tier="jit")
     r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
-    assert r.cached == arch.regs["s0"][0]
+    reg = {n: arch.regs[n][0] for n in ("s0", "a0", "a1")}
+    assert r.cached == reg["s0"]
+    assert r.kept == {reg["s0"]: x64.R15, reg["a0"]: x64.R13, reg["a1"]: x64.R12}
+
+
+def test_a_loop_that_calls_a_helper_keeps_one_register() -> None:
+    """The same loop with a helper call in it (an FP add): r12 and r13 hold the temporaries
+    that live across its calls, so only s0 is kept (in r15)."""
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    code = program(
+        [
+            *li("s0", 0x20000),
+            "addi a0, a0, 1",
+            "ld t0, 0(s0)",
+            "add a1, a1, t0",
+            "fadd.d fa0, fa0, fa1",
+            "addi s0, s0, 8",
+            "jal zero, -20",
+        ]
+    )
+    mem.write_raw(0x10000, code)
+    head = 0x10000 + 4 * len(li("s0", 0x20000))
+    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    assert any(st.op == "call" for b in blocks for i in b.insns for st in i.stmts)
+    eng = JitEngine(arch, mem, tier="jit")
+    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+    assert r.kept == {arch.regs["s0"][0]: x64.R15}
 
 
 @here
-def test_the_kept_register_is_in_the_state_at_every_exit() -> None:
+def test_the_kept_registers_are_in_the_state_at_every_exit() -> None:
     """The walk above, against the interpreter: time slices of 3 blocks end inside the loop
     (the budget exit), and the run ends with a fault on the load past the page, where s0
-    (kept in r15) must be the faulting address and every other slot the interpreter's."""
+    (kept in r15) must be the faulting address and every other slot the interpreter's (a0
+    and a1, kept in r13 and r12, among them)."""
     from polyvm.engine.reference import Engine
 
     arch = get_arch("riscv64")

@@ -17,10 +17,12 @@ Conventions (System V AMD64, so Linux hosts): `i64 region(ctx, state)`; `rbx` ho
 `rbp` the state, `r14` what is left of the time slice at the start of the current guest block
 (ctx's limit, read at entry into a frame word, less the instruction count: a block subtracts
 its instructions, a backward edge's check tests r14, the count is computed where it is read:
-`_count`), `r15` one guest register the region's loops use most (`_cached_slot`; r14 at
-entry, for the region's tier-up counter, is a frame word). All of
-them are callee-saved, so calls of the runtime's access functions and of helpers through
-ctx's pointers keep them; temporaries live in r8-r11 (none across a call) and r12/r13.
+`_count`), `r15` the guest register the region's loops use most, and r13 and r12 the next
+two where the region calls no helper (`_kept_slots`; r14 at entry, for the region's tier-up
+counter, is a frame word). All of them are callee-saved, so calls of the runtime's access
+functions and of helpers through ctx's pointers keep them; temporaries live in r8-r11 (none
+across a helper call; an access's slow path saves them) and r12/r13 where no guest register
+is kept there.
 Frame: eight argument words for helper calls at `rsp`, then two words per IR temporary (for
 those without a register; a 128-bit value takes both).
 
@@ -59,7 +61,7 @@ assert L.CTX_TLB == 0 and L.TLB_ENTRY_WORDS == 4
 
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = range(8)
 R8, R9, R10, R11, R12, R13, R14, R15 = range(8, 16)
-CTX, ST, ICOUNT, CACHED = RBX, RBP, R14, R15
+CTX, ST, ICOUNT = RBX, RBP, R14
 ARGS = 0  # helper argument array: 8 words at rsp
 TEMPS = 64  # first temporary's slot
 
@@ -75,6 +77,7 @@ STACK = -1  # a temporary's location: its frame slot
 GROUPS = 4  # access groups per block checked in the TLB once (`_groups`): their flags' frame words
 _SCRATCH = (R11, R10, R9, R8)  # temporaries no call lies within (caller-saved; r8 taken first)
 _KEPT = (R13, R12)  # temporaries live across a call (callee-saved)
+_KEEP_IN = (R15, R13, R12)  # the registers guest registers are kept in (`_kept_slots`)
 _CALLS = frozenset(("load", "store", "cstore", "call"))
 # An access's slow path (`_slow_access`) keeps r8-r11 across the runtime's function: four
 # pushes (rsp stays 16-byte aligned at the call), and the pops after it, which leave the flags.
@@ -97,7 +100,7 @@ _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
 
 
-_uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None]] = {}
+_uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None, bool]] = {}
 # (the encodings of the loads and stores made so far: (reg, base, disp) -> bytes; a few hundred)
 _LOADS: dict[tuple[int, int, int], bytes] = {}
 _STORES: dict[tuple[int, int, int], bytes] = {}
@@ -105,23 +108,26 @@ _JCC = [bytes((0x0F, 0x80 | cc)) for cc in range(16)]  # jcc rel32's opcode byte
 _ALUS: dict[tuple[int, int, int], bytes] = {}  # (op, dst, src) -> a register-register form's bytes
 
 
-def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int] | None]:
-    """How often the block gets or puts each slot, and the slots its helper calls read or
-    write (None: a helper that does not say); once per block (regions share blocks)."""
+def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int] | None, bool]:
+    """How often the block gets or puts each slot, the slots its helper calls read or write
+    (None: a helper that does not say), and whether it calls a helper at all; once per block
+    (regions share blocks)."""
     m = _uses_memo.get(id(blk))
     if m is not None and m[0] is blk:
-        return m[1], m[2]
+        return m[1], m[2], m[3]
     uses: dict[int, int] = {}
     touched: set[int] | None = set()
+    calls = False
     for insn in blk.insns:
         for st in insn.stmts:
             op = st.op
             if op == "get" or op == "put":
                 k = st.args[0]
                 uses[k] = uses.get(k, 0) + 1
-            elif op == "call" and touched is not None:
+            elif op == "call":
+                calls = True
                 h = helpers[st.args[0]]
-                if h.state:
+                if h.state and touched is not None:
                     if h.reads is None or h.writes is None:
                         touched = None
                     else:
@@ -129,8 +135,8 @@ def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int]
     if len(_uses_memo) > 100_000:
         _uses_memo.clear()
     res = frozenset(touched) if touched is not None else None
-    _uses_memo[id(blk)] = (blk, uses, res)
-    return uses, res
+    _uses_memo[id(blk)] = (blk, uses, res, calls)
+    return uses, res, calls
 
 
 def available() -> bool:
@@ -192,7 +198,8 @@ class X64Region:
     fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc)),
     `groups` (how many groups of accesses it checks in the TLB once: `_groups`)."""
 
-    cached: int | None = None  # the slot kept in r15 (`_cached_slot`)
+    cached: int | None = None  # the slot kept in r15 (`_kept_slots`)
+    kept: dict[int, int] = {}  # slot -> the register it is kept in (`_kept_slots`)
     acc: Any = None  # the access group of the statement being emitted (`_groups`), if any
 
     def __init__(
@@ -434,7 +441,9 @@ class X64Region:
         frame += 8 if frame % 16 == 0 else 0  # 6 pushes + return address: rsp 16-aligned at calls
         if frame >= 1 << 31:
             raise Unsupported("frame too big")
-        self.cached = self._cached_slot()
+        slots = self._kept_slots()
+        self.kept = dict(zip(slots, _KEEP_IN))
+        self.cached = slots[0] if slots else None
         b = self.buf
         b += b"\x53\x55\x41\x54\x41\x55\x41\x56\x41\x57"  # push rbx, rbp, r12..r15
         b += b"\x48\x81\xec" + frame.to_bytes(4, "little")  # sub rsp, frame
@@ -445,8 +454,8 @@ class X64Region:
         self.buf += bytes((_rex(1, ICOUNT, ST), 0x2B)) + _mem(ICOUNT, ST, 8 * SLOT_ICOUNT)  # sub r14, count
         if self.counter is not None:
             self.store(RSP, self.left0_at, ICOUNT)
-        if self.cached is not None:
-            self.load(CACHED, ST, 8 * self.cached)
+        for k, reg in self.kept.items():
+            self.load(reg, ST, 8 * k)
         self.load(RAX, ST, 8 * SLOT_PC)
         miss = self.newlabel()
         self._switch([(p, self.bbs[p]) for p in entries], miss)
@@ -476,8 +485,8 @@ class X64Region:
             self.store(ST, 8 * SLOT_PC, RAX)
             self._count(RAX)
             self.store(ST, 8 * SLOT_ICOUNT, RAX)
-            if self.cached is not None:
-                self.store(ST, 8 * self.cached, CACHED)
+            for k, reg in self.kept.items():
+                self.store(ST, 8 * k, reg)
             if self.counter is not None:
                 self.load(RDX if chain else RCX, CTX, 8 * L.CTX_COUNTERS)
                 self.load(RAX, RSP, self.left0_at)
@@ -606,16 +615,18 @@ class X64Region:
         self.jcc(C_G, self.bbs[target])
         self._exit(target, L.RET_CONTINUE)
 
-    def _cached_slot(self) -> int | None:
-        """The guest register the region keeps in r15 (`CACHED`) from its entry to its exits:
-        the slot read and written most in the region's loops (each of them at least twice
-        there), so that a loop does not store it and load it back on every iteration (a
-        store-to-load forward on its chain of dependent instructions, as QEMU's TCG does at
-        every block boundary). Not a slot a helper the region calls reads or writes, or that
-        an FP shortcut reads (they take it from the state), nor any with a helper whose slots
-        are not declared. The exit (`tail`, `chain`) stores it."""
+    def _kept_slots(self) -> list[int]:
+        """The guest registers the region keeps in host registers (`_KEEP_IN`: r15, then r13
+        and r12) from its entry to its exits: the slots read and written most in the region's
+        loops (each of them at least twice there), most used first, so that a loop does not
+        store them and load them back on every iteration (a store-to-load forward on its
+        chains of dependent instructions, as QEMU's TCG does at every block boundary). One
+        where the region calls a helper (r12 and r13 then hold temporaries live across its
+        calls: `_allocate`), three where it calls none. Not a slot a helper the region calls
+        reads or writes, or that an FP shortcut reads (they take it from the state), nor any
+        with a helper whose slots are not declared. The exit (`tail`, `chain`) stores them."""
         if not self.heads:
-            return None  # (no backward edge: no loop, as every cycle has one)
+            return []  # (no backward edge: no loop, as every cycle has one)
         succ = {blk.pc: [x for x in L.direct_targets(blk) if x in self.bbs] for blk in self.blocks}
         avoid: set[int] = set()
         for sc in self.shortcuts.values():
@@ -625,20 +636,21 @@ class X64Region:
             if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
                 looping |= comp
         count: dict[int, int] = {}
+        any_calls = False
         for blk in self.blocks:
-            uses, touched = _slot_uses(blk, self.helpers)
+            uses, touched, calls = _slot_uses(blk, self.helpers)
             if touched is None:
-                return None
+                return []
             avoid |= touched
+            any_calls |= calls
             if blk.pc in looping:
                 for k, n in uses.items():
                     count[k] = count.get(k, 0) + n
-        best = max(
-            (k for k in count if k not in avoid and k not in (SLOT_PC, SLOT_ICOUNT)),
-            key=lambda k: (count[k], -k),
-            default=None,
+        best = sorted(
+            (k for k in count if k not in avoid and k not in (SLOT_PC, SLOT_ICOUNT) and count[k] >= 2),
+            key=lambda k: (-count[k], k),
         )
-        return best if best is not None and count[best] >= 2 else None
+        return best[: 1 if any_calls else len(_KEEP_IN)]
 
     def _mark(self, pc: int) -> None:
         """Mark the block at pc run: its byte in the table after ctx's words set to 1, one
@@ -716,7 +728,7 @@ class X64Region:
         r12/r13 for those across calls, the frame beyond that and for 128-bit values."""
         loc: dict[int, int | None] = {}
         ends: dict[int, list[int]] = {}  # statement index -> registers freed after it
-        free_lo, free_hi = list(_SCRATCH), list(_KEPT)
+        free_lo, free_hi = list(_SCRATCH), [r for r in _KEPT if r not in self.kept.values()]
         ci = 0
         ncalls = len(calls)
         for i, (_, d, _, _) in enumerate(stmts):
@@ -829,8 +841,8 @@ class X64Region:
             w = self.work(d)
             if k == SLOT_ICOUNT:
                 self._count(w)
-            elif k == self.cached:
-                self.mov(w, CACHED)
+            elif k in self.kept:
+                self.mov(w, self.kept[k])
             else:
                 self.load(w, ST, 8 * k)
             self.mask(w, d.w)
@@ -841,11 +853,12 @@ class X64Region:
                 raise Unsupported("put pc/icount")
             if x.w > 64:
                 raise Unsupported("128-bit put")
-            if k == self.cached:
+            reg = self.kept.get(k)
+            if reg is not None:
                 if x.const is not None:
-                    self.imm(CACHED, x.const)
+                    self.imm(reg, x.const)
                 else:
-                    self.mov(CACHED, self.operand(x, RAX))
+                    self.mov(reg, self.operand(x, RAX))
             else:
                 self.store(ST, 8 * k, self.operand(x, RAX))
         elif op == "load":
