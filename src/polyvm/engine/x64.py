@@ -442,7 +442,7 @@ class X64Region:
         if frame >= 1 << 31:
             raise Unsupported("frame too big")
         slots = self._kept_slots()
-        self.kept = dict(zip(slots, _KEEP_IN))
+        self.kept = dict(zip(slots, _KEEP_IN[: len(slots)], strict=True))
         self.cached = slots[0] if slots else None
         b = self.buf
         b += b"\x53\x55\x41\x54\x41\x55\x41\x56\x41\x57"  # push rbx, rbp, r12..r15
