@@ -34,7 +34,7 @@ def _asm(emit, direct: bool = False) -> bytes:
     r = x64.X64Region.__new__(x64.X64Region)
     r.buf, r.fixups, r.labels = bytearray(), [], {}
     r.loc = {1: x64.R9, 2: x64.R10}  # (temporaries 1 and 2 in r9 and r10)
-    r.stubs, r.later, r._n, r.insn_pc, r.idx = [], [], 0, 0x1000, 0
+    r.stubs, r.slows, r._n, r.insn_pc, r.idx = [], [], 0, 0x1000, 0
     r.direct = direct
     emit(r)
     return bytes(r.buf)

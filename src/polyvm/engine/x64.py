@@ -44,6 +44,7 @@ import hashlib
 import marshal
 import mmap
 import os
+import struct
 import sys
 from typing import Any
 
@@ -104,8 +105,22 @@ _uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None, bool]]
 # (the encodings of the loads and stores made so far: (reg, base, disp) -> bytes; a few hundred)
 _LOADS: dict[tuple[int, int, int], bytes] = {}
 _STORES: dict[tuple[int, int, int], bytes] = {}
+_REL32 = struct.Struct("<i")  # a jump's displacement (`_resolve`)
 _JCC = [bytes((0x0F, 0x80 | cc)) for cc in range(16)]  # jcc rel32's opcode bytes by condition
 _ALUS: dict[tuple[int, int, int], bytes] = {}  # (op, dst, src) -> a register-register form's bytes
+
+
+_TEMPLATES: dict[Any, tuple[bytes, tuple[int, ...]]] = {}
+
+
+def _template(key: Any, emit: Any) -> tuple[bytes, tuple[int, ...]]:
+    """Code that depends on `key` alone, made once (`emit` on a scratch region): its bytes
+    and the offsets of its rel32 fields, for `X64Region._place`."""
+    r = X64Region.__new__(X64Region)
+    r.buf, r.fixups, r.labels = bytearray(), [], {}
+    emit(r)
+    t = _TEMPLATES[key] = (bytes(r.buf), tuple(pos for pos, _ in r.fixups))
+    return t
 
 
 def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int] | None, bool]:
@@ -263,9 +278,9 @@ class X64Region:
         buf += b"\0\0\0\0"
 
     def _resolve(self) -> bytes:
-        buf, labels = self.buf, self.labels
+        buf, labels, pack = self.buf, self.labels, _REL32.pack_into
         for pos, lab in self.fixups:
-            buf[pos : pos + 4] = (labels[lab] - pos - 4).to_bytes(4, "little", signed=True)
+            pack(buf, pos, labels[lab] - pos - 4)
         return bytes(buf)
 
     def load(self, reg: int, base: int, disp: int) -> None:  # mov reg, [base+disp]
@@ -461,17 +476,20 @@ class X64Region:
         self._switch([(p, self.bbs[p]) for p in entries], miss)
         self.bind(miss)
         self._exit(None, L.RET_MISS)
-        # Slow paths go after all the blocks (`later`), so that a block's code runs on into
-        # the next block's (or its landing's): a branch to the code that follows is no jump.
-        self.later: list[Any] = []
+        # Slow paths go after all the blocks (`slows`: an access's label, its template, the
+        # labels of its fault exit and of the code after the access), so that a block's code
+        # runs on into the next block's (or its landing's): a branch to the code that follows
+        # is no jump.
+        self.slows: list[tuple[Any, Any, Any, Any]] = []
         for i, blk in enumerate(blocks):
             self.bind(self.bbs[blk.pc])
             if self.marks:  # (the first tier)
                 self._mark(blk.pc)
             self.next_lab = self.bbs[blocks[i + 1].pc] if i + 1 < len(blocks) else None
             self._block(blk)
-        for f in self.later:
-            f()
+        for slow, t, fault, done in self.slows:
+            self.bind(slow)
+            self._place(t, fault, done)
         for lab, pc, code, dk in self.stubs:
             self.bind(lab)
             self._exit(pc, code, dk)
@@ -908,7 +926,25 @@ class X64Region:
         """`lower._tlb_probe`'s check for the bytes rsi + lo .. rsi + hi: the TLB entry of
         the first byte's page must have the last byte's page as its tag for each kind of
         access ("ld": the read tag, "st": the write tag), else on to `miss`. Leaves the
-        entry's address in rax; rsi and rdx are kept."""
+        entry's address in rax; rsi and rdx are kept. (Its bytes for each (lo, hi, kinds)
+        are made once: `_template`.)"""
+        key = ("tlb", lo, hi, kinds)
+        t = _TEMPLATES.get(key)
+        if t is None:
+            t = _template(key, lambda r: r._tlb_check_code(lo, hi, kinds))
+        self._place(t, *[miss] * len(t[1]))  # (a jump to `miss` per kind checked)
+
+    def _place(self, t: tuple[bytes, tuple[int, ...]], *labels: Any) -> None:
+        """Append a template's bytes, its rel32 fields (in order) jumping to `labels`."""
+        b = self.buf
+        at = len(b)
+        b += t[0]
+        fixups = self.fixups
+        for rel, lab in zip(t[1], labels, strict=True):
+            fixups.append((at + rel, lab))
+
+    def _tlb_check_code(self, lo: int, hi: int, kinds: Any) -> None:
+        miss = "miss"
         b = self.buf
         # the entry's offset, ((addr >> 12) & (TLB_SIZE-1)) * 32, as (addr >> 7) & (that mask << 5)
         esh = (L.TLB_ENTRY_WORDS * 8).bit_length() - 1
@@ -952,24 +988,26 @@ class X64Region:
         for the access (rsi the address, rdx a store's value), its fault exit at the current
         instruction, and back to `done`."""
         fault = self._fault()
+        key = ("slow", kind, w, first)
+        t = _TEMPLATES.get(key)
+        if t is None:
+            t = _template(key, lambda r: r._slow_code(kind, w, first))
+        self.slows.append((slow, t, fault, done))
+
+    def _slow_code(self, kind: str, w: int, first: bytes) -> None:
         fn = 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"{kind}{w}"))
-
-        def slow_path() -> None:
-            self.bind(slow)
-            b = self.buf
-            b += first
-            b += _PUSH_SCRATCH  # (temporaries live across an access in r8-r11: `_allocate`)
-            self.mov(RDI, CTX)
-            self.call_mem(CTX, fn)
-            b += _POP_SCRATCH  # (flags untouched: tested below)
-            if kind == "ld":
-                b += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"
-            else:
-                self.alu(0x85, RAX, RAX)
-            self.jcc(C_NE, fault)
-            self.jmp(done)
-
-        self.later.append(slow_path)
+        b = self.buf
+        b += first
+        b += _PUSH_SCRATCH  # (temporaries live across an access in r8-r11: `_allocate`)
+        self.mov(RDI, CTX)
+        self.call_mem(CTX, fn)
+        b += _POP_SCRATCH  # (flags untouched: tested below)
+        if kind == "ld":
+            b += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"
+        else:
+            self.alu(0x85, RAX, RAX)
+        self.jcc(C_NE, "fault")
+        self.jmp("done")
 
     def _groups(self, blk: Block) -> dict[int, Any]:
         """The block's groups of accesses checked in the TLB together (`lower.mem_groups`, as
