@@ -743,12 +743,15 @@ class X64Region:
         """Registers for the block's temporaries (`loc`: id -> register, STACK, or None for
         a value never read), by linear scan over the statements: r8-r11 for values that no
         helper call lies within (a memory access's slow path keeps them: `_slow_access`),
-        r12/r13 for those across calls, the frame beyond that and for 128-bit values."""
+        r12/r13 for those across calls, the frame beyond that and for 128-bit values; and the
+        register a guest register is kept in (`_kept_slots`) for a get of it and for the
+        result of a read-modify-write of it (`_in_kept`)."""
         loc: dict[int, int | None] = {}
         ends: dict[int, list[int]] = {}  # statement index -> registers freed after it
         free_lo, free_hi = list(_SCRATCH), [r for r in _KEPT if r not in self.kept.values()]
         ci = 0
         ncalls = len(calls)
+        hint = self._in_kept(stmts, last) if self.kept else {}
         for i, (_, d, _, _) in enumerate(stmts):
             freed = ends.pop(i, None)
             if freed:
@@ -760,6 +763,11 @@ class X64Region:
             if end is None:
                 loc[d.id] = None
                 continue
+            if hint:
+                reg = hint.get(d.id)
+                if reg is not None:
+                    loc[d.id] = reg
+                    continue
             if d.w > 64:
                 loc[d.id] = STACK
                 continue
@@ -776,6 +784,67 @@ class X64Region:
             # for its own result, having read its operands first)
             ends.setdefault(end, []).append(reg)
         self.loc = loc
+
+    def _in_kept(
+        self, stmts: list[tuple[str, Val | None, tuple[Any, ...], int]], last: dict[int, int]
+    ) -> dict[int, int]:
+        """Temporaries that live in the register their guest register is kept in (temp id ->
+        register): a get of a kept slot read for the last time before the next put of that
+        slot (the register holds the slot's value until then); and `d = x op y` (64-bit
+        add, sub, and, or, xor, mul) where x is the value in that register, read for the
+        last time there, and d goes into the slot by the next put of it, with no memory
+        access or helper call between them (a fault there must find the slot's old value in
+        the state), d read for the last time before the put after that one: the register
+        takes d's value a few statements early, so `addi a5, a5, 64` is one `add r15, 64`.
+        (A block gets a slot once, before it puts it: `ir.Builder.get` reuses a value.)"""
+        kept = self.kept
+        puts: dict[int, list[int]] = {}  # kept slot -> the indices of its puts, in order
+        for i, (op, _, a, _) in enumerate(stmts):
+            if op == "put" and a[0] in kept:
+                puts.setdefault(a[0], []).append(i)
+
+        def next_put(k: int, i: int) -> int | None:
+            for p in puts.get(k, ()):
+                if p > i:
+                    return p
+            return None
+
+        hint: dict[int, int] = {}
+        held: dict[int, int] = {}  # temp id -> the kept slot whose register holds it now
+        for i, (op, d, a, _) in enumerate(stmts):
+            if op == "get":
+                k = a[0]
+                reg = kept.get(k)
+                if reg is None or d.w != 64:
+                    continue
+                end = last.get(d.id)
+                p = next_put(k, i)
+                if end is not None and (p is None or end <= p):
+                    hint[d.id] = reg
+                    held[d.id] = k
+            elif op == "put":
+                k = a[0]
+                if k in kept and held.get(a[1].id) != k:
+                    held = {t: s for t, s in held.items() if s != k}  # (the register is written)
+            elif (op in _ALU or op == "mul") and d.w == 64 and held:
+                x, y = a
+                k = held.get(x.id) if x.const is None else None
+                if k is None and op in _COMMUTES and y.const is None:
+                    k = held.get(y.id)
+                    x = y
+                if k is None or last.get(x.id) != i:
+                    continue
+                p = next_put(k, i)
+                if p is None or stmts[p][2][1] is not d:
+                    continue
+                p2 = next_put(k, p)
+                if p2 is not None and last.get(d.id, p) > p2:
+                    continue
+                if any(o in _CALLS for o, _, _, _ in stmts[i + 1 : p]):
+                    continue
+                hint[d.id] = kept[k]
+                held[d.id] = k
+        return hint
 
     def _block(self, blk: Block) -> None:
         self.src_pc = blk.pc
@@ -860,7 +929,8 @@ class X64Region:
             if k == SLOT_ICOUNT:
                 self._count(w)
             elif k in self.kept:
-                self.mov(w, self.kept[k])
+                if w != self.kept[k]:  # (else the value is read from its register: `_in_kept`)
+                    self.mov(w, self.kept[k])
             else:
                 self.load(w, ST, 8 * k)
             self.mask(w, d.w)
@@ -876,7 +946,9 @@ class X64Region:
                 if x.const is not None:
                     self.imm(reg, x.const)
                 else:
-                    self.mov(reg, self.operand(x, RAX))
+                    src = self.operand(x, RAX)
+                    if src != reg:  # (else computed there: `_in_kept`)
+                        self.mov(reg, src)
             else:
                 self.store(ST, 8 * k, self.operand(x, RAX))
         elif op == "load":
