@@ -689,3 +689,52 @@ def test_a_later_loop_turns_hot_while_the_first_ones_hot_code_is_on_its_way(monk
     assert held and CODE in held[0], held  # (the first loop's module: rooted at the region's entry)
     assert eng.pc_region[first].opt == J.JIT_OPT  # (its hot code never came)
     assert eng.pc_region[second].opt == J.T2_OPT
+
+
+def test_a_held_module_goes_to_the_worker_after_its_instructions_or_its_time(monkeypatch) -> None:
+    """`_release_held`: a hot module held back goes to the compile worker once its quick code
+    has run HOT_STAY x TIER2_INSNS instructions since, or HOT_STAY_SECONDS of the run's time
+    (shared out by the instructions each module ran in it: a phase that waits on memory runs
+    few instructions a second). The clock and the counts are set by hand; a worker that
+    records what it is sent stands in for the process."""
+    sent: list[str] = []
+
+    class Worker:
+        def submit(self, *args):  # type: ignore[no-untyped-def]
+            sent.append(args[0])
+            return object()
+
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    eng = JitEngine(ARCH, mem, tier="jit", background=False)
+    monkeypatch.setattr(type(eng.compiler), "worker", property(lambda self: Worker()))
+    clock = [100.0]
+    monkeypatch.setattr(J.time, "perf_counter", lambda: clock[0])
+    limit = J.HOT_STAY * J.TIER2_INSNS
+    eng.st[J.SLOT_ICOUNT] = 1000
+    eng._held_clock = (clock[0], 1000)
+    for name, counter in (("slow", 1), ("fast", 2), ("idle", 3)):
+        eng._held.append(J._Held((name,), [], J.T2_OPT, {}, 0, [counter], 0))
+
+    def tick(seconds: float, runs: dict[int, int]) -> None:
+        """`seconds` go by in which each counter's quick code runs so many instructions."""
+        clock[0] += seconds
+        for c, n in runs.items():
+            eng.counters[c] += n
+        eng.st[J.SLOT_ICOUNT] += sum(runs.values())
+        eng._release_held()
+
+    # Two phases share the time by their instructions: "slow" three quarters, "fast" one.
+    s = J.HOT_STAY_SECONDS
+    tick(s, {1: 3_000_000, 2: 1_000_000})
+    assert sent == []
+    tick(0.3 * s, {1: 1_000_000})  # ("slow" alone: 0.75 + 0.3 of HOT_STAY_SECONDS)
+    assert sent == ["slow"]
+    # A fast phase: its instructions, in far less time.
+    tick(s / 10, {2: limit})
+    assert sent == ["slow", "fast"]
+    # Not run at all: held, however long the run goes on.
+    tick(10.0, {})
+    assert sent == ["slow", "fast"] and [h.args[0] for h in eng._held] == ["idle"]
+    eng._release_held(all_=True)  # (the run is over)
+    assert sent == ["slow", "fast", "idle"] and eng._held == []

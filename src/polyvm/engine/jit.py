@@ -65,6 +65,11 @@ TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled 
 # TIER2_INSNS instructions (`_release_held`): a phase over before that leaves the worker free
 # for the next one's.
 HOT_STAY = int(os.environ.get("POLYVM_HOT_STAY", "16"))
+# ... or once it has run this long (`_release_held`: the run's time shared out by the counts):
+# 24 M instructions of quick code take about this long where they are bound by the CPU, ten to
+# forty times longer in a phase that waits on memory (a cold bench_mem's loops over 32 MiB
+# arrays ran whole phases, two passes of each, on quick code: none of their modules was sent).
+HOT_STAY_SECONDS = float(os.environ.get("POLYVM_HOT_STAY_SECONDS", "0.016"))
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 # Tier-up counters, one per region, chosen by a hash of its name (`_counter_of`: cached code
 # has its counter's offset in it). Two regions of a run that share one see each other's counts:
@@ -467,6 +472,20 @@ class Compiler:
         return out
 
 
+class _Held:
+    """A hot module held back (`JitEngine._release_held`): the worker's arguments, what it
+    makes, the quick regions' counters, their count when it was held and at the last look,
+    and the time its quick code has run since (an estimate)."""
+
+    __slots__ = ("args", "made", "opt", "hashes", "flushes", "counters", "start", "last", "spent")
+
+    def __init__(
+        self, args: tuple, made: list, opt: int, hashes: dict, flushes: int, counters: list[int], start: int
+    ) -> None:
+        self.args, self.made, self.opt, self.hashes, self.flushes = args, made, opt, hashes, flushes
+        self.counters, self.start, self.last, self.spent = counters, start, start, 0.0
+
+
 class _Region:
     __slots__ = ("name", "pcs", "pages", "opt", "counter", "addr", "entry")
 
@@ -585,7 +604,8 @@ class JitEngine:
         # Hot modules held back until their quick code has run a while (`_release_held`):
         # (submit's arguments, made, opt, hashes, flushes, the quick regions' counters, their
         # counts when held back)
-        self._held: list[tuple[tuple, list, int, dict[int, str | None], int, list[int], int]] = []
+        self._held: list[_Held] = []
+        self._held_clock = (0.0, 0)  # (time, instruction count) at the last look at them
         self._pending_pcs: set[int] = set()
         self._flushes = 0
         self.bg_compile_time = 0.0
@@ -1099,8 +1119,8 @@ class JitEngine:
         self._inherited = set(self.interp.cache)
         self._child = True
         # (hot modules the parent held back are the parent's to send, as its jobs are)
-        for _, made, *_ in self._held:
-            self._pending_pcs.difference_update(e for m in made for e in m[2])
+        for h in self._held:
+            self._pending_pcs.difference_update(e for m in h.made for e in m[2])
         self._held = []
 
     # ---- translation ---------------------------------------------------------------------
@@ -1416,15 +1436,11 @@ class JitEngine:
                 # that ends first does not hold the worker up for the next one).
                 self._finish(x64.link(quick_x), made_q, opt, quick=True)
                 counters = sorted({_counter_of(m[0]) for m in made_q})
+                if not self._held:
+                    self._held_clock = (time.perf_counter(), self.st[SLOT_ICOUNT])
                 self._held.append(
-                    (
-                        args,
-                        made,
-                        opt,
-                        hashes,
-                        self._flushes,
-                        counters,
-                        sum(self.counters[c] for c in counters),
+                    _Held(
+                        args, made, opt, hashes, self._flushes, counters, sum(self.counters[c] for c in counters)
                     )
                 )
                 self._pending_pcs.update(e for m in made for e in m[2])
@@ -1513,20 +1529,30 @@ class JitEngine:
 
     def _release_held(self, all_: bool = False) -> None:
         """Send the held hot modules whose quick code has run HOT_STAY × TIER2_INSNS
-        instructions since (`all_`: every one, as the run ends: the worker compiles them after
-        it, for the cache). A module that cannot be sent is dropped (its quick code stays)."""
+        instructions since, or for HOT_STAY_SECONDS (`all_`: every one, as the run ends: the
+        worker compiles them after it, for the cache). The time is the run's since the last
+        look, shared out by the instructions each module's quick code ran in it. A module that
+        cannot be sent is dropped (its quick code stays)."""
+        now, total = time.perf_counter(), self.st[SLOT_ICOUNT]
+        t0, n0 = self._held_clock
+        self._held_clock = (now, total)
+        dt, dn = now - t0, total - n0
+        counters = self.counters
         keep = []
-        for entry in self._held:
-            args, made, opt, hashes, flushes, counters, start = entry
-            if not all_ and sum(self.counters[c] for c in counters) - start < HOT_STAY * TIER2_INSNS:
-                keep.append(entry)
+        for h in self._held:
+            n = sum(counters[c] for c in h.counters)
+            if dn > 0 and n > h.last:
+                h.spent += dt * min(1.0, (n - h.last) / dn)
+            h.last = n
+            if not all_ and n - h.start < HOT_STAY * TIER2_INSNS and h.spent < HOT_STAY_SECONDS:
+                keep.append(h)
                 continue
             try:
-                job = self.compiler.worker.submit(*args)
+                job = self.compiler.worker.submit(*h.args)
             except OSError:
-                self._pending_pcs.difference_update(e for m in made for e in m[2])
+                self._pending_pcs.difference_update(e for m in h.made for e in m[2])
                 continue
-            self._jobs.append((job, made, opt, hashes, flushes))
+            self._jobs.append((job, h.made, h.opt, h.hashes, h.flushes))
         self._held = keep
 
     def _poll_jobs(self) -> None:
