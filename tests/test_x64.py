@@ -18,11 +18,11 @@ pytest.importorskip("llvmlite")
 import fp_cases as F  # noqa: E402
 from polyvm.engine import x64  # noqa: E402
 from polyvm.engine.jit import Compiler, JitEngine  # noqa: E402
+from polyvm.ir import Builder  # noqa: E402
 from polyvm.isa import get_arch  # noqa: E402
 from polyvm.isa.riscv.asm import li, program  # noqa: E402
 from polyvm.memory import PROT_ALL, PROT_READ, PROT_WRITE, AddressSpace  # noqa: E402
 from test_engine_ir import HELPERS, OneBlock, ToyArch, edge_values, new_engine, run_op  # noqa: E402
-from polyvm.ir import Builder  # noqa: E402
 
 here = pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-64 Linux hosts")
 
@@ -434,9 +434,7 @@ def test_a_read_modify_write_in_a_kept_register_faults_with_the_old_value(count:
     assert reason == ("halt" if count <= 512 else "fault") and jit_reason == reason
     assert jit_r == r
     if count > 512:  # (slot 3 is kept in a host register: the case `_in_kept` looks at)
-        region = x64.X64Region(
-            [arch.lift_block(None, 0x1000, 64)], arch.helpers, eng.helper_index, counter=1
-        )
+        region = x64.X64Region([arch.lift_block(None, 0x1000, 64)], arch.helpers, eng.helper_index, counter=1)
         assert 3 in region.kept
 
 

@@ -1440,7 +1440,13 @@ class JitEngine:
                     self._held_clock = (time.perf_counter(), self.st[SLOT_ICOUNT])
                 self._held.append(
                     _Held(
-                        args, made, opt, hashes, self._flushes, counters, sum(self.counters[c] for c in counters)
+                        args,
+                        made,
+                        opt,
+                        hashes,
+                        self._flushes,
+                        counters,
+                        sum(self.counters[c] for c in counters),
                     )
                 )
                 self._pending_pcs.update(e for m in made for e in m[2])
