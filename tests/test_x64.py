@@ -483,6 +483,62 @@ def test_a_value_read_after_its_kept_register_is_written_again_is_not_kept_there
     assert 3 in region.kept
 
 
+@here
+def test_shifts_of_kept_registers_are_made_in_place() -> None:
+    """A loop shifting a2 right, a3 left and a4 right arithmetically, once an iteration each,
+    counting a0 down: the three shifts (kept registers: a0 in r15, the most used) are each
+    one instruction on the register the slot is kept in (`_in_kept`), and the final state
+    is the interpreter's (and by hand)."""
+    from polyvm.engine.reference import Engine
+
+    arch = get_arch("riscv64")
+    n = 40
+    code = program(
+        [
+            *li("a0", n),
+            *li("a2", 0xF0F0_F0F0_F0F0_F0F0),
+            *li("a3", 3),
+            *li("a4", -(1 << 62)),
+            "srli a2, a2, 1",
+            "slli a3, a3, 1",
+            "srai a4, a4, 1",
+            "addi a0, a0, -1",
+            "bne a0, zero, -16",
+            "ebreak",
+        ]
+    )
+    states = []
+    for jit in (False, True):
+        mem = AddressSpace()
+        mem.map(0x10000, 0x1000, PROT_ALL)
+        mem.write_raw(0x10000, code)
+        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
+        r = arch.new_state()
+        r[0] = 0x10000
+        stop = eng.run(r, 10_000)
+        assert stop.reason == "breakpoint", stop
+        states.append(r)
+    reg = {x: arch.regs[x][0] for x in ("a2", "a3", "a4")}
+    m = (1 << 64) - 1
+    assert states[0][reg["a2"]] == 0xF0F0_F0F0_F0F0_F0F0 >> n
+    assert states[0][reg["a3"]] == (3 << n) & m
+    assert states[0][reg["a4"]] == (-(1 << 62) >> n) & m
+    assert states[1] == states[0]
+    head = 0x10000 + len(
+        program([*li("a0", n), *li("a2", 0xF0F0_F0F0_F0F0_F0F0), *li("a3", 3), *li("a4", -(1 << 62))])
+    )
+    blk = arch.lift_block(mem.fetch, head, 64)
+    region = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1, entries=[head])
+    text = _text(region.code)
+    kept = region.kept
+    names = {x64.R15: "r15", x64.R13: "r13", x64.R12: "r12"}
+    shifted = [s for s, x in (("shr", "a2"), ("shl", "a3"), ("sar", "a4")) if reg[x] in kept]
+    assert len(shifted) >= 2, kept  # (a0 and two of the three)
+    for mnemonic, x in (("shr", "a2"), ("shl", "a3"), ("sar", "a4")):
+        if reg[x] in kept:
+            assert f"{mnemonic} {names[kept[reg[x]]]}, 1;" in text, text
+
+
 def _walk(n_words: int) -> bytes:
     """a0 counts, s0 walks 8 bytes at a time loading each word into t0 (a1 sums them), until
     it faults past the page at 0x20000."""

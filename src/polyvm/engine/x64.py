@@ -791,7 +791,7 @@ class X64Region:
         """Temporaries that live in the register their guest register is kept in (temp id ->
         register): a get of a kept slot read for the last time before the next put of that
         slot (the register holds the slot's value until then); and `d = x op y` (64-bit
-        add, sub, and, or, xor, mul) where x is the value in that register, read for the
+        add, sub, and, or, xor, mul, shifts) where x is the value in that register, read for the
         last time there, and d goes into the slot by the next put of it, with no memory
         access or helper call between them (a fault there must find the slot's old value in
         the state), d read for the last time before the put after that one: the register
@@ -826,7 +826,7 @@ class X64Region:
                 k = a[0]
                 if k in kept and held.get(a[1].id) != k:
                     held = {t: s for t, s in held.items() if s != k}  # (the register is written)
-            elif (op in _ALU or op == "mul") and d.w == 64 and held:
+            elif (op in _ALU or op == "mul" or op in _SHIFT) and d.w == 64 and held:
                 x, y = a
                 k = held.get(x.id) if x.const is None else None
                 if k is None and op in _COMMUTES and y.const is None:
