@@ -539,6 +539,56 @@ def test_shifts_of_kept_registers_are_made_in_place() -> None:
             assert f"{mnemonic} {names[kept[reg[x]]]}, 1;" in text, text
 
 
+def test_a_helper_call_outside_the_loop_leaves_three_registers_kept() -> None:
+    """The walk loop with its helper call (an FP add) before the loop, in the block that
+    sets s0 up: the loop calls none, so s0, a0 and a1 are kept (r15, r13, r12), and
+    temporaries live across that call go to the frame."""
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    code = program(
+        [
+            "fadd.d fa0, fa0, fa1",
+            *li("s0", 0x20000),
+            "addi a0, a0, 1",
+            "ld t0, 0(s0)",
+            "add a1, a1, t0",
+            "addi s0, s0, 8",
+            "jal zero, -16",
+        ]
+    )
+    mem.write_raw(0x10000, code)
+    head = 0x10000 + 4 * (1 + len(li("s0", 0x20000)))
+    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    assert any(st.op == "call" for i in blocks[0].insns for st in i.stmts)
+    eng = JitEngine(arch, mem, tier="jit")
+    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+    reg = {n: arch.regs[n][0] for n in ("s0", "a0", "a1")}
+    assert r.kept == {reg["s0"]: x64.R15, reg["a0"]: x64.R13, reg["a1"]: x64.R12}
+    from polyvm.engine.reference import Engine
+
+    states = []
+    for jit in (False, True):  # (run to the fault past the data page, as the interpreter)
+        mem = AddressSpace()
+        mem.map(0x10000, 0x1000, PROT_ALL)
+        mem.map(0x20000, 0x1000, PROT_READ | PROT_WRITE)
+        mem.write_raw(0x10000, code)
+        mem.write_raw(0x20000, bytes(range(256)) * 16)
+        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
+        st = arch.new_state()
+        st[0] = 0x10000
+        st[arch.regs["fa0"][0]] = 0x3FF0000000000000  # 1.0 + 2.0
+        st[arch.regs["fa1"][0]] = 0x4000000000000000
+        stop = eng.run(st, 3)
+        while stop.reason == "budget":
+            stop = eng.run(st, 3)
+        assert stop.reason == "fault", stop
+        states.append(st)
+    assert states[0][reg["s0"]] == 0x21000 and states[0][reg["a0"]] == 513
+    assert states[0][arch.regs["fa0"][0]] == 0x4008000000000000
+    assert states[1] == states[0]
+
+
 def _walk(n_words: int) -> bytes:
     """a0 counts, s0 walks 8 bytes at a time loading each word into t0 (a1 sums them), until
     it faults past the page at 0x20000."""

@@ -639,8 +639,10 @@ class X64Region:
         loops (each of them at least twice there), most used first, so that a loop does not
         store them and load them back on every iteration (a store-to-load forward on its
         chains of dependent instructions, as QEMU's TCG does at every block boundary). One
-        where the region calls a helper (r12 and r13 then hold temporaries live across its
-        calls: `_allocate`), three where it calls none. Not a slot a helper the region calls
+        where the region's loops call a helper (r12 and r13 then hold temporaries live across
+        its calls: `_allocate`), three where they call none (a call outside them, in code
+        that runs once each time round at most, has its temporaries in the frame). Not a
+        slot a helper the region calls
         reads or writes, or that an FP shortcut reads (they take it from the state), nor any
         with a helper whose slots are not declared. The exit (`tail`, `chain`) stores them."""
         if not self.heads:
@@ -660,8 +662,8 @@ class X64Region:
             if touched is None:
                 return []
             avoid |= touched
-            any_calls |= calls
             if blk.pc in looping:
+                any_calls |= calls
                 for k, n in uses.items():
                     count[k] = count.get(k, 0) + n
         best = sorted(
