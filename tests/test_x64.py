@@ -589,6 +589,37 @@ def test_a_helper_call_outside_the_loop_leaves_three_registers_kept() -> None:
     assert states[1] == states[0]
 
 
+def test_registers_carried_round_a_loop_are_kept_before_its_temporaries() -> None:
+    """A loop that loads into t0 twice (each time read at once: t0 is a temporary of the
+    loop, written before it is read) and carries s0, a0, a1 and a2 round: the registers kept
+    are carried ones, not t0, though t0 is used as often and has the lowest slot number."""
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    code = program(
+        [
+            *li("s0", 0x20000),
+            "ld t0, 0(s0)",
+            "add a1, a1, t0",
+            "ld t0, 8(s0)",
+            "add a2, a2, t0",
+            "addi s0, s0, 16",
+            "addi a0, a0, -1",
+            "bne a0, zero, -24",
+            "ebreak",
+        ]
+    )
+    mem.write_raw(0x10000, code)
+    head = 0x10000 + 4 * len(li("s0", 0x20000))
+    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    eng = JitEngine(arch, mem, tier="jit")
+    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+    slot = {n: arch.regs[n][0] for n in ("t0", "s0", "a0", "a1", "a2")}
+    assert slot["t0"] < min(slot[n] for n in ("s0", "a0", "a1", "a2"))
+    assert len(r.kept) == 3 and slot["t0"] not in r.kept, r.kept
+    assert set(r.kept) <= {slot[n] for n in ("s0", "a0", "a1", "a2")}
+
+
 def _walk(n_words: int) -> bytes:
     """a0 counts, s0 walks 8 bytes at a time loading each word into t0 (a1 sums them), until
     it faults past the page at 0x20000."""

@@ -101,7 +101,7 @@ _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
 
 
-_uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None, bool]] = {}
+_uses_memo: dict[int, tuple[Block, dict[int, int], frozenset[int] | None, bool, frozenset[int]]] = {}
 # (the encodings of the loads and stores made so far: (reg, base, disp) -> bytes; a few hundred)
 _LOADS: dict[tuple[int, int, int], bytes] = {}
 _STORES: dict[tuple[int, int, int], bytes] = {}
@@ -123,22 +123,27 @@ def _template(key: Any, emit: Any) -> tuple[bytes, tuple[int, ...]]:
     return t
 
 
-def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int] | None, bool]:
+def _slot_uses(
+    blk: Block, helpers: Any
+) -> tuple[dict[int, int], frozenset[int] | None, bool, frozenset[int]]:
     """How often the block gets or puts each slot, the slots its helper calls read or write
-    (None: a helper that does not say), and whether it calls a helper at all; once per block
-    (regions share blocks)."""
+    (None: a helper that does not say), whether it calls a helper at all, and the slots it
+    reads before writing them (gets); once per block (regions share blocks)."""
     m = _uses_memo.get(id(blk))
     if m is not None and m[0] is blk:
-        return m[1], m[2], m[3]
+        return m[1], m[2], m[3], m[4]
     uses: dict[int, int] = {}
     touched: set[int] | None = set()
     calls = False
+    reads = set()
     for insn in blk.insns:
         for st in insn.stmts:
             op = st.op
             if op == "get" or op == "put":
                 k = st.args[0]
                 uses[k] = uses.get(k, 0) + 1
+                if op == "get":
+                    reads.add(k)
             elif op == "call":
                 calls = True
                 h = helpers[st.args[0]]
@@ -150,8 +155,9 @@ def _slot_uses(blk: Block, helpers: Any) -> tuple[dict[int, int], frozenset[int]
     if len(_uses_memo) > 100_000:
         _uses_memo.clear()
     res = frozenset(touched) if touched is not None else None
-    _uses_memo[id(blk)] = (blk, uses, res, calls)
-    return uses, res, calls
+    got = frozenset(reads)
+    _uses_memo[id(blk)] = (blk, uses, res, calls, got)
+    return uses, res, calls, got
 
 
 def available() -> bool:
@@ -636,9 +642,11 @@ class X64Region:
     def _kept_slots(self) -> list[int]:
         """The guest registers the region keeps in host registers (`_KEEP_IN`: r15, then r13
         and r12) from its entry to its exits: the slots read and written most in the region's
-        loops (each of them at least twice there), most used first, so that a loop does not
+        loops (each of them at least twice there), those a loop's block reads before writing
+        first (a value carried round the loop), then the most used, so that a loop does not
         store them and load them back on every iteration (a store-to-load forward on its
-        chains of dependent instructions, as QEMU's TCG does at every block boundary). One
+        chains of dependent instructions, as QEMU's TCG does at every block boundary; a slot
+        a block writes before it reads it is a temporary there). One
         where the region's loops call a helper (r12 and r13 then hold temporaries live across
         its calls: `_allocate`), three where they call none (a call outside them, in code
         that runs once each time round at most, has its temporaries in the frame). Not a
@@ -656,19 +664,21 @@ class X64Region:
             if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
                 looping |= comp
         count: dict[int, int] = {}
+        carried: set[int] = set()  # (read in a loop before it is written there)
         any_calls = False
         for blk in self.blocks:
-            uses, touched, calls = _slot_uses(blk, self.helpers)
+            uses, touched, calls, reads = _slot_uses(blk, self.helpers)
             if touched is None:
                 return []
             avoid |= touched
             if blk.pc in looping:
                 any_calls |= calls
+                carried |= reads
                 for k, n in uses.items():
                     count[k] = count.get(k, 0) + n
         best = sorted(
             (k for k in count if k not in avoid and k not in (SLOT_PC, SLOT_ICOUNT) and count[k] >= 2),
-            key=lambda k: (-count[k], k),
+            key=lambda k: (k not in carried, -count[k], k),
         )
         return best[: 1 if any_calls else len(_KEEP_IN)]
 
