@@ -738,3 +738,32 @@ def test_a_held_module_goes_to_the_worker_after_its_instructions_or_its_time(mon
     assert sent == ["slow", "fast"] and [h.args[0] for h in eng._held] == ["idle"]
     eng._release_held(all_=True)  # (the run is over)
     assert sent == ["slow", "fast", "idle"] and eng._held == []
+
+
+def test_a_hot_region_takes_in_only_callees_called_from_its_loops(monkeypatch) -> None:
+    """The root calls F once before its loop and G in every iteration: the hot region made
+    when the loop turns hot holds G's blocks, not F's (F runs once, through the dispatcher,
+    and would only make the hot module bigger: `_form_region`, `_looping`). Every slot equals
+    the interpreter's; a0 and a1 by hand."""
+    monkeypatch.setattr(J, "TIER2_INSNS", 3000)
+    n = 20_000
+    head = [*li("a0", 0), *li("s1", n)]
+    base = CODE + len(program(head))
+    body = [
+        "jal ra, 20",  # F, once
+        "jal ra, 24",  # the loop: G
+        "addi s1, s1, -1",
+        "bne s1, zero, -8",
+        "ebreak",
+        "addi a1, a1, 7",  # F
+        "jalr zero, 0(ra)",
+        "add a0, a0, s1",  # G
+        "jalr zero, 0(ra)",
+    ]
+    f_at, g_at = base + 20, base + 28
+    runs, eng, hot_blocks = _run_recording_hot_blocks(monkeypatch, program(head + body))
+    assert runs[0][A0] == n * (n + 1) // 2 and runs[0][ARCH.regs["a1"][0]] == 7
+    assert runs[1] == runs[0]
+    assert hot_blocks, "the loop turned hot"
+    for b in hot_blocks:
+        assert g_at in b and f_at not in b, [hex(p) for p in b]

@@ -1210,11 +1210,18 @@ class JitEngine:
         stay inside one native function. With several roots (hottest first), each root's own
         blocks come in turn (up to `per_root` each), then the callees of all of them.
         `ran_only` (hot regions): only blocks the first tier has marked as run (`L.SEEN_AT`)
-        besides the roots; an edge to any other is an exit, to the first tier's code."""
+        besides the roots; an edge to any other is an exit, to the first tier's code. A hot
+        region takes in only the callees called from the roots' loops (`_looping`; then all
+        that those call): a function the root calls once before or after its loop (a
+        program's `strtod` of its argument before the work) stays first-tier code, reached
+        through the dispatcher, instead of making the hot module several times bigger (a
+        cold bench_int with an argument sent an 87-block module that kept the compile
+        worker busy for the rest of the run)."""
         roots = [pc] if isinstance(pc, int) else pc
         pc = roots[0]
         blocks: dict[int, Block] = {}
         callees: deque[int] = deque()
+        sites: list[tuple[int, int]] = []  # (a call's block, its callee) in the roots' own code
         fetch = self.mem.fetch
         # (with code hooks, blocks end before hooked instructions: see `Arch.lift_block`)
         stop = (lambda a: self._hooked(a, 1)) if self.code_hooks else None
@@ -1246,14 +1253,25 @@ class JitEngine:
                     local += [t.target.const, t.fallthrough]
                 elif t.kind == "jump" and t.target is not None and t.target.const is not None:
                     if L._is_call(b):
-                        callees.append(t.target.const)
+                        if whole and not into_callees:
+                            sites.append((p, t.target.const))
+                        else:
+                            callees.append(t.target.const)
                         local.append(b.end)  # the return site
                     else:
                         local.append(t.target.const)
             return True
 
-        if len(roots) == 1:
+        if len(roots) == 1 and not whole:
             return list(blocks.values()) if walk(deque(roots), limit) else []
+        if len(roots) == 1:
+            local = deque(roots)
+            if not walk(local, limit, into_callees=False):
+                return []
+            looping = _looping(blocks)
+            callees.extend(t for site, t in sites if site in looping)
+            walk(local, limit)
+            return list(blocks.values())
         # Several roots: the hottest gets up to per_root blocks of its own, each other one an
         # equal share of what is left (at least 8), then the callees of all of them.
         pending: deque[int] = deque()
@@ -1267,6 +1285,9 @@ class JitEngine:
             if not walk(local, min(limit, len(blocks) + share), into_callees=False) and i == 0:
                 return []
             pending += local
+        if whole:
+            looping = _looping(blocks)
+            callees.extend(t for site, t in sites if site in looping)
         walk(pending, limit)
         return list(blocks.values())
 
@@ -1882,6 +1903,22 @@ def _publish(directory: str, kind: str, obj: Any) -> str:
             os.unlink(tmp)
         raise
     return path
+
+
+def _looping(blocks: dict[int, Block]) -> set[int]:
+    """The pcs of the blocks that lie on a cycle of direct edges among `blocks` (a call's
+    block goes on to its return site)."""
+    succ: dict[int, list[int]] = {}
+    for p, b in blocks.items():
+        nxt = [x for x in L.direct_targets(b) if x in blocks]
+        if L._is_call(b) and b.end in blocks:
+            nxt.append(b.end)
+        succ[p] = nxt
+    out: set[int] = set()
+    for comp in L._sccs(set(succ), succ):
+        if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
+            out |= comp
+    return out
 
 
 def _pages_of(blocks: list[Block]) -> set[int]:
