@@ -27,24 +27,6 @@ from test_engine_ir import HELPERS, OneBlock, ToyArch, edge_values, new_engine, 
 here = pytest.mark.skipif(not x64.available(), reason="emitted code runs on x86-64 Linux hosts")
 
 
-@pytest.mark.parametrize(
-    "w,dst,text",
-    [
-        (64, x64.R8, "mov r8, qword ptr [rsi + rax]"),
-        (64, x64.RCX, "mov rcx, qword ptr [rsi + rax]"),
-        (32, x64.R13, "mov r13d, dword ptr [rsi + rax]"),
-        (32, x64.RDX, "mov edx, dword ptr [rsi + rax]"),
-        (16, x64.R11, "movzx r11d, word ptr [rsi + rax]"),
-        (8, x64.R12, "movzx r12d, byte ptr [rsi + rax]"),
-        (8, x64.RBX, "movzx ebx, byte ptr [rsi + rax]"),
-    ],
-)
-def test_a_load_straight_into_its_register(w: int, dst: int, text: str) -> None:
-    """`_load_into`: the inline access's load with the value's own register as destination
-    (a 32-bit or narrower load zero-extends it, as x86-64 does for 32-bit destinations)."""
-    assert _text(x64._load_into(w, dst)) == text
-
-
 def _v(i: int, w: int) -> x64.Val:
     return x64.Val(i, w)
 

@@ -97,26 +97,6 @@ _ACCESS = {
     ("st", 16): b"\x66\x89\x14\x06",
     ("st", 8): b"\x88\x14\x06",
 }
-_LOADS_INTO: dict[tuple[int, int], bytes] = {}
-
-
-def _load_into(w: int, dst: int) -> bytes:
-    """A w-bit load into dst (zero-extended) from rsi + rax: `_ACCESS`'s load with another
-    destination register."""
-    code = _LOADS_INTO.get((w, dst))
-    if code is None:
-        modrm = bytes((0x04 | (dst & 7) << 3, 0x06))  # [rsi + rax]
-        rex = 0x44 if dst >= 8 else 0
-        if w == 64:
-            code = bytes((0x48 | (dst >> 3) << 2, 0x8B)) + modrm
-        elif w == 32:
-            code = (bytes((rex,)) if rex else b"") + b"\x8b" + modrm
-        else:
-            code = (bytes((rex,)) if rex else b"") + (b"\x0f\xb7" if w == 16 else b"\x0f\xb6") + modrm
-        _LOADS_INTO[w, dst] = code
-    return code
-
-
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _RWX = getattr(mmap, "PROT_READ", 0) | getattr(mmap, "PROT_WRITE", 0) | getattr(mmap, "PROT_EXEC", 0)
 
@@ -987,11 +967,8 @@ class X64Region:
             if d.w > 64:
                 raise Unsupported("128-bit memory access")
             self.get(RSI, a[0])
-            r = self.loc.get(d.id, STACK)
-            dst = RAX if r is None or r == STACK else r  # (the load goes straight there)
-            self._access("ld", d.w, dst)
-            if dst == RAX:
-                self.put(d, RAX)
+            self._access("ld", d.w)
+            self.put(d, RAX)
         elif op == "store":
             self._store(a[0], a[1])
         elif op == "cstore":
@@ -1013,8 +990,8 @@ class X64Region:
         self.get(RDX, val)
         self._access("st", val.w)
 
-    def _access(self, kind: str, w: int, dst: int = RAX) -> None:
-        """A w-bit load (into dst, zero-extended) or store (of rdx) at the address in rsi:
+    def _access(self, kind: str, w: int) -> None:
+        """A w-bit load (into rax, zero-extended) or store (of rdx) at the address in rsi:
         the software TLB's fast path inline (`lower._tlb_probe`: the entry of the address's
         page must have the page of the access's last byte as its read or write tag; the host
         address is then the guest's plus the entry's addend, or ctx's direct base), the
@@ -1025,9 +1002,9 @@ class X64Region:
         acc = self.acc
         if acc is not None:
             self.acc = None
-            self._grouped_access(kind, w, acc, dst)
+            self._grouped_access(kind, w, acc)
             return
-        self._probed_access(kind, w, dst)
+        self._probed_access(kind, w)
 
     def _tlb_check(self, lo: int, hi: int, kinds: Any, miss: Any) -> None:
         """`lower._tlb_probe`'s check for the bytes rsi + lo .. rsi + hi: the TLB entry of
@@ -1075,7 +1052,7 @@ class X64Region:
         else:
             self.buf += b"\x48\x8d" + bytes((0x86 | reg << 3,)) + d.to_bytes(4, "little", signed=True)
 
-    def _probed_access(self, kind: str, w: int, dst: int = RAX) -> None:
+    def _probed_access(self, kind: str, w: int) -> None:
         b = self.buf
         slow, done = self.newlabel(), self.newlabel()
         self._tlb_check(0, w // 8 - 1, (kind,), slow)
@@ -1086,24 +1063,22 @@ class X64Region:
             self.load(RAX, CTX, 8 * L.CTX_GUEST_BASE)
         else:
             b += b"\x48\x8b\x40\x10"  # mov rax, [rax + 16]  (the addend)
-        b += _ACCESS[kind, w] if dst == RAX else _load_into(w, dst)
+        b += _ACCESS[kind, w]
         self.bind(done)
-        self._slow_access(kind, w, slow, done, dst=dst)
+        self._slow_access(kind, w, slow, done)
 
-    def _slow_access(
-        self, kind: str, w: int, slow: Any, done: Any, first: bytes = b"", dst: int = RAX
-    ) -> None:
+    def _slow_access(self, kind: str, w: int, slow: Any, done: Any, first: bytes = b"") -> None:
         """After the block, at `slow`: (the bytes `first`, then) the runtime's access function
-        for the access (rsi the address, rdx a store's value; a load's value to dst), its
-        fault exit at the current instruction, and back to `done`."""
+        for the access (rsi the address, rdx a store's value), its fault exit at the current
+        instruction, and back to `done`."""
         fault = self._fault()
-        key = ("slow", kind, w, first, dst)
+        key = ("slow", kind, w, first)
         t = _TEMPLATES.get(key)
         if t is None:
-            t = _template(key, lambda r: r._slow_code(kind, w, first, dst))
+            t = _template(key, lambda r: r._slow_code(kind, w, first))
         self.slows.append((slow, t, fault, done))
 
-    def _slow_code(self, kind: str, w: int, first: bytes, dst: int) -> None:
+    def _slow_code(self, kind: str, w: int, first: bytes) -> None:
         fn = 8 * (L.CTX_MEM_FN + L.MEM_FNS.index(f"{kind}{w}"))
         b = self.buf
         b += first
@@ -1111,8 +1086,6 @@ class X64Region:
         self.mov(RDI, CTX)
         self.call_mem(CTX, fn)
         b += _POP_SCRATCH  # (flags untouched: tested below)
-        if dst != RAX:
-            self.mov(dst, RAX)  # (after the pops: dst may be one of r8-r11)
         if kind == "ld":
             b += bytes((0x48, 0x83)) + _mem(7, CTX, 8 * L.CTX_STATUS) + b"\x00"
         else:
@@ -1147,9 +1120,7 @@ class X64Region:
                 out[i] = (n, st is g.first, g.lo - off, g.hi - 1 - off, kinds)
         return out
 
-    def _grouped_access(
-        self, kind: str, w: int, acc: tuple[int, bool, int, int, frozenset[str]], dst: int = RAX
-    ) -> None:
+    def _grouped_access(self, kind: str, w: int, acc: tuple[int, bool, int, int, frozenset[str]]) -> None:
         """An access of a group (`_groups`, direct guest memory only): the group's first
         access looks the TLB entry of the group's lowest byte up once, for every kind of
         access the group makes, with the page of its highest byte as the tag (so all of them
@@ -1172,12 +1143,12 @@ class X64Region:
             b += b"\x80\xbc\x24" + flag.to_bytes(4, "little") + b"\x00"  # cmp byte [rsp + flag], 0
             self.jcc(C_E, slow)
         self.load(RAX, CTX, 8 * L.CTX_GUEST_BASE)
-        self.buf += _ACCESS[kind, w] if dst == RAX else _load_into(w, dst)
+        self.buf += _ACCESS[kind, w]
         self.bind(done)
         # (no: this and the group's later accesses go through the runtime's access function,
         # which looks the TLB up again, then takes the slow path; mov byte [rsp + flag], 0)
         clear = b"\xc6\x84\x24" + flag.to_bytes(4, "little") + b"\x00" if first else b""
-        self._slow_access(kind, w, slow, done, clear, dst)
+        self._slow_access(kind, w, slow, done, clear)
 
     def _call(self, name: str, xs: tuple[Val, ...], d: Val | None) -> None:
         h = self.helpers[name]
