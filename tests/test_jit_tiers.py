@@ -675,13 +675,7 @@ def test_a_later_loop_turns_hot_while_the_first_ones_hot_code_is_on_its_way(monk
         return translate(self, pcs, opt, limit, whole, background)
 
     monkeypatch.setattr(JitEngine, "_translate", hold_first)
-    runs = []
-    for jit in (False, True):
-        mem = AddressSpace()
-        mem.map(CODE, 0x1000, PROT_ALL)
-        mem.write_raw(CODE, code)
-        eng = JitEngine(ARCH, mem, tier="jit", background=False) if jit else Engine(ARCH, mem)
-        runs.append(_run(eng, 1000))
+    runs, eng, _ = _run_recording_hot_blocks(monkeypatch, code)
     a0 = sum(range(1, n + 1))
     for i in range(n, 0, -1):
         a0 ^= i

@@ -10,6 +10,7 @@ the JIT runs on an x86-64 Linux host.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -381,19 +382,51 @@ def test_a_commutative_operation_is_computed_in_its_second_operands_register(op:
             assert r[4] == py((x + 5) & m, y) & m, (hex(x), hex(y))
 
 
-class _LoopWithRmw(ToyArch):
+class _ToyLoop(ToyArch):
+    """A toy arch whose block at 0x1000 is `body`'s (which ends it); any other pc halts."""
+
+    def body(self, b: Builder, pc: int) -> None:
+        raise NotImplementedError
+
+    def lift_block(self, fetch, pc, max_insns, stop_before=None):
+        b = Builder(pc, HELPERS)
+        if pc != 0x1000:
+            b.exit("halt", pc, pc)
+        else:
+            b.begin(pc, 4)
+            self.body(b, pc)
+        return b.finish()
+
+    def run_both(
+        self, state: list[int], data: bytes = b""
+    ) -> tuple[list[tuple[str, list[int]]], x64.X64Region]:
+        """Run from `state` (a copy each) on the interpreter and on the JIT, time slices of 64
+        blocks, to the stop (a page at 0x3000 holding `data`): (reason, final state) of each,
+        the interpreter's first, and the first tier's region of the block at 0x1000."""
+        out = []
+        for kind in ("interp", "jit"):
+            mem = AddressSpace()
+            mem.map(0x1000, 0x1000, PROT_ALL)
+            mem.map(0x3000, 0x1000, PROT_READ | PROT_WRITE)
+            mem.write_raw(0x3000, data)
+            eng = new_engine(kind, self, mem)
+            r = list(state)
+            stop = eng.run(r, 64)
+            while stop.reason == "budget":
+                stop = eng.run(r, 64)
+            out.append((stop.reason, r))
+        region = x64.X64Region([self.lift_block(None, 0x1000, 64)], self.helpers, eng.helper_index, counter=1)
+        return out, region
+
+
+class _LoopWithRmw(_ToyLoop):
     """A loop at 0x1000 of two instructions: the first reads slot 3 and computes slot 3 + 5
     (a read-modify-write of a register the region keeps in a host register); the second
     loads from the address in slot 4 (8 bytes further each time round: it faults past the
     page), then puts that sum into slot 3, adds what it loaded to slot 5, counts slot 2
     down and branches back while it is not zero. 0x2000 halts."""
 
-    def lift_block(self, fetch, pc, max_insns, stop_before=None):
-        b = Builder(pc, HELPERS)
-        if pc != 0x1000:
-            b.exit("halt", pc, pc)
-            return b.finish()
-        b.begin(pc, 4)
+    def body(self, b: Builder, pc: int) -> None:
         d = b.add(b.get(3, 64), b.const(5, 64))
         b.begin(pc + 4, 4)
         p = b.get(4, 64)
@@ -404,7 +437,6 @@ class _LoopWithRmw(ToyArch):
         n = b.sub(b.get(2, 64), b.const(1, 64))
         b.put(2, n)
         b.branch(b.ne(n, b.const(0, 64)), 0x1000, 0x2000)
-        return b.finish()
 
 
 @here
@@ -415,39 +447,21 @@ def test_a_read_modify_write_in_a_kept_register_faults_with_the_old_value(count:
     time round (the page holds 512 words), and the state must hold slot 3 as before that
     iteration; with 3 times round the loop halts. Every slot equals the interpreter's; the
     slots by hand too."""
-    arch = _LoopWithRmw()
-    states = []
-    for kind in ("interp", "jit"):
-        mem = AddressSpace()
-        mem.map(0x1000, 0x1000, PROT_ALL)
-        mem.map(0x3000, 0x1000, PROT_READ | PROT_WRITE)
-        mem.write_raw(0x3000, b"".join((i * 3).to_bytes(8, "little") for i in range(512)))
-        eng = new_engine(kind, arch, mem)
-        r = [0x1000, 0, count, 100, 0x3000, 0, 0, 0]
-        stop = eng.run(r, 64)
-        while stop.reason == "budget":
-            stop = eng.run(r, 64)
-        states.append((stop.reason, r))
+    data = b"".join((i * 3).to_bytes(8, "little") for i in range(512))
+    states, region = _LoopWithRmw().run_both([0x1000, 0, count, 100, 0x3000, 0, 0, 0], data)
     (reason, r), (jit_reason, jit_r) = states
     rounds = min(count, 512)
     assert r[3] == 100 + 5 * rounds and r[5] == sum(i * 3 for i in range(rounds))
     assert reason == ("halt" if count <= 512 else "fault") and jit_reason == reason
     assert jit_r == r
-    if count > 512:  # (slot 3 is kept in a host register: the case `_in_kept` looks at)
-        region = x64.X64Region([arch.lift_block(None, 0x1000, 64)], arch.helpers, eng.helper_index, counter=1)
-        assert 3 in region.kept
+    assert 3 in region.kept  # (slot 3 is kept in a host register: the case `_in_kept` looks at)
 
 
-class _LoopPuttingTwice(ToyArch):
+class _LoopPuttingTwice(_ToyLoop):
     """A loop at 0x1000: d = slot 3 + 5 into slot 3, a store, then 7 into slot 3, and d
     into slot 6 (read after the second put); slot 2 counts down. 0x2000 halts."""
 
-    def lift_block(self, fetch, pc, max_insns, stop_before=None):
-        b = Builder(pc, HELPERS)
-        if pc != 0x1000:
-            b.exit("halt", pc, pc)
-            return b.finish()
-        b.begin(pc, 4)
+    def body(self, b: Builder, pc: int) -> None:
         d = b.add(b.get(3, 64), b.const(5, 64))
         b.put(3, d)
         b.store(b.const(0x3000, 64), d)  # (so the first put is no dead store)
@@ -456,7 +470,6 @@ class _LoopPuttingTwice(ToyArch):
         n = b.sub(b.get(2, 64), b.const(1, 64))
         b.put(2, n)
         b.branch(b.ne(n, b.const(0, 64)), 0x1000, 0x2000)
-        return b.finish()
 
 
 @here
@@ -464,22 +477,11 @@ def test_a_value_read_after_its_kept_register_is_written_again_is_not_kept_there
     """`_in_kept`: d, put into kept slot 3 and then read after a second put of slot 3, must
     not live in slot 3's register (the second put overwrites it). Slots 3 and 6 by hand (the
     last round: 3 is 7, 6 is 7 + 5) and equal to the interpreter's."""
-    arch = _LoopPuttingTwice()
-    states = []
-    for kind in ("interp", "jit"):
-        mem = AddressSpace()
-        mem.map(0x1000, 0x1000, PROT_ALL)
-        mem.map(0x3000, 0x1000, PROT_READ | PROT_WRITE)
-        eng = new_engine(kind, arch, mem)
-        r = [0x1000, 0, 50, 100, 0, 0, 0, 0]
-        stop = eng.run(r, 64)
-        while stop.reason == "budget":
-            stop = eng.run(r, 64)
-        assert stop.reason == "halt"
-        states.append(r)
-    assert states[0][3] == 7 and states[0][6] == 12
-    assert states[1] == states[0]
-    region = x64.X64Region([arch.lift_block(None, 0x1000, 64)], arch.helpers, eng.helper_index, counter=1)
+    runs, region = _LoopPuttingTwice().run_both([0x1000, 0, 50, 100, 0, 0, 0, 0])
+    (reason, r), (jit_reason, jit_r) = runs
+    assert reason == jit_reason == "halt"
+    assert r[3] == 7 and r[6] == 12
+    assert jit_r == r
     assert 3 in region.kept
 
 
@@ -489,8 +491,6 @@ def test_shifts_of_kept_registers_are_made_in_place() -> None:
     counting a0 down: the three shifts (kept registers: a0 in r15, the most used) are each
     one instruction on the register the slot is kept in (`_in_kept`), and the final state
     is the interpreter's (and by hand)."""
-    from polyvm.engine.reference import Engine
-
     arch = get_arch("riscv64")
     n = 40
     code = program(
@@ -507,17 +507,8 @@ def test_shifts_of_kept_registers_are_made_in_place() -> None:
             "ebreak",
         ]
     )
-    states = []
-    for jit in (False, True):
-        mem = AddressSpace()
-        mem.map(0x10000, 0x1000, PROT_ALL)
-        mem.write_raw(0x10000, code)
-        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
-        r = arch.new_state()
-        r[0] = 0x10000
-        stop = eng.run(r, 10_000)
-        assert stop.reason == "breakpoint", stop
-        states.append(r)
+    reason, states = _run_both(code, blocks=10_000)
+    assert reason == "breakpoint"
     reg = {x: arch.regs[x][0] for x in ("a2", "a3", "a4")}
     m = (1 << 64) - 1
     assert states[0][reg["a2"]] == 0xF0F0_F0F0_F0F0_F0F0 >> n
@@ -527,8 +518,7 @@ def test_shifts_of_kept_registers_are_made_in_place() -> None:
     head = 0x10000 + len(
         program([*li("a0", n), *li("a2", 0xF0F0_F0F0_F0F0_F0F0), *li("a3", 3), *li("a4", -(1 << 62))])
     )
-    blk = arch.lift_block(mem.fetch, head, 64)
-    region = x64.X64Region([blk], arch.helpers, eng.helper_index, counter=1, entries=[head])
+    _, _, region = _loop_region(code, head)
     text = _text(region.code)
     kept = region.kept
     names = {x64.R15: "r15", x64.R13: "r13", x64.R12: "r12"}
@@ -543,9 +533,6 @@ def test_a_helper_call_outside_the_loop_leaves_three_registers_kept() -> None:
     """The walk loop with its helper call (an FP add) before the loop, in the block that
     sets s0 up: the loop calls none, so s0, a0 and a1 are kept (r15, r13, r12), and
     temporaries live across that call go to the frame."""
-    arch = get_arch("riscv64")
-    mem = AddressSpace()
-    mem.map(0x10000, 0x1000, PROT_ALL)
     code = program(
         [
             "fadd.d fa0, fa0, fa1",
@@ -557,34 +544,13 @@ def test_a_helper_call_outside_the_loop_leaves_three_registers_kept() -> None:
             "jal zero, -16",
         ]
     )
-    mem.write_raw(0x10000, code)
-    head = 0x10000 + 4 * (1 + len(li("s0", 0x20000)))
-    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    arch, blocks, r = _loop_region(code, 0x10000 + 4 * (1 + len(li("s0", 0x20000))))
     assert any(st.op == "call" for i in blocks[0].insns for st in i.stmts)
-    eng = JitEngine(arch, mem, tier="jit")
-    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
     reg = {n: arch.regs[n][0] for n in ("s0", "a0", "a1")}
     assert r.kept == {reg["s0"]: x64.R15, reg["a0"]: x64.R13, reg["a1"]: x64.R12}
-    from polyvm.engine.reference import Engine
-
-    states = []
-    for jit in (False, True):  # (run to the fault past the data page, as the interpreter)
-        mem = AddressSpace()
-        mem.map(0x10000, 0x1000, PROT_ALL)
-        mem.map(0x20000, 0x1000, PROT_READ | PROT_WRITE)
-        mem.write_raw(0x10000, code)
-        mem.write_raw(0x20000, bytes(range(256)) * 16)
-        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
-        st = arch.new_state()
-        st[0] = 0x10000
-        st[arch.regs["fa0"][0]] = 0x3FF0000000000000  # 1.0 + 2.0
-        st[arch.regs["fa1"][0]] = 0x4000000000000000
-        stop = eng.run(st, 3)
-        while stop.reason == "budget":
-            stop = eng.run(st, 3)
-        assert stop.reason == "fault", stop
-        states.append(st)
-    assert states[0][reg["s0"]] == 0x21000 and states[0][reg["a0"]] == 513
+    # (run to the fault past the data page, as the interpreter; fa0 = 1.0 + 2.0)
+    reason, states = _run_both(code, {"fa0": 0x3FF0000000000000, "fa1": 0x4000000000000000})
+    assert reason == "fault" and states[0][reg["s0"]] == 0x21000 and states[0][reg["a0"]] == 513
     assert states[0][arch.regs["fa0"][0]] == 0x4008000000000000
     assert states[1] == states[0]
 
@@ -593,9 +559,6 @@ def test_registers_carried_round_a_loop_are_kept_before_its_temporaries() -> Non
     """A loop that loads into t0 twice (each time read at once: t0 is a temporary of the
     loop, written before it is read) and carries s0, a0, a1 and a2 round: the registers kept
     are carried ones, not t0, though t0 is used as often and has the lowest slot number."""
-    arch = get_arch("riscv64")
-    mem = AddressSpace()
-    mem.map(0x10000, 0x1000, PROT_ALL)
     code = program(
         [
             *li("s0", 0x20000),
@@ -609,11 +572,7 @@ def test_registers_carried_round_a_loop_are_kept_before_its_temporaries() -> Non
             "ebreak",
         ]
     )
-    mem.write_raw(0x10000, code)
-    head = 0x10000 + 4 * len(li("s0", 0x20000))
-    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
-    eng = JitEngine(arch, mem, tier="jit")
-    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+    arch, _, r = _loop_region(code, 0x10000 + 4 * len(li("s0", 0x20000)))
     slot = {n: arch.regs[n][0] for n in ("t0", "s0", "a0", "a1", "a2")}
     assert slot["t0"] < min(slot[n] for n in ("s0", "a0", "a1", "a2"))
     assert len(r.kept) == 3 and slot["t0"] not in r.kept, r.kept
@@ -635,19 +594,54 @@ def _walk(n_words: int) -> bytes:
     )
 
 
+def _loop_region(code: bytes, head: int) -> tuple[Any, list[Any], x64.X64Region]:
+    """riscv64 code at 0x10000 whose loop starts at `head`: the arch, the two blocks (the
+    first, and the loop's) and the first tier's region of them entered at 0x10000."""
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    mem.write_raw(0x10000, code)
+    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    eng = JitEngine(arch, mem, tier="jit")
+    return arch, blocks, x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+
+
+def _run_both(
+    code: bytes, regs: dict[str, int] | None = None, blocks: int = 3
+) -> tuple[str, list[list[int]]]:
+    """Run riscv64 code at 0x10000 (a data page of bytes 0..255 at 0x20000, registers `regs`
+    set) on the interpreter and on the JIT, in time slices of `blocks` blocks, to its stop:
+    the stop's reason, the same on both, and the two final states (the interpreter's first)."""
+    from polyvm.engine.reference import Engine
+
+    arch = get_arch("riscv64")
+    reasons, states = [], []
+    for jit in (False, True):
+        mem = AddressSpace()
+        mem.map(0x10000, 0x1000, PROT_ALL)
+        mem.map(0x20000, 0x1000, PROT_READ | PROT_WRITE)
+        mem.write_raw(0x10000, code)
+        mem.write_raw(0x20000, bytes(range(256)) * 16)
+        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
+        st = arch.new_state()
+        st[0] = 0x10000
+        for name, v in (regs or {}).items():
+            st[arch.regs[name][0]] = v
+        stop = eng.run(st, blocks)
+        while stop.reason == "budget":
+            stop = eng.run(st, blocks)
+        reasons.append(stop.reason)
+        states.append(st)
+    assert reasons[0] == reasons[1], reasons
+    return reasons[0], states
+
+
 def test_a_loop_keeps_its_most_used_registers_in_host_registers() -> None:
     """The slots the region's loops read and write most: s0 (the load's address and its own
     increment, three times an iteration) in r15, then a0 and a1 (read and written once an
     iteration each) in r13 and r12, the region calling no helper (a memory access is no
     helper call). t0, written and then read inside the block (one put), is not kept."""
-    arch = get_arch("riscv64")
-    mem = AddressSpace()
-    mem.map(0x10000, 0x1000, PROT_ALL)
-    mem.write_raw(0x10000, _walk(0))
-    head = 0x10000 + 4 * len(li("s0", 0x20000))
-    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
-    eng = JitEngine(arch, mem, tier="jit")
-    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
+    arch, _, r = _loop_region(_walk(0), 0x10000 + 4 * len(li("s0", 0x20000)))
     reg = {n: arch.regs[n][0] for n in ("s0", "a0", "a1")}
     assert r.cached == reg["s0"]
     assert r.kept == {reg["s0"]: x64.R15, reg["a0"]: x64.R13, reg["a1"]: x64.R12}
@@ -661,9 +655,6 @@ def test_a_loop_keeps_its_most_used_registers_in_host_registers() -> None:
 def test_a_loop_that_calls_a_helper_keeps_one_register() -> None:
     """The same loop with a helper call in it (an FP add): r12 and r13 hold the temporaries
     that live across its calls, so only s0 is kept (in r15)."""
-    arch = get_arch("riscv64")
-    mem = AddressSpace()
-    mem.map(0x10000, 0x1000, PROT_ALL)
     code = program(
         [
             *li("s0", 0x20000),
@@ -675,12 +666,8 @@ def test_a_loop_that_calls_a_helper_keeps_one_register() -> None:
             "jal zero, -20",
         ]
     )
-    mem.write_raw(0x10000, code)
-    head = 0x10000 + 4 * len(li("s0", 0x20000))
-    blocks = [arch.lift_block(mem.fetch, pc, 64) for pc in (0x10000, head)]
+    arch, blocks, r = _loop_region(code, 0x10000 + 4 * len(li("s0", 0x20000)))
     assert any(st.op == "call" for b in blocks for i in b.insns for st in i.stmts)
-    eng = JitEngine(arch, mem, tier="jit")
-    r = x64.X64Region(blocks, arch.helpers, eng.helper_index, counter=1, entries=[0x10000])
     assert r.kept == {arch.regs["s0"][0]: x64.R15}
 
 
@@ -690,26 +677,9 @@ def test_the_kept_registers_are_in_the_state_at_every_exit() -> None:
     (the budget exit), and the run ends with a fault on the load past the page, where s0
     (kept in r15) must be the faulting address and every other slot the interpreter's (a0
     and a1, kept in r13 and r12, among them)."""
-    from polyvm.engine.reference import Engine
-
-    arch = get_arch("riscv64")
-    states = []
-    for jit in (False, True):
-        mem = AddressSpace()
-        mem.map(0x10000, 0x1000, PROT_ALL)
-        mem.map(0x20000, 0x1000, PROT_READ | PROT_WRITE)
-        mem.write_raw(0x10000, _walk(0))
-        mem.write_raw(0x20000, bytes(range(256)) * 16)
-        eng = JitEngine(arch, mem, tier="jit") if jit else Engine(arch, mem)
-        r = arch.new_state()
-        r[0] = 0x10000
-        stop = eng.run(r, 3)
-        while stop.reason == "budget":
-            stop = eng.run(r, 3)
-        assert stop.reason == "fault", stop
-        states.append(r)
-    s0 = arch.regs["s0"][0]
-    assert states[0][s0] == 0x21000 and states[1] == states[0]
+    reason, states = _run_both(_walk(0))
+    s0 = get_arch("riscv64").regs["s0"][0]
+    assert reason == "fault" and states[0][s0] == 0x21000 and states[1] == states[0]
 
 
 @here
