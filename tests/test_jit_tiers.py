@@ -737,7 +737,7 @@ def test_a_held_module_goes_to_the_worker_after_its_instructions_or_its_time(mon
 def test_a_hot_region_takes_in_only_callees_called_from_its_loops(monkeypatch) -> None:
     """The root calls F once before its loop and G in every iteration: the hot region made
     when the loop turns hot holds G's blocks, not F's (F runs once, through the dispatcher,
-    and would only make the hot module bigger: `_form_region`, `_looping`). Every slot equals
+    and would only make the hot module bigger: `_form_region`, `lower.looping_blocks`). Every slot equals
     the interpreter's; a0 and a1 by hand."""
     monkeypatch.setattr(J, "TIER2_INSNS", 3000)
     n = 20_000

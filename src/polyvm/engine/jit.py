@@ -601,9 +601,7 @@ class JitEngine:
             # (the CLI's cache: what a run stores goes to disk when it ends, through the worker)
             self.cache.defer()
         self._jobs: list[tuple[Any, list, int, dict[int, str | None], int]] = []
-        # Hot modules held back until their quick code has run a while (`_release_held`):
-        # (submit's arguments, made, opt, hashes, flushes, the quick regions' counters, their
-        # counts when held back)
+        # Hot modules held back until their quick code has run a while (`_release_held`)
         self._held: list[_Held] = []
         self._held_clock = (0.0, 0)  # (time, instruction count) at the last look at them
         self._pending_pcs: set[int] = set()
@@ -1161,9 +1159,9 @@ class JitEngine:
         on their way (a sixty-fourth of the way there): code that runs together, such as the
         handlers an interpreter loop's jump table reaches, then becomes one region."""
         pending, pc_region = self._pending_pcs, self.pc_region
-        # (a region whose first entry's hot code is on its way is one still where one of its
-        # other entries leads to it: a loop after the one that turned hot, say, which the hot
-        # region does not take in when it has not run yet)
+        # (also a region whose first entry's hot code is on its way, where one of its other
+        # entries still leads to it: a loop after the one that turned hot, say, which the hot
+        # region did not take in, as it had not run yet)
         cand = [
             r
             for r in self.regions.values()
@@ -1211,7 +1209,7 @@ class JitEngine:
         blocks come in turn (up to `per_root` each), then the callees of all of them.
         `ran_only` (hot regions): only blocks the first tier has marked as run (`L.SEEN_AT`)
         besides the roots; an edge to any other is an exit, to the first tier's code. A hot
-        region takes in only the callees called from the roots' loops (`_looping`; then all
+        region takes in only the callees called from the roots' loops (`lower.looping_blocks`; then all
         that those call): a function the root calls once before or after its loop (a
         program's `strtod` of its argument before the work) stays first-tier code, reached
         through the dispatcher, instead of making the hot module several times bigger (a
@@ -1268,7 +1266,7 @@ class JitEngine:
             local = deque(roots)
             if not walk(local, limit, into_callees=False):
                 return []
-            looping = _looping(blocks)
+            looping = L.looping_blocks(blocks.values())
             callees.extend(t for site, t in sites if site in looping)
             walk(local, limit)
             return list(blocks.values())
@@ -1286,7 +1284,7 @@ class JitEngine:
                 return []
             pending += local
         if whole:
-            looping = _looping(blocks)
+            looping = L.looping_blocks(blocks.values())
             callees.extend(t for site, t in sites if site in looping)
         walk(pending, limit)
         return list(blocks.values())
@@ -1903,22 +1901,6 @@ def _publish(directory: str, kind: str, obj: Any) -> str:
             os.unlink(tmp)
         raise
     return path
-
-
-def _looping(blocks: dict[int, Block]) -> set[int]:
-    """The pcs of the blocks that lie on a cycle of direct edges among `blocks` (a call's
-    block goes on to its return site)."""
-    succ: dict[int, list[int]] = {}
-    for p, b in blocks.items():
-        nxt = [x for x in L.direct_targets(b) if x in blocks]
-        if L._is_call(b) and b.end in blocks:
-            nxt.append(b.end)
-        succ[p] = nxt
-    out: set[int] = set()
-    for comp in L._sccs(set(succ), succ):
-        if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
-            out |= comp
-    return out
 
 
 def _pages_of(blocks: list[Block]) -> set[int]:

@@ -50,7 +50,7 @@ from polyvm.isa import SLOT_ICOUNT, SLOT_PC
 
 # Revision of the generated code's conventions: part of the translation cache's host key, so
 # objects made by an older lowering are never loaded.
-CODEGEN_REV = 31  # (31: kept registers carried round a loop first; 30: three kept registers where only code outside the loops calls helpers; 29: shifts too; 28: read-modify-writes of kept guest registers in place; 27: the x64 first tier keeps up to three guest registers in host registers in a region that calls no helper; 26: 65536 tier-up counters; 25: the x64 first tier keeps temporaries in r8-r11 across memory accesses, saved in their slow paths; 24: the x64 first tier counts down what is left of the time slice too; 23: hot regions count down what is left of the time slice; 22: the x64 first tier leaves out puts overwritten in their block; 21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
+CODEGEN_REV = 33  # (33: the kept registers' loops include blocks that call guest functions (a call goes on to its return site); 31: kept registers carried round a loop first; 30: three kept registers where only code outside the loops calls helpers; 29: shifts too; 28: read-modify-writes of kept guest registers in place; 27: the x64 first tier keeps up to three guest registers in host registers in a region that calls no helper; 26: 65536 tier-up counters; 25: the x64 first tier keeps temporaries in r8-r11 across memory accesses, saved in their slow paths; 24: the x64 first tier counts down what is left of the time slice too; 23: hot regions count down what is left of the time slice; 22: the x64 first tier leaves out puts overwritten in their block; 21: one grouping of accesses for both code generators, `mem_groups`; 20: the x64 first tier checks a group of accesses from one base in the TLB once; 19: LLVM's first tier marks relative to ctx too; 18: the x64 first tier's block mark relative to ctx; 17: jump threading in the hot pipeline; 16: the first tier marks the blocks it runs; 15: inner loops sharing a header)
 
 # ---- ctx layout (uint64 words) -------------------------------------------------------------
 CTX_TLB = 0  # pointer to the TLB: TLB_SIZE entries of 4 words {tag_r, tag_w, addend, 0}
@@ -178,6 +178,23 @@ def region_shape(
         if h not in ents:
             ents.append(h)
     return ret_sites, heads, ents
+
+
+def looping_blocks(blocks: Any) -> set[int]:
+    """The pcs of the blocks (an iterable of `Block`s) that lie on a cycle of direct edges
+    among them, a call's block going on to its return site as well as to its callee."""
+    inside = {b.pc: b for b in blocks}
+    succ: dict[int, list[int]] = {}
+    for p, b in inside.items():
+        nxt = [x for x in direct_targets(b) if x in inside]
+        if _is_call(b) and b.end in inside:
+            nxt.append(b.end)
+        succ[p] = nxt
+    out: set[int] = set()
+    for comp in _sccs(set(succ), succ):
+        if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
+            out |= comp
+    return out
 
 
 def _sccs(nodes: set[int], succ: dict[int, list[int]]) -> list[set[int]]:

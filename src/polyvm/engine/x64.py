@@ -655,14 +655,10 @@ class X64Region:
         with a helper whose slots are not declared. The exit (`tail`, `chain`) stores them."""
         if not self.heads:
             return []  # (no backward edge: no loop, as every cycle has one)
-        succ = {blk.pc: [x for x in L.direct_targets(blk) if x in self.bbs] for blk in self.blocks}
         avoid: set[int] = set()
         for sc in self.shortcuts.values():
             avoid.update((sc[2], sc[3]))  # (fflags, frm)
-        looping: set[int] = set()
-        for comp in L._sccs(set(succ), succ):
-            if len(comp) > 1 or next(iter(comp)) in succ[next(iter(comp))]:
-                looping |= comp
+        looping = L.looping_blocks(self.blocks)
         count: dict[int, int] = {}
         carried: set[int] = set()  # (read in a loop before it is written there)
         any_calls = False
