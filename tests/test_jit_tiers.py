@@ -761,3 +761,24 @@ def test_a_hot_region_takes_in_only_callees_called_from_its_loops(monkeypatch) -
     assert hot_blocks, "the loop turned hot"
     for b in hot_blocks:
         assert g_at in b and f_at not in b, [hex(p) for p in b]
+
+
+def test_looping_blocks_go_through_calls_to_their_return_sites() -> None:
+    """`lower.looping_blocks`: a loop whose body calls a function (jal to F, F returns through
+    ra) is a cycle through the call's block and its return site; F itself, left through an
+    indirect jump, is on no cycle, nor is the block after the loop."""
+    code = program(
+        [
+            "jal ra, 16",  # loop: call F
+            "addi s1, s1, -1",  # the return site
+            "bne s1, zero, -8",
+            "ebreak",
+            "addi a1, a1, 7",  # F
+            "jalr zero, 0(ra)",
+        ]
+    )
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, PROT_ALL)
+    mem.write_raw(CODE, code)
+    blocks = [ARCH.lift_block(mem.fetch, pc, 64) for pc in (CODE, CODE + 4, CODE + 12, CODE + 16)]
+    assert L.looping_blocks(blocks) == {CODE, CODE + 4}
