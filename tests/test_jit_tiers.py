@@ -782,3 +782,27 @@ def test_looping_blocks_go_through_calls_to_their_return_sites() -> None:
     mem.write_raw(CODE, code)
     blocks = [ARCH.lift_block(mem.fetch, pc, 64) for pc in (CODE, CODE + 4, CODE + 12, CODE + 16)]
     assert L.looping_blocks(blocks) == {CODE, CODE + 4}
+
+
+def test_bad_tuning_knobs_fall_back_to_their_defaults() -> None:
+    """$POLYVM_HOT_STAY and $POLYVM_HOT_STAY_SECONDS that are not numbers, or are negative,
+    leave the defaults (16, 0.016 s) instead of failing the import (as the cache's knobs do);
+    good values are taken."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import polyvm.engine.jit as j; print(j.HOT_STAY, j.HOT_STAY_SECONDS)"
+    for env, want in (
+        ({"POLYVM_HOT_STAY": "x", "POLYVM_HOT_STAY_SECONDS": "abc"}, "16 0.016"),
+        ({"POLYVM_HOT_STAY": "-3", "POLYVM_HOT_STAY_SECONDS": "-1"}, "16 0.016"),
+        ({"POLYVM_HOT_STAY": "4", "POLYVM_HOT_STAY_SECONDS": "0.5"}, "4 0.5"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.split() == want.split(), (env, out.stdout, out.stderr)

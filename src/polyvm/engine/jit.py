@@ -61,15 +61,27 @@ T2_ROOTS = 32  # hot entries in one hot region at most
 HOT = 16
 JIT_OPT = 0  # the first tier: the compact form, straight to fast instruction selection
 TIER2_INSNS = 1_500_000  # instructions run in a region before it is recompiled hot
+
+
 # A hot module goes to the compile worker once its quick x64 code has run HOT_STAY times
 # TIER2_INSNS instructions (`_release_held`): a phase over before that leaves the worker free
 # for the next one's.
-HOT_STAY = int(os.environ.get("POLYVM_HOT_STAY", "16"))
+def _env_number(name: str, default: float) -> float:
+    """A tuning knob from the environment: the number in $name, else (unset, or not a number
+    of default's type, or negative) the default."""
+    try:
+        v = type(default)(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return v if v >= 0 else default
+
+
+HOT_STAY = int(_env_number("POLYVM_HOT_STAY", 16))
 # ... or once it has run this long (`_release_held`: the run's time shared out by the counts):
 # 24 M instructions of quick code take about this long where they are bound by the CPU, ten to
 # forty times longer in a phase that waits on memory (a cold bench_mem's loops over 32 MiB
 # arrays ran whole phases, two passes of each, on quick code: none of their modules was sent).
-HOT_STAY_SECONDS = float(os.environ.get("POLYVM_HOT_STAY_SECONDS", "0.016"))
+HOT_STAY_SECONDS = _env_number("POLYVM_HOT_STAY_SECONDS", 0.016)
 BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSNS instructions natively
 # Tier-up counters, one per region, chosen by a hash of its name (`_counter_of`: cached code
 # has its counter's offset in it). Two regions of a run that share one see each other's counts:
