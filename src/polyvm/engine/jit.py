@@ -86,8 +86,8 @@ BLOCK_INSNS = 4  # a time slice of N blocks (run's max_blocks) is N * BLOCK_INSN
 # Tier-up counters, one per region, chosen by a hash of its name (`_counter_of`: cached code
 # has its counter's offset in it). Two regions of a run that share one see each other's counts:
 # with 4096 of them a cold bench_mem had a 64-block vfprintf region "hot" from a loop's counts
-# (recompiled for nothing); with 65536 (512 KiB, touched only where used) the chance that some
-# two of a few hundred regions share one is a few percent.
+# (recompiled for nothing). With 65536 (512 KiB, touched only where used), a run of 180 regions
+# has about 0.25 pairs sharing one to expect (n^2 / 2N), against about 4 with 4096.
 N_COUNTERS = 1 << 16
 FINISH_BLOCKS = 20_000  # interpreted blocks `finish` hands to the compile worker at most
 FILL_PAGES = 32  # software-TLB entries one miss fills (the page and those after it, one mapping)
@@ -1221,8 +1221,8 @@ class JitEngine:
         blocks come in turn (up to `per_root` each), then the callees of all of them.
         `ran_only` (hot regions): only blocks the first tier has marked as run (`L.SEEN_AT`)
         besides the roots; an edge to any other is an exit, to the first tier's code. A hot
-        region takes in only the callees called from the roots' loops (`lower.looping_blocks`; then all
-        that those call): a function the root calls once before or after its loop (a
+        region takes in only the callees called from the roots' loops (`lower.looping_blocks`;
+        then all that those call): a function the root calls once before or after its loop (a
         program's `strtod` of its argument before the work) stays first-tier code, reached
         through the dispatcher, instead of making the hot module several times bigger (a
         cold bench_int with an argument sent an 87-block module that kept the compile
@@ -1274,16 +1274,9 @@ class JitEngine:
 
         if len(roots) == 1 and not whole:
             return list(blocks.values()) if walk(deque(roots), limit) else []
-        if len(roots) == 1:
-            local = deque(roots)
-            if not walk(local, limit, into_callees=False):
-                return []
-            looping = L.looping_blocks(blocks.values())
-            callees.extend(t for site, t in sites if site in looping)
-            walk(local, limit)
-            return list(blocks.values())
-        # Several roots: the hottest gets up to per_root blocks of its own, each other one an
-        # equal share of what is left (at least 8), then the callees of all of them.
+        # Hot regions (one root or several): the hottest gets up to per_root blocks of its
+        # own, each other one an equal share of what is left (at least 8), then the callees
+        # (of their loops) of all of them.
         pending: deque[int] = deque()
         for i, root in enumerate(roots):
             if len(blocks) >= limit:

@@ -219,7 +219,6 @@ class X64Region:
     fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc)),
     `groups` (how many groups of accesses it checks in the TLB once: `_groups`)."""
 
-    cached: int | None = None  # the slot kept in r15 (`_kept_slots`)
     kept: dict[int, int] = {}  # slot -> the register it is kept in (`_kept_slots`)
     acc: Any = None  # the access group of the statement being emitted (`_groups`), if any
 
@@ -464,7 +463,6 @@ class X64Region:
             raise Unsupported("frame too big")
         slots = self._kept_slots()
         self.kept = dict(zip(slots, _KEEP_IN[: len(slots)], strict=True))
-        self.cached = slots[0] if slots else None
         b = self.buf
         b += b"\x53\x55\x41\x54\x41\x55\x41\x56\x41\x57"  # push rbx, rbp, r12..r15
         b += b"\x48\x81\xec" + frame.to_bytes(4, "little")  # sub rsp, frame
@@ -646,13 +644,13 @@ class X64Region:
         first (a value carried round the loop), then the most used, so that a loop does not
         store them and load them back on every iteration (a store-to-load forward on its
         chains of dependent instructions, as QEMU's TCG does at every block boundary; a slot
-        a block writes before it reads it is a temporary there). One
-        where the region's loops call a helper (r12 and r13 then hold temporaries live across
-        its calls: `_allocate`), three where they call none (a call outside them, in code
-        that runs once each time round at most, has its temporaries in the frame). Not a
-        slot a helper the region calls
-        reads or writes, or that an FP shortcut reads (they take it from the state), nor any
-        with a helper whose slots are not declared. The exit (`tail`, `chain`) stores them."""
+        a block writes before it reads it is a temporary there). One where the region's
+        loops call a helper (r12 and r13 then hold temporaries live across its calls:
+        `_allocate`), three where they call none (a call outside them, in code that runs once
+        each time round at most, has its temporaries in the frame). Not a slot a helper the
+        region calls reads or writes, or that an FP shortcut reads (they take it from the
+        state), nor any with a helper whose slots are not declared. The exit (`tail`,
+        `chain`) stores them."""
         if not self.heads:
             return []  # (no backward edge: no loop, as every cycle has one)
         avoid: set[int] = set()
@@ -798,8 +796,8 @@ class X64Region:
     ) -> dict[int, int]:
         """Temporaries that live in the register their guest register is kept in (temp id ->
         register): a get of a kept slot read for the last time before the next put of that
-        slot (the register holds the slot's value until then); and `d = x op y` (64-bit
-        add, sub, and, or, xor, mul, shifts) where x is the value in that register, read for the
+        slot (the register holds the slot's value until then); and `d = x op y` (64-bit add,
+        sub, and, or, xor, mul, shifts) where x is the value in that register, read for the
         last time there, and d goes into the slot by the next put of it, with no memory
         access or helper call between them (a fault there must find the slot's old value in
         the state), d read for the last time before the put after that one: the register
