@@ -716,6 +716,83 @@ def test_chained_exits_follow_the_table() -> None:
     assert (r[a0], r[a1]) == (202, 3)
 
 
+def _diamond(mem: AddressSpace, at: int, step: int = 1) -> tuple[int, int]:
+    """riscv64 code at `at`: a1 += step; if a2 == 0 skip a0 += 10; a0 += 1; ebreak. Its first
+    tier region is the three blocks; returns the pcs of the last two (`a0 += 10`, `a0 += 1`).
+    (Each test its own step: code compiled in this process before is reused with the entries
+    it has by then.)"""
+    mem.write_raw(
+        at,
+        program([f"addi a1, a1, {step}", "beq a2, zero, 8", "addi a0, a0, 10", "addi a0, a0, 1", "ebreak"]),
+    )
+    return at + 8, at + 12
+
+
+def _run_at(eng: JitEngine, r: list[int], pc: int) -> None:
+    r[0] = pc
+    assert eng.run(r, 1000).reason == "breakpoint"
+
+
+@here
+def test_a_block_inside_a_region_is_entered_there_not_emitted_again(tmp_path) -> None:
+    """Every block of a first-tier region can be entered: run from a block that is not one of
+    its region's entries, the engine makes it one (the region's code, its table entry the
+    region's address) instead of emitting the block again as a region of its own; a region
+    formed later stops at such a block (its code jumps there); and the entry is cached, so a
+    fresh engine on the same cache starts at the block from the cached object."""
+    from polyvm.engine.tcache import TranslationCache
+
+    arch = get_arch("riscv64")
+    a, b = 0x10000, 0x11000
+    mem = AddressSpace()
+    mem.map(a, 0x2000, PROT_ALL)
+    ten, one = _diamond(mem, a)
+    mem.write_raw(b, program(["addi a3, a3, 1", f"jal zero, {ten - b - 4}"]))  # b: on to `ten`
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng = JitEngine(arch, mem, tier="jit", cache=cache)
+    r = arch.new_state()
+    a0, a1, a3 = (arch.regs[n][0] for n in ("a0", "a1", "a3"))
+    _run_at(eng, r, a)  # (a2 is 0: the branch skips `ten`)
+    assert (r[a0], r[a1]) == (1, 1) and eng.blocks_compiled == 3
+    assert one not in eng.table and eng._latent.get(one) == eng.pc_region[a].name
+    _run_at(eng, r, one)
+    assert r[a0] == 2 and eng.blocks_compiled == 3  # (nothing emitted again)
+    assert eng.table[one] == eng.table[a] and eng.pc_region[one] is eng.pc_region[a]
+    _run_at(eng, r, b)  # b's region is b alone: its walk stops at `ten`, entered in a's code
+    assert (r[a0], r[a1], r[a3]) == (13, 1, 1) and eng.blocks_compiled == 4
+    assert eng.table[ten] == eng.table[a]
+    # A fresh engine on the cache starts at `one` in the cached object: nothing translated.
+    eng2 = JitEngine(arch, mem, tier="jit", cache=TranslationCache(str(tmp_path), Compiler.get().host_id))
+    r2 = arch.new_state()
+    _run_at(eng2, r2, one)
+    assert r2[a0] == 1 and eng2.regions_loaded == 1 and eng2.blocks_compiled == 0
+
+
+@here
+def test_a_block_of_a_dropped_region_is_translated_afresh() -> None:
+    """A block that could have become an entry of its region is translated on its own once
+    the region is gone: rewritten code there runs as rewritten (the region's translation is
+    dropped with the page's old contents), and so after a flush."""
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    ten, one = _diamond(mem, 0x10000, step=2)
+    eng = JitEngine(arch, mem, tier="jit")
+    r = arch.new_state()
+    a0 = arch.regs["a0"][0]
+    _run_at(eng, r, 0x10000)
+    assert one in eng._latent
+    mem.write_raw(one, program(["addi a0, a0, 100"]))
+    _run_at(eng, r, one)
+    assert r[a0] == 101 and eng.blocks_compiled == 4
+    _run_at(eng, r, 0x10000)  # (a new region of the first two blocks: it stops at `one`)
+    assert r[a0] == 201 and eng.blocks_compiled == 6 and ten in eng._latent
+    eng.flush()
+    assert not eng._latent
+    _run_at(eng, r, ten)
+    assert r[a0] == 311
+
+
 @here
 def test_auto_emits_cold_code_at_once() -> None:
     """`auto`, where the first tier is emitted: a block is translated at its first dispatch

@@ -246,6 +246,8 @@ class Compiler:
         # region name -> (symbol, address, cached object name or None, entry pcs), for code
         # loaded in this process
         self.regions: dict[str, tuple[str, int, str | None, list[int]]] = {}
+        # regions whose code can be entered at every block: name -> the blocks not entries
+        self.latent: dict[str, list[int]] = {}
         # What a cached object depends on besides the guest code (see tcache).
         self.host_id = f"{self.triple}|{self.cpu}|{self.features}|llvm{facts['llvm']}|cg{L.CODEGEN_REV}"
         self.compile_time = 0.0
@@ -617,6 +619,8 @@ class JitEngine:
         self._held: list[_Held] = []
         self._held_clock = (0.0, 0)  # (time, instruction count) at the last look at them
         self._pending_pcs: set[int] = set()
+        # Blocks inside first-tier regions that are not (yet) entries: pc -> the region's name
+        self._latent: dict[int, str] = {}
         self._flushes = 0
         self.bg_compile_time = 0.0
         self._cur: list[int] | None = None
@@ -720,6 +724,7 @@ class JitEngine:
             r = self.regions.pop(name, None)
             if r is None:
                 continue
+            self._drop_latent(name)
             for pc in r.pcs:
                 if self.pc_region.get(pc) is r:
                     del self.pc_region[pc]
@@ -738,6 +743,7 @@ class JitEngine:
         self._not_cached.clear()
         self._no_native.clear()
         self._lifted.clear()
+        self._latent.clear()
         self.regions.clear()
         self.pc_region.clear()
         self.page_regions.clear()
@@ -1138,6 +1144,8 @@ class JitEngine:
         """Make a translation for pc available if the tier wants one now; True if it did."""
         if pc in self._no_native:
             return False
+        if pc in self._latent and self._promote(pc):
+            return True
         if self.cache is not None and self._load_cached(pc):
             return True
         if (
@@ -1165,6 +1173,41 @@ class JitEngine:
         return self._translate(
             [pc, *warm[:63]], opt=JIT_OPT, limit=self.region_blocks, background=self.background
         )
+
+    def _add_latent(self, name: str) -> None:
+        """Note the blocks of region `name` that could become entries (`_promote`)."""
+        table, latent = self.table, self._latent
+        for p in self.compiler.latent.get(name, ()):
+            if p not in table:
+                latent[p] = name
+
+    def _drop_latent(self, name: str) -> None:
+        latent = self._latent
+        for p in self.compiler.latent.get(name, ()):
+            if latent.get(p) == name:
+                del latent[p]
+
+    def _promote(self, pc: int) -> bool:
+        """Make pc, a block inside a first-tier region that was not one of its entries, an
+        entry of that region (its code can be entered at every block: `x64.X64Region`'s
+        `latent`), instead of emitting the block again as the start of a region of its own;
+        cached as an entry of the region's object, so the next run finds it there too."""
+        name = self._latent.pop(pc)
+        r = self.regions.get(name)
+        known = self.compiler.regions.get(name)
+        if r is None or r.opt != JIT_OPT or known is None or known[1] != r.addr:
+            return False  # (the region is gone: invalidated, or replaced by hot code)
+        r.pcs.append(pc)
+        self.pc_region[pc] = r
+        self._table_set(pc, r.addr)
+        sym, addr, obj_name, entries = known
+        entries = [*entries, pc]
+        self.compiler.regions[name] = (sym, addr, obj_name, entries)
+        if obj_name is not None and self.cache is not None and not self._instrumented:
+            self.cache.store_entry(
+                self.mem, entries, sym, obj_name, JIT_OPT, sorted(r.pages), self._page_hashes, [pc]
+            )
+        return True
 
     def _maybe_tier2(self) -> None:
         """Recompile the regions that turned hot with the hot tier, together with the ones
@@ -1243,7 +1286,7 @@ class JitEngine:
             """Take blocks from `local` (then `callees`) until cap; False: pc is no code."""
             while (local or (into_callees and callees)) and len(blocks) < cap:
                 p = local.popleft() if local else callees.popleft()
-                if p in blocks or (p != pc and not whole and p in self.table):
+                if p in blocks or (p != pc and not whole and (p in self.table or p in self._latent)):
                     continue  # already translated: reached through the dispatcher
                 if ran_only and not seen[L.seen_index(p)] and p not in roots:
                     continue  # (never run in the first tier: left to it)
@@ -1367,6 +1410,7 @@ class JitEngine:
             if name in known:  # the same code was compiled before in this process
                 sym, addr, obj_name, ents = known[name]
                 self._install(name, sym, ents, pages, addr, opt)
+                self._add_latent(name)
                 obj = self.compiler.obj_bytes.get(obj_name) if obj_name is not None else None
                 if obj is not None and self.cache is not None and not self._instrumented:
                     if self.cache.store_object(obj) == obj_name:  # (re)written if it went bad
@@ -1423,6 +1467,9 @@ class JitEngine:
             if self.bg_hot and not self._child:
                 self._start_worker()
             self._finish(x64.link(emitted), made_x, opt)
+            for name, sym, _, _ in made_x:
+                self.compiler.latent[name] = emitted[sym].latent_pcs
+                self._add_latent(name)
         if made and background and self.compiler.worker.usable:
             text = "" if remote else self.compiler.module_text(funcs, decls)
             pages = sorted(set().union(*(m[3] for m in made)))
@@ -1675,6 +1722,7 @@ class JitEngine:
                 fast_paths=getattr(self.arch, "native_names", frozenset()),
                 shortcuts=getattr(self.arch, "x64_shortcuts", None),
                 direct=self.direct,
+                latent=counter,
             )
         except L.Unsupported:
             return None
@@ -1726,6 +1774,7 @@ class JitEngine:
             # more; until then invalidation must still find it.
             if self.regions.get(old.name) is old and not any(self.pc_region.get(p) is old for p in old.pcs):
                 del self.regions[old.name]
+                self._drop_latent(old.name)
 
     def _executable(self, pn: int) -> bool:
         return bool((self.mem.prot_at(pn << PAGE_SHIFT) or 0) & PROT_EXEC)

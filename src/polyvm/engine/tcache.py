@@ -417,10 +417,12 @@ class TranslationCache:
         opt: int,
         pages: list[int],
         known: dict[int, str | None] | None = None,
+        only: list[int] | None = None,
     ) -> None:
-        """Record region `symbol` of object `obj_name`, entered at each pc of `entries`.
-        `known`: page hashes already computed for pages whose contents have not changed since
-        (the engine's, for pages of code whose stores it watches)."""
+        """Record region `symbol` of object `obj_name`, entered at each pc of `entries` (of
+        `only`, those already recorded being there). `known`: page hashes already computed
+        for pages whose contents have not changed since (the engine's, for pages of code
+        whose stores it watches)."""
         if not self.enabled:
             return
         hashes = {}
@@ -431,16 +433,22 @@ class TranslationCache:
             if h is None:
                 return
             hashes[p] = h
-        self.store_entry_hashes(entries, symbol, obj_name, opt, hashes)
+        self.store_entry_hashes(entries, symbol, obj_name, opt, hashes, only)
 
     def store_entry_hashes(
-        self, entries: list[int], symbol: str, obj_name: str, opt: int, hashes: dict[int, str]
+        self,
+        entries: list[int],
+        symbol: str,
+        obj_name: str,
+        opt: int,
+        hashes: dict[int, str],
+        only: list[int] | None = None,
     ) -> None:
         """`store_entry` with the pages' hashes already known (every page of the region's code
         and of its entries): what the compile worker uses, which has no guest memory."""
         if not self.enabled or any(pc >> 12 not in hashes for pc in entries):
             return
-        for pc in entries:
+        for pc in entries if only is None else only:
             ent = {
                 "pc": pc,
                 "entries": entries,

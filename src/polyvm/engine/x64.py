@@ -234,8 +234,12 @@ class X64Region:
         shortcuts: dict[str, tuple[int, int, int, int, int]] | None = None,
         direct: bool = False,
         marks: bool | None = None,
+        latent: bool = False,
     ) -> None:
         self.blocks = [b for b in blocks if b.insns]
+        # (every block enterable: the others' pcs are `latent_pcs`, see `_emit`)
+        self.latent = latent
+        self.latent_pcs: list[int] = []
         # (the first tier marks the blocks it runs: `_mark`; by default where it counts)
         self.marks = counter is not None if marks is None else marks
         self.direct = direct  # guest memory at ctx's CTX_GUEST_BASE offset (see `_access`)
@@ -477,7 +481,19 @@ class X64Region:
             self.load(reg, ST, 8 * k)
         self.load(RAX, ST, 8 * SLOT_PC)
         miss = self.newlabel()
-        self._switch([(p, self.bbs[p]) for p in entries], miss)
+        cases = [(p, self.bbs[p]) for p in entries]
+        if self.latent:
+            # Every block can be entered, not only the entries: a later region's walk stops
+            # at any of them instead of emitting its own copy (`JitEngine._latent`). The pc
+            # the region was made for is tried first (where most entries go), then the rest.
+            have = set(entries)
+            self.latent_pcs = [blk.pc for blk in blocks if blk.pc not in have]
+            cases += [(p, self.bbs[p]) for p in self.latent_pcs]
+            if len(cases) > 4:
+                self.cmp_const(RAX, cases[0][0])
+                self.jcc(C_E, cases[0][1])
+                cases = cases[1:]
+        self._switch(cases, miss)
         self.bind(miss)
         self._exit(None, L.RET_MISS)
         # Slow paths go after all the blocks (`slows`: an access's label, its template, the
