@@ -215,9 +215,10 @@ def host_has_fma() -> bool:
 class X64Region:
     """One region (`lower.RegionLowering(compact=True)`'s semantics) as machine code.
 
-    After construction: `code` (bytes), `entry_pcs`, `fpn_used` (helpers called through ctx's
-    fast-path table), `chains` ((offset of a chained exit's word in `code`, its target pc)),
-    `groups` (how many groups of accesses it checks in the TLB once: `_groups`)."""
+    After construction: `code` (bytes), `entry_pcs`, `latent_pcs` (with `latent`: the blocks
+    that are no entries, which its code can be entered at too), `fpn_used` (helpers called
+    through ctx's fast-path table), `chains` ((offset of a chained exit's word in `code`, its
+    target pc)), `groups` (how many groups of accesses it checks in the TLB once: `_groups`)."""
 
     kept: dict[int, int] = {}  # slot -> the register it is kept in (`_kept_slots`)
     acc: Any = None  # the access group of the statement being emitted (`_groups`), if any
