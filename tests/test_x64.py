@@ -794,6 +794,33 @@ def test_a_block_of_a_dropped_region_is_translated_afresh() -> None:
 
 
 @here
+def test_code_that_refuses_the_pc_the_table_sends_it_is_replaced(tmp_path) -> None:
+    """A region called at a pc it has no entry for returns RET_MISS; where the table (or the
+    cache) nonetheless leads there, the engine drops that and translates the pc afresh, from
+    the cache no more, instead of calling the same code for ever."""
+    from polyvm.engine.tcache import TranslationCache
+
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x2000, PROT_ALL)
+    _diamond(mem, 0x10000, step=3)
+    other = 0x11000
+    mem.write_raw(other, program(["addi a0, a0, 7", "ebreak"]))
+    cache = TranslationCache(str(tmp_path), Compiler.get().host_id)
+    eng = JitEngine(arch, mem, tier="jit", cache=cache)
+    r = arch.new_state()
+    a0 = arch.regs["a0"][0]
+    _run_at(eng, r, 0x10000)
+    sym, _, obj_name, _ = eng.compiler.regions[eng.pc_region[0x10000].name]
+    # A cache entry that sends `other` to the diamond's code (a bad entry a check let pass).
+    cache.store_entry(mem, [other], sym, obj_name, 0, [0x10], only=[other])
+    eng2 = JitEngine(arch, mem, tier="jit", cache=TranslationCache(str(tmp_path), Compiler.get().host_id))
+    r2 = arch.new_state()
+    _run_at(eng2, r2, other)
+    assert r2[a0] == 7 and eng2.regions_loaded == 1 and eng2.blocks_compiled == 1
+
+
+@here
 def test_auto_emits_cold_code_at_once() -> None:
     """`auto`, where the first tier is emitted: a block is translated at its first dispatch
     (cheaper than the interpreter's translation into Python), so nothing is interpreted; with

@@ -999,6 +999,11 @@ class JitEngine:
                 pc = st[SLOT_PC]
                 if pc in self.breakpoints:
                     return Stop("stopped", pc)
+                if pc in self.table and not self._table_dirty:
+                    # The code the table gives for pc has no entry there (never made so: a
+                    # safeguard against calling it for ever, as a bad cache entry could make
+                    # the engine do): dropped, and pc translated afresh.
+                    self._refused(pc)
                 if not self._enter(pc):
                     stop = self._interp_blocks(1)
                 else:
@@ -1173,6 +1178,17 @@ class JitEngine:
         return self._translate(
             [pc, *warm[:63]], opt=JIT_OPT, limit=self.region_blocks, background=self.background
         )
+
+    def _refused(self, pc: int) -> None:
+        """Forget the translation the table gives for pc, which returned RET_MISS for it,
+        and what the cache says of pc (it led there), so that `_enter` translates it afresh."""
+        r = self.pc_region.pop(pc, None)
+        if r is not None and pc in r.pcs:
+            r.pcs.remove(pc)
+        self.table.pop(pc, None)
+        self._latent.pop(pc, None)
+        self._not_cached.add(pc)
+        self._rebuild_table()
 
     def _add_latent(self, name: str) -> None:
         """Note the blocks of region `name` that could become entries (`_promote`)."""
