@@ -769,6 +769,31 @@ def test_a_block_inside_a_region_is_entered_there_not_emitted_again(tmp_path) ->
 
 
 @here
+def test_a_region_from_the_cache_can_be_entered_at_its_blocks(tmp_path) -> None:
+    """The cache says at which blocks a first-tier region's code can be entered besides its
+    entries: a fresh engine that loaded the region from the cache enters it at such a block
+    too, translating nothing."""
+    from polyvm.engine.tcache import TranslationCache
+
+    arch = get_arch("riscv64")
+    mem = AddressSpace()
+    mem.map(0x10000, 0x1000, PROT_ALL)
+    _, one = _diamond(mem, 0x10000, step=4)
+    eng = JitEngine(arch, mem, tier="jit", cache=TranslationCache(str(tmp_path), Compiler.get().host_id))
+    r = arch.new_state()
+    _run_at(eng, r, 0x10000)
+    assert one in eng._latent
+    eng.compiler.latent.clear()  # (as in a new process: only the cache knows)
+    eng2 = JitEngine(arch, mem, tier="jit", cache=TranslationCache(str(tmp_path), Compiler.get().host_id))
+    r2 = arch.new_state()
+    _run_at(eng2, r2, 0x10000)
+    assert eng2.regions_loaded == 1 and one in eng2._latent
+    _run_at(eng2, r2, one)
+    a0 = arch.regs["a0"][0]
+    assert r2[a0] == 2 and eng2.blocks_compiled == 0 and eng2.table[one] == eng2.table[0x10000]
+
+
+@here
 def test_a_block_of_a_dropped_region_is_translated_afresh() -> None:
     """A block that could have become an entry of its region is translated on its own once
     the region is gone: rewritten code there runs as rewritten (the region's translation is

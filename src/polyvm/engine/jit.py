@@ -1221,7 +1221,15 @@ class JitEngine:
         self.compiler.regions[name] = (sym, addr, obj_name, entries)
         if obj_name is not None and self.cache is not None and not self._instrumented:
             self.cache.store_entry(
-                self.mem, entries, sym, obj_name, JIT_OPT, sorted(r.pages), self._page_hashes, [pc]
+                self.mem,
+                entries,
+                sym,
+                obj_name,
+                JIT_OPT,
+                sorted(r.pages),
+                self._page_hashes,
+                [pc],
+                self.compiler.latent.get(name),
             )
         return True
 
@@ -1430,7 +1438,15 @@ class JitEngine:
                 obj = self.compiler.obj_bytes.get(obj_name) if obj_name is not None else None
                 if obj is not None and self.cache is not None and not self._instrumented:
                     if self.cache.store_object(obj) == obj_name:  # (re)written if it went bad
-                        self.cache.store_entry(self.mem, ents, sym, obj_name, opt, sorted(pages))
+                        self.cache.store_entry(
+                            self.mem,
+                            ents,
+                            sym,
+                            obj_name,
+                            opt,
+                            sorted(pages),
+                            latent=self.compiler.latent.get(name),
+                        )
                 continue
             if any(m[0] == name for m in made):
                 continue
@@ -1482,9 +1498,10 @@ class JitEngine:
             # The first tier without LLVM (x86-64 hosts): placed and installed at once.
             if self.bg_hot and not self._child:
                 self._start_worker()
-            self._finish(x64.link(emitted), made_x, opt)
             for name, sym, _, _ in made_x:
                 self.compiler.latent[name] = emitted[sym].latent_pcs
+            self._finish(x64.link(emitted), made_x, opt)
+            for name, _, _, _ in made_x:
                 self._add_latent(name)
         if made and background and self.compiler.worker.usable:
             text = "" if remote else self.compiler.module_text(funcs, decls)
@@ -1616,7 +1633,14 @@ class JitEngine:
             if obj_name is not None and stored is None:
                 # (its pages hold code now: their hashes the engine knows stay right)
                 self.cache.store_entry(
-                    self.mem, entries, sym, obj_name, opt, sorted(pages), known=self._page_hashes
+                    self.mem,
+                    entries,
+                    sym,
+                    obj_name,
+                    opt,
+                    sorted(pages),
+                    known=self._page_hashes,
+                    latent=self.compiler.latent.get(name),
                 )
         self.regions_compiled += len(made)
 
@@ -1841,6 +1865,12 @@ class JitEngine:
         self.compiler.regions.setdefault(name, (sym, addr, ent["obj"], entries))
         opt = int(ent.get("opt", 1))
         self._install(name, sym, entries, pages, addr, opt)
+        latent = ent.get("latent")
+        if opt == JIT_OPT and isinstance(latent, list) and name not in self.compiler.latent:
+            # (blocks its code can be entered at: x64 first-tier code of this code generator,
+            # which the cache's host id names; `_refused` would catch one it could not)
+            self.compiler.latent[name] = [p for p in latent if isinstance(p, int)]
+        self._add_latent(name)
         self.regions_loaded += 1
         self.compile_time += time.perf_counter() - t0
         if opt < T2_OPT:

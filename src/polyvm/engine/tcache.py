@@ -418,11 +418,12 @@ class TranslationCache:
         pages: list[int],
         known: dict[int, str | None] | None = None,
         only: list[int] | None = None,
+        latent: list[int] | None = None,
     ) -> None:
         """Record region `symbol` of object `obj_name`, entered at each pc of `entries` (of
-        `only`, those already recorded being there). `known`: page hashes already computed
-        for pages whose contents have not changed since (the engine's, for pages of code
-        whose stores it watches)."""
+        `only`, those already recorded being there), its code enterable at `latent` too (see
+        `JitEngine._latent`). `known`: page hashes already computed for pages whose contents
+        have not changed since (the engine's, for pages of code whose stores it watches)."""
         if not self.enabled:
             return
         hashes = {}
@@ -433,7 +434,7 @@ class TranslationCache:
             if h is None:
                 return
             hashes[p] = h
-        self.store_entry_hashes(entries, symbol, obj_name, opt, hashes, only)
+        self.store_entry_hashes(entries, symbol, obj_name, opt, hashes, only, latent)
 
     def store_entry_hashes(
         self,
@@ -443,6 +444,7 @@ class TranslationCache:
         opt: int,
         hashes: dict[int, str],
         only: list[int] | None = None,
+        latent: list[int] | None = None,
     ) -> None:
         """`store_entry` with the pages' hashes already known (every page of the region's code
         and of its entries): what the compile worker uses, which has no guest memory."""
@@ -457,6 +459,8 @@ class TranslationCache:
                 "opt": opt,
                 "pages": sorted(hashes.items()),
             }
+            if latent:
+                ent["latent"] = latent
             key = self.entry_key(pc, hashes[pc >> 12])
             path = os.path.join(self.ent_dir, key)
             try:
