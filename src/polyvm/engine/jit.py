@@ -1282,7 +1282,8 @@ class JitEngine:
         """Blocks reachable from pc through direct edges, breadth first: first the function's
         own blocks (branches, jumps and the return sites after calls), then the callees.
 
-        A first-tier region stops at code that already has a translation (reached through the
+        A first-tier region stops at code that already has a translation, or that is a block
+        inside another first-tier region's code (`_latent`: entered there through the
         dispatcher); a hot region (`whole`) takes it in again so its loops, calls and returns
         stay inside one native function. With several roots (hottest first), each root's own
         blocks come in turn (up to `per_root` each), then the callees of all of them.
