@@ -1227,9 +1227,9 @@ class JitEngine:
                 obj_name,
                 JIT_OPT,
                 sorted(r.pages),
-                self._page_hashes,
-                [pc],
-                self.compiler.latent.get(name),
+                known=self._page_hashes,
+                only=[pc],
+                latent=self.compiler.latent.get(name),
             )
         return True
 
